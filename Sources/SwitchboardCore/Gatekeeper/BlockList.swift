@@ -1,0 +1,38 @@
+import Synchronization
+
+/// IP addresses refused at upgrade (SPEC §3 step 1) until their block expires.
+public final class BlockList: Sendable {
+    private let blocked = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    public init() {}
+
+    /// Blocks `ip` for `duration` from now (extending any shorter block).
+    public func block(_ ip: String, for duration: Duration, now: ContinuousClock.Instant = .now) {
+        blocked.withLock { blocked in
+            let until = now + duration
+            if let current = blocked[ip], current > until { return }
+            blocked[ip] = until
+        }
+    }
+
+    /// Lifts a block; returns whether there was one.
+    @discardableResult
+    public func unblock(_ ip: String) -> Bool {
+        blocked.withLock { $0.removeValue(forKey: ip) != nil }
+    }
+
+    /// Whether `ip` is blocked now; an expired block is forgotten.
+    public func isBlocked(_ ip: String, now: ContinuousClock.Instant = .now) -> Bool {
+        blocked.withLock { blocked in
+            guard let until = blocked[ip] else { return false }
+            if until > now { return true }
+            blocked[ip] = nil
+            return false
+        }
+    }
+
+    /// Number of IPs blocked now.
+    public func count(now: ContinuousClock.Instant = .now) -> Int {
+        blocked.withLock { blocked in blocked.values.filter { $0 > now }.count }
+    }
+}

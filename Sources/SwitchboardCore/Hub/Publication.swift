@@ -1,0 +1,36 @@
+public import NIOCore
+
+/// A message to publish on one channel: `event` and already-validated JSON `data`.
+public struct Publication: Sendable {
+    public var channel: String
+    public var event: String
+    /// The `data` field as JSON text, already validated by the caller.
+    public var data: String
+    /// Conflation key (SPEC §5): on throttled namespaces only the latest message per key survives a window.
+    public var key: String?
+
+    public init(channel: String, event: String, data: String, key: String? = nil) {
+        self.channel = channel
+        self.event = event
+        self.data = data
+        self.key = key
+    }
+
+    /// `{"type":"message","channel":...,"event":...,"data":...,"seq":N,"ts":N}` (SPEC §3).
+    func encode(seq: UInt64, timestampMs: Int64) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.reserveCapacity(64 + channel.utf8.count + event.utf8.count + data.utf8.count)
+        buffer.writeStaticString("{\"type\":\"message\",\"channel\":")
+        buffer.writeJSONString(channel)
+        buffer.writeStaticString(",\"event\":")
+        buffer.writeJSONString(event)
+        buffer.writeStaticString(",\"data\":")
+        buffer.writeString(data)
+        buffer.writeStaticString(",\"seq\":")
+        buffer.writeDecimal(seq)
+        buffer.writeStaticString(",\"ts\":")
+        buffer.writeDecimal(timestampMs)
+        buffer.writeStaticString("}")
+        return buffer
+    }
+}

@@ -1,0 +1,59 @@
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+
+/// An API failure answered with SPEC's JSON error body.
+struct APIError: Error, HTTPResponseError {
+    let status: HTTPResponse.Status
+    let code: ErrorCode
+    let message: String
+    var details: [ErrorBody.Detail] = []
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body = ErrorBody.encode(code: code, message: message, details: details)
+        return Response(
+            status: status, headers: [.contentType: "application/json", .contentLength: "\(body.readableBytes)"],
+            body: .init(byteBuffer: body))
+    }
+
+    static func badRequest(_ message: String, details: [ErrorBody.Detail] = []) -> APIError {
+        APIError(status: .badRequest, code: .badRequest, message: message, details: details)
+    }
+
+    static func unauthorized(_ message: String) -> APIError {
+        APIError(status: .unauthorized, code: .unauthorized, message: message)
+    }
+
+    static func forbidden(_ message: String) -> APIError {
+        APIError(status: .forbidden, code: .forbidden, message: message)
+    }
+}
+
+/// Turns every error leaving the router (Hummingbird's own 404 included) into SPEC's JSON error body.
+struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as APIError {
+            throw error
+        } catch let error as HTTPError {
+            throw APIError(status: error.status, code: Self.code(for: error.status), message: error.body ?? error.status.reasonPhrase)
+        } catch {
+            context.logger.error("request failed", metadata: ["sb.error": "\(error)"])
+            throw APIError(status: .internalServerError, code: .internalError, message: "internal error")
+        }
+    }
+
+    private static func code(for status: HTTPResponse.Status) -> ErrorCode {
+        switch status {
+        case .notFound: .notFound
+        case .methodNotAllowed: .methodNotAllowed
+        case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
+        case .tooManyRequests: .rateLimited
+        case .badRequest, .contentTooLarge: .badRequest
+        default: .internalError
+        }
+    }
+}

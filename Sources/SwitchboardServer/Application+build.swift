@@ -1,0 +1,49 @@
+import Foundation
+public import Hummingbird
+public import HummingbirdCore
+import ServiceLifecycle
+public import Logging
+public import NIOCore
+import SwitchboardCore
+
+/// Builds a Switchboard node: the router, the gateway child channel and the node's services.
+///
+/// Used by `switchboard serve` and by the tests alike; it bootstraps nothing process-wide.
+/// - Parameters:
+///   - settings: validated settings.
+///   - logger: the node's logger.
+///   - onServerRunning: called with the listening channel (tests read the bound port from it).
+public func buildApplication(
+    settings: Settings,
+    logger: Logger,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) async throws -> some ApplicationProtocol {
+    let publicKeyPEM: String?
+    if let path = settings.jwtPublicKey {
+        do {
+            publicKeyPEM = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw SettingsError("cannot read jwt-public-key file \(path): \(error.localizedDescription)")
+        }
+    } else {
+        publicKeyPEM = nil
+    }
+    let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM)
+    let node = Node(settings: settings, tokens: tokens, logger: logger)
+
+    let router = Router()
+    ManagementAPI(node: node).register(on: router)
+
+    var services: [any Service] = []
+    if settings.demo { services.append(DemoFeed(node: node)) }
+
+    return Application(
+        router: router,
+        server: HTTPServerBuilder { responder in GatewayChannel(node: node, responder: responder) },
+        configuration: ApplicationConfiguration(
+            address: .hostname(settings.host, port: settings.port), serverName: "switchboard"),
+        services: services,
+        onServerRunning: onServerRunning,
+        logger: logger
+    )
+}

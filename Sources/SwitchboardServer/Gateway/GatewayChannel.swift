@@ -1,0 +1,124 @@
+import HTTPTypes
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypes
+import NIOHTTPTypesHTTP1
+import NIOWebSocket
+import SwitchboardCore
+
+/// Switchboard's server child channel: HTTP/1.1 for the API and the WebSocket upgrade on one port.
+///
+/// Plain requests go to the Hummingbird responder. Upgrades run ``UpgradeAdmission`` first; a refusal is
+/// answered with SPEC §3's status and JSON body (HummingbirdWebSocket would send a bare 400), and an
+/// accepted upgrade is handed to a ``WebSocketConnection`` on NIO's frame decoder.
+struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
+    /// How the upgrade negotiation of one connection ended.
+    enum Negotiated: Sendable {
+        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, UpgradeRejection)
+        case webSocket(any Channel)
+    }
+
+    struct Value: ServerChildChannelValue {
+        let negotiated: EventLoopFuture<Negotiated>
+        let channel: any Channel
+    }
+
+    let node: Node
+    let responder: HTTPChannelHandler.Responder
+    /// Idle HTTP keep-alive connections are closed after this long.
+    let idleTimeout: Duration = .seconds(60)
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        channel.eventLoop.makeCompletedFuture {
+            let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
+            let admitted = NIOLoopBoundBox<AdmittedUpgrade?>(nil, eventLoop: channel.eventLoop)
+            let admission = UpgradeAdmission(node: node)
+            let upgrader = WebSocketUpgrader<Negotiated>(
+                maxFrameSize: node.settings.maxMessageBytes,
+                shouldUpgrade: { channel, head in
+                    let peer = channel.remoteAddress
+                    return channel.eventLoop.makeFutureWithTask {
+                        try await admission.admit(head, peer: peer)
+                    }.map { upgrade -> HTTPHeaders? in
+                        admitted.value = upgrade
+                        // The slot is given back when the channel closes, whatever happens in between.
+                        channel.closeFuture.whenComplete { _ in upgrade.reservation.release() }
+                        return HTTPHeaders()
+                    }.flatMapErrorThrowing { error in
+                        rejection.value = error as? UpgradeRejection
+                            ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
+                        return nil
+                    }
+                },
+                upgradePipelineHandler: { channel, _ in
+                    channel.eventLoop.makeCompletedFuture {
+                        guard let upgrade = admitted.value else { throw ChannelError.inappropriateOperationForState }
+                        // The write buffer's high mark bounds bytes queued in NIO; the Outbox bounds the rest.
+                        let limit = max(node.settings.outboundBufferBytes, 64 * 1024)
+                        try channel.syncOptions?.setOption(
+                            ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+                        try channel.pipeline.syncOperations.addHandler(
+                            WebSocketConnection(node: node, admitted: upgrade, eventLoop: channel.eventLoop))
+                        return Negotiated.webSocket(channel)
+                    }
+                }
+            )
+            let configuration = NIOTypedHTTPServerUpgradeConfiguration<Negotiated>(
+                upgraders: [upgrader],
+                notUpgradingCompletionHandler: { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(
+                            HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                        if let refused = rejection.value { return .refused(http, refused) }
+                        // Includes upgrades with a bad handshake, which never reach our checks: the router answers them.
+                        return .http(http)
+                    }
+                }
+            )
+            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
+            pipeline.enablePipelining = false
+            pipeline.enableErrorHandling = false
+            pipeline.enableResponseHeaderValidation = false
+            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            return Value(negotiated: negotiated, channel: channel)
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        do {
+            switch try await value.negotiated.get() {
+            case .http(let http):
+                await handleHTTP(asyncChannel: http, logger: logger)
+            case .refused(let http, let rejection):
+                await refuse(http, with: rejection, logger: logger)
+            case .webSocket(let channel):
+                try await channel.closeFuture.get()
+            }
+        } catch {
+            logger.trace("connection ended during negotiation", metadata: ["sb.error": "\(error)"])
+        }
+    }
+
+    /// Answers a refused upgrade with its status and `{"error":{"code","message"}}`, then closes.
+    private func refuse(
+        _ http: NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, with rejection: UpgradeRejection, logger: Logger
+    ) async {
+        let body = ErrorBody.encode(code: rejection.code, message: rejection.message)
+        do {
+            try await http.executeThenClose { _, outbound in
+                let head = HTTPResponse(
+                    status: rejection.status,
+                    headerFields: [.contentType: "application/json", .contentLength: "\(body.readableBytes)", .connection: "close"])
+                try await outbound.write(contentsOf: [.head(head), .body(body), .end(nil)])
+            }
+        } catch {
+            logger.trace("failed to write upgrade refusal", metadata: ["sb.error": "\(error)"])
+        }
+    }
+}

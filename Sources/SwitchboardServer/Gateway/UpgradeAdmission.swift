@@ -1,0 +1,118 @@
+import Foundation
+import HTTPTypes
+import NIOCore
+import NIOHTTP1
+import SwitchboardCore
+
+/// An upgrade that passed every check of SPEC §3, holding its reserved pool slot.
+struct AdmittedUpgrade: Sendable {
+    let identity: Identity
+    let ip: String
+    let reservation: SlotReservation
+    /// `?batch=true`: the client accepts `batch` frames.
+    let wantsBatches: Bool
+}
+
+/// An upgrade refused with an HTTP status and SPEC's JSON error body.
+struct UpgradeRejection: Error, Sendable {
+    let status: HTTPResponse.Status
+    let code: ErrorCode
+    let message: String
+}
+
+/// The upgrade checks of SPEC §3, in their order: block list, origin, connect rate, token, pools.
+struct UpgradeAdmission: Sendable {
+    let node: Node
+
+    /// The path WebSocket clients upgrade on.
+    static let path = "/ws"
+
+    func admit(_ head: HTTPRequestHead, peer: SocketAddress?) async throws(UpgradeRejection) -> AdmittedUpgrade {
+        let target = RequestTarget(head.uri)
+        guard target.path == Self.path else {
+            throw UpgradeRejection(status: .notFound, code: .notFound, message: "no WebSocket endpoint at \(target.path); use \(Self.path)")
+        }
+        let settings = node.settings
+        let ip = ClientAddress.resolve(peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: settings.trustedProxies)
+        guard !node.blockList.isBlocked(ip) else {
+            throw UpgradeRejection(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
+        }
+        if let origin = head.headers["Origin"].first, !settings.allowedOrigins.isEmpty, !settings.allowedOrigins.contains(origin) {
+            throw UpgradeRejection(status: .forbidden, code: .originNotAllowed, message: "origin '\(origin.prefix(200))' is not allowed")
+        }
+        guard node.connectRateLimiter.allow(ip) else {
+            throw UpgradeRejection(
+                status: .tooManyRequests, code: .rateLimited,
+                message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
+        }
+        var identity = Identity.anonymous
+        if let token = Self.token(in: head, query: target.query) {
+            do {
+                identity = try await node.tokens.verify(token)
+            } catch {
+                throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+            }
+        }
+        do {
+            try node.pools.reserve(ip: ip, userId: identity.userId)
+        } catch {
+            switch error {
+            case .global:
+                throw UpgradeRejection(status: .serviceUnavailable, code: .connectionLimit, message: "server is at its connection limit")
+            case .perIP:
+                throw UpgradeRejection(status: .tooManyRequests, code: .connectionLimit, message: "too many connections from this IP address")
+            case .perUser:
+                throw UpgradeRejection(status: .tooManyRequests, code: .connectionLimit, message: "too many connections for this user")
+            }
+        }
+        return AdmittedUpgrade(
+            identity: identity, ip: ip,
+            reservation: SlotReservation(pools: node.pools, ip: ip, userId: identity.userId),
+            wantsBatches: target.query["batch"] == "true")
+    }
+
+    /// `Authorization: Bearer T` or `?token=T` (SPEC §3 step 4).
+    private static func token(in head: HTTPRequestHead, query: [String: String]) -> String? {
+        if let authorization = head.headers["Authorization"].first {
+            let parts = authorization.split(separator: " ", maxSplits: 1)
+            if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
+        }
+        return query["token"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// A request target split into its path and decoded query parameters.
+struct RequestTarget {
+    let path: String
+    let query: [String: String]
+
+    init(_ uri: String) {
+        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
+        path = String(parts.first ?? "")
+        var query: [String: String] = [:]
+        if parts.count == 2 {
+            for pair in parts[1].split(separator: "&") {
+                let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let key = String(keyValue[0]).removingPercentEncoding ?? String(keyValue[0])
+                let value = keyValue.count == 2 ? (String(keyValue[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
+                if query[key] == nil { query[key] = value }
+            }
+        }
+        self.query = query
+    }
+}
+
+/// The client's IP address (SPEC §3): the TCP peer, or the nearest untrusted hop of `X-Forwarded-For`
+/// when the peer is a trusted proxy.
+enum ClientAddress {
+    static func resolve(peer: SocketAddress?, forwardedFor: String?, trustedProxies: [String]) -> String {
+        let peerIP = peer?.ipAddress ?? "unknown"
+        guard let forwardedFor, trustedProxies.contains(peerIP) else { return peerIP }
+        // Walk from the right: each trusted proxy vouches for the hop before it.
+        let hops = forwardedFor.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        for hop in hops.reversed() where !trustedProxies.contains(hop) {
+            return hop
+        }
+        return hops.first ?? peerIP
+    }
+}

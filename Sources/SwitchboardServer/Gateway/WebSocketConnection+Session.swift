@@ -1,0 +1,205 @@
+import NIOCore
+import SwitchboardCore
+
+/// What one connection knows about its client: who it is and what it subscribed to.
+struct SessionState {
+    var identity: Identity
+    var subscriptions: Set<String> = []
+    var rateLimiter: MessageRateLimiter
+    /// An in-band `auth` is being verified; later messages wait in `deferred` to keep their order.
+    var isAuthenticating = false
+    var deferred: [ByteBuffer] = []
+    var authTimeout: Scheduled<Void>?
+    var expiry: Scheduled<Void>?
+
+    init(identity: Identity, settings: Settings) {
+        self.identity = identity
+        self.rateLimiter = MessageRateLimiter(perMinute: settings.messageRate, burst: settings.messageBurst)
+    }
+}
+
+/// The protocol of SPEC §3 on one connection: `auth`, `subscribe`, `unsubscribe`, `publish`, `ping`.
+extension WebSocketConnection {
+    /// Most messages held back while an `auth` is verified; more is abuse.
+    static let maxDeferredMessages = 64
+
+    func startSession() {
+        if !node.settings.allowAnonymous && !session.identity.isAuthenticated {
+            let timeout = TimeAmount.milliseconds(Int64(node.settings.authTimeoutMs))
+            session.authTimeout = eventLoop.scheduleTask(in: timeout) { [self] in
+                if !self.session.identity.isAuthenticated {
+                    self.close(code: .authTimeout, reason: "not authenticated in time")
+                }
+            }
+        }
+        scheduleExpiry()
+    }
+
+    func endSession() {
+        session.authTimeout?.cancel()
+        session.expiry?.cancel()
+        for channel in session.subscriptions {
+            node.hub.unsubscribe(self, from: channel)
+        }
+        session.subscriptions.removeAll()
+    }
+
+    func handleMessage(_ payload: ByteBuffer) {
+        if session.isAuthenticating {
+            guard session.deferred.count < Self.maxDeferredMessages else {
+                close(code: .rateLimitAbuse, reason: "too many messages while authenticating")
+                return
+            }
+            session.deferred.append(payload)
+            return
+        }
+        let request: ClientRequest
+        do {
+            request = try ClientRequest.decode(payload.readableBytesView)
+        } catch {
+            send(ServerMessage.error(.badRequest, error.message, id: error.id))
+            return
+        }
+        switch request.command {
+        case .auth(let token): authenticate(token: token, id: request.id)
+        case .subscribe(let channel, let since): subscribe(to: channel, since: since, id: request.id)
+        case .unsubscribe(let channel): unsubscribe(from: channel, id: request.id)
+        case .publish(let channel, let event, let data, let key):
+            publish(Publication(channel: channel, event: event, data: data, key: key), id: request.id)
+        case .ping: send(ServerMessage.pong(id: request.id))
+        }
+    }
+
+    // MARK: auth
+
+    private func authenticate(token: String, id: RequestID?) {
+        session.isAuthenticating = true
+        let tokens = node.tokens
+        // JWTKit verifies asynchronously; the result comes back to the event loop before any later message.
+        let verification = eventLoop.makeFutureWithTask { () -> Result<Identity, TokenVerifier.Failure> in
+            do throws(TokenVerifier.Failure) { return .success(try await tokens.verify(token)) } catch { return .failure(error) }
+        }
+        verification.whenSuccess { [self] result in
+            self.finishAuthentication(result, id: id)
+        }
+    }
+
+    private func finishAuthentication(_ result: Result<Identity, TokenVerifier.Failure>, id: RequestID?) {
+        session.isAuthenticating = false
+        switch result {
+        case .failure(let failure):
+            send(ServerMessage.error(.unauthorized, failure.description, id: id))
+        case .success(let identity):
+            if let userId = identity.userId {
+                do {
+                    try reservation.reassign(to: userId)
+                } catch {
+                    close(code: .poolLimit, reason: "too many connections for this user")
+                    return
+                }
+            }
+            session.identity = identity
+            session.authTimeout?.cancel()
+            session.authTimeout = nil
+            revokeSubscriptionsNoLongerAllowed()
+            scheduleExpiry()
+            send(ServerMessage.authenticated(identity, id: id))
+        }
+        let deferred = session.deferred
+        session.deferred.removeAll()
+        for (index, payload) in deferred.enumerated() {
+            handleMessage(payload)
+            if session.isAuthenticating {
+                // Another auth started: keep the rest waiting behind it, in order.
+                session.deferred.insert(contentsOf: deferred[(index + 1)...], at: 0)
+                return
+            }
+        }
+    }
+
+    /// After a change of identity, drops subscriptions the new identity may not hold (e.g. another user's `user:` channel).
+    private func revokeSubscriptionsNoLongerAllowed() {
+        for channel in session.subscriptions {
+            do {
+                try node.hub.directory.authorizeSubscribe(channel, by: session.identity)
+            } catch {
+                node.hub.unsubscribe(self, from: channel)
+                session.subscriptions.remove(channel)
+                send(ServerMessage.unsubscribed(channel: channel, id: nil))
+            }
+        }
+    }
+
+    /// SPEC §2: a token that expires while the connection is open closes it with 4004 unless a fresh `auth` came first.
+    private func scheduleExpiry() {
+        session.expiry?.cancel()
+        session.expiry = nil
+        guard let expiresAt = session.identity.expiresAt else { return }
+        let remainingMs = Int64((expiresAt - Double(Hub.wallClockMilliseconds()) / 1000) * 1000)
+        session.expiry = eventLoop.scheduleTask(in: .milliseconds(max(0, remainingMs))) { [self] in
+            if let current = self.session.identity.expiresAt, current <= expiresAt {
+                self.close(code: .tokenExpired, reason: "token expired")
+            }
+        }
+    }
+
+    // MARK: subscribe, unsubscribe, publish
+
+    private func subscribe(to name: String, since: UInt64?, id: RequestID?) {
+        guard node.settings.allowAnonymous || session.identity.isAuthenticated else {
+            send(ServerMessage.error(.unauthorized, "authenticate first: anonymous access is off", id: id))
+            return
+        }
+        let channel: ChannelName
+        let namespace: Namespace
+        do {
+            (channel, namespace) = try node.hub.directory.authorizeSubscribe(name, by: session.identity)
+        } catch {
+            send(ServerMessage.error(error.code, error.message, id: id))
+            return
+        }
+        if !session.subscriptions.contains(name) && session.subscriptions.count >= node.settings.maxSubscriptions {
+            send(ServerMessage.error(.subscriptionLimit, "at most \(node.settings.maxSubscriptions) subscriptions per connection", id: id))
+            return
+        }
+        session.subscriptions.insert(name)
+        node.hub.subscribe(self, to: channel, namespace: namespace, since: since) { recovered in
+            ServerMessage.subscribed(channel: name, recovered: recovered, id: id)
+        }
+    }
+
+    private func unsubscribe(from name: String, id: RequestID?) {
+        guard ChannelName(name) != nil else {
+            send(ServerMessage.error(.badRequest, "invalid channel name", id: id))
+            return
+        }
+        if session.subscriptions.remove(name) != nil {
+            node.hub.unsubscribe(self, from: name)
+        }
+        send(ServerMessage.unsubscribed(channel: name, id: id))
+    }
+
+    private func publish(_ publication: Publication, id: RequestID?) {
+        guard session.identity.role.isAdmin else {
+            send(ServerMessage.error(.forbidden, "only admins may publish", id: id))
+            return
+        }
+        do {
+            let result = try node.publish(publication)
+            send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
+        } catch {
+            send(ServerMessage.error(error.code, error.message, id: id))
+        }
+    }
+}
+
+extension ChannelAccessError {
+    /// The wire error code for this refusal (SPEC §3, §11).
+    var code: ErrorCode {
+        switch reason {
+        case .badName: .badRequest
+        case .unknownNamespace: .unknownChannel
+        case .forbidden: .forbidden
+        }
+    }
+}

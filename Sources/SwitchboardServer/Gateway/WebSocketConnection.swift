@@ -1,0 +1,252 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import SwitchboardCore
+
+/// One upgraded WebSocket connection: frames in, the session's protocol logic, and the bounded outbound queue.
+///
+/// It sits at the end of the pipeline after NIO's `WebSocketFrameDecoder` and writes ready-made frame bytes
+/// itself (server frames are never masked, RFC 6455 §5.1), so a publish framed once is written as is.
+/// Writes queued from any thread are drained on the event loop and flushed once per drain.
+///
+/// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from other threads, which only touches the
+/// thread-safe ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
+public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unchecked Sendable {
+    public typealias InboundIn = WebSocketFrame
+    public typealias OutboundOut = ByteBuffer
+
+    /// The connection id given in `welcome`.
+    public let id: String
+    let node: Node
+    let eventLoop: any EventLoop
+    let reservation: SlotReservation
+    private let outbox: Outbox
+    private var context: ChannelHandlerContext?
+    var session: SessionState
+    private var tornDown = false
+    private var lastActivity = NIODeadline.now()
+    private var heartbeat: RepeatedTask?
+    private var closing = false
+    /// A text message arriving in fragments (RFC 6455 §5.4).
+    private var fragments: ByteBuffer?
+    private var fragmentsAreText = false
+
+    init(node: Node, admitted: AdmittedUpgrade, eventLoop: any EventLoop) {
+        self.id = Self.makeId()
+        self.node = node
+        self.eventLoop = eventLoop
+        self.reservation = admitted.reservation
+        self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
+        self.session = SessionState(identity: admitted.identity, settings: node.settings)
+    }
+
+    // MARK: Channel events
+
+    public func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        node.connections.add(self)
+        send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
+        startSession()
+        let interval = TimeAmount.milliseconds(Int64(node.settings.heartbeatMs))
+        heartbeat = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
+            self.checkHeartbeat(interval: interval)
+        }
+    }
+
+    public func channelInactive(context: ChannelHandlerContext) {
+        tearDown()
+        context.fireChannelInactive()
+    }
+
+    public func handlerRemoved(context: ChannelHandlerContext) {
+        tearDown()
+        self.context = nil
+    }
+
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        lastActivity = .now()
+        // RFC 6455 §5.1: a server must close the connection on an unmasked client frame.
+        guard frame.maskKey != nil else {
+            close(code: .protocolError, reason: "client frames must be masked")
+            return
+        }
+        switch frame.opcode {
+        case .text, .binary:
+            guard fragments == nil else {
+                close(code: .protocolError, reason: "new message before the last fragment")
+                return
+            }
+            if frame.fin {
+                receive(frame.unmaskedData, isText: frame.opcode == .text)
+            } else {
+                fragments = frame.unmaskedData
+                fragmentsAreText = frame.opcode == .text
+            }
+        case .continuation:
+            guard var buffer = fragments else {
+                close(code: .protocolError, reason: "continuation frame without a message")
+                return
+            }
+            var data = frame.unmaskedData
+            guard buffer.readableBytes + data.readableBytes <= node.settings.maxMessageBytes else {
+                close(code: .messageTooBig, reason: "message larger than \(node.settings.maxMessageBytes) bytes")
+                return
+            }
+            fragments = nil
+            buffer.writeBuffer(&data)
+            if frame.fin { receive(buffer, isText: fragmentsAreText) } else { fragments = buffer }
+        case .ping:
+            writeControl(.pong, payload: frame.unmaskedData)
+        case .pong:
+            break
+        case .connectionClose:
+            var data = frame.unmaskedData
+            let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal.rawValue
+            if !closing {
+                closing = true
+                writeImmediately(WebSocketWireFrame.close(code: code, reason: ""))
+            }
+            context.close(promise: nil)
+        default:
+            close(code: .protocolError, reason: "unknown opcode")
+        }
+    }
+
+    public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        switch error as? NIOWebSocketError {
+        case .invalidFrameLength?:
+            close(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
+        case .some:
+            close(code: .protocolError, reason: "malformed WebSocket frame")
+        case nil:
+            node.logger.debug("connection error", metadata: ["sb.conn.id": "\(id)", "sb.error": "\(error)"])
+            context.close(promise: nil)
+        }
+    }
+
+    public func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { drainOutbox() }
+        context.fireChannelWritabilityChanged()
+    }
+
+    public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        // Hummingbird's server quiesces every child channel on graceful shutdown (SPEC §1: close 1001).
+        if event is ChannelShouldQuiesceEvent {
+            close(code: .goingAway, reason: "server shutting down")
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    // MARK: Inbound messages
+
+    private func receive(_ payload: ByteBuffer, isText: Bool) {
+        switch session.rateLimiter.check() {
+        case .allow: break
+        case .limit:
+            send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: nil))
+            return
+        case .abuse:
+            close(code: .rateLimitAbuse, reason: "message rate limit abused")
+            return
+        }
+        guard isText else {
+            send(ServerMessage.error(.badRequest, "binary frames are not supported: send JSON text frames", id: nil))
+            return
+        }
+        guard payload.readableBytesView.withContiguousStorageIfAvailable({ String(validating: $0, as: UTF8.self) != nil }) ?? (String(validating: Array(payload.readableBytesView), as: UTF8.self) != nil) else {
+            send(ServerMessage.error(.badRequest, "text frame is not valid UTF-8", id: nil))
+            return
+        }
+        handleMessage(payload)
+    }
+
+    // MARK: Outbound
+
+    /// Queues a delivery from the hub (any thread).
+    public func deliver(_ delivery: Delivery) {
+        enqueue(delivery.frame)
+    }
+
+    /// Queues a reply (any thread).
+    func send(_ delivery: Delivery) {
+        enqueue(delivery.frame)
+    }
+
+    private func enqueue(_ frame: ByteBuffer) {
+        switch outbox.push(frame) {
+        case .queued, .closed:
+            break
+        case .needsDrain:
+            eventLoop.execute { self.drainOutbox() }
+        case .overflow:
+            eventLoop.execute { self.close(code: .slowConsumer, reason: "slow consumer: outbound buffer full") }
+        }
+    }
+
+    private func drainOutbox() {
+        guard let context else { return }
+        var wrote = false
+        outbox.drain(while: { context.channel.isWritable }) { frame in
+            context.write(wrapOutboundOut(frame), promise: nil)
+            wrote = true
+        }
+        // One flush for everything drained: frames queued within one event-loop tick go out together.
+        if wrote { context.flush() }
+    }
+
+    private func writeControl(_ opcode: WebSocketWireFrame.Opcode, payload: ByteBuffer) {
+        writeImmediately(WebSocketWireFrame.frame(opcode, payload: payload))
+    }
+
+    /// Writes a control frame ahead of anything still queued (RFC 6455 §5.4 lets control frames interleave).
+    private func writeImmediately(_ frame: ByteBuffer) {
+        context?.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+    }
+
+    // MARK: Closing
+
+    /// Sends a close frame with `code` and closes the connection (at once, or when the client answers).
+    func close(code: CloseCode, reason: String) {
+        eventLoop.assertInEventLoop()
+        guard !closing, let context else { return }
+        closing = true
+        node.logger.debug("closing connection", metadata: ["sb.conn.id": "\(id)", "sb.close.code": "\(code.rawValue)"])
+        // Queued messages are still written ahead of the close frame, except for a slow consumer's.
+        if code == .slowConsumer { outbox.close() } else { drainOutbox() }
+        outbox.close()
+        writeImmediately(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
+        // RFC 6455 §7.1.1: wait briefly for the client's close frame, then drop the TCP connection.
+        let channel = context.channel
+        eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+    }
+
+    private func checkHeartbeat(interval: TimeAmount) {
+        guard !closing else { return }
+        if NIODeadline.now() - lastActivity >= interval * 2 {
+            node.logger.debug("heartbeat timeout", metadata: ["sb.conn.id": "\(id)"])
+            // The peer is gone or stuck: there is no one to send a close frame to.
+            context?.close(promise: nil)
+        } else {
+            writeControl(.ping, payload: ByteBuffer())
+        }
+    }
+
+    private func tearDown() {
+        guard !tornDown else { return }
+        tornDown = true
+        closing = true
+        heartbeat?.cancel()
+        heartbeat = nil
+        outbox.close()
+        endSession()
+        node.connections.remove(self)
+        reservation.release()
+    }
+
+    private static func makeId() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() as UInt64, radix: 36)
+    }
+}

@@ -1,0 +1,49 @@
+import Crypto
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOWebSocket
+
+/// The server side of the WebSocket opening handshake (RFC 6455 §4.2), for NIO's typed upgrade handler.
+///
+/// Written here rather than using `NIOTypedWebSocketServerUpgrader` because that one always installs
+/// NIO's frame encoder, which cannot be removed; our connections write pre-framed bytes instead.
+struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
+    typealias UpgradeResult = Result
+
+    let maxFrameSize: Int
+    /// Runs the admission checks; `nil` refuses the upgrade.
+    let shouldUpgrade: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<HTTPHeaders?>
+    /// Installs the connection handler after the `101` response went out.
+    let upgradePipelineHandler: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<Result>
+
+    var supportedProtocol: String { "websocket" }
+    var requiredUpgradeHeaders: [String] { ["sec-websocket-key", "sec-websocket-version"] }
+
+    private static var guid: String { "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" }
+
+    func buildUpgradeResponse(
+        channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
+    ) -> EventLoopFuture<HTTPHeaders> {
+        let keys = upgradeRequest.headers["Sec-WebSocket-Key"]
+        guard keys.count == 1, let key = keys.first, upgradeRequest.headers["Sec-WebSocket-Version"] == ["13"] else {
+            return channel.eventLoop.makeFailedFuture(NIOWebSocketUpgradeError.invalidUpgradeHeader)
+        }
+        return shouldUpgrade(channel, upgradeRequest).flatMapThrowing { extraHeaders in
+            guard var headers = extraHeaders else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+            let digest = Insecure.SHA1.hash(data: Data((key + Self.guid).utf8))
+            headers.replaceOrAdd(name: "Upgrade", value: "websocket")
+            headers.replaceOrAdd(name: "Connection", value: "upgrade")
+            headers.add(name: "Sec-WebSocket-Accept", value: Data(digest).base64EncodedString())
+            return headers
+        }
+    }
+
+    func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Result> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)))
+        }.flatMap {
+            upgradePipelineHandler(channel, upgradeRequest)
+        }
+    }
+}

@@ -1,0 +1,93 @@
+import NIOCore
+import SwitchboardCore
+
+/// Server -> client replies of SPEC §3, encoded straight to bytes.
+enum ServerMessage {
+    static func welcome(connectionId: String, identity: Identity, heartbeatMs: Int) -> Delivery {
+        encode { buffer in
+            buffer.writeStaticString("{\"type\":\"welcome\",\"connectionId\":")
+            buffer.writeJSONString(connectionId)
+            writeIdentity(identity, into: &buffer)
+            buffer.writeStaticString(",\"heartbeatMs\":")
+            buffer.writeDecimal(heartbeatMs)
+        }
+    }
+
+    static func authenticated(_ identity: Identity, id: RequestID?) -> Delivery {
+        encode(type: "authenticated", id: id) { buffer in
+            writeIdentity(identity, into: &buffer)
+            buffer.writeStaticString(",\"tier\":")
+            writeOptionalString(identity.tier, into: &buffer)
+        }
+    }
+
+    static func subscribed(channel: String, recovered: Bool?, id: RequestID?) -> Delivery {
+        encode(type: "subscribed", id: id) { buffer in
+            buffer.writeStaticString(",\"channel\":")
+            buffer.writeJSONString(channel)
+            if let recovered { buffer.writeString(recovered ? ",\"recovered\":true" : ",\"recovered\":false") }
+        }
+    }
+
+    static func unsubscribed(channel: String, id: RequestID?) -> Delivery {
+        encode(type: "unsubscribed", id: id) { buffer in
+            buffer.writeStaticString(",\"channel\":")
+            buffer.writeJSONString(channel)
+        }
+    }
+
+    static func published(channel: String, seq: UInt64, id: RequestID?) -> Delivery {
+        encode(type: "published", id: id) { buffer in
+            buffer.writeStaticString(",\"channel\":")
+            buffer.writeJSONString(channel)
+            buffer.writeStaticString(",\"seq\":")
+            buffer.writeDecimal(seq)
+        }
+    }
+
+    static func pong(id: RequestID?) -> Delivery {
+        encode(type: "pong", id: id) { _ in }
+    }
+
+    static func error(_ code: ErrorCode, _ message: String, id: RequestID?) -> Delivery {
+        encode(type: "error", id: id) { buffer in
+            buffer.writeStaticString(",\"code\":")
+            buffer.writeJSONString(code.description)
+            buffer.writeStaticString(",\"message\":")
+            buffer.writeJSONString(message)
+        }
+    }
+
+    private static func encode(type: String, id: RequestID?, fields: (inout ByteBuffer) -> Void) -> Delivery {
+        encode { buffer in
+            buffer.writeStaticString("{\"type\":")
+            buffer.writeJSONString(type)
+            fields(&buffer)
+            if let id {
+                buffer.writeStaticString(",\"id\":")
+                switch id {
+                case .string(let text): buffer.writeJSONString(text)
+                case .int(let number): buffer.writeDecimal(number)
+                }
+            }
+        }
+    }
+
+    private static func encode(_ body: (inout ByteBuffer) -> Void) -> Delivery {
+        var buffer = ByteBuffer()
+        body(&buffer)
+        buffer.writeStaticString("}")
+        return Delivery(payload: buffer)
+    }
+
+    private static func writeIdentity(_ identity: Identity, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString(",\"role\":")
+        buffer.writeJSONString(identity.role.rawValue)
+        buffer.writeStaticString(",\"userId\":")
+        writeOptionalString(identity.userId, into: &buffer)
+    }
+
+    private static func writeOptionalString(_ value: String?, into buffer: inout ByteBuffer) {
+        if let value { buffer.writeJSONString(value) } else { buffer.writeStaticString("null") }
+    }
+}

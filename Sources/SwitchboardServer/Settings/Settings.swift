@@ -1,0 +1,81 @@
+public import SwitchboardCore
+
+/// Every setting of SPEC §10, with its documented default.
+///
+/// Built by ``Settings/load(flags:environment:)``: flags beat `SWITCHBOARD_*` environment variables beat
+/// the config file beat these defaults.
+public struct Settings: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 8080
+    /// Name of this node in stats and in a cluster.
+    public var nodeId = Settings.randomNodeId()
+    /// HS256 secret, at least 32 bytes.
+    public var jwtSecret: String?
+    /// Path of a PEM public key (RS256 or ES256).
+    public var jwtPublicKey: String?
+    public var allowAnonymous = true
+    /// Allowed `Origin` values; empty allows any.
+    public var allowedOrigins: [String] = []
+    /// Peers whose `X-Forwarded-For` is believed.
+    public var trustedProxies: [String] = []
+    public var maxConnections = 10_000
+    public var maxConnectionsPerIP = 100
+    public var maxConnectionsPerUser = 10
+    /// Upgrade attempts per IP per minute.
+    public var connectRatePerIP = 60
+    public var authTimeoutMs = 5_000
+    public var heartbeatMs = 25_000
+    public var maxMessageBytes = 65_536
+    /// Inbound messages per connection per minute, and the burst.
+    public var messageRate = 100
+    public var messageBurst = 20
+    public var maxSubscriptions = 50
+    public var blockAfterFailures = 5
+    public var blockSeconds = 900
+    public var outboundBufferBytes = 1_048_576
+    public var shutdownGraceMs = 10_000
+    public var redisURL: String?
+    public var metricsToken: String?
+    public var auditLog: String?
+    /// Run the synthetic market-data feed (`serve --demo`).
+    public var demo = false
+    /// The namespace table.
+    public var namespaces: [Namespace] = Namespace.defaults
+
+    public init() {}
+
+    /// A short random node name such as `node-3fa9c2`.
+    public static func randomNodeId() -> String {
+        "node-" + String(UInt32.random(in: 0...0xFF_FFFF), radix: 16)
+    }
+
+    /// The smallest HS256 secret accepted, in bytes (SPEC §10).
+    public static let minimumSecretBytes = 32
+
+    /// Checks the combinations a single value cannot: secret length, positive limits.
+    public func validate() throws(SettingsError) {
+        if let jwtSecret, jwtSecret.utf8.count < Self.minimumSecretBytes {
+            throw SettingsError(
+                "jwt-secret is \(jwtSecret.utf8.count) bytes; it must be at least \(Self.minimumSecretBytes) bytes (try: openssl rand -hex 32)")
+        }
+        let positive: [(String, Int)] = [
+            ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
+            ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
+            ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
+            ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
+            ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
+            ("outbound-buffer-bytes", outboundBufferBytes),
+        ]
+        for (name, value) in positive where value <= 0 {
+            throw SettingsError("\(name) must be greater than 0, got \(value)")
+        }
+        guard (0...65535).contains(port) else { throw SettingsError("port must be 0...65535, got \(port)") }
+        guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
+    }
+}
+
+/// A setting that could not be read, with a message naming it.
+public struct SettingsError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

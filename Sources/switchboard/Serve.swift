@@ -1,0 +1,46 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+import SwitchboardCore
+import SwitchboardServer
+
+/// `switchboard serve`: run a node.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run a Switchboard node (HTTP API and WebSocket on one port).")
+
+    @OptionGroup var options: SettingsOptions
+    @Flag(help: "Also run a synthetic market-data feed and print an admin token.") var demo = false
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
+
+    func run() async throws {
+        var settings = try options.load(extra: demo ? ["demo": "true"] : [:])
+        let level = Logger.Level(rawValue: logLevel) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "switchboard")
+        if settings.demo {
+            if settings.jwtSecret == nil {
+                settings.jwtSecret = Self.randomSecret()
+                logger.notice("demo: no jwt-secret set, using a random one for this run")
+            }
+            let token = try await TokenIssuer(secret: settings.jwtSecret ?? "").token(userId: "demo-admin", role: .admin, ttl: .seconds(86_400))
+            // Written unbuffered so a script reading our stdout sees the token at once (SPEC §11: a line of its own).
+            FileHandle.standardOutput.write(Data("demo admin token (valid 24 h):\n\(token)\n".utf8))
+        }
+        let app = try await buildApplication(settings: settings, logger: logger)
+        var configuration = ServiceGroupConfiguration(
+            services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // SPEC §1: in-flight work gets a bounded drain time after SIGTERM.
+        configuration.maximumGracefulShutdownDuration = .milliseconds(settings.shutdownGraceMs)
+        try await ServiceGroup(configuration: configuration).run()
+    }
+
+    static func randomSecret() -> String {
+        (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
+    }
+}

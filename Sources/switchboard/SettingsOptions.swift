@@ -1,0 +1,59 @@
+import ArgumentParser
+import Foundation
+import SwitchboardServer
+
+/// The settings of SPEC §10 as flags. Each is text here and parsed, with the environment and the config file,
+/// by `Settings.load`, so all three sources share one parser and one set of error messages.
+struct SettingsOptions: ParsableArguments {
+    @Option(help: "Listen address (default 0.0.0.0).") var host: String?
+    @Option(help: "Listen port (default 8080).") var port: String?
+    @Option(help: "Name of this node in stats and in a cluster (default random).") var nodeId: String?
+    @Option(help: "HS256 secret, at least 32 bytes.") var jwtSecret: String?
+    @Option(help: "Path of a PEM public key (RS256 or ES256).") var jwtPublicKey: String?
+    @Option(help: "Allow anonymous connections: true or false (default true).") var allowAnonymous: String?
+    @Option(help: "Comma-separated allowed Origin values (default any).") var allowedOrigins: String?
+    @Option(help: "Comma-separated proxy IPs whose X-Forwarded-For is believed.") var trustedProxies: String?
+    @Option(help: "Global connection pool (default 10000).") var maxConnections: String?
+    @Option(name: .customLong("max-connections-per-ip"), help: "Per-IP connection pool (default 100).") var maxConnectionsPerIP: String?
+    @Option(help: "Per-user connection pool (default 10).") var maxConnectionsPerUser: String?
+    @Option(name: .customLong("connect-rate-per-ip"), help: "Upgrade attempts per IP per minute (default 60).") var connectRatePerIP: String?
+    @Option(help: "Time to authenticate when anonymous access is off, ms (default 5000).") var authTimeoutMs: String?
+    @Option(help: "Server ping interval, ms (default 25000).") var heartbeatMs: String?
+    @Option(help: "Largest inbound frame in bytes (default 65536).") var maxMessageBytes: String?
+    @Option(help: "Inbound messages per connection per minute (default 100).") var messageRate: String?
+    @Option(help: "Inbound message burst (default 20).") var messageBurst: String?
+    @Option(help: "Channels per connection (default 50).") var maxSubscriptions: String?
+    @Option(help: "Auth failures within 60 s that block an IP (default 5).") var blockAfterFailures: String?
+    @Option(help: "How long an IP stays blocked, s (default 900).") var blockSeconds: String?
+    @Option(help: "Per-connection outbound buffer in bytes (default 1048576).") var outboundBufferBytes: String?
+    @Option(help: "Drain time on SIGTERM, ms (default 10000).") var shutdownGraceMs: String?
+    @Option(help: "Redis URL for cluster mode.") var redisUrl: String?
+    @Option(help: "Bearer token required by /metrics.") var metricsToken: String?
+    @Option(help: "File that receives security events as JSON lines.") var auditLog: String?
+    @Option(help: "JSON or YAML file with any of these settings and the namespaces table.") var config: String?
+
+    /// The flags given, by setting name.
+    var given: [String: String] {
+        let pairs: [(String, String?)] = [
+            ("host", host), ("port", port), ("node-id", nodeId), ("jwt-secret", jwtSecret), ("jwt-public-key", jwtPublicKey),
+            ("allow-anonymous", allowAnonymous), ("allowed-origins", allowedOrigins), ("trusted-proxies", trustedProxies),
+            ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
+            ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
+            ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
+            ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
+            ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
+            ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs), ("redis-url", redisUrl),
+            ("metrics-token", metricsToken), ("audit-log", auditLog), ("config", config),
+        ]
+        return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })
+    }
+
+    /// Settings from these flags, `SWITCHBOARD_*` variables and the config file.
+    func load(extra: [String: String] = [:]) throws -> Settings {
+        do {
+            return try Settings.load(flags: given.merging(extra) { _, new in new }, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
