@@ -65,6 +65,7 @@ let package = Package(
         .target(
             name: "WebSocketTestClient",
             dependencies: [
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -29,8 +29,15 @@ public func buildApplication(
         publicKeyPEM = nil
     }
     let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM)
-    let node = Node(settings: settings, tokens: tokens, logger: logger)
+    return buildApplication(node: Node(settings: settings, tokens: tokens, logger: logger), onServerRunning: onServerRunning)
+}
 
+/// Builds the application around an existing node (tests keep a handle on the node to inspect it).
+public func buildApplication(
+    node: Node,
+    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let settings = node.settings
     let router = Router()
     ManagementAPI(node: node).register(on: router)
 
@@ -44,6 +51,6 @@ public func buildApplication(
             address: .hostname(settings.host, port: settings.port), serverName: "switchboard"),
         services: services,
         onServerRunning: onServerRunning,
-        logger: logger
+        logger: node.logger
     )
 }

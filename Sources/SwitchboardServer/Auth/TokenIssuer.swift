@@ -12,7 +12,12 @@ public struct TokenIssuer: Sendable {
 
     /// A signed token for `userId` with `role`, optional `tier`, expiring after `ttl` when given.
     public func token(userId: String, role: Role, tier: String? = nil, ttl: Duration? = nil) async throws -> String {
-        let expiry = ttl.map { Date().addingTimeInterval(Double($0.components.seconds)) }
+        let expiry = ttl.map { Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18) }
+        return try await token(userId: userId, role: role, tier: tier, expiresAt: expiry)
+    }
+
+    /// A signed token expiring at `expiresAt` (which may be in the past, for tests).
+    func token(userId: String, role: Role, tier: String?, expiresAt expiry: Date?) async throws -> String {
         let claims = TokenClaims(
             sub: SubjectClaim(value: userId), role: role.rawValue, tier: tier, exp: expiry.map(ExpirationClaim.init(value:)))
         return try await keys.sign(claims)

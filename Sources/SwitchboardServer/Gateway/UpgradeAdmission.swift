@@ -32,6 +32,11 @@ struct UpgradeAdmission: Sendable {
         guard target.path == Self.path else {
             throw UpgradeRejection(status: .notFound, code: .notFound, message: "no WebSocket endpoint at \(target.path); use \(Self.path)")
         }
+        guard WebSocketUpgrader<Never>.key(of: head) != nil else {
+            throw UpgradeRejection(
+                status: .badRequest, code: .badRequest,
+                message: "invalid WebSocket handshake: send one 16-byte base64 Sec-WebSocket-Key and Sec-WebSocket-Version: 13")
+        }
         let settings = node.settings
         let ip = ClientAddress.resolve(peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: settings.trustedProxies)
         guard !node.blockList.isBlocked(ip) else {

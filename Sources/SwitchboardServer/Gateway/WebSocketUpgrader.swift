@@ -18,25 +18,34 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
     let upgradePipelineHandler: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<Result>
 
     var supportedProtocol: String { "websocket" }
-    var requiredUpgradeHeaders: [String] { ["sec-websocket-key", "sec-websocket-version"] }
+    // Like NIO's own upgrader: the key and version are checked in buildUpgradeResponse, not listed in `Connection`.
+    var requiredUpgradeHeaders: [String] { [] }
 
     private static var guid: String { "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" }
 
     func buildUpgradeResponse(
         channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
     ) -> EventLoopFuture<HTTPHeaders> {
-        let keys = upgradeRequest.headers["Sec-WebSocket-Key"]
-        guard keys.count == 1, let key = keys.first, upgradeRequest.headers["Sec-WebSocket-Version"] == ["13"] else {
-            return channel.eventLoop.makeFailedFuture(NIOWebSocketUpgradeError.invalidUpgradeHeader)
-        }
-        return shouldUpgrade(channel, upgradeRequest).flatMapThrowing { extraHeaders in
-            guard var headers = extraHeaders else { throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget }
+        // `shouldUpgrade` runs first and refuses bad handshakes itself (NIO would drop the request on a failure here).
+        shouldUpgrade(channel, upgradeRequest).flatMapThrowing { extraHeaders in
+            guard var headers = extraHeaders, let key = Self.key(of: upgradeRequest) else {
+                throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget
+            }
             let digest = Insecure.SHA1.hash(data: Data((key + Self.guid).utf8))
             headers.replaceOrAdd(name: "Upgrade", value: "websocket")
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
             headers.add(name: "Sec-WebSocket-Accept", value: Data(digest).base64EncodedString())
             return headers
         }
+    }
+
+    /// The `Sec-WebSocket-Key` of a valid version-13 handshake (RFC 6455 §4.2.1), or nil.
+    static func key(of request: HTTPRequestHead) -> String? {
+        let keys = request.headers["Sec-WebSocket-Key"]
+        guard keys.count == 1, let key = keys.first, Data(base64Encoded: key)?.count == 16,
+            request.headers["Sec-WebSocket-Version"] == ["13"]
+        else { return nil }
+        return key
     }
 
     func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Result> {

@@ -1,0 +1,137 @@
+import Foundation
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §3's close codes and heartbeats, on a live node.
+@Suite struct CloseCodeTests {
+    @Test func frameOverMaxMessageBytesClosesWith1009() async throws {
+        try await TestNode.with({ $0.maxMessageBytes = 1024 }) { node in
+            let client = try await node.client()
+            try await client.socket.send(#"{"type":"ping","pad":""# + String(repeating: "x", count: 2000) + #""}"#)
+            #expect(try await client.closeCode() == 1009)
+        }
+    }
+
+    @Test func fragmentedMessageOverMaxMessageBytesClosesWith1009() async throws {
+        try await TestNode.with({ $0.maxMessageBytes = 1024 }) { node in
+            let client = try await node.client()
+            let chunk = [UInt8](repeating: 0x20, count: 800)
+            try await client.socket.sendFrame(opcode: 0x1, payload: chunk, fin: false)
+            try await client.socket.sendFrame(opcode: 0x0, payload: chunk, fin: true)
+            #expect(try await client.closeCode() == 1009)
+        }
+    }
+
+    @Test func unauthenticatedConnectionClosesWith4001WhenAnonymousIsOff() async throws {
+        try await TestNode.with({
+            $0.allowAnonymous = false
+            $0.authTimeoutMs = 300
+        }) { node in
+            let client = try await node.client()
+            let reply = try await client.request(["type": "subscribe", "channel": "system_status"])
+            #expect(reply["code"] as? String == "UNAUTHORIZED")
+            #expect(try await client.closeCode() == 4001)
+        }
+    }
+
+    @Test func authenticatingInTimeKeepsConnectionWhenAnonymousIsOff() async throws {
+        try await TestNode.with({
+            $0.allowAnonymous = false
+            $0.authTimeoutMs = 300
+        }) { node in
+            let client = try await node.client()
+            _ = try await client.request(["type": "auth", "token": try await node.token("alice")])
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+            await client.close()
+        }
+    }
+
+    @Test func expiringTokenClosesWith4004() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client(token: try await node.token("alice", ttl: .milliseconds(1500)))
+            #expect(try await client.closeCode(timeout: .seconds(5)) == 4004)
+        }
+    }
+
+    @Test func freshAuthBeforeExpiryKeepsConnection() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client(token: try await node.token("alice", ttl: .milliseconds(1500)))
+            let reply = try await client.request(["type": "auth", "token": try await node.token("alice", ttl: .seconds(60))])
+            #expect(reply["type"] as? String == "authenticated")
+            try await Task.sleep(for: .seconds(2))
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+            await client.close()
+        }
+    }
+
+    @Test func inBandAuthOverThePerUserPoolClosesWith4029() async throws {
+        try await TestNode.with({ $0.maxConnectionsPerUser = 1 }) { node in
+            let token = try await node.token("alice")
+            let first = try await node.client(token: token)
+            let second = try await node.client()
+            try await second.send(["type": "auth", "token": token])
+            #expect(try await second.closeCode() == 4029)
+            #expect(try await first.request(["type": "ping"])["type"] as? String == "pong")
+            await first.close()
+        }
+    }
+
+    @Test func messageFloodOverThreeTimesTheLimitClosesWith4008() async throws {
+        try await TestNode.with({ $0.messageBurst = 5 }) { node in
+            let client = try await node.client()
+            for _ in 0..<20 { try await client.send(["type": "ping"]) }
+            #expect(try await client.closeCode() == 4008)
+        }
+    }
+
+    @Test func unmaskedClientFrameClosesWith1002() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.socket.sendFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), masked: false)
+            #expect(try await client.closeCode() == 1002)
+        }
+    }
+
+    @Test func clientCloseIsEchoed() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.socket.sendFrame(opcode: 0x8, payload: [0x03, 0xE8])
+            #expect(try await client.closeCode() == 1000)
+            try await waitUntil { node.node.connections.count == 0 }
+        }
+    }
+
+    @Test func gracefulShutdownClosesWith1001() async throws {
+        var client: TestClient?
+        try await TestNode.with { node in
+            client = try await node.client()
+        }
+        let frame = try #require(try await client?.socket.closeFrame())
+        #expect(frame.closeCode == 1001)
+        #expect(frame.closeReason == "server shutting down")
+    }
+
+    @Test func silentConnectionIsClosedAfterTwoHeartbeats() async throws {
+        try await TestNode.with({ $0.heartbeatMs = 200 }) { node in
+            let client = try await node.client(answerPings: false)
+            // The server pings, gets no answer, and drops the connection without a close frame.
+            let first = try await client.socket.nextFrame()
+            #expect(first.opcode == 0x9)
+            #expect(try await client.closeCode(timeout: .seconds(3)) == nil)
+            try await waitUntil { node.node.connections.count == 0 }
+        }
+    }
+
+    @Test func connectionAnsweringPingsStaysOpen() async throws {
+        try await TestNode.with({ $0.heartbeatMs = 200 }) { node in
+            let client = try await node.client(answerPings: true)
+            try await Task.sleep(for: .milliseconds(900))
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
+            await client.close()
+        }
+    }
+}

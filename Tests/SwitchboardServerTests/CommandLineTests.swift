@@ -1,0 +1,124 @@
+import Foundation
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// The `switchboard` executable itself: `token`, `serve`, SIGTERM, `--demo`.
+@Suite struct CommandLineTests {
+    static let secret = String(repeating: "cli-secret-", count: 4)
+
+    /// The `switchboard` binary built next to this test bundle.
+    static var executable: URL {
+        get throws {
+            let directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+            let candidate = directory.appendingPathComponent("switchboard")
+            guard FileManager.default.isExecutableFile(atPath: candidate.path) else {
+                throw WebSocketTestClientError.badResponse("switchboard executable not found at \(candidate.path)")
+            }
+            return candidate
+        }
+    }
+
+    /// A running `switchboard serve` with its output pipes.
+    final class ServerProcess: @unchecked Sendable {
+        let process = Process()
+        let output = Pipe()
+        let errors = Pipe()
+
+        init(arguments: [String]) throws {
+            process.executableURL = try CommandLineTests.executable
+            process.arguments = arguments
+            process.standardOutput = output
+            process.standardError = errors
+            try process.run()
+        }
+
+        /// Lines of stdout until `predicate` matches one (bounded by `timeout`).
+        func readStdout(until predicate: (String) -> Bool, timeout: Duration = .seconds(20)) throws -> [String] {
+            try Self.readLines(from: output.fileHandleForReading, until: predicate, timeout: timeout)
+        }
+
+        func readStderr(until predicate: (String) -> Bool, timeout: Duration = .seconds(20)) throws -> [String] {
+            try Self.readLines(from: errors.fileHandleForReading, until: predicate, timeout: timeout)
+        }
+
+        private static func readLines(from handle: FileHandle, until predicate: (String) -> Bool, timeout: Duration) throws -> [String] {
+            let deadline = ContinuousClock.now + timeout
+            var text = ""
+            while ContinuousClock.now < deadline {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                text += String(decoding: chunk, as: UTF8.self)
+                let lines = text.split(separator: "\n").map(String.init)
+                if lines.contains(where: predicate) { return lines }
+            }
+            throw WebSocketTestClientError.timedOut
+        }
+
+        func terminate() { if process.isRunning { process.terminate() } }
+    }
+
+    @Test func tokenCommandPrintsAVerifiableJWT() async throws {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = ["token", "--sub", "alice", "--role", "admin", "--tier", "premium", "--ttl", "1h", "--jwt-secret", Self.secret]
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let token = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let identity = try await TokenVerifier(secret: Self.secret, publicKeyPEM: nil).verify(token)
+        #expect(identity.userId == "alice")
+        #expect(identity.role == .admin)
+        #expect(identity.tier == "premium")
+        #expect((identity.expiresAt ?? 0) > Date().timeIntervalSince1970 + 3000)
+    }
+
+    @Test func serveRefusesAShortSecret() throws {
+        let process = Process()
+        process.executableURL = try Self.executable
+        process.arguments = ["serve", "--port", "0", "--jwt-secret", "short"]
+        let errors = Pipe()
+        process.standardError = errors
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0)
+        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(message.contains("at least 32 bytes"))
+    }
+
+    @Test func sigtermClosesWebSocketsWith1001AndExitsZero() async throws {
+        let server = try ServerProcess(arguments: ["serve", "--host", "127.0.0.1", "--port", "18931", "--jwt-secret", Self.secret])
+        defer { server.terminate() }
+        _ = try server.readStderr(until: { $0.contains("listening on") })
+        let socket = try await TestWebSocket.open(port: 18931)
+        _ = try await socket.nextText()
+        server.process.terminate()  // SIGTERM
+        let frame = try await socket.closeFrame()
+        #expect(frame?.closeCode == 1001)
+        server.process.waitUntilExit()
+        #expect(server.process.terminationReason == .exit)
+        #expect(server.process.terminationStatus == 0)
+    }
+
+    @Test func demoPrintsAnAdminTokenAndPublishesQuotes() async throws {
+        let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "18932"])
+        defer { server.terminate() }
+        let lines = try server.readStdout(until: { $0.split(separator: ".").count == 3 })
+        let token = try #require(lines.first { $0.split(separator: ".").count == 3 })
+        _ = try server.readStderr(until: { $0.contains("listening on") })
+        let socket = try await TestWebSocket.open(port: 18932, path: "/ws?token=\(token)")
+        let welcome = try TestClient.parse(try await socket.nextText())
+        #expect(welcome["role"] as? String == "admin")
+        try await socket.send(#"{"type":"subscribe","channel":"market_data:AAPL"}"#)
+        #expect(try TestClient.parse(try await socket.nextText())["type"] as? String == "subscribed")
+        let quote = try TestClient.parse(try await socket.nextText())
+        #expect(quote["event"] as? String == "quote")
+        #expect((quote["data"] as? [String: Any])?["symbol"] as? String == "AAPL")
+        await socket.close()
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §3's upgrade checks, their order, statuses and JSON bodies, and the pool limits.
+@Suite struct UpgradeTests {
+    @Test func blockedIPIsRefusedWith403() async throws {
+        try await TestNode.with { node in
+            node.node.blockList.block("127.0.0.1", for: .seconds(60))
+            let refusal = try #require(try await node.upgrade().refusal)
+            #expect(refusal.status == 403)
+            #expect(refusal.errorCode == "IP_BLOCKED")
+            #expect(refusal.header("Content-Type") == "application/json")
+        }
+    }
+
+    @Test func blockIsCheckedBeforeOrigin() async throws {
+        try await TestNode.with({ $0.allowedOrigins = ["https://app.example"] }) { node in
+            node.node.blockList.block("127.0.0.1", for: .seconds(60))
+            let refusal = try #require(try await node.upgrade(headers: [("Origin", "https://evil.example")]).refusal)
+            #expect(refusal.errorCode == "IP_BLOCKED")
+        }
+    }
+
+    @Test func disallowedOriginIsRefusedWith403() async throws {
+        try await TestNode.with({ $0.allowedOrigins = ["https://app.example"] }) { node in
+            let refusal = try #require(try await node.upgrade(headers: [("Origin", "https://evil.example")]).refusal)
+            #expect(refusal.status == 403)
+            #expect(refusal.errorCode == "ORIGIN_NOT_ALLOWED")
+            let allowed = try await node.upgrade(headers: [("Origin", "https://app.example")])
+            #expect(allowed.refusal == nil)
+        }
+    }
+
+    @Test func connectRateIsLimitedPerIPWith429() async throws {
+        try await TestNode.with({ $0.connectRatePerIP = 2 }) { node in
+            for _ in 0..<2 { #expect(try await node.upgrade().isUpgraded) }
+            let refusal = try #require(try await node.upgrade().refusal)
+            #expect(refusal.status == 429)
+            #expect(refusal.errorCode == "RATE_LIMITED")
+            // Another IP has its own budget.
+            #expect(try await node.upgrade(localAddress: "127.0.0.2").isUpgraded)
+        }
+    }
+
+    @Test func invalidTokenIsRefusedWith401() async throws {
+        try await TestNode.with { node in
+            let refusal = try #require(try await node.upgrade(path: "/ws?token=garbage").refusal)
+            #expect(refusal.status == 401)
+            #expect(refusal.errorCode == "UNAUTHORIZED")
+            let header = try #require(try await node.upgrade(headers: [("Authorization", "Bearer garbage")]).refusal)
+            #expect(header.status == 401)
+        }
+    }
+
+    @Test func rateLimitIsCheckedBeforeToken() async throws {
+        try await TestNode.with({ $0.connectRatePerIP = 1 }) { node in
+            _ = try await node.upgrade(path: "/ws?token=garbage")
+            let refusal = try #require(try await node.upgrade(path: "/ws?token=garbage").refusal)
+            #expect(refusal.errorCode == "RATE_LIMITED")
+        }
+    }
+
+    @Test func fullGlobalPoolIsRefusedWith503() async throws {
+        try await TestNode.with({ $0.maxConnections = 2 }) { node in
+            let first = try await node.client()
+            let second = try await node.client(localAddress: "127.0.0.2")
+            let refusal = try #require(try await node.upgrade(localAddress: "127.0.0.3").refusal)
+            #expect(refusal.status == 503)
+            #expect(refusal.errorCode == "CONNECTION_LIMIT")
+            await first.close()
+            await second.close()
+        }
+    }
+
+    @Test func fullPerIPPoolIsRefusedWith429() async throws {
+        try await TestNode.with({ $0.maxConnectionsPerIP = 2 }) { node in
+            let first = try await node.client()
+            let second = try await node.client()
+            let refusal = try #require(try await node.upgrade().refusal)
+            #expect(refusal.status == 429)
+            #expect(refusal.errorCode == "CONNECTION_LIMIT")
+            #expect(try await node.upgrade(localAddress: "127.0.0.2").isUpgraded)
+            await first.close()
+            await second.close()
+        }
+    }
+
+    @Test func fullPerUserPoolIsRefusedWith429() async throws {
+        try await TestNode.with({ $0.maxConnectionsPerUser = 1 }) { node in
+            let token = try await node.token("alice")
+            let first = try await node.client(token: token)
+            let refusal = try #require(try await node.upgrade(path: "/ws?token=\(token)", localAddress: "127.0.0.2").refusal)
+            #expect(refusal.status == 429)
+            #expect(refusal.errorCode == "CONNECTION_LIMIT")
+            await first.close()
+        }
+    }
+
+    @Test func closedConnectionsFreeTheirSlots() async throws {
+        try await TestNode.with({ $0.maxConnectionsPerIP = 1 }) { node in
+            let first = try await node.client()
+            await first.close()
+            try await waitUntil { node.node.pools.snapshot.total == 0 }
+            let second = try await node.client()
+            await second.close()
+        }
+    }
+
+    @Test func refusedUpgradeDoesNotHoldASlot() async throws {
+        try await TestNode.with({ $0.maxConnections = 1 }) { node in
+            _ = try await node.upgrade(path: "/ws?token=garbage")
+            #expect(node.node.pools.snapshot.total == 0)
+        }
+    }
+
+    @Test func badHandshakeIsBadRequest() async throws {
+        try await TestNode.with { node in
+            let response = try await HTTPTestClient.request(
+                "GET", "/ws", port: node.port, headers: [("Connection", "Upgrade"), ("Upgrade", "websocket"), ("Sec-WebSocket-Version", "13")])
+            #expect(response.status == 400)
+            #expect(response.errorCode == "BAD_REQUEST")
+        }
+    }
+
+    @Test func upgradeOnUnknownPathIsNotFound() async throws {
+        try await TestNode.with { node in
+            let refusal = try #require(try await node.upgrade(path: "/elsewhere").refusal)
+            #expect(refusal.status == 404)
+            #expect(refusal.errorCode == "NOT_FOUND")
+        }
+    }
+
+    @Test func forwardedForIsIgnoredFromUntrustedPeers() async throws {
+        try await TestNode.with { node in
+            node.node.blockList.block("203.0.113.9", for: .seconds(60))
+            let outcome = try await node.upgrade(headers: [("X-Forwarded-For", "203.0.113.9")])
+            #expect(outcome.isUpgraded)
+        }
+    }
+
+    @Test func forwardedForIsBelievedFromTrustedProxies() async throws {
+        try await TestNode.with({ $0.trustedProxies = ["127.0.0.1"] }) { node in
+            node.node.blockList.block("203.0.113.9", for: .seconds(60))
+            let refusal = try #require(try await node.upgrade(headers: [("X-Forwarded-For", "203.0.113.9")]).refusal)
+            #expect(refusal.errorCode == "IP_BLOCKED")
+        }
+    }
+}
+
+/// Polls `condition` every 10 ms for up to `timeout` (for state with no event to wait on, such as pool counts).
+func waitUntil(timeout: Duration = .seconds(5), _ condition: () -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("condition not met within \(timeout)")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}
