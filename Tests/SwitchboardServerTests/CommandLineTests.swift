@@ -58,6 +58,16 @@ import WebSocketTestClient
         }
 
         func terminate() { if process.isRunning { process.terminate() } }
+
+        /// Waits for the "listening on HOST:PORT" log line and returns the port.
+        func listeningPort() throws -> Int {
+            let lines = try readStderr(until: { $0.contains("listening on") })
+            let line = lines.first { $0.contains("listening on") } ?? ""
+            guard let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else {
+                throw WebSocketTestClientError.badResponse("no port in: \(line)")
+            }
+            return port
+        }
     }
 
     @Test func tokenCommandPrintsAVerifiableJWT() async throws {
@@ -92,10 +102,9 @@ import WebSocketTestClient
     }
 
     @Test func sigtermClosesWebSocketsWith1001AndExitsZero() async throws {
-        let server = try ServerProcess(arguments: ["serve", "--host", "127.0.0.1", "--port", "18931", "--jwt-secret", Self.secret])
+        let server = try ServerProcess(arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret])
         defer { server.terminate() }
-        _ = try server.readStderr(until: { $0.contains("listening on") })
-        let socket = try await TestWebSocket.open(port: 18931)
+        let socket = try await TestWebSocket.open(port: try server.listeningPort())
         _ = try await socket.nextText()
         server.process.terminate()  // SIGTERM
         let frame = try await socket.closeFrame()
@@ -106,12 +115,11 @@ import WebSocketTestClient
     }
 
     @Test func demoPrintsAnAdminTokenAndPublishesQuotes() async throws {
-        let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "18932"])
+        let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
         defer { server.terminate() }
         let lines = try server.readStdout(until: { $0.split(separator: ".").count == 3 })
         let token = try #require(lines.first { $0.split(separator: ".").count == 3 })
-        _ = try server.readStderr(until: { $0.contains("listening on") })
-        let socket = try await TestWebSocket.open(port: 18932, path: "/ws?token=\(token)")
+        let socket = try await TestWebSocket.open(port: try server.listeningPort(), path: "/ws?token=\(token)")
         let welcome = try TestClient.parse(try await socket.nextText())
         #expect(welcome["role"] as? String == "admin")
         try await socket.send(#"{"type":"subscribe","channel":"market_data:AAPL"}"#)

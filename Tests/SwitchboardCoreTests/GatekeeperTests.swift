@@ -1,0 +1,67 @@
+import Testing
+
+@testable import SwitchboardCore
+
+@Suite struct GatekeeperTests {
+    @Test func poolsEnforceGlobalPerIPAndPerUserLimits() throws {
+        let pools = ConnectionPools(limits: .init(global: 3, perIP: 2, perUser: 1))
+        try pools.reserve(ip: "a", userId: "u1")
+        #expect(throws: ConnectionPools.Exhausted.perUser) { try pools.reserve(ip: "b", userId: "u1") }
+        try pools.reserve(ip: "a", userId: nil)
+        #expect(throws: ConnectionPools.Exhausted.perIP) { try pools.reserve(ip: "a", userId: nil) }
+        try pools.reserve(ip: "b", userId: nil)
+        #expect(throws: ConnectionPools.Exhausted.global) { try pools.reserve(ip: "c", userId: nil) }
+        pools.release(ip: "a", userId: "u1")
+        #expect(pools.snapshot.total == 2)
+        try pools.reserve(ip: "c", userId: "u1")
+    }
+
+    @Test func reassignMovesAConnectionBetweenUsers() throws {
+        let pools = ConnectionPools(limits: .init(global: 10, perIP: 10, perUser: 1))
+        try pools.reserve(ip: "a", userId: "u1")
+        try pools.reserve(ip: "a", userId: nil)
+        #expect(throws: ConnectionPools.Exhausted.perUser) { try pools.reassign(from: nil, to: "u1") }
+        try pools.reassign(from: nil, to: "u2")
+        #expect(pools.snapshot.uniqueUsers == 2)
+        pools.release(ip: "a", userId: "u2")
+        pools.release(ip: "a", userId: "u1")
+        #expect(pools.snapshot.total == 0 && pools.snapshot.uniqueIPs == 0 && pools.snapshot.uniqueUsers == 0)
+    }
+
+    @Test func tokenBucketRefillsOverTime() {
+        let start = ContinuousClock.now
+        var bucket = TokenBucket(capacity: 2, refillPerSecond: 1, now: start)
+        let taken = (0..<3).map { _ in bucket.take(now: start) }
+        #expect(taken == [true, true, false])
+        let refilled = bucket.take(now: start + .seconds(1))
+        #expect(refilled)
+        #expect(bucket.isFull(now: start + .seconds(10)))
+    }
+
+    @Test func messageLimiterAllowsBurstThenLimitsThenFlagsAbuseAtThreeTimes() {
+        let now = ContinuousClock.now
+        var limiter = MessageRateLimiter(perMinute: 60, burst: 10, now: now)
+        let verdicts = (0..<31).map { _ in limiter.check(now: now) }
+        #expect(verdicts.prefix(10).allSatisfy { $0 == .allow })
+        #expect(verdicts.dropFirst(10).prefix(20).allSatisfy { $0 == .limit })
+        #expect(verdicts.last == .abuse)
+    }
+
+    @Test func connectRateIsPerKey() {
+        let now = ContinuousClock.now
+        let limiter = KeyedRateLimiter(perMinute: 2)
+        #expect(limiter.allow("a", now: now) && limiter.allow("a", now: now))
+        #expect(!limiter.allow("a", now: now))
+        #expect(limiter.allow("b", now: now))
+        #expect(limiter.allow("a", now: now + .seconds(30)))
+    }
+
+    @Test func blocksExpire() {
+        let now = ContinuousClock.now
+        let blocks = BlockList()
+        blocks.block("1.2.3.4", for: .seconds(10), now: now)
+        #expect(blocks.isBlocked("1.2.3.4", now: now + .seconds(9)))
+        #expect(!blocks.isBlocked("1.2.3.4", now: now + .seconds(11)))
+        #expect(blocks.count(now: now) == 0)
+    }
+}

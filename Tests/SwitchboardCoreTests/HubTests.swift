@@ -1,0 +1,134 @@
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import SwitchboardCore
+
+/// Records what the hub hands it.
+final class RecordingSubscriber: Subscriber {
+    private let received = Mutex<[Delivery]>([])
+
+    func deliver(_ delivery: Delivery) {
+        received.withLock { $0.append(delivery) }
+    }
+
+    var deliveries: [Delivery] { received.withLock { $0 } }
+    var seqs: [UInt64] { deliveries.map(\.seq) }
+}
+
+@Suite struct HubTests {
+    let directory = ChannelDirectory()
+    var marketData: Namespace { directory.namespaces["market_data"]! }
+    var admin: Namespace { directory.namespaces["admin"]! }
+
+    private func reply(_ recovered: Bool?) -> Delivery {
+        Delivery(payload: ByteBuffer(string: recovered.map { "subscribed:\($0)" } ?? "subscribed"))
+    }
+
+    @Test func publishIsEncodedOnceAndSharedByEveryRecipient() throws {
+        let hub = Hub(directory: directory, clock: { 1_000 })
+        let subscribers = (0..<3).map { _ in RecordingSubscriber() }
+        let channel = try #require(ChannelName("admin"))
+        for subscriber in subscribers {
+            hub.subscribe(subscriber, to: channel, namespace: admin, reply: reply)
+        }
+        let result = hub.publish(Publication(channel: "admin", event: "e", data: #"{"x":1}"#), namespace: admin)
+        #expect(result == Hub.PublishResult(seq: 1, recipients: 3))
+        let frames = subscribers.map { $0.deliveries[1].frame }
+        // Same storage, not equal copies: the frame was built once and every queue references it.
+        let addresses = frames.map { frame in frame.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } }
+        #expect(Set(addresses).count == 1)
+        #expect(String(buffer: subscribers[0].deliveries[1].payload)
+            == #"{"type":"message","channel":"admin","event":"e","data":{"x":1},"seq":1,"ts":1000}"#)
+    }
+
+    @Test func seqIncreasesByOnePerChannel() throws {
+        let hub = Hub(directory: directory)
+        let subscriber = RecordingSubscriber()
+        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:A")), namespace: marketData, reply: reply)
+        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:B")), namespace: marketData, reply: reply)
+        for channel in ["market_data:A", "market_data:B", "market_data:A"] {
+            _ = hub.publish(Publication(channel: channel, event: "q", data: "1"), namespace: marketData)
+        }
+        #expect(subscriber.seqs == [0, 0, 1, 1, 2])
+    }
+
+    @Test func concurrentPublishersKeepPerChannelOrder() async throws {
+        let hub = Hub(directory: directory)
+        let subscribers = (0..<50).map { _ in RecordingSubscriber() }
+        let channel = try #require(ChannelName("admin"))
+        for subscriber in subscribers { hub.subscribe(subscriber, to: channel, namespace: admin, reply: reply) }
+        let admin = self.admin
+        await withTaskGroup(of: Void.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    for _ in 0..<250 { _ = hub.publish(Publication(channel: "admin", event: "e", data: "0"), namespace: admin) }
+                }
+            }
+        }
+        for subscriber in subscribers {
+            #expect(subscriber.seqs == [0] + (1...1000).map(UInt64.init))
+        }
+    }
+
+    @Test func recoveryReplaysMissedMessagesAfterTheReply() throws {
+        let hub = Hub(directory: directory)
+        for _ in 1...5 { _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData) }
+        let late = RecordingSubscriber()
+        hub.subscribe(late, to: try #require(ChannelName("market_data:A")), namespace: marketData, since: 2, reply: reply)
+        #expect(String(buffer: late.deliveries[0].payload) == "subscribed:true")
+        #expect(late.seqs.dropFirst() == [3, 4, 5])
+    }
+
+    @Test func recoveryBeyondHistorySaysNotRecoveredAndSendsLastValue() throws {
+        var small = marketData
+        small.history = 2
+        let hub = Hub(directory: ChannelDirectory(namespaces: [small]))
+        for _ in 1...5 { _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: small) }
+        let late = RecordingSubscriber()
+        hub.subscribe(late, to: try #require(ChannelName("market_data:A")), namespace: small, since: 1, reply: reply)
+        #expect(String(buffer: late.deliveries[0].payload) == "subscribed:false")
+        #expect(late.seqs.dropFirst() == [5])
+    }
+
+    @Test func lastValueFollowsTheReply() throws {
+        let hub = Hub(directory: directory)
+        _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData)
+        _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "2"), namespace: marketData)
+        let subscriber = RecordingSubscriber()
+        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:A")), namespace: marketData, reply: reply)
+        #expect(subscriber.seqs == [0, 2])
+    }
+
+    @Test func subscribingTwiceRepliesAgainWithoutResending() throws {
+        let hub = Hub(directory: directory)
+        _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData)
+        let subscriber = RecordingSubscriber()
+        let channel = try #require(ChannelName("market_data:A"))
+        #expect(hub.subscribe(subscriber, to: channel, namespace: marketData, reply: reply))
+        #expect(!hub.subscribe(subscriber, to: channel, namespace: marketData, reply: reply))
+        #expect(subscriber.seqs == [0, 1, 0])
+    }
+
+    @Test func emptyChannelThatKeepsNothingIsFreed() throws {
+        let hub = Hub(directory: directory)
+        let subscriber = RecordingSubscriber()
+        hub.subscribe(subscriber, to: try #require(ChannelName("admin")), namespace: admin, reply: reply)
+        #expect(hub.channelCount == 1)
+        #expect(hub.unsubscribe(subscriber, from: "admin"))
+        #expect(hub.channelCount == 0)
+        #expect(!hub.unsubscribe(subscriber, from: "admin"))
+    }
+
+    @Test func publishWithNobodyOnAChannelThatKeepsNothingCreatesNothing() {
+        let hub = Hub(directory: directory)
+        #expect(hub.publish(Publication(channel: "admin", event: "e", data: "1"), namespace: admin) == .init(seq: 0, recipients: 0))
+        #expect(hub.channelCount == 0)
+    }
+
+    @Test func jsonStringsAreEscaped() {
+        var buffer = ByteBuffer()
+        buffer.writeJSONString("a\"b\\c\n\u{1}é")
+        #expect(String(buffer: buffer) == #""a\"b\\c\n\u0001é""#)
+    }
+}
