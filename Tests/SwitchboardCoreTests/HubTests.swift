@@ -1,4 +1,5 @@
 import NIOCore
+import NIOEmbedded
 import Synchronization
 import Testing
 
@@ -18,15 +19,21 @@ final class RecordingSubscriber: Subscriber {
 
 @Suite struct HubTests {
     let directory = ChannelDirectory()
-    var marketData: Namespace { directory.namespaces["market_data"]! }
-    var admin: Namespace { directory.namespaces["admin"]! }
+    let loop = EmbeddedEventLoop()
+    /// `market_data` without its throttle, for the rules that do not depend on time.
+    let marketData = Namespace(name: "market_data", topic: .required, conflate: true, lastValue: true, history: 100)
+    let admin = Namespace(name: "admin", minRole: .admin, topic: .forbidden)
+
+    private func makeHub(_ namespaces: [Namespace]? = nil) -> Hub {
+        Hub(directory: namespaces.map { ChannelDirectory(namespaces: $0) } ?? directory, scheduler: loop, clock: { 1_000 })
+    }
 
     private func reply(_ recovered: Bool?) -> Delivery {
         Delivery(payload: ByteBuffer(string: recovered.map { "subscribed:\($0)" } ?? "subscribed"))
     }
 
     @Test func publishIsEncodedOnceAndSharedByEveryRecipient() throws {
-        let hub = Hub(directory: directory, clock: { 1_000 })
+        let hub = makeHub()
         let subscribers = (0..<3).map { _ in RecordingSubscriber() }
         let channel = try #require(ChannelName("admin"))
         for subscriber in subscribers {
@@ -43,7 +50,7 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func seqIncreasesByOnePerChannel() throws {
-        let hub = Hub(directory: directory)
+        let hub = makeHub()
         let subscriber = RecordingSubscriber()
         hub.subscribe(subscriber, to: try #require(ChannelName("market_data:A")), namespace: marketData, reply: reply)
         hub.subscribe(subscriber, to: try #require(ChannelName("market_data:B")), namespace: marketData, reply: reply)
@@ -54,7 +61,7 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func concurrentPublishersKeepPerChannelOrder() async throws {
-        let hub = Hub(directory: directory)
+        let hub = makeHub()
         let subscribers = (0..<50).map { _ in RecordingSubscriber() }
         let channel = try #require(ChannelName("admin"))
         for subscriber in subscribers { hub.subscribe(subscriber, to: channel, namespace: admin, reply: reply) }
@@ -72,7 +79,7 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func recoveryReplaysMissedMessagesAfterTheReply() throws {
-        let hub = Hub(directory: directory)
+        let hub = makeHub()
         for _ in 1...5 { _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData) }
         let late = RecordingSubscriber()
         hub.subscribe(late, to: try #require(ChannelName("market_data:A")), namespace: marketData, since: 2, reply: reply)
@@ -83,7 +90,7 @@ final class RecordingSubscriber: Subscriber {
     @Test func recoveryBeyondHistorySaysNotRecoveredAndSendsLastValue() throws {
         var small = marketData
         small.history = 2
-        let hub = Hub(directory: ChannelDirectory(namespaces: [small]))
+        let hub = makeHub([small])
         for _ in 1...5 { _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: small) }
         let late = RecordingSubscriber()
         hub.subscribe(late, to: try #require(ChannelName("market_data:A")), namespace: small, since: 1, reply: reply)
@@ -92,7 +99,7 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func lastValueFollowsTheReply() throws {
-        let hub = Hub(directory: directory)
+        let hub = makeHub()
         _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData)
         _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "2"), namespace: marketData)
         let subscriber = RecordingSubscriber()
@@ -101,7 +108,7 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func subscribingTwiceRepliesAgainWithoutResending() throws {
-        let hub = Hub(directory: directory)
+        let hub = makeHub()
         _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData)
         let subscriber = RecordingSubscriber()
         let channel = try #require(ChannelName("market_data:A"))
@@ -111,7 +118,7 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func emptyChannelThatKeepsNothingIsFreed() throws {
-        let hub = Hub(directory: directory)
+        let hub = makeHub()
         let subscriber = RecordingSubscriber()
         hub.subscribe(subscriber, to: try #require(ChannelName("admin")), namespace: admin, reply: reply)
         #expect(hub.channelCount == 1)
@@ -121,8 +128,8 @@ final class RecordingSubscriber: Subscriber {
     }
 
     @Test func publishWithNobodyOnAChannelThatKeepsNothingCreatesNothing() {
-        let hub = Hub(directory: directory)
-        #expect(hub.publish(Publication(channel: "admin", event: "e", data: "1"), namespace: admin) == .init(seq: 0, recipients: 0))
+        let hub = makeHub()
+        #expect(hub.publish(Publication(channel: "admin", event: "e", data: "1"), namespace: admin) == .init(seq: nil, recipients: 0))
         #expect(hub.channelCount == 0)
     }
 

@@ -51,6 +51,7 @@ import WebSocketTestClient
         (#"{"channel":"system_status","data":1}"#, "event"),
         (#"{"channel":"system_status","event":"e"}"#, "data"),
         (#"{"channel":"system_status","event":"e","data":1,"all":true}"#, "target"),
+        (#"{"userId":5,"event":"e","data":1}"#, "userId"),
         (#"{"channel":"system_status","event":"e","data":1,"key":5}"#, "key"),
         (#"{"channel":"bad name","event":"e","data":1}"#, "channel"),
         ("not json", "body"),
@@ -106,7 +107,7 @@ import WebSocketTestClient
                 for index in 0..<subscribers {
                     group.addTask {
                         let client = try await node.client(localAddress: "127.0.0.\(2 + index % 4)")
-                        try await client.subscribe("market_data:AAPL")
+                        try await client.subscribe("system_status")
                         return client
                     }
                 }
@@ -116,7 +117,7 @@ import WebSocketTestClient
             for index in 1...messages {
                 let response = try await node.request(
                     "POST", "/api/v1/websocket/broadcast", token: admin,
-                    body: #"{"channel":"market_data:AAPL","event":"quote","data":{"n":\#(index)}}"#)
+                    body: #"{"channel":"system_status","event":"status","data":{"n":\#(index)}}"#)
                 #expect(response.json["recipients"] as? Int == subscribers)
             }
             let orderedClients = try await withThrowingTaskGroup(of: Bool.self) { group in

@@ -2,45 +2,93 @@ import DequeModule
 import NIOCore
 import Synchronization
 
-/// One live channel: its subscribers, its `seq` counter and what it retains (history, last value).
+/// One live channel: its subscribers, its `seq` counter, what it retains (history, last value) and,
+/// on throttled namespaces, its throttle windows.
 ///
-/// Publishing and subscribing hold this channel's lock while they enqueue, so every subscriber sees the
-/// channel's messages in `seq` order and a replay never interleaves with live messages (SPEC §5).
+/// Sequencing a message, storing it and enqueueing it to every subscriber happen under this channel's
+/// lock, so every subscriber sees the channel's messages in `seq` order and a replay never interleaves
+/// with live messages (SPEC §5). `seq` is assigned when a message goes out, so delivered messages are
+/// numbered without gaps even when conflation drops some.
 final class ChannelState: Sendable {
     let name: String
     let namespace: Namespace
+    private let scheduler: any EventLoop
+    private let clock: @Sendable () -> Int64
 
     private struct State {
         var subscribers: [ObjectIdentifier: any Subscriber] = [:]
         var seq: UInt64 = 0
         var history: Deque<Delivery> = []
         var lastValue: Delivery?
+        var throttle: Throttle?
         /// Set once the hub has dropped this channel; a late subscriber must look it up again.
         var isClosed = false
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
-    init(name: String, namespace: Namespace) {
+    init(name: String, namespace: Namespace, scheduler: any EventLoop, clock: @escaping @Sendable () -> Int64) {
         self.name = name
         self.namespace = namespace
+        self.scheduler = scheduler
+        self.clock = clock
+        var initial = State()
+        if namespace.throttleMs > 0 { initial.throttle = Throttle(conflate: namespace.conflate) }
+        self.state = Mutex(initial)
     }
 
-    /// Assigns the next `seq`, encodes once and queues the same bytes for every subscriber.
-    func publish(_ publication: Publication, timestampMs: Int64) -> (seq: UInt64, recipients: Int) {
+    /// Publishes through the throttle (if any); `extraRecipients` (a `userId` target's connections) get the
+    /// message too, once, and such a publish is never held.
+    func publish(_ publication: Publication, extraRecipients: [any Subscriber] = []) -> Hub.PublishResult {
         state.withLock { state in
-            state.seq += 1
-            let delivery = Delivery(seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: timestampMs))
-            if namespace.history > 0 {
-                if state.history.count == namespace.history { state.history.removeFirst() }
-                state.history.append(delivery)
+            guard extraRecipients.isEmpty, let decision = state.throttle?.offer(publication) else {
+                return deliver(publication, extraRecipients: extraRecipients, state: &state)
             }
-            if namespace.lastValue { state.lastValue = delivery }
-            for subscriber in state.subscribers.values {
-                subscriber.deliver(delivery)
+            switch decision {
+            case .deliverNow(let key):
+                scheduleWindowEnd(key)
+                return deliver(publication, extraRecipients: [], state: &state)
+            case .held(let startWindow):
+                if let startWindow { scheduleWindowEnd(startWindow) }
+                return Hub.PublishResult(seq: nil, recipients: 0, held: true)
             }
-            return (state.seq, state.subscribers.count)
         }
+    }
+
+    private func scheduleWindowEnd(_ key: String) {
+        scheduler.scheduleTask(in: .milliseconds(Int64(namespace.throttleMs))) { [self] in
+            self.windowEnded(key)
+        }
+    }
+
+    private func windowEnded(_ key: String) {
+        state.withLock { state in
+            guard let (batch, keepOpen) = state.throttle?.windowEnded(key: key) else { return }
+            for publication in batch { _ = deliver(publication, extraRecipients: [], state: &state) }
+            if keepOpen { scheduleWindowEnd(key) }
+        }
+    }
+
+    /// Assigns the next `seq`, encodes once and queues the same bytes for every recipient. Lock held.
+    private func deliver(_ publication: Publication, extraRecipients: [any Subscriber], state: inout State) -> Hub.PublishResult {
+        state.seq += 1
+        let conflationKey = namespace.conflate ? publication.key.map { "\(name)\u{0}\($0)" } : nil
+        let delivery = Delivery.message(
+            seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()), conflationKey: conflationKey)
+        if namespace.history > 0 {
+            if state.history.count == namespace.history { state.history.removeFirst() }
+            state.history.append(delivery)
+        }
+        if namespace.lastValue { state.lastValue = delivery }
+        for subscriber in state.subscribers.values {
+            subscriber.deliver(delivery)
+        }
+        var recipients = state.subscribers.count
+        for extra in extraRecipients where state.subscribers[ObjectIdentifier(extra)] == nil {
+            extra.deliver(delivery)
+            recipients += 1
+        }
+        return Hub.PublishResult(seq: state.seq, recipients: recipients, held: false)
     }
 
     /// The outcome of adding a subscriber.
@@ -72,8 +120,7 @@ final class ChannelState: Sendable {
             }
             // Recovered when every message after `since` is still held (or there is none).
             let missed = state.history.filter { $0.seq > since }
-            let firstMissed = since + 1
-            let recovered = since >= state.seq || missed.first?.seq == firstMissed
+            let recovered = since >= state.seq || missed.first?.seq == since + 1
             subscriber.deliver(reply(recovered))
             if recovered {
                 for delivery in missed { subscriber.deliver(delivery) }
@@ -84,11 +131,11 @@ final class ChannelState: Sendable {
         }
     }
 
-    /// Removes `subscriber`; returns true when the channel is now empty and retains nothing, and so is closed.
+    /// Removes `subscriber`; the channel closes when it is left empty and retains nothing.
     func unsubscribe(_ subscriber: any Subscriber) -> (removed: Bool, closed: Bool) {
         state.withLock { state in
             let removed = state.subscribers.removeValue(forKey: ObjectIdentifier(subscriber)) != nil
-            if state.subscribers.isEmpty && !namespace.retainsMessages {
+            if state.subscribers.isEmpty && !namespace.retainsMessages && (state.throttle?.isIdle ?? true) {
                 state.isClosed = true
             }
             return (removed, state.isClosed)

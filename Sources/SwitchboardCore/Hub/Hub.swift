@@ -8,37 +8,75 @@ import Synchronization
 public final class Hub: Sendable {
     public let directory: ChannelDirectory
     private let channels = Mutex<[String: ChannelState]>([:])
+    private let globalSeq = Mutex<UInt64>(0)
     private let clock: @Sendable () -> Int64
+    /// Runs the throttle windows' timers.
+    private let scheduler: any EventLoop
 
     /// - Parameters:
     ///   - directory: the namespace table.
+    ///   - scheduler: event loop for throttle timers.
     ///   - clock: milliseconds since the epoch, stamped on each message as `ts`.
-    public init(directory: ChannelDirectory, clock: @escaping @Sendable () -> Int64 = Hub.wallClockMilliseconds) {
+    public init(
+        directory: ChannelDirectory,
+        scheduler: any EventLoop,
+        clock: @escaping @Sendable () -> Int64 = Hub.wallClockMilliseconds
+    ) {
         self.directory = directory
+        self.scheduler = scheduler
         self.clock = clock
     }
 
-    /// The result of a publish: the message's `seq` on its channel and how many subscribers it was queued for.
+    /// The result of a publish.
     public struct PublishResult: Sendable, Equatable {
-        public var seq: UInt64
+        /// The message's `seq` on its channel; nil when it was not sent now (held by the throttle, or
+        /// nobody to receive it on a channel that keeps nothing).
+        public var seq: UInt64?
+        /// How many connections it was queued for.
         public var recipients: Int
+        /// Held by the throttle: it goes out at the window's end, unless a newer one with its key replaces it.
+        public var held: Bool
+
+        public init(seq: UInt64?, recipients: Int, held: Bool = false) {
+            self.seq = seq
+            self.recipients = recipients
+            self.held = held
+        }
     }
 
     /// Publishes on a channel whose name the caller has already resolved.
     ///
-    /// A channel that keeps nothing (no history, no last value) and has no subscriber is not created:
-    /// nobody receives the message and the result is `seq` 0.
-    public func publish(_ publication: Publication, namespace: Namespace) -> PublishResult {
+    /// A channel that keeps nothing (no history, no last value) and has no subscriber or extra recipient is
+    /// not created: nobody receives the message.
+    /// - Parameter extraRecipients: connections that receive the message whether or not they subscribed
+    ///   (a `userId` target); such a publish is never held by the throttle.
+    public func publish(_ publication: Publication, namespace: Namespace, extraRecipients: [any Subscriber] = []) -> PublishResult {
         let channel: ChannelState? = channels.withLock { channels in
             if let existing = channels[publication.channel] { return existing }
-            guard namespace.retainsMessages else { return nil }
-            let created = ChannelState(name: publication.channel, namespace: namespace)
-            channels[publication.channel] = created
+            guard namespace.retainsMessages || namespace.throttleMs > 0 || !extraRecipients.isEmpty else { return nil }
+            let created = makeChannel(publication.channel, namespace)
+            // A channel made only to reach extra recipients is dropped again unless it keeps something.
+            if namespace.retainsMessages || namespace.throttleMs > 0 { channels[publication.channel] = created }
             return created
         }
-        guard let channel else { return PublishResult(seq: 0, recipients: 0) }
-        let (seq, recipients) = channel.publish(publication, timestampMs: clock())
-        return PublishResult(seq: seq, recipients: recipients)
+        guard let channel else { return PublishResult(seq: nil, recipients: 0) }
+        return channel.publish(publication, extraRecipients: extraRecipients)
+    }
+
+    /// Sends a global message (`all: true`, SPEC §5) to `recipients`, encoded once with `channel: null`.
+    /// Global messages have their own `seq` sequence.
+    public func publishGlobal(_ publication: Publication, to recipients: [any Subscriber]) -> PublishResult {
+        globalSeq.withLock { seq in
+            seq += 1
+            let delivery = Delivery.message(
+                seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), conflationKey: nil)
+            for recipient in recipients { recipient.deliver(delivery) }
+            return PublishResult(seq: seq, recipients: recipients.count)
+        }
+    }
+
+    private func makeChannel(_ name: String, _ namespace: Namespace) -> ChannelState {
+        ChannelState(name: name, namespace: namespace, scheduler: scheduler, clock: clock)
     }
 
     /// Subscribes; `reply` builds the `subscribed` frame, queued before any replayed message or last value.
@@ -54,7 +92,7 @@ public final class Hub: Sendable {
         while true {
             let state = channels.withLock { channels in
                 if let existing = channels[channel.description] { return existing }
-                let created = ChannelState(name: channel.description, namespace: namespace)
+                let created = makeChannel(channel.description, namespace)
                 channels[channel.description] = created
                 return created
             }
@@ -80,7 +118,7 @@ public final class Hub: Sendable {
     /// Number of live channels (including empty ones that retain messages).
     public var channelCount: Int { channels.withLock { $0.count } }
 
-    /// Live channels with their subscriber counts.
+    /// Live channels with their subscriber counts, by name.
     public func channelSummaries() -> [(name: String, subscribers: Int)] {
         let states = channels.withLock { Array($0.values) }
         return states.map { ($0.name, $0.subscriberCount) }.sorted { $0.name < $1.name }

@@ -16,12 +16,13 @@ public struct Publication: Sendable {
         self.key = key
     }
 
-    /// `{"type":"message","channel":...,"event":...,"data":...,"seq":N,"ts":N}` (SPEC §3).
-    func encode(seq: UInt64, timestampMs: Int64) -> ByteBuffer {
+    /// `{"type":"message","channel":...,"event":...,"data":...,"seq":N,"ts":N}` (SPEC §3);
+    /// `channel` is `null` for a global message (`all: true`).
+    func encode(seq: UInt64, timestampMs: Int64, global: Bool = false) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.reserveCapacity(64 + channel.utf8.count + event.utf8.count + data.utf8.count)
         buffer.writeStaticString("{\"type\":\"message\",\"channel\":")
-        buffer.writeJSONString(channel)
+        if global { buffer.writeStaticString("null") } else { buffer.writeJSONString(channel) }
         buffer.writeStaticString(",\"event\":")
         buffer.writeJSONString(event)
         buffer.writeStaticString(",\"data\":")

@@ -15,7 +15,8 @@ struct ManagementAPI: Sendable {
         router.add(middleware: JSONErrorMiddleware())
         let api = router.group("api/v1/websocket")
         api.get("health") { _, _ in try self.health() }
-        api.post("broadcast") { request, context in try await self.broadcast(request, context: context) }
+        api.post("broadcast") { request, _ in try await self.broadcast(request) }
+        api.post("broadcast/batch") { request, _ in try await self.broadcastBatch(request) }
         router.get(RouterPath(UpgradeAdmission.path)) { _, _ -> Response in
             throw APIError.badRequest(
                 "\(UpgradeAdmission.path) is a WebSocket endpoint: send an upgrade request (Upgrade: websocket, Sec-WebSocket-Version: 13)")
@@ -34,23 +35,62 @@ struct ManagementAPI: Sendable {
         return Self.json(body)
     }
 
-    private func broadcast(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    private func broadcast(_ request: Request) async throws -> Response {
         try await requireAdmin(request)
         let body = try await Self.jsonBody(of: request)
-        let publication = try BroadcastRequest(body).publication()
-        let result: Hub.PublishResult
+        let broadcast: BroadcastRequest
         do {
-            result = try node.publish(publication)
+            broadcast = try BroadcastRequest(body, directory: node.hub.directory)
         } catch {
-            switch error.reason {
-            case .badName: throw APIError.badRequest("channel: \(error.message)")
-            case .unknownNamespace: throw APIError(status: .badRequest, code: .unknownChannel, message: error.message)
-            case .forbidden: throw APIError.forbidden(error.message)
+            throw APIError(status: .badRequest, code: error.code, message: error.message)
+        }
+        return Self.json(try send(broadcast))
+    }
+
+    /// SPEC §6: up to 1000 messages, validated as a whole first; one bad item rejects the batch, listing every bad index.
+    private func broadcastBatch(_ request: Request) async throws -> Response {
+        try await requireAdmin(request)
+        guard case .array(let items)? = try await Self.jsonBody(of: request)["messages"] else {
+            throw APIError.badRequest("messages: required, an array of broadcast bodies")
+        }
+        guard (1...BroadcastRequest.maxBatch).contains(items.count) else {
+            throw APIError.badRequest("messages: between 1 and \(BroadcastRequest.maxBatch) items, got \(items.count)")
+        }
+        var broadcasts: [BroadcastRequest] = []
+        var problems: [ErrorBody.Detail] = []
+        for (index, item) in items.enumerated() {
+            do {
+                broadcasts.append(try BroadcastRequest(item, directory: node.hub.directory))
+            } catch {
+                problems.append(ErrorBody.Detail(index: index, message: error.message))
             }
         }
-        return Self.json(.object([
-            "channel": .string(publication.channel), "seq": .int(Int64(result.seq)), "recipients": .int(Int64(result.recipients)),
-        ]))
+        guard problems.isEmpty else {
+            throw APIError.badRequest("\(problems.count) of \(items.count) messages are invalid; nothing was sent", details: problems)
+        }
+        let results = try broadcasts.map(send)
+        return Self.json(.object(["published": .int(Int64(results.count)), "results": .array(results)]))
+    }
+
+    /// Publishes one validated broadcast and describes the result as SPEC's `{"channel","seq","recipients"}`.
+    private func send(_ broadcast: BroadcastRequest) throws -> JSONValue {
+        let result: Hub.PublishResult
+        do {
+            result = try node.publish(broadcast.publication, to: broadcast.target)
+        } catch {
+            // Validation resolved the channel already; only a namespace table without `user` gets here.
+            throw APIError(status: .badRequest, code: error.code, message: error.message)
+        }
+        let channel: JSONValue = switch broadcast.target {
+        case .channel(let name): .string(name)
+        case .user(let userId): .string("user:\(userId)")
+        case .all: .null
+        }
+        var fields: [String: JSONValue] = [
+            "channel": channel, "seq": result.seq.map { .int(Int64($0)) } ?? .null, "recipients": .int(Int64(result.recipients)),
+        ]
+        if result.held { fields["held"] = .bool(true) }
+        return .object(fields)
     }
 
     // MARK: Auth and bodies
@@ -93,36 +133,5 @@ struct ManagementAPI: Sendable {
         return Response(
             status: status, headers: [.contentType: "application/json", .contentLength: "\(buffer.readableBytes)"],
             body: .init(byteBuffer: buffer))
-    }
-}
-
-/// A `POST /api/v1/websocket/broadcast` body: `event`, `data`, optional `key`, and one target.
-struct BroadcastRequest {
-    let body: JSONValue
-
-    init(_ body: JSONValue) { self.body = body }
-
-    /// Validates the body; errors name the field (SPEC §6).
-    func publication() throws(APIError) -> Publication {
-        guard case .object(let fields) = body else { throw .badRequest("body must be a JSON object") }
-        guard case .string(let event)? = fields["event"], !event.isEmpty else {
-            throw .badRequest("event: required, a non-empty string")
-        }
-        guard let data = fields["data"] else { throw .badRequest("data: required") }
-        let key: String?
-        switch fields["key"] {
-        case nil, .null?: key = nil
-        case .string(let value)?: key = value
-        default: throw .badRequest("key: must be a string")
-        }
-        let targets = ["channel", "userId", "all"].filter { fields[$0] != nil && fields[$0] != .null && fields[$0] != .bool(false) }
-        guard targets.count == 1 else {
-            throw .badRequest("exactly one target is required: channel, userId or all: true")
-        }
-        guard case .string(let channel)? = fields["channel"] else {
-            // userId and all targets are delivered by the broadcast service (issue 3), not yet by this node.
-            throw .badRequest("\(targets[0]): only the channel target is supported by this version")
-        }
-        return Publication(channel: channel, event: event, data: data.jsonText, key: key)
     }
 }

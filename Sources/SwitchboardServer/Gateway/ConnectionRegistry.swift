@@ -1,24 +1,58 @@
 import Synchronization
 
-/// The node's open WebSocket connections by id, for the admin API and shutdown.
+/// The node's open WebSocket connections by id and by user, for targeted and global messages, the admin
+/// API and shutdown.
 public final class ConnectionRegistry: Sendable {
-    private let byId = Mutex<[String: WebSocketConnection]>([:])
+    private struct Index {
+        var byId: [String: WebSocketConnection] = [:]
+        var byUser: [String: [String: WebSocketConnection]] = [:]
+    }
+
+    private let index = Mutex(Index())
 
     public init() {}
 
-    func add(_ connection: WebSocketConnection) {
-        byId.withLock { $0[connection.id] = connection }
+    func add(_ connection: WebSocketConnection, userId: String?) {
+        index.withLock { index in
+            index.byId[connection.id] = connection
+            if let userId { index.byUser[userId, default: [:]][connection.id] = connection }
+        }
     }
 
-    func remove(_ connection: WebSocketConnection) {
-        byId.withLock { _ = $0.removeValue(forKey: connection.id) }
+    /// Moves a connection to another user after an in-band `auth`.
+    func changeUser(_ connection: WebSocketConnection, from oldUserId: String?, to newUserId: String?) {
+        guard oldUserId != newUserId else { return }
+        index.withLock { index in
+            if let oldUserId { Self.remove(connection.id, of: oldUserId, from: &index) }
+            if let newUserId { index.byUser[newUserId, default: [:]][connection.id] = connection }
+        }
+    }
+
+    func remove(_ connection: WebSocketConnection, userId: String?) {
+        index.withLock { index in
+            index.byId[connection.id] = nil
+            if let userId { Self.remove(connection.id, of: userId, from: &index) }
+        }
     }
 
     /// The connection with this id, if open.
     public func connection(id: String) -> WebSocketConnection? {
-        byId.withLock { $0[id] }
+        index.withLock { $0.byId[id] }
     }
 
+    /// Every open connection of `userId`.
+    public func connections(ofUser userId: String) -> [WebSocketConnection] {
+        index.withLock { Array(($0.byUser[userId] ?? [:]).values) }
+    }
+
+    /// Every open connection.
+    public var all: [WebSocketConnection] { index.withLock { Array($0.byId.values) } }
+
     /// Number of open connections.
-    public var count: Int { byId.withLock { $0.count } }
+    public var count: Int { index.withLock { $0.byId.count } }
+
+    private static func remove(_ id: String, of userId: String, from index: inout Index) {
+        index.byUser[userId]?[id] = nil
+        if index.byUser[userId]?.isEmpty == true { index.byUser[userId] = nil }
+    }
 }

@@ -5,74 +5,89 @@ import SwitchboardCore
 
 /// A connection's bounded outbound queue (SPEC §5). Any thread may push; the connection's event loop drains.
 ///
-/// Frames wait here only while the socket is not writable; `limit` bounds the bytes held so a client
-/// that stops reading is found out (slow consumer) instead of growing memory.
+/// Deliveries wait here only while the socket is not writable. `limit` bounds the bytes held: when a push
+/// would pass it, a conflated message replaces the queued one with the same channel and key; anything
+/// else marks the connection a slow consumer.
 final class Outbox: Sendable {
     /// What a push asks of the caller.
-    enum PushResult {
+    enum PushResult: Equatable {
         /// Queued; a drain is already scheduled.
         case queued
         /// Queued; the caller must schedule a drain on the event loop.
         case needsDrain
-        /// The bound was hit: the connection is a slow consumer.
+        /// The bound was hit: the connection is a slow consumer and the outbox is now closed.
         case overflow
         /// The connection is closing; dropped.
         case closed
     }
 
     private struct State {
-        var frames: Deque<ByteBuffer> = []
+        var queue: Deque<Delivery> = []
         var bytes = 0
+        var peakBytes = 0
+        var replaced = 0
         var drainScheduled = false
         var closed = false
     }
 
-    private let limit: Int
+    let limit: Int
     private let state = Mutex(State())
 
     init(limit: Int) {
         self.limit = limit
     }
 
-    func push(_ frame: ByteBuffer) -> PushResult {
+    func push(_ delivery: Delivery) -> PushResult {
         state.withLock { state in
             guard !state.closed else { return .closed }
-            guard state.bytes + frame.readableBytes <= limit else {
-                state.closed = true
-                state.frames.removeAll()
-                state.bytes = 0
-                return .overflow
+            let size = delivery.frame.readableBytes
+            if state.bytes + size > limit {
+                // SPEC §5: a conflated channel replaces its queued value for the same key. The old entry is
+                // removed and the new one appended, so the channel's queued messages stay in seq order.
+                guard let key = delivery.conflationKey,
+                    let index = state.queue.firstIndex(where: { $0.conflationKey == key }),
+                    state.bytes - state.queue[index].frame.readableBytes + size <= limit
+                else {
+                    state.closed = true
+                    state.queue.removeAll()
+                    state.bytes = 0
+                    return .overflow
+                }
+                state.bytes -= state.queue.remove(at: index).frame.readableBytes
+                state.replaced += 1
             }
-            state.frames.append(frame)
-            state.bytes += frame.readableBytes
+            state.queue.append(delivery)
+            state.bytes += size
+            state.peakBytes = max(state.peakBytes, state.bytes)
             if state.drainScheduled { return .queued }
             state.drainScheduled = true
             return .needsDrain
         }
     }
 
-    /// Takes queued frames while `canWrite` allows; clears the drain flag when the queue is empty.
-    func drain(while canWrite: () -> Bool, _ write: (ByteBuffer) -> Void) {
-        while true {
-            let frame: ByteBuffer? = state.withLock { state in
-                guard canWrite(), let frame = state.frames.popFirst() else {
-                    state.drainScheduled = !state.frames.isEmpty && !state.closed
-                    return nil
-                }
-                state.bytes -= frame.readableBytes
-                return frame
+    /// Takes up to `maxCount` queued deliveries while `canWrite()` holds; clears the drain flag once the
+    /// queue is empty (otherwise a writability change must drain again).
+    func take(maxCount: Int, while canWrite: () -> Bool) -> [Delivery] {
+        state.withLock { state in
+            var taken: [Delivery] = []
+            while taken.count < maxCount, canWrite(), let delivery = state.queue.popFirst() {
+                state.bytes -= delivery.frame.readableBytes
+                taken.append(delivery)
             }
-            guard let frame else { return }
-            write(frame)
+            state.drainScheduled = !state.queue.isEmpty && !state.closed
+            return taken
         }
     }
 
-    /// Refuses further frames and drops what is queued.
+    /// Refuses further deliveries and drops what is queued.
     func close() {
         state.withLock { state in
             state.closed = true
-            state.frames.removeAll()
+            state.queue.removeAll()
             state.bytes = 0
         }
     }
+
+    /// The most bytes ever held at once (never above ``limit``), and how many queued messages were replaced.
+    var statistics: (peakBytes: Int, replaced: Int) { state.withLock { ($0.peakBytes, $0.replaced) } }
 }

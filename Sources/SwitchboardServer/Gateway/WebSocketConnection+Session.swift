@@ -98,6 +98,7 @@ extension WebSocketConnection {
                     return
                 }
             }
+            node.connections.changeUser(self, from: session.identity.userId, to: identity.userId)
             session.identity = identity
             session.authTimeout?.cancel()
             session.authTimeout = nil
@@ -185,7 +186,7 @@ extension WebSocketConnection {
             return
         }
         do {
-            let result = try node.publish(publication)
+            let result = try node.publish(publication, to: .channel(publication.channel))
             send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
         } catch {
             send(ServerMessage.error(error.code, error.message, id: id))

@@ -20,6 +20,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     let node: Node
     let eventLoop: any EventLoop
     let reservation: SlotReservation
+    /// `?batch=true`: consecutive messages leave in one `batch` frame.
+    let wantsBatches: Bool
     private let outbox: Outbox
     private var context: ChannelHandlerContext?
     var session: SessionState
@@ -36,6 +38,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.node = node
         self.eventLoop = eventLoop
         self.reservation = admitted.reservation
+        self.wantsBatches = admitted.wantsBatches
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
     }
@@ -44,7 +47,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        node.connections.add(self)
+        node.connections.add(self, userId: session.identity.userId)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
         startSession()
         let interval = TimeAmount.milliseconds(Int64(node.settings.heartbeatMs))
@@ -155,7 +158,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             send(ServerMessage.error(.badRequest, "binary frames are not supported: send JSON text frames", id: nil))
             return
         }
-        guard payload.readableBytesView.withContiguousStorageIfAvailable({ String(validating: $0, as: UTF8.self) != nil }) ?? (String(validating: Array(payload.readableBytesView), as: UTF8.self) != nil) else {
+        guard String(validating: payload.readableBytesView, as: UTF8.self) != nil else {
             send(ServerMessage.error(.badRequest, "text frame is not valid UTF-8", id: nil))
             return
         }
@@ -166,16 +169,12 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     /// Queues a delivery from the hub (any thread).
     public func deliver(_ delivery: Delivery) {
-        enqueue(delivery.frame)
+        send(delivery)
     }
 
-    /// Queues a reply (any thread).
+    /// Queues a reply or delivery (any thread).
     func send(_ delivery: Delivery) {
-        enqueue(delivery.frame)
-    }
-
-    private func enqueue(_ frame: ByteBuffer) {
-        switch outbox.push(frame) {
+        switch outbox.push(delivery) {
         case .queued, .closed:
             break
         case .needsDrain:
@@ -185,16 +184,47 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         }
     }
 
+    /// Most deliveries taken from the outbox per step, so one drain cannot overshoot the socket's high mark by much.
+    private static let drainStep = 256
+
     private func drainOutbox() {
         guard let context else { return }
         var wrote = false
-        outbox.drain(while: { context.channel.isWritable }) { frame in
-            context.write(wrapOutboundOut(frame), promise: nil)
+        while true {
+            let deliveries = outbox.take(maxCount: Self.drainStep, while: { context.channel.isWritable })
+            if deliveries.isEmpty { break }
+            write(deliveries, context: context)
             wrote = true
         }
-        // One flush for everything drained: frames queued within one event-loop tick go out together.
+        // One flush for everything drained: frames queued within one event-loop tick leave together.
         if wrote { context.flush() }
     }
+
+    private func write(_ deliveries: [Delivery], context: ChannelHandlerContext) {
+        guard wantsBatches else {
+            for delivery in deliveries { context.write(wrapOutboundOut(delivery.frame), promise: nil) }
+            return
+        }
+        // Consecutive messages share one batch frame; replies and lone messages go as they are.
+        var start = deliveries.startIndex
+        while start < deliveries.endIndex {
+            var end = start
+            while end < deliveries.endIndex && deliveries[end].isMessage { end += 1 }
+            switch end - start {
+            case 0:
+                context.write(wrapOutboundOut(deliveries[start].frame), promise: nil)
+                end = start + 1
+            case 1:
+                context.write(wrapOutboundOut(deliveries[start].frame), promise: nil)
+            default:
+                context.write(wrapOutboundOut(BatchFrame.frame(of: deliveries[start..<end])), promise: nil)
+            }
+            start = end
+        }
+    }
+
+    /// Bytes of the outbound buffer's fullest moment, and queued messages replaced by newer ones.
+    var outboxStatistics: (peakBytes: Int, replaced: Int) { outbox.statistics }
 
     private func writeControl(_ opcode: WebSocketWireFrame.Opcode, payload: ByteBuffer) {
         writeImmediately(WebSocketWireFrame.frame(opcode, payload: payload))
@@ -214,7 +244,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         closing = true
         node.logger.debug("closing connection", metadata: ["sb.conn.id": "\(id)", "sb.close.code": "\(code.rawValue)"])
         // Queued messages are still written ahead of the close frame, except for a slow consumer's.
-        if code == .slowConsumer { outbox.close() } else { drainOutbox() }
+        if code != .slowConsumer { drainOutbox() }
         outbox.close()
         writeImmediately(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
         // RFC 6455 §7.1.1: wait briefly for the client's close frame, then drop the TCP connection.
@@ -241,7 +271,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         heartbeat = nil
         outbox.close()
         endSession()
-        node.connections.remove(self)
+        node.connections.remove(self, userId: session.identity.userId)
         reservation.release()
     }
 

@@ -36,12 +36,13 @@ enum ServerMessage {
         }
     }
 
-    static func published(channel: String, seq: UInt64, id: RequestID?) -> Delivery {
+    /// `seq` is null when the message was held by the throttle or had nobody to go to.
+    static func published(channel: String, seq: UInt64?, id: RequestID?) -> Delivery {
         encode(type: "published", id: id) { buffer in
             buffer.writeStaticString(",\"channel\":")
             buffer.writeJSONString(channel)
             buffer.writeStaticString(",\"seq\":")
-            buffer.writeDecimal(seq)
+            if let seq { buffer.writeDecimal(seq) } else { buffer.writeStaticString("null") }
         }
     }
 

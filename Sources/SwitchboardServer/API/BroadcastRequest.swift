@@ -1,0 +1,58 @@
+import SwitchboardCore
+
+/// A broadcast body (SPEC §6): `event`, `data`, optional `key`, and exactly one target of `channel`,
+/// `userId`, `all: true`.
+struct BroadcastRequest: Sendable {
+    let publication: Publication
+    let target: Node.Target
+
+    /// Most messages in one `broadcast/batch` request.
+    static let maxBatch = 1_000
+
+    /// Validates one body; the error message names the field.
+    init(_ body: JSONValue, directory: ChannelDirectory) throws(FieldError) {
+        guard case .object(let fields) = body else { throw FieldError("body must be a JSON object") }
+        guard case .string(let event)? = fields["event"], !event.isEmpty else {
+            throw FieldError("event: required, a non-empty string")
+        }
+        guard let data = fields["data"] else { throw FieldError("data: required") }
+        let key: String?
+        switch fields["key"] {
+        case nil, .null?: key = nil
+        case .string(let value)?: key = value
+        default: throw FieldError("key: must be a string")
+        }
+        let given = ["channel", "userId", "all"].filter { fields[$0] != nil && fields[$0] != .null && fields[$0] != .bool(false) }
+        guard given.count == 1 else {
+            throw FieldError("target: exactly one of channel, userId or all: true is required")
+        }
+        switch (fields["channel"], fields["userId"], fields["all"]) {
+        case (.string(let channel)?, _, _):
+            do {
+                _ = try directory.resolve(channel)
+            } catch {
+                throw FieldError("channel: \(error.message)", code: error.reason == .unknownNamespace ? .unknownChannel : .badRequest)
+            }
+            target = .channel(channel)
+        case (_, .string(let userId)?, _):
+            guard ChannelName("user:\(userId)") != nil else { throw FieldError("userId: must match [A-Za-z0-9_.-]+") }
+            target = .user(userId)
+        case (_, _, .bool(true)?):
+            target = .all
+        default:
+            throw FieldError("\(given[0]): channel and userId must be strings, all must be true")
+        }
+        let channel: String = if case .channel(let name) = target { name } else { "" }
+        publication = Publication(channel: channel, event: event, data: data.jsonText, key: key)
+    }
+
+    /// A body that failed validation, with the error code it answers with.
+    struct FieldError: Error {
+        let message: String
+        let code: ErrorCode
+        init(_ message: String, code: ErrorCode = .badRequest) {
+            self.message = message
+            self.code = code
+        }
+    }
+}
