@@ -24,14 +24,14 @@ public final class TestWebSocket: Sendable {
     ///   - answerPings: answer server pings with pongs, as browsers do.
     public static func connect(
         port: Int, host: String = "127.0.0.1", path: String = "/ws", headers: [(String, String)] = [],
-        localAddress: String? = nil, answerPings: Bool = true
+        localAddress: String? = nil, answerPings: Bool = true, receiveBufferBytes: Int? = nil
     ) async throws -> Outcome {
         var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
         request += "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
         let (channel, response, frames) = try await open(
-            host: host, port: port, localAddress: localAddress, answerPings: answerPings)
+            host: host, port: port, localAddress: localAddress, answerPings: answerPings, receiveBufferBytes: receiveBufferBytes)
         try await channel.writeAndFlush(ByteBuffer(string: request))
         let head = try await response.get()
         if head.status == 101 { return .upgraded(TestWebSocket(channel: channel, frames: frames)) }
@@ -42,9 +42,12 @@ public final class TestWebSocket: Sendable {
     /// Connects and expects the upgrade to succeed.
     public static func open(
         port: Int, path: String = "/ws", headers: [(String, String)] = [], localAddress: String? = nil,
-        answerPings: Bool = true
+        answerPings: Bool = true, receiveBufferBytes: Int? = nil
     ) async throws -> TestWebSocket {
-        switch try await connect(port: port, path: path, headers: headers, localAddress: localAddress, answerPings: answerPings) {
+        switch try await connect(
+            port: port, path: path, headers: headers, localAddress: localAddress, answerPings: answerPings,
+            receiveBufferBytes: receiveBufferBytes)
+        {
         case .upgraded(let socket): return socket
         case .refused(let response):
             throw WebSocketTestClientError.badResponse("upgrade refused: \(response.status) \(response.body)")
@@ -95,6 +98,17 @@ public final class TestWebSocket: Sendable {
         }
     }
 
+    /// Stops reading from the socket, so the server sees a client that does not keep up.
+    public func pauseReading() async throws {
+        try await channel.setOption(ChannelOptions.autoRead, value: false)
+    }
+
+    /// Reads from the socket again after ``pauseReading()``.
+    public func resumeReading() async throws {
+        try await channel.setOption(ChannelOptions.autoRead, value: true)
+        channel.read()
+    }
+
     /// Frames received and not yet read.
     public var pendingFrames: Int { frames.pendingCount }
 
@@ -107,7 +121,7 @@ public final class TestWebSocket: Sendable {
     }
 
     static func open(
-        host: String, port: Int, localAddress: String?, answerPings: Bool
+        host: String, port: Int, localAddress: String?, answerPings: Bool, receiveBufferBytes: Int? = nil
     ) async throws -> (any Channel, EventLoopFuture<HTTPTestResponse>, Mailbox<ServerFrame>) {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let response = eventLoop.makePromise(of: HTTPTestResponse.self)
@@ -121,6 +135,7 @@ public final class TestWebSocket: Sendable {
                 }
             }
         if let localAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0)) }
+        if let receiveBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
         let channel = try await bootstrap.connect(host: host, port: port).get()
         return (channel, response.futureResult, frames)
     }

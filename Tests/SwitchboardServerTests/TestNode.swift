@@ -60,13 +60,17 @@ struct TestNode: Sendable {
     }
 
     /// An upgraded client that has read its `welcome` frame.
-    func client(token: String? = nil, query: String = "", localAddress: String? = nil, answerPings: Bool = true) async throws -> TestClient {
+    func client(
+        token: String? = nil, query: String = "", localAddress: String? = nil, answerPings: Bool = true,
+        receiveBufferBytes: Int? = nil
+    ) async throws -> TestClient {
         var path = "/ws"
         var parameters: [String] = []
         if let token { parameters.append("token=\(token)") }
         if !query.isEmpty { parameters.append(query) }
         if !parameters.isEmpty { path += "?" + parameters.joined(separator: "&") }
-        let socket = try await TestWebSocket.open(port: port, path: path, localAddress: localAddress, answerPings: answerPings)
+        let socket = try await TestWebSocket.open(
+            port: port, path: path, localAddress: localAddress, answerPings: answerPings, receiveBufferBytes: receiveBufferBytes)
         let welcome = try await socket.nextText()
         #expect(try TestClient.parse(welcome)["type"] as? String == "welcome")
         return TestClient(socket: socket, welcomeText: welcome)

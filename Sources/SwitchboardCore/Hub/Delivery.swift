@@ -28,7 +28,7 @@ public struct Delivery: Sendable {
     }
 
     /// A `message` delivery.
-    static func message(seq: UInt64, payload: ByteBuffer, conflationKey: String?) -> Delivery {
+    public static func message(seq: UInt64, payload: ByteBuffer, conflationKey: String?) -> Delivery {
         Delivery(seq: seq, payload: payload, isMessage: true, conflationKey: conflationKey)
     }
 }

@@ -61,7 +61,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         try channel.syncOptions?.setOption(
                             ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
                         try channel.pipeline.syncOperations.addHandler(
-                            WebSocketConnection(node: node, admitted: upgrade, eventLoop: channel.eventLoop))
+                            WebSocketConnection(node: node, admitted: upgrade, channel: channel))
                         return Negotiated.webSocket(channel)
                     }
                 }

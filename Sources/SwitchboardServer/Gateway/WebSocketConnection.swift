@@ -18,6 +18,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// The connection id given in `welcome`.
     public let id: String
     let node: Node
+    /// The connection's channel (thread-safe to hold; its pipeline is only touched on `eventLoop`).
+    let channel: any Channel
     let eventLoop: any EventLoop
     let reservation: SlotReservation
     /// `?batch=true`: consecutive messages leave in one `batch` frame.
@@ -33,10 +35,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
 
-    init(node: Node, admitted: AdmittedUpgrade, eventLoop: any EventLoop) {
+    init(node: Node, admitted: AdmittedUpgrade, channel: any Channel) {
         self.id = Self.makeId()
         self.node = node
-        self.eventLoop = eventLoop
+        self.channel = channel
+        self.eventLoop = channel.eventLoop
         self.reservation = admitted.reservation
         self.wantsBatches = admitted.wantsBatches
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)

@@ -1,0 +1,226 @@
+import Foundation
+import NIOCore
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §5 on a live node: throttle and conflation, batch frames, targets, batches and slow consumers.
+@Suite struct BroadcastServiceTests {
+    private func quote(_ n: Int, key: String? = "AAPL") -> Publication {
+        Publication(channel: "market_data:AAPL", event: "quote", data: #"{"n":\#(n)}"#, key: key)
+    }
+
+    @Test func fiftySameKeyQuotesInOneWindowArriveAsFirstAndLast() async throws {
+        try await TestNode.with({ $0.namespaces[0].throttleMs = 300 }) { node in
+            let client = try await node.client()
+            try await client.subscribe("market_data:AAPL")
+            for n in 1...50 { _ = try node.node.publish(quote(n)) }
+            let first = try await client.next()
+            let last = try await client.next()
+            #expect((first["data"] as? [String: Any])?["n"] as? Int == 1)
+            #expect((last["data"] as? [String: Any])?["n"] as? Int == 50)
+            #expect([first["seq"] as? Int, last["seq"] as? Int] == [1, 2])
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong", "nothing else was sent")
+            // The last value kept for new subscribers is the latest quote.
+            let late = try await node.client()
+            try await late.subscribe("market_data:AAPL")
+            #expect((try await late.next()["data"] as? [String: Any])?["n"] as? Int == 50)
+            await client.close()
+            await late.close()
+        }
+    }
+
+    @Test func keylessMessagesAllArriveInOrder() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.subscribe("market_data:AAPL")
+            for n in 1...200 { _ = try node.node.publish(quote(n, key: nil)) }
+            for n in 1...200 {
+                let message = try await client.next()
+                #expect((message["data"] as? [String: Any])?["n"] as? Int == n)
+                #expect(message["seq"] as? Int == n)
+            }
+            await client.close()
+        }
+    }
+
+    @Test func heldPublishIsReportedAsHeld() async throws {
+        try await TestNode.with { node in
+            let admin = try await node.token("ops", role: .admin)
+            let body = #"{"channel":"market_data:AAPL","event":"quote","data":1,"key":"AAPL"}"#
+            let first = try await node.request("POST", "/api/v1/websocket/broadcast", token: admin, body: body)
+            #expect(first.json["seq"] as? Int == 1)
+            let second = try await node.request("POST", "/api/v1/websocket/broadcast", token: admin, body: body)
+            #expect(second.json["seq"] is NSNull)
+            #expect(second.json["held"] as? Bool == true)
+        }
+    }
+
+    @Test func batchClientsReceiveBatchFrames() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client(query: "batch=true")
+            try await client.subscribe("market_data:AAPL")
+            for n in 1...30 { _ = try node.node.publish(quote(n, key: nil)) }
+            var seen: [Int] = []
+            var batches = 0
+            while seen.count < 30 {
+                let frame = try await client.next()
+                if frame["type"] as? String == "batch" {
+                    batches += 1
+                    seen += (frame["messages"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+                } else {
+                    seen.append(frame["seq"] as? Int ?? -1)
+                }
+            }
+            #expect(seen == Array(1...30))
+            #expect(batches >= 1, "messages leaving together share a batch frame")
+            await client.close()
+        }
+    }
+
+    @Test func userIdTargetReachesEveryConnectionOfThatUserOnly() async throws {
+        try await TestNode.with { node in
+            let aliceToken = try await node.token("alice")
+            let subscribed = try await node.client(token: aliceToken)
+            try await subscribed.subscribe("user:alice")
+            let unsubscribed = try await node.client(token: aliceToken)
+            let bob = try await node.client(token: try await node.token("bob"))
+            let response = try await node.request(
+                "POST", "/api/v1/websocket/broadcast", token: try await node.token("ops", role: .admin),
+                body: #"{"userId":"alice","event":"fill","data":{"qty":5}}"#)
+            #expect(response.status == 200)
+            #expect(response.json["channel"] as? String == "user:alice")
+            #expect(response.json["recipients"] as? Int == 2)
+            for client in [subscribed, unsubscribed] {
+                let message = try await client.next()
+                #expect(message["channel"] as? String == "user:alice")
+                #expect(message["event"] as? String == "fill")
+            }
+            #expect(try await bob.request(["type": "ping"])["type"] as? String == "pong")
+            for client in [subscribed, unsubscribed, bob] { await client.close() }
+        }
+    }
+
+    @Test func allTargetReachesEveryConnectionWithNullChannel() async throws {
+        try await TestNode.with { node in
+            let clients = [try await node.client(), try await node.client(token: try await node.token("u"))]
+            let response = try await node.request(
+                "POST", "/api/v1/websocket/broadcast", token: try await node.token("ops", role: .admin),
+                body: #"{"all":true,"event":"maintenance","data":"in 5 minutes"}"#)
+            #expect(response.json["recipients"] as? Int == 2)
+            #expect(response.json["channel"] is NSNull)
+            for client in clients {
+                let message = try await client.next()
+                #expect(message["channel"] is NSNull)
+                #expect(message["data"] as? String == "in 5 minutes")
+                await client.close()
+            }
+        }
+    }
+
+    @Test func batchEndpointPublishesEveryMessage() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.subscribe("system_status")
+            let items = (1...3).map { #"{"channel":"system_status","event":"s","data":\#($0)}"# }.joined(separator: ",")
+            let response = try await node.request(
+                "POST", "/api/v1/websocket/broadcast/batch", token: try await node.token("ops", role: .admin),
+                body: #"{"messages":[\#(items)]}"#)
+            #expect(response.status == 200)
+            #expect(response.json["published"] as? Int == 3)
+            for n in 1...3 { #expect(try await client.next()["data"] as? Int == n) }
+            await client.close()
+        }
+    }
+
+    @Test func badBatchSendsNothingAndListsEveryBadIndex() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.subscribe("system_status")
+            let good = #"{"channel":"system_status","event":"s","data":1}"#
+            let body = #"{"messages":[\#(good),{"channel":"system_status","data":1},\#(good),{"event":"e","data":1},{"channel":"nope:x","event":"e","data":1}]}"#
+            let response = try await node.request(
+                "POST", "/api/v1/websocket/broadcast/batch", token: try await node.token("ops", role: .admin), body: body)
+            #expect(response.status == 400)
+            #expect(response.errorCode == "BAD_REQUEST")
+            let details = (response.json["error"] as? [String: Any])?["details"] as? [[String: Any]] ?? []
+            #expect(details.compactMap { $0["index"] as? Int } == [1, 3, 4])
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong", "nothing was sent")
+        }
+    }
+
+    @Test func batchOverTheLimitIsRefused() async throws {
+        try await TestNode.with { node in
+            let item = #"{"channel":"system_status","event":"s","data":1}"#
+            let body = #"{"messages":[\#(Array(repeating: item, count: 1001).joined(separator: ","))]}"#
+            let response = try await node.request(
+                "POST", "/api/v1/websocket/broadcast/batch", token: try await node.token("ops", role: .admin), body: body)
+            #expect(response.status == 400)
+        }
+    }
+
+    @Test func stalledClientIsClosedWith4009WhileHealthySubscriberGetsEverything() async throws {
+        let limit = 256 * 1024
+        let total = 10_000
+        try await TestNode.with({ $0.outboundBufferBytes = limit }) { node in
+            let stalled = try await node.client(receiveBufferBytes: 4096)
+            try await stalled.subscribe("system_status")
+            let stalledConnection = try #require(node.node.connections.connection(id: stalled.welcome["connectionId"] as? String ?? ""))
+            // A closed TCP window: small kernel buffers on both ends, and the client stops reading.
+            try await stalledConnection.channel.setOption(.socketOption(.so_sndbuf), value: 8192)
+            try await stalled.socket.pauseReading()
+            let healthy = try await node.client()
+            try await healthy.subscribe("system_status")
+            let padding = String(repeating: "x", count: 200)
+            let received = Task {
+                var seqs: [Int] = []
+                for _ in 0..<total { seqs.append(try await healthy.next(timeout: .seconds(20))["seq"] as? Int ?? -1) }
+                return seqs
+            }
+            // Paced so a reading client keeps up; the stalled one cannot.
+            let chunkSize = 20
+            for chunk in 0..<(total / chunkSize) {
+                for n in 0..<chunkSize {
+                    _ = try node.node.publish(
+                        Publication(channel: "system_status", event: "tick", data: #"{"n":\#(chunk * chunkSize + n),"pad":"\#(padding)"}"#))
+                }
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(try await received.value == Array(1...total))
+            let peak = stalledConnection.outboxStatistics.peakBytes
+            #expect(peak <= limit, "outbound buffer bound respected: peak \(peak) of \(limit) bytes")
+            #expect(peak > limit / 2, "the stalled client did fill its buffer")
+            try await stalled.socket.resumeReading()
+            #expect(try await stalled.closeCode(timeout: .seconds(10)) == 4009)
+            await healthy.close()
+        }
+    }
+}
+
+/// The outbound queue's policy when full (SPEC §5), without sockets.
+@Suite struct OutboxTests {
+    private func message(_ seq: UInt64, key: String?, size: Int = 100) -> Delivery {
+        Delivery.message(seq: seq, payload: ByteBuffer(string: String(repeating: "x", count: size)), conflationKey: key)
+    }
+
+    @Test func fullQueueReplacesTheQueuedValueOfTheSameKey() {
+        let outbox = Outbox(limit: 350)
+        #expect(outbox.push(message(1, key: "a")) == .needsDrain)
+        #expect(outbox.push(message(2, key: "b")) == .queued)
+        #expect(outbox.push(message(3, key: "c")) == .queued)
+        #expect(outbox.push(message(4, key: "a")) == .queued, "replaces seq 1 instead of overflowing")
+        let queued = outbox.take(maxCount: 10, while: { true }).map(\.seq)
+        #expect(queued == [2, 3, 4], "the replacement goes to the back, keeping seq order")
+        #expect(outbox.statistics.replaced == 1)
+    }
+
+    @Test func fullQueueWithoutConflationOverflows() {
+        let outbox = Outbox(limit: 250)
+        _ = outbox.push(message(1, key: nil))
+        _ = outbox.push(message(2, key: nil))
+        #expect(outbox.push(message(3, key: nil)) == .overflow)
+        #expect(outbox.push(message(4, key: nil)) == .closed)
+    }
+}
