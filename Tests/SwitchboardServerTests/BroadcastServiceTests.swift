@@ -47,7 +47,7 @@ import WebSocketTestClient
     }
 
     @Test func heldPublishIsReportedAsHeld() async throws {
-        try await TestNode.with { node in
+        try await TestNode.with({ $0.namespaces[0].throttleMs = 10_000 }) { node in
             let admin = try await node.token("ops", role: .admin)
             let body = #"{"channel":"market_data:AAPL","event":"quote","data":1,"key":"AAPL"}"#
             let first = try await node.request("POST", "/api/v1/websocket/broadcast", token: admin, body: body)
@@ -180,19 +180,25 @@ import WebSocketTestClient
                 return seqs
             }
             // Paced so a reading client keeps up; the stalled one cannot.
-            let chunkSize = 20
-            for chunk in 0..<(total / chunkSize) {
-                for n in 0..<chunkSize {
-                    _ = try node.node.publish(
-                        Publication(channel: "system_status", event: "tick", data: #"{"n":\#(chunk * chunkSize + n),"pad":"\#(padding)"}"#))
+            let publisher = Task {
+                let chunkSize = 20
+                for chunk in 0..<(total / chunkSize) {
+                    for n in 0..<chunkSize {
+                        _ = try node.node.publish(
+                            Publication(channel: "system_status", event: "tick", data: #"{"n":\#(chunk * chunkSize + n),"pad":"\#(padding)"}"#))
+                    }
+                    try await Task.sleep(for: .milliseconds(2))
                 }
-                try await Task.sleep(for: .milliseconds(2))
             }
+            // Read again as soon as the server gives up on the client, to see its close frame before the
+            // hard close that follows it.
+            try await waitUntil(timeout: .seconds(20)) { stalledConnection.outboxStatistics.closed }
+            try await stalled.socket.resumeReading()
+            try await publisher.value
             #expect(try await received.value == Array(1...total))
             let peak = stalledConnection.outboxStatistics.peakBytes
             #expect(peak <= limit, "outbound buffer bound respected: peak \(peak) of \(limit) bytes")
             #expect(peak > limit / 2, "the stalled client did fill its buffer")
-            try await stalled.socket.resumeReading()
             #expect(try await stalled.closeCode(timeout: .seconds(10)) == 4009)
             await healthy.close()
         }

@@ -83,7 +83,8 @@ import WebSocketTestClient
     @Test func messageFloodOverThreeTimesTheLimitClosesWith4008() async throws {
         try await TestNode.with({ $0.messageBurst = 5 }) { node in
             let client = try await node.client()
-            for _ in 0..<20 { try await client.send(["type": "ping"]) }
+            // The server may close before the last sends; that is the point.
+            for _ in 0..<20 { try? await client.send(["type": "ping"]) }
             #expect(try await client.closeCode() == 4008)
         }
     }

@@ -88,6 +88,7 @@ final class Outbox: Sendable {
         }
     }
 
-    /// The most bytes ever held at once (never above ``limit``), and how many queued messages were replaced.
-    var statistics: (peakBytes: Int, replaced: Int) { state.withLock { ($0.peakBytes, $0.replaced) } }
+    /// The most bytes ever held at once (never above ``limit``), how many queued messages were replaced,
+    /// and whether the outbox is closed.
+    var statistics: (peakBytes: Int, replaced: Int, closed: Bool) { state.withLock { ($0.peakBytes, $0.replaced, $0.closed) } }
 }

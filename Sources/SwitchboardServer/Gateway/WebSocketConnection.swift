@@ -226,8 +226,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         }
     }
 
-    /// Bytes of the outbound buffer's fullest moment, and queued messages replaced by newer ones.
-    var outboxStatistics: (peakBytes: Int, replaced: Int) { outbox.statistics }
+    /// Bytes of the outbound buffer's fullest moment, queued messages replaced by newer ones, and whether it is closed.
+    var outboxStatistics: (peakBytes: Int, replaced: Int, closed: Bool) { outbox.statistics }
 
     private func writeControl(_ opcode: WebSocketWireFrame.Opcode, payload: ByteBuffer) {
         writeImmediately(WebSocketWireFrame.frame(opcode, payload: payload))
