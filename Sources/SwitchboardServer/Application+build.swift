@@ -4,6 +4,7 @@ public import HummingbirdCore
 import ServiceLifecycle
 public import Logging
 public import NIOCore
+public import Prometheus
 import SwitchboardCore
 
 /// Builds a Switchboard node: the router, the gateway child channel and the node's services.
@@ -12,10 +13,12 @@ import SwitchboardCore
 /// - Parameters:
 ///   - settings: validated settings.
 ///   - logger: the node's logger.
+///   - metrics: the Prometheus registry `/metrics` renders (`main` bootstraps swift-metrics with it too).
 ///   - onServerRunning: called with the listening channel (tests read the bound port from it).
 public func buildApplication(
     settings: Settings,
     logger: Logger,
+    metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     let publicKeyPEM: String?
@@ -29,7 +32,8 @@ public func buildApplication(
         publicKeyPEM = nil
     }
     let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM)
-    return buildApplication(node: Node(settings: settings, tokens: tokens, logger: logger), onServerRunning: onServerRunning)
+    return buildApplication(
+        node: Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics), onServerRunning: onServerRunning)
 }
 
 /// Builds the application around an existing node (tests keep a handle on the node to inspect it).
@@ -41,7 +45,7 @@ public func buildApplication(
     let router = Router()
     ManagementAPI(node: node).register(on: router)
 
-    var services: [any Service] = []
+    var services: [any Service] = [StatisticsSampler(statistics: node.statistics)]
     if settings.demo { services.append(DemoFeed(node: node)) }
 
     return Application(

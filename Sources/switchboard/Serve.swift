@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 import UnixSignals
 import SwitchboardCore
@@ -32,7 +34,10 @@ struct Serve: AsyncParsableCommand {
             // Written unbuffered so a script reading our stdout sees the token at once (SPEC §11: a line of its own).
             FileHandle.standardOutput.write(Data("demo admin token (valid 24 h):\n\(token)\n".utf8))
         }
-        let app = try await buildApplication(settings: settings, logger: logger)
+        // Process-wide metrics are bootstrapped here only; the node renders the same registry at /metrics.
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let app = try await buildApplication(settings: settings, logger: logger, metrics: registry)
         var configuration = ServiceGroupConfiguration(
             services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // SPEC §1: in-flight work gets a bounded drain time after SIGTERM.

@@ -216,7 +216,7 @@ import WebSocketTestClient
         #expect(outbox.push(message(1, key: "a")) == .needsDrain)
         #expect(outbox.push(message(2, key: "b")) == .queued)
         #expect(outbox.push(message(3, key: "c")) == .queued)
-        #expect(outbox.push(message(4, key: "a")) == .queued, "replaces seq 1 instead of overflowing")
+        #expect(outbox.push(message(4, key: "a")) == .replaced(namespace: ""), "replaces seq 1 instead of overflowing")
         let queued = outbox.take(maxCount: 10, while: { true }).map(\.seq)
         #expect(queued == [2, 3, 4], "the replacement goes to the back, keeping seq order")
         #expect(outbox.statistics.replaced == 1)
@@ -226,7 +226,7 @@ import WebSocketTestClient
         let outbox = Outbox(limit: 250)
         _ = outbox.push(message(1, key: nil))
         _ = outbox.push(message(2, key: nil))
-        #expect(outbox.push(message(3, key: nil)) == .overflow)
+        #expect(outbox.push(message(3, key: nil)) == .overflow(discarded: ["": 3]))
         #expect(outbox.push(message(4, key: nil)) == .closed)
     }
 }

@@ -14,6 +14,7 @@ final class ChannelState: Sendable {
     let namespace: Namespace
     private let scheduler: any EventLoop
     private let clock: @Sendable () -> Int64
+    private let statistics: NodeStatistics
 
     private struct State {
         var subscribers: [ObjectIdentifier: any Subscriber] = [:]
@@ -27,10 +28,14 @@ final class ChannelState: Sendable {
 
     private let state: Mutex<State>
 
-    init(name: String, namespace: Namespace, scheduler: any EventLoop, clock: @escaping @Sendable () -> Int64) {
+    init(
+        name: String, namespace: Namespace, scheduler: any EventLoop, statistics: NodeStatistics,
+        clock: @escaping @Sendable () -> Int64
+    ) {
         self.name = name
         self.namespace = namespace
         self.scheduler = scheduler
+        self.statistics = statistics
         self.clock = clock
         var initial = State()
         if namespace.throttleMs > 0 { initial.throttle = Throttle(conflate: namespace.conflate) }
@@ -40,7 +45,8 @@ final class ChannelState: Sendable {
     /// Publishes through the throttle (if any); `extraRecipients` (a `userId` target's connections) get the
     /// message too, once, and such a publish is never held.
     func publish(_ publication: Publication, extraRecipients: [any Subscriber] = []) -> Hub.PublishResult {
-        state.withLock { state in
+        statistics.recordPublished(namespace: namespace.name)
+        return state.withLock { state in
             guard extraRecipients.isEmpty, let decision = state.throttle?.offer(publication) else {
                 return deliver(publication, extraRecipients: extraRecipients, state: &state)
             }
@@ -48,8 +54,9 @@ final class ChannelState: Sendable {
             case .deliverNow(let key):
                 scheduleWindowEnd(key)
                 return deliver(publication, extraRecipients: [], state: &state)
-            case .held(let startWindow):
+            case .held(let startWindow, let replaced):
                 if let startWindow { scheduleWindowEnd(startWindow) }
+                if replaced { statistics.recordDropped(namespace: namespace.name, reason: .conflated) }
                 return Hub.PublishResult(seq: nil, recipients: 0, held: true)
             }
         }
@@ -74,7 +81,8 @@ final class ChannelState: Sendable {
         state.seq += 1
         let conflationKey = namespace.conflate ? publication.key.map { "\(name)\u{0}\($0)" } : nil
         let delivery = Delivery.message(
-            seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()), conflationKey: conflationKey)
+            seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()), conflationKey: conflationKey,
+            namespace: namespace.name)
         if namespace.history > 0 {
             if state.history.count == namespace.history { state.history.removeFirst() }
             state.history.append(delivery)
@@ -88,6 +96,7 @@ final class ChannelState: Sendable {
             extra.deliver(delivery)
             recipients += 1
         }
+        statistics.recordDelivered(namespace: namespace.name, recipients: recipients)
         return Hub.PublishResult(seq: state.seq, recipients: recipients, held: false)
     }
 

@@ -13,23 +13,29 @@ public struct Delivery: Sendable {
     /// For conflated namespaces, `channel` and `key`: a slow consumer's queued message with the same
     /// conflation key may be replaced by this newer one (SPEC §5).
     public let conflationKey: String?
+    /// The namespace of a message, for per-namespace counters; nil for replies and global messages.
+    public let namespace: String?
+    /// When the publish was accepted, in `NIODeadline` uptime nanoseconds (for the delivery latency histogram).
+    public let publishedAt: UInt64
 
     /// A reply or another non-message frame.
     public init(payload: ByteBuffer) {
-        self.init(seq: 0, payload: payload, isMessage: false, conflationKey: nil)
+        self.init(seq: 0, payload: payload, isMessage: false, conflationKey: nil, namespace: nil)
     }
 
-    init(seq: UInt64, payload: ByteBuffer, isMessage: Bool, conflationKey: String?) {
+    init(seq: UInt64, payload: ByteBuffer, isMessage: Bool, conflationKey: String?, namespace: String?) {
         self.seq = seq
         self.payload = payload
         self.frame = WebSocketWireFrame.frame(.text, payload: payload)
         self.isMessage = isMessage
         self.conflationKey = conflationKey
+        self.namespace = namespace
+        self.publishedAt = NIODeadline.now().uptimeNanoseconds
     }
 
     /// A `message` delivery.
-    public static func message(seq: UInt64, payload: ByteBuffer, conflationKey: String?) -> Delivery {
-        Delivery(seq: seq, payload: payload, isMessage: true, conflationKey: conflationKey)
+    public static func message(seq: UInt64, payload: ByteBuffer, conflationKey: String?, namespace: String? = nil) -> Delivery {
+        Delivery(seq: seq, payload: payload, isMessage: true, conflationKey: conflationKey, namespace: namespace)
     }
 }
 

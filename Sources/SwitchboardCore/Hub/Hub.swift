@@ -1,3 +1,4 @@
+public import CoreMetrics
 public import NIOCore
 import Synchronization
 
@@ -12,18 +13,23 @@ public final class Hub: Sendable {
     private let clock: @Sendable () -> Int64
     /// Runs the throttle windows' timers.
     private let scheduler: any EventLoop
+    /// Counters of published, delivered and dropped messages.
+    public let statistics: NodeStatistics
 
     /// - Parameters:
     ///   - directory: the namespace table.
     ///   - scheduler: event loop for throttle timers.
+    ///   - statistics: where publishes, deliveries and drops are counted.
     ///   - clock: milliseconds since the epoch, stamped on each message as `ts`.
     public init(
         directory: ChannelDirectory,
         scheduler: any EventLoop,
+        statistics: NodeStatistics? = nil,
         clock: @escaping @Sendable () -> Int64 = Hub.wallClockMilliseconds
     ) {
         self.directory = directory
         self.scheduler = scheduler
+        self.statistics = statistics ?? NodeStatistics(namespaces: Array(directory.namespaces.keys), factory: NOOPMetricsHandler.instance)
         self.clock = clock
     }
 
@@ -59,7 +65,10 @@ public final class Hub: Sendable {
             if namespace.retainsMessages || namespace.throttleMs > 0 { channels[publication.channel] = created }
             return created
         }
-        guard let channel else { return PublishResult(seq: nil, recipients: 0) }
+        guard let channel else {
+            statistics.recordPublished(namespace: namespace.name)
+            return PublishResult(seq: nil, recipients: 0)
+        }
         return channel.publish(publication, extraRecipients: extraRecipients)
     }
 
@@ -71,12 +80,14 @@ public final class Hub: Sendable {
             let delivery = Delivery.message(
                 seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), conflationKey: nil)
             for recipient in recipients { recipient.deliver(delivery) }
+            statistics.recordPublished(namespace: "")
+            statistics.recordDelivered(namespace: "", recipients: recipients.count)
             return PublishResult(seq: seq, recipients: recipients.count)
         }
     }
 
     private func makeChannel(_ name: String, _ namespace: Namespace) -> ChannelState {
-        ChannelState(name: name, namespace: namespace, scheduler: scheduler, clock: clock)
+        ChannelState(name: name, namespace: namespace, scheduler: scheduler, statistics: statistics, clock: clock)
     }
 
     /// Subscribes; `reply` builds the `subscribed` frame, queued before any replayed message or last value.

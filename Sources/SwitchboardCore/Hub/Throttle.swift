@@ -11,8 +11,9 @@ struct Throttle {
     enum Decision: Equatable {
         /// Deliver now, and call ``windowEnded(key:)`` for `key` after one interval.
         case deliverNow(startWindowFor: String)
-        /// Held (or replacing the held one). When `startWindow` is set, call ``windowEnded(key:)`` for it after one interval.
-        case held(startWindow: String?)
+        /// Held. When `startWindow` is set, call ``windowEnded(key:)`` for it after one interval; `replaced` says
+        /// whether it took the place of a held message, which is thereby dropped.
+        case held(startWindow: String?, replaced: Bool)
     }
 
     /// Window id of the channel's keyless messages (keys are channel-scoped strings; this one cannot collide
@@ -31,13 +32,13 @@ struct Throttle {
     mutating func offer(_ publication: Publication) -> Decision {
         guard conflate, let key = publication.key else {
             keyless.append(publication)
-            if openWindows[Self.keylessWindow] != nil { return .held(startWindow: nil) }
+            if openWindows[Self.keylessWindow] != nil { return .held(startWindow: nil, replaced: false) }
             openWindows[Self.keylessWindow] = .some(nil)
-            return .held(startWindow: Self.keylessWindow)
+            return .held(startWindow: Self.keylessWindow, replaced: false)
         }
-        if openWindows[key] != nil {
+        if let held = openWindows[key] {
             openWindows[key] = publication
-            return .held(startWindow: nil)
+            return .held(startWindow: nil, replaced: held != nil)
         }
         openWindows[key] = .some(nil)
         return .deliverNow(startWindowFor: key)

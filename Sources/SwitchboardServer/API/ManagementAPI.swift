@@ -2,38 +2,210 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import NIOCore
+import Prometheus
 import SwitchboardCore
 
-/// The HTTP management API of SPEC §6 (this part: health and broadcast).
+/// The HTTP management API of SPEC §6 and `/metrics`. `openapi.yaml` describes every route here.
 struct ManagementAPI: Sendable {
     let node: Node
 
     /// Largest API request body accepted.
     static let maxBodyBytes = 4 * 1_048_576
+    static let prefix = "/api/v1/websocket"
+
+    typealias Handler = @Sendable (Request, BasicRequestContext) async throws -> Response
 
     func register(on router: Router<BasicRequestContext>) {
-        router.add(middleware: JSONErrorMiddleware())
-        let api = router.group("api/v1/websocket")
-        api.get("health") { _, _ in try self.health() }
-        api.post("broadcast") { request, _ in try await self.broadcast(request) }
-        api.post("broadcast/batch") { request, _ in try await self.broadcastBatch(request) }
-        router.get(RouterPath(UpgradeAdmission.path)) { _, _ -> Response in
-            throw APIError.badRequest(
-                "\(UpgradeAdmission.path) is a WebSocket endpoint: send an upgrade request (Upgrade: websocket, Sec-WebSocket-Version: 13)")
+        let routes: [(HTTPRequest.Method, String, Handler)] = [
+            (.get, "\(Self.prefix)/health", { _, _ in await self.health() }),
+            (.get, "\(Self.prefix)/stats", { request, _ in try await self.stats(request) }),
+            (.get, "\(Self.prefix)/channels", { request, _ in try await self.channels(request) }),
+            (.get, "\(Self.prefix)/connections/:userId", { request, context in try await self.connections(request, context) }),
+            (.post, "\(Self.prefix)/disconnect/user/:userId", { request, context in try await self.disconnectUser(request, context) }),
+            (.post, "\(Self.prefix)/disconnect/ip/:ip", { request, context in try await self.disconnectIP(request, context) }),
+            (.post, "\(Self.prefix)/disconnect/:connectionId", { request, context in try await self.disconnect(request, context) }),
+            (.post, "\(Self.prefix)/broadcast", { request, _ in try await self.broadcast(request) }),
+            (.post, "\(Self.prefix)/broadcast/batch", { request, _ in try await self.broadcastBatch(request) }),
+            (.get, "/metrics", { request, _ in try self.metrics(request) }),
+            (.get, UpgradeAdmission.path, { _, _ in
+                throw APIError.badRequest(
+                    "\(UpgradeAdmission.path) is a WebSocket endpoint: send an upgrade request (Upgrade: websocket, Sec-WebSocket-Version: 13)")
+            }),
+        ]
+        var table = RouteTable()
+        for (method, path, _) in routes { table.add(method, path) }
+        router.add(middleware: JSONErrorMiddleware(routes: table))
+        for (method, path, handler) in routes {
+            router.on(RouterPath(path), method: method, use: handler)
         }
     }
 
-    // MARK: Handlers
+    // MARK: health, stats, channels
 
-    private func health() throws -> Response {
+    /// Longest an event loop may take to run a task before the node reports `degraded`.
+    static let responsiveWithin: Duration = .milliseconds(500)
+
+    private func health() async -> Response {
+        let slowLoops = await HealthCheck.unresponsiveLoops(of: node.eventLoopGroup, within: Self.responsiveWithin)
+        let loopCount = node.eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
+        let status: String = slowLoops == 0 ? "ok" : (slowLoops < loopCount ? "degraded" : "unhealthy")
         let body: JSONValue = .object([
-            "status": .string("ok"),
-            "checks": .object(["eventLoops": .string("ok")]),
+            "status": .string(status),
+            "checks": .object([
+                "eventLoops": .string(slowLoops == 0 ? "ok" : "\(slowLoops) of \(loopCount) slower than \(Self.responsiveWithin)")
+            ]),
             "uptimeSeconds": .int(Int64(node.uptimeSeconds)),
             "nodeId": .string(node.settings.nodeId),
         ])
+        return Self.json(body, status: status == "unhealthy" ? .serviceUnavailable : .ok)
+    }
+
+    private func stats(_ request: Request) async throws -> Response {
+        try await requireAdmin(request)
+        let counts = node.statistics.snapshot()
+        let pools = node.pools.snapshot
+        func int(_ value: Int) -> JSONValue { .int(Int64(value)) }
+        var rateLimited = Dictionary(uniqueKeysWithValues: counts.rateLimited.map { ($0.key.rawValue, int($0.value)) })
+        rateLimited["total"] = int(counts.rateLimited.values.reduce(0, +))
+        let body: JSONValue = .object([
+            "nodeId": .string(node.settings.nodeId),
+            "uptimeSeconds": int(node.uptimeSeconds),
+            "rssBytes": int(ProcessMemory.residentBytes()),
+            "connections": .object([
+                "total": int(counts.connections),
+                "authenticated": int(counts.connections - counts.anonymousConnections),
+                "anonymous": int(counts.anonymousConnections),
+                "peak": int(counts.peakConnections),
+                "byRole": .object(Dictionary(uniqueKeysWithValues: counts.connectionsByRole.map { ($0.key.rawValue, int($0.value)) })),
+                "uniqueUsers": int(pools.uniqueUsers),
+                "uniqueIPs": int(pools.uniqueIPs),
+            ]),
+            "channels": .object(["total": int(node.hub.channelCount), "subscriptions": int(counts.subscriptions)]),
+            "messages": .object([
+                "published": int(counts.published), "delivered": int(counts.delivered), "dropped": int(counts.dropped),
+                "publishedPerSecond": .double(counts.publishedPerSecond), "deliveredPerSecond": .double(counts.deliveredPerSecond),
+            ]),
+            "bytes": .object(["in": int(counts.bytesIn), "out": int(counts.bytesOut)]),
+            "auth": .object(["successes": int(counts.authSuccesses), "failures": int(counts.authFailures)]),
+            "blockedIPs": int(node.blockList.count()),
+            "rateLimited": .object(rateLimited),
+            "slowConsumerDisconnects": int(counts.slowConsumerCloses),
+        ])
         return Self.json(body)
     }
+
+    private func channels(_ request: Request) async throws -> Response {
+        let identity = try await self.identity(of: request) ?? .anonymous
+        let directory = node.hub.directory
+        let readable = node.settings.namespaces.filter { namespace in
+            // A namespace is listed when the caller may subscribe to some channel of it.
+            let topic = namespace.ownerOnly ? identity.userId ?? "" : "any"
+            let example = namespace.topic == .forbidden ? namespace.name : "\(namespace.name):\(topic)"
+            return (try? directory.authorizeSubscribe(example, by: identity)) != nil
+        }
+        var body: [String: JSONValue] = ["namespaces": .array(readable.map(Self.describe))]
+        if identity.role.isAdmin {
+            body["live"] = .array(node.hub.channelSummaries().map { summary in
+                .object(["channel": .string(summary.name), "subscribers": .int(Int64(summary.subscribers))])
+            })
+        }
+        return Self.json(.object(body))
+    }
+
+    private static func describe(_ namespace: Namespace) -> JSONValue {
+        .object([
+            "name": .string(namespace.name),
+            "topic": .string(namespace.topic.rawValue),
+            "minRole": .string(namespace.minRole.rawValue),
+            "tiers": namespace.tiers.map { .array($0.map(JSONValue.string)) } ?? .null,
+            "ownerOnly": .bool(namespace.ownerOnly),
+            "throttleMs": .int(Int64(namespace.throttleMs)),
+            "conflate": .bool(namespace.conflate),
+            "lastValue": .bool(namespace.lastValue),
+            "history": .int(Int64(namespace.history)),
+        ])
+    }
+
+    // MARK: connections and disconnects
+
+    private func connections(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let userId = try context.parameters.require("userId")
+        guard let identity = try await self.identity(of: request) else { throw APIError.unauthorized("missing Authorization: Bearer <token>") }
+        guard identity.role.isAdmin || identity.userId == userId else {
+            throw APIError.forbidden("only admins and the user '\(userId)' may list these connections")
+        }
+        var descriptions: [WebSocketConnection.Description] = []
+        for connection in node.connections.connections(ofUser: userId) {
+            // A connection closing meanwhile is simply left out.
+            if let description = try? await connection.describe() { descriptions.append(description) }
+        }
+        let formatter = ISO8601DateFormatter()
+        formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        return Self.json(.object([
+            "userId": .string(userId),
+            "connections": .array(descriptions.sorted { $0.connectedAt < $1.connectedAt }.map { description in
+                .object([
+                    "id": .string(description.id), "ip": .string(description.ip), "role": .string(description.role.rawValue),
+                    "connectedAt": .string(formatter.string(from: description.connectedAt)),
+                    "channels": .array(description.channels.map(JSONValue.string)),
+                    "messagesIn": .int(Int64(description.messagesIn)), "messagesOut": .int(Int64(description.messagesOut)),
+                ])
+            }),
+        ]))
+    }
+
+    static let defaultDisconnectReason = "disconnected by an administrator"
+
+    private func disconnect(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try await requireAdmin(request)
+        let id = try context.parameters.require("connectionId")
+        let reason = try await Self.reason(in: request)
+        guard let connection = node.connections.connection(id: id) else { throw APIError.notFound("no open connection '\(id)'") }
+        connection.disconnect(code: .disconnectedByAdmin, reason: reason)
+        return Self.json(.object(["disconnected": .int(1)]))
+    }
+
+    private func disconnectUser(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try await requireAdmin(request)
+        let userId = try context.parameters.require("userId")
+        let reason = try await Self.reason(in: request)
+        let connections = node.connections.connections(ofUser: userId)
+        for connection in connections { connection.disconnect(code: .disconnectedByAdmin, reason: reason) }
+        return Self.json(.object(["disconnected": .int(Int64(connections.count))]))
+    }
+
+    private func disconnectIP(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        try await requireAdmin(request)
+        let ip = try context.parameters.require("ip")
+        let body = try await Self.optionalJSONBody(of: request)
+        let reason = try Self.reason(in: body)
+        var blockSeconds: Int64?
+        switch body?["blockSeconds"] {
+        case nil, .null?: blockSeconds = nil
+        case .int(let seconds)? where seconds > 0 && seconds <= 365 * 86_400: blockSeconds = seconds
+        default: throw APIError.badRequest("blockSeconds: a whole number of seconds, 1 to 31536000")
+        }
+        if let blockSeconds { node.blockList.block(ip, for: .seconds(blockSeconds)) }
+        let connections = node.connections.all.filter { $0.ip == ip }
+        for connection in connections { connection.disconnect(code: .disconnectedByAdmin, reason: reason) }
+        var result: [String: JSONValue] = ["disconnected": .int(Int64(connections.count))]
+        if let blockSeconds { result["blockedSeconds"] = .int(blockSeconds) }
+        return Self.json(.object(result))
+    }
+
+    private static func reason(in request: Request) async throws -> String {
+        try reason(in: try await optionalJSONBody(of: request))
+    }
+
+    private static func reason(in body: JSONValue?) throws -> String {
+        switch body?["reason"] {
+        case nil, .null?: return defaultDisconnectReason
+        case .string(let reason)? where reason.utf8.count <= 120: return reason
+        default: throw APIError.badRequest("reason: a string of at most 120 bytes")
+        }
+    }
+
+    // MARK: broadcast
 
     private func broadcast(_ request: Request) async throws -> Response {
         try await requireAdmin(request)
@@ -93,34 +265,67 @@ struct ManagementAPI: Sendable {
         return .object(fields)
     }
 
+    // MARK: metrics
+
+    private func metrics(_ request: Request) throws -> Response {
+        if let token = node.settings.metricsToken {
+            guard let given = Self.bearerToken(of: request), ConstantTime.equal(given, token) else {
+                throw APIError.unauthorized("/metrics needs Authorization: Bearer <metrics-token>")
+            }
+        }
+        let text = node.metrics.emitToBuffer()
+        return Response(
+            status: .ok,
+            headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8", .contentLength: "\(text.count)"],
+            body: .init(byteBuffer: ByteBuffer(bytes: text)))
+    }
+
     // MARK: Auth and bodies
+
+    static func bearerToken(of request: Request) -> String? {
+        guard let authorization = request.headers[.authorization] else { return nil }
+        let parts = authorization.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1])
+    }
+
+    /// The caller's identity; nil without an `Authorization` header; 401 when the token is invalid.
+    private func identity(of request: Request) async throws -> Identity? {
+        guard request.headers[.authorization] != nil else { return nil }
+        guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
+        guard let token = Self.bearerToken(of: request) else { throw APIError.unauthorized("Authorization must be: Bearer <token>") }
+        do {
+            return try await node.tokens.verify(token)
+        } catch {
+            throw APIError.unauthorized(error.description)
+        }
+    }
 
     /// SPEC §6: missing or invalid token -> 401, a role below admin -> 403.
     @discardableResult
     private func requireAdmin(_ request: Request) async throws -> Identity {
         guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
-        guard let authorization = request.headers[.authorization],
-            authorization.lowercased().hasPrefix("bearer ")
-        else {
+        guard let identity = try await identity(of: request) else {
             throw APIError.unauthorized("missing Authorization: Bearer <token>")
-        }
-        let identity: Identity
-        do {
-            identity = try await node.tokens.verify(String(authorization.dropFirst("bearer ".count)))
-        } catch {
-            throw APIError.unauthorized(error.description)
         }
         guard identity.role.isAdmin else { throw APIError.forbidden("this endpoint needs role admin or super_admin") }
         return identity
     }
 
     static func jsonBody(of request: Request) async throws -> JSONValue {
+        guard let body = try await optionalJSONBody(of: request) else { throw APIError.badRequest("body: required, a JSON object") }
+        return body
+    }
+
+    /// The JSON body, or nil when the body is empty.
+    static func optionalJSONBody(of request: Request) async throws -> JSONValue? {
         let buffer: ByteBuffer
         do {
             buffer = try await request.body.collect(upTo: maxBodyBytes)
         } catch {
-            throw APIError(status: .contentTooLarge, code: .badRequest, message: "body larger than \(maxBodyBytes) bytes")
+            throw APIError(status: .contentTooLarge, code: .badRequest, message: "body: larger than \(maxBodyBytes) bytes")
         }
+        guard buffer.readableBytes > 0 else { return nil }
         do {
             return try JSONValue.parse(buffer.readableBytesView)
         } catch {
@@ -133,5 +338,18 @@ struct ManagementAPI: Sendable {
         return Response(
             status: status, headers: [.contentType: "application/json", .contentLength: "\(buffer.readableBytes)"],
             body: .init(byteBuffer: buffer))
+    }
+}
+
+/// Comparison that takes the same time wherever the strings differ (for secrets such as the metrics token).
+enum ConstantTime {
+    static func equal(_ lhs: String, _ rhs: String) -> Bool {
+        let left = Array(lhs.utf8)
+        let right = Array(rhs.utf8)
+        var difference = UInt8(left.count == right.count ? 0 : 1)
+        for index in 0..<max(left.count, right.count) {
+            difference |= (index < left.count ? left[index] : 0) ^ (index < right.count ? right[index] : 0)
+        }
+        return difference == 0
     }
 }

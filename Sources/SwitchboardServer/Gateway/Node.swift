@@ -1,6 +1,7 @@
 public import Logging
 public import NIOCore
 import NIOPosix
+public import Prometheus
 public import SwitchboardCore
 
 /// Everything one Switchboard node shares between its connections and its API.
@@ -14,15 +15,30 @@ public final class Node: Sendable {
     public let connections: ConnectionRegistry
     public let logger: Logger
     public let startedAt: ContinuousClock.Instant
+    /// Counters for `stats` and `/metrics`.
+    public let statistics: NodeStatistics
+    /// The Prometheus registry `/metrics` renders.
+    public let metrics: PrometheusCollectorRegistry
+    /// The node's event loops (the API's health check pings each).
+    public let eventLoopGroup: any EventLoopGroup
 
+    /// - Parameters:
+    ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
     public init(
         settings: Settings, tokens: TokenVerifier, logger: Logger,
+        metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) {
         self.settings = settings
         self.tokens = tokens
         self.logger = logger
-        self.hub = Hub(directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next())
+        self.metrics = metrics
+        self.eventLoopGroup = eventLoopGroup
+        var factory = PrometheusMetricsFactory(registry: metrics)
+        factory.durationHistogramBuckets[NodeStatistics.latencyMetricName] = Self.latencyBuckets
+        self.statistics = NodeStatistics(namespaces: settings.namespaces.map(\.name), factory: factory)
+        self.hub = Hub(
+            directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics)
         self.pools = ConnectionPools(
             limits: .init(
                 global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
@@ -32,6 +48,13 @@ public final class Node: Sendable {
         self.connections = ConnectionRegistry()
         self.startedAt = .now
     }
+
+    /// Buckets of the publish-to-write latency histogram: 100 µs to 5 s.
+    static let latencyBuckets: [Duration] = [
+        .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5),
+        .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500),
+        .seconds(1), .seconds(5),
+    ]
 
     /// Seconds since this node started.
     public var uptimeSeconds: Int { Int((ContinuousClock.now - startedAt).components.seconds) }

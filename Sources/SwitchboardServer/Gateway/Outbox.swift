@@ -15,8 +15,11 @@ final class Outbox: Sendable {
         case queued
         /// Queued; the caller must schedule a drain on the event loop.
         case needsDrain
-        /// The bound was hit: the connection is a slow consumer and the outbox is now closed.
-        case overflow
+        /// Queued in place of an older message of `namespace` with the same key (a drain is already scheduled).
+        case replaced(namespace: String)
+        /// The bound was hit: the connection is a slow consumer and the outbox is now closed; `discarded`
+        /// counts the messages dropped with it, by namespace.
+        case overflow(discarded: [String: Int])
         /// The connection is closing; dropped.
         case closed
     }
@@ -48,13 +51,20 @@ final class Outbox: Sendable {
                     let index = state.queue.firstIndex(where: { $0.conflationKey == key }),
                     state.bytes - state.queue[index].frame.readableBytes + size <= limit
                 else {
+                    var discarded: [String: Int] = [:]
+                    for message in state.queue where message.isMessage { discarded[message.namespace ?? "", default: 0] += 1 }
+                    if delivery.isMessage { discarded[delivery.namespace ?? "", default: 0] += 1 }
                     state.closed = true
                     state.queue.removeAll()
                     state.bytes = 0
-                    return .overflow
+                    return .overflow(discarded: discarded)
                 }
                 state.bytes -= state.queue.remove(at: index).frame.readableBytes
                 state.replaced += 1
+                state.queue.append(delivery)
+                state.bytes += size
+                state.peakBytes = max(state.peakBytes, state.bytes)
+                return .replaced(namespace: delivery.namespace ?? "")
             }
             state.queue.append(delivery)
             state.bytes += size

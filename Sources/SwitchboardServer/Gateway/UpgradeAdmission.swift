@@ -18,6 +18,18 @@ struct UpgradeRejection: Error, Sendable {
     let status: HTTPResponse.Status
     let code: ErrorCode
     let message: String
+
+    /// The `result` label of the connection-attempt counter.
+    var result: NodeStatistics.AttemptResult {
+        switch code {
+        case .ipBlocked: .ipBlocked
+        case .originNotAllowed: .originNotAllowed
+        case .rateLimited: .rateLimited
+        case .unauthorized: .unauthorized
+        case .connectionLimit: .connectionLimit
+        default: .badRequest
+        }
+    }
 }
 
 /// The upgrade checks of SPEC §3, in their order: block list, origin, connect rate, token, pools.
@@ -28,6 +40,22 @@ struct UpgradeAdmission: Sendable {
     static let path = "/ws"
 
     func admit(_ head: HTTPRequestHead, peer: SocketAddress?) async throws(UpgradeRejection) -> AdmittedUpgrade {
+        do {
+            let admitted = try await check(head, peer: peer)
+            node.statistics.recordAttempt(.accepted)
+            return admitted
+        } catch {
+            node.statistics.recordAttempt(error.result)
+            switch error.result {
+            case .rateLimited: node.statistics.recordRateLimited(.connectRate)
+            case .unauthorized: node.statistics.recordAuth(succeeded: false)
+            default: break
+            }
+            throw error
+        }
+    }
+
+    private func check(_ head: HTTPRequestHead, peer: SocketAddress?) async throws(UpgradeRejection) -> AdmittedUpgrade {
         let target = RequestTarget(head.uri)
         guard target.path == Self.path else {
             throw UpgradeRejection(status: .notFound, code: .notFound, message: "no WebSocket endpoint at \(target.path); use \(Self.path)")
@@ -57,6 +85,7 @@ struct UpgradeAdmission: Sendable {
             } catch {
                 throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
             }
+            node.statistics.recordAuth(succeeded: true)
         }
         do {
             try node.pools.reserve(ip: ip, userId: identity.userId)

@@ -39,9 +39,8 @@ extension WebSocketConnection {
         session.authTimeout?.cancel()
         session.expiry?.cancel()
         for channel in session.subscriptions {
-            node.hub.unsubscribe(self, from: channel)
+            removeSubscription(channel)
         }
-        session.subscriptions.removeAll()
     }
 
     func handleMessage(_ payload: ByteBuffer) {
@@ -88,6 +87,7 @@ extension WebSocketConnection {
         session.isAuthenticating = false
         switch result {
         case .failure(let failure):
+            node.statistics.recordAuth(succeeded: false)
             send(ServerMessage.error(.unauthorized, failure.description, id: id))
         case .success(let identity):
             if let userId = identity.userId {
@@ -98,7 +98,9 @@ extension WebSocketConnection {
                     return
                 }
             }
+            node.statistics.recordAuth(succeeded: true)
             node.connections.changeUser(self, from: session.identity.userId, to: identity.userId)
+            node.statistics.recordRoleChange(from: session.identity.role, to: identity.role)
             session.identity = identity
             session.authTimeout?.cancel()
             session.authTimeout = nil
@@ -124,8 +126,7 @@ extension WebSocketConnection {
             do {
                 try node.hub.directory.authorizeSubscribe(channel, by: session.identity)
             } catch {
-                node.hub.unsubscribe(self, from: channel)
-                session.subscriptions.remove(channel)
+                removeSubscription(channel)
                 send(ServerMessage.unsubscribed(channel: channel, id: nil))
             }
         }
@@ -163,7 +164,7 @@ extension WebSocketConnection {
             send(ServerMessage.error(.subscriptionLimit, "at most \(node.settings.maxSubscriptions) subscriptions per connection", id: id))
             return
         }
-        session.subscriptions.insert(name)
+        if session.subscriptions.insert(name).inserted { node.statistics.recordSubscribed(namespace: namespace.name) }
         node.hub.subscribe(self, to: channel, namespace: namespace, since: since) { recovered in
             ServerMessage.subscribed(channel: name, recovered: recovered, id: id)
         }
@@ -174,10 +175,15 @@ extension WebSocketConnection {
             send(ServerMessage.error(.badRequest, "invalid channel name", id: id))
             return
         }
-        if session.subscriptions.remove(name) != nil {
-            node.hub.unsubscribe(self, from: name)
-        }
+        removeSubscription(name)
         send(ServerMessage.unsubscribed(channel: name, id: id))
+    }
+
+    /// Drops one subscription from the session, the hub and the counters.
+    private func removeSubscription(_ name: String) {
+        guard session.subscriptions.remove(name) != nil else { return }
+        node.hub.unsubscribe(self, from: name)
+        if let channel = ChannelName(name) { node.statistics.recordUnsubscribed(namespace: String(channel.namespace)) }
     }
 
     private func publish(_ publication: Publication, id: RequestID?) {

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOWebSocket
@@ -34,6 +35,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// A text message arriving in fragments (RFC 6455 §5.4).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
+    /// When the upgrade completed.
+    let connectedAt = Date()
+    /// Messages received from and frames written to the client (event-loop confined).
+    private var messagesIn = 0
+    private var messagesOut = 0
 
     init(node: Node, admitted: AdmittedUpgrade, channel: any Channel) {
         self.id = Self.makeId()
@@ -51,6 +57,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         node.connections.add(self, userId: session.identity.userId)
+        node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
         startSession()
         let interval = TimeAmount.milliseconds(Int64(node.settings.heartbeatMs))
@@ -72,6 +79,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         lastActivity = .now()
+        node.statistics.recordBytesIn(frame.length)
         // RFC 6455 §5.1: a server must close the connection on an unmasked client frame.
         guard frame.maskKey != nil else {
             close(code: .protocolError, reason: "client frames must be masked")
@@ -148,12 +156,15 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     // MARK: Inbound messages
 
     private func receive(_ payload: ByteBuffer, isText: Bool) {
+        messagesIn += 1
         switch session.rateLimiter.check() {
         case .allow: break
         case .limit:
+            node.statistics.recordRateLimited(.messageRate)
             send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: nil))
             return
         case .abuse:
+            node.statistics.recordRateLimited(.messageAbuse)
             close(code: .rateLimitAbuse, reason: "message rate limit abused")
             return
         }
@@ -182,8 +193,16 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             break
         case .needsDrain:
             eventLoop.execute { self.drainOutbox() }
-        case .overflow:
-            eventLoop.execute { self.close(code: .slowConsumer, reason: "slow consumer: outbound buffer full") }
+        case .replaced(let namespace):
+            node.statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
+        case .overflow(let discarded):
+            for (namespace, count) in discarded {
+                node.statistics.recordDropped(namespace: namespace, reason: .slowConsumer, count: count)
+            }
+            eventLoop.execute {
+                self.node.statistics.recordSlowConsumerClose()
+                self.close(code: .slowConsumer, reason: "slow consumer: outbound buffer full")
+            }
         }
     }
 
@@ -192,21 +211,35 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     private func drainOutbox() {
         guard let context else { return }
-        var wrote = false
+        var written = 0
+        var oldestPublish: UInt64?
         while true {
             let deliveries = outbox.take(maxCount: Self.drainStep, while: { context.channel.isWritable })
-            if deliveries.isEmpty { break }
-            write(deliveries, context: context)
-            wrote = true
+            guard let first = deliveries.first else { break }
+            if oldestPublish == nil, first.isMessage { oldestPublish = first.publishedAt }
+            written += write(deliveries, context: context)
+            messagesOut += deliveries.count
         }
+        guard written > 0 else { return }
         // One flush for everything drained: frames queued within one event-loop tick leave together.
-        if wrote { context.flush() }
+        context.flush()
+        node.statistics.recordBytesOut(written)
+        // One latency sample per drain, for its oldest message: the drain's worst case, at one record per write.
+        if let oldestPublish {
+            node.statistics.recordDeliveryLatency(nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds &- oldestPublish))
+        }
     }
 
-    private func write(_ deliveries: [Delivery], context: ChannelHandlerContext) {
+    /// Writes `deliveries` (without flushing) and returns the bytes written.
+    private func write(_ deliveries: [Delivery], context: ChannelHandlerContext) -> Int {
+        var bytes = 0
+        func emit(_ frame: ByteBuffer) {
+            bytes += frame.readableBytes
+            context.write(wrapOutboundOut(frame), promise: nil)
+        }
         guard wantsBatches else {
-            for delivery in deliveries { context.write(wrapOutboundOut(delivery.frame), promise: nil) }
-            return
+            for delivery in deliveries { emit(delivery.frame) }
+            return bytes
         }
         // Consecutive messages share one batch frame; replies and lone messages go as they are.
         var start = deliveries.startIndex
@@ -215,15 +248,16 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             while end < deliveries.endIndex && deliveries[end].isMessage { end += 1 }
             switch end - start {
             case 0:
-                context.write(wrapOutboundOut(deliveries[start].frame), promise: nil)
+                emit(deliveries[start].frame)
                 end = start + 1
             case 1:
-                context.write(wrapOutboundOut(deliveries[start].frame), promise: nil)
+                emit(deliveries[start].frame)
             default:
-                context.write(wrapOutboundOut(BatchFrame.frame(of: deliveries[start..<end])), promise: nil)
+                emit(BatchFrame.frame(of: deliveries[start..<end]))
             }
             start = end
         }
+        return bytes
     }
 
     /// Bytes of the outbound buffer's fullest moment, queued messages replaced by newer ones, and whether it is closed.
@@ -237,6 +271,38 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private func writeImmediately(_ frame: ByteBuffer) {
         context?.writeAndFlush(wrapOutboundOut(frame), promise: nil)
     }
+
+    // MARK: Admin API
+
+    /// What the admin API shows of a connection (SPEC §6).
+    struct Description: Sendable {
+        let id: String
+        let ip: String
+        let role: Role
+        let userId: String?
+        let connectedAt: Date
+        let channels: [String]
+        let messagesIn: Int
+        let messagesOut: Int
+    }
+
+    /// Reads the connection's state on its event loop.
+    func describe() async throws -> Description {
+        try await eventLoop.submit { [self] in
+            Description(
+                id: id, ip: reservation.ip, role: session.identity.role, userId: session.identity.userId,
+                connectedAt: connectedAt, channels: session.subscriptions.sorted(), messagesIn: messagesIn,
+                messagesOut: messagesOut)
+        }.get()
+    }
+
+    /// Closes the connection from any thread (admin disconnect: 4000 with the given reason).
+    public func disconnect(code: CloseCode, reason: String) {
+        eventLoop.execute { self.close(code: code, reason: reason) }
+    }
+
+    /// The client's IP address.
+    public var ip: String { reservation.ip }
 
     // MARK: Closing
 
@@ -275,6 +341,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         outbox.close()
         endSession()
         node.connections.remove(self, userId: session.identity.userId)
+        node.statistics.recordDisconnected(role: session.identity.role)
         reservation.release()
     }
 

@@ -1,0 +1,260 @@
+public import CoreMetrics
+import DequeModule
+import Synchronization
+
+/// Counters kept as events happen, read in O(1) by `stats` and exported as metrics (SPEC §6, §11).
+///
+/// Every value lives in an atomic (for `stats`) and in a swift-metrics handle made from the factory given
+/// at init (for `/metrics`): tests give each node its own factory, `main` bootstraps the process's.
+/// Labels are bounded: role, namespace, reason, result, limit; never topic, user or IP.
+public final class NodeStatistics: Sendable {
+    /// Why a message was dropped.
+    public enum DropReason: String, Sendable, CaseIterable {
+        /// Replaced inside a throttle window by a newer message with the same key.
+        case conflated
+        /// Replaced in a full outbound buffer by a newer message with the same key.
+        case slowConsumerConflated = "slow_consumer_conflated"
+        /// Discarded with a slow consumer's queue when it was closed with 4009.
+        case slowConsumer = "slow_consumer"
+    }
+
+    /// Outcome of an upgrade attempt.
+    public enum AttemptResult: String, Sendable, CaseIterable {
+        case accepted
+        case ipBlocked = "ip_blocked"
+        case originNotAllowed = "origin_not_allowed"
+        case rateLimited = "rate_limited"
+        case unauthorized
+        case connectionLimit = "connection_limit"
+        case badRequest = "bad_request"
+    }
+
+    /// Which limit was hit.
+    public enum Limit: String, Sendable, CaseIterable {
+        case connectRate = "connect_rate"
+        case messageRate = "message_rate"
+        case messageAbuse = "message_abuse"
+    }
+
+    // MARK: Values read by stats
+
+    private let connectionsByRole: [Role: Tally]
+    private let peakConnections = Atomic<Int>(0)
+    private let subscriptionsTotal = Atomic<Int>(0)
+    private let published = Atomic<Int>(0)
+    private let delivered = Atomic<Int>(0)
+    private let dropped = Atomic<Int>(0)
+    private let bytesIn = Atomic<Int>(0)
+    private let bytesOut = Atomic<Int>(0)
+    private let authSuccesses = Atomic<Int>(0)
+    private let authFailures = Atomic<Int>(0)
+    private let rateLimitedByLimit: [Limit: Tally]
+    private let slowConsumerCloses = Atomic<Int>(0)
+
+    // MARK: Metrics
+
+    private struct NamespaceMetrics: Sendable {
+        let published: Counter
+        let delivered: Counter
+        let dropped: [DropReason: Counter]
+        let subscriptions: Meter
+    }
+
+    private let namespaceMetrics: [String: NamespaceMetrics]
+    private let connectionsGauge: [Role: Meter]
+    private let attemptCounters: [AttemptResult: Counter]
+    private let rateLimitedCounters: [Limit: Counter]
+    private let bytesReceivedCounter: Counter
+    private let bytesSentCounter: Counter
+    private let authFailuresCounter: Counter
+    private let slowConsumerCounter: Counter
+    private let latency: CoreMetrics.Timer
+
+    /// Samples of (published, delivered) once a second, for per-second rates over ``rateWindow``.
+    private let samples = Mutex<Deque<(at: ContinuousClock.Instant, published: Int, delivered: Int)>>([])
+    /// The sliding window of the per-second rates.
+    public static let rateWindow: Duration = .seconds(10)
+
+    /// The histogram's name, for configuring its buckets in the factory.
+    public static let latencyMetricName = "switchboard_delivery_latency_seconds"
+
+    /// - Parameters:
+    ///   - namespaces: the configured namespace names (the only values of the `namespace` label).
+    ///   - factory: where the metrics live.
+    public init(namespaces: [String], factory: any MetricsFactory) {
+        connectionsByRole = Dictionary(uniqueKeysWithValues: Role.allCases.map { ($0, Tally()) })
+        rateLimitedByLimit = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, Tally()) })
+        namespaceMetrics = Dictionary(uniqueKeysWithValues: namespaces.map { name in
+            let label = [("namespace", name)]
+            return (name, NamespaceMetrics(
+                published: Counter(label: "switchboard_messages_published_total", dimensions: label, factory: factory),
+                delivered: Counter(label: "switchboard_messages_delivered_total", dimensions: label, factory: factory),
+                dropped: Dictionary(uniqueKeysWithValues: DropReason.allCases.map { reason in
+                    (reason, Counter(
+                        label: "switchboard_messages_dropped_total", dimensions: label + [("reason", reason.rawValue)],
+                        factory: factory))
+                }),
+                subscriptions: Meter(label: "switchboard_subscriptions", dimensions: label, factory: factory)))
+        })
+        connectionsGauge = Dictionary(uniqueKeysWithValues: Role.allCases.map { role in
+            (role, Meter(label: "switchboard_connections", dimensions: [("role", role.rawValue)], factory: factory))
+        })
+        attemptCounters = Dictionary(uniqueKeysWithValues: AttemptResult.allCases.map { result in
+            (result, Counter(label: "switchboard_connection_attempts_total", dimensions: [("result", result.rawValue)], factory: factory))
+        })
+        rateLimitedCounters = Dictionary(uniqueKeysWithValues: Limit.allCases.map { limit in
+            (limit, Counter(label: "switchboard_rate_limited_total", dimensions: [("limit", limit.rawValue)], factory: factory))
+        })
+        bytesReceivedCounter = Counter(label: "switchboard_bytes_received_total", factory: factory)
+        bytesSentCounter = Counter(label: "switchboard_bytes_sent_total", factory: factory)
+        authFailuresCounter = Counter(label: "switchboard_auth_failures_total", factory: factory)
+        slowConsumerCounter = Counter(label: "switchboard_slow_consumer_disconnects_total", factory: factory)
+        latency = CoreMetrics.Timer(label: Self.latencyMetricName, factory: factory)
+        for meter in connectionsGauge.values { meter.set(0) }
+    }
+
+    // MARK: Recording
+
+    func recordPublished(namespace: String) {
+        published.add(1, ordering: .relaxed)
+        namespaceMetrics[namespace]?.published.increment()
+    }
+
+    func recordDelivered(namespace: String, recipients: Int) {
+        guard recipients > 0 else { return }
+        delivered.add(recipients, ordering: .relaxed)
+        namespaceMetrics[namespace]?.delivered.increment(by: Int64(recipients))
+    }
+
+    /// Counts `count` messages of `namespace` dropped for `reason`.
+    public func recordDropped(namespace: String, reason: DropReason, count: Int = 1) {
+        guard count > 0 else { return }
+        dropped.add(count, ordering: .relaxed)
+        namespaceMetrics[namespace]?.dropped[reason]?.increment(by: Int64(count))
+    }
+
+    public func recordSubscribed(namespace: String) {
+        subscriptionsTotal.add(1, ordering: .relaxed)
+        namespaceMetrics[namespace]?.subscriptions.increment()
+    }
+
+    public func recordUnsubscribed(namespace: String) {
+        subscriptionsTotal.subtract(1, ordering: .relaxed)
+        namespaceMetrics[namespace]?.subscriptions.decrement()
+    }
+
+    public func recordAttempt(_ result: AttemptResult) {
+        attemptCounters[result]?.increment()
+    }
+
+    public func recordConnected(role: Role) {
+        connectionsByRole[role]?.add(1)
+        connectionsGauge[role]?.increment()
+        let total = connectionsByRole.values.reduce(0) { $0 + $1.load() }
+        var peak = peakConnections.load(ordering: .relaxed)
+        while total > peak {
+            let (exchanged, original) = peakConnections.compareExchange(expected: peak, desired: total, ordering: .relaxed)
+            if exchanged { break }
+            peak = original
+        }
+    }
+
+    public func recordDisconnected(role: Role) {
+        connectionsByRole[role]?.subtract(1)
+        connectionsGauge[role]?.decrement()
+    }
+
+    public func recordRoleChange(from old: Role, to new: Role) {
+        guard old != new else { return }
+        recordDisconnected(role: old)
+        connectionsByRole[new]?.add(1)
+        connectionsGauge[new]?.increment()
+    }
+
+    public func recordBytesIn(_ count: Int) {
+        bytesIn.add(count, ordering: .relaxed)
+        bytesReceivedCounter.increment(by: Int64(count))
+    }
+
+    public func recordBytesOut(_ count: Int) {
+        bytesOut.add(count, ordering: .relaxed)
+        bytesSentCounter.increment(by: Int64(count))
+    }
+
+    public func recordAuth(succeeded: Bool) {
+        if succeeded {
+            authSuccesses.add(1, ordering: .relaxed)
+        } else {
+            authFailures.add(1, ordering: .relaxed)
+            authFailuresCounter.increment()
+        }
+    }
+
+    public func recordRateLimited(_ limit: Limit) {
+        rateLimitedByLimit[limit]?.add(1)
+        rateLimitedCounters[limit]?.increment()
+    }
+
+    public func recordSlowConsumerClose() {
+        slowConsumerCloses.add(1, ordering: .relaxed)
+        slowConsumerCounter.increment()
+    }
+
+    /// Time from a publish being accepted to its frame being written to a socket.
+    public func recordDeliveryLatency(nanoseconds: Int64) {
+        latency.recordNanoseconds(max(0, nanoseconds))
+    }
+
+    /// Takes a sample for the per-second rates; call about once a second.
+    public func sample(now: ContinuousClock.Instant = .now) {
+        let sample = (now, published.load(ordering: .relaxed), delivered.load(ordering: .relaxed))
+        samples.withLock { samples in
+            samples.append(sample)
+            while let first = samples.first, now - first.at > Self.rateWindow { samples.removeFirst() }
+        }
+    }
+
+    // MARK: Reading
+
+    /// A consistent-enough copy of every counter (each read is atomic; the set is not one transaction).
+    public struct Snapshot: Sendable {
+        public var connectionsByRole: [Role: Int]
+        public var peakConnections: Int
+        public var subscriptions: Int
+        public var published: Int
+        public var delivered: Int
+        public var dropped: Int
+        public var publishedPerSecond: Double
+        public var deliveredPerSecond: Double
+        public var bytesIn: Int
+        public var bytesOut: Int
+        public var authSuccesses: Int
+        public var authFailures: Int
+        public var rateLimited: [Limit: Int]
+        public var slowConsumerCloses: Int
+
+        public var connections: Int { connectionsByRole.values.reduce(0, +) }
+        public var anonymousConnections: Int { connectionsByRole[.anonymous] ?? 0 }
+    }
+
+    public func snapshot() -> Snapshot {
+        let published = published.load(ordering: .relaxed)
+        let delivered = delivered.load(ordering: .relaxed)
+        let (publishedRate, deliveredRate) = samples.withLock { samples -> (Double, Double) in
+            guard let oldest = samples.first, let newest = samples.last, newest.at > oldest.at else { return (0, 0) }
+            let seconds = Double((newest.at - oldest.at).components.seconds)
+                + Double((newest.at - oldest.at).components.attoseconds) * 1e-18
+            return (Double(newest.published - oldest.published) / seconds, Double(newest.delivered - oldest.delivered) / seconds)
+        }
+        return Snapshot(
+            connectionsByRole: connectionsByRole.mapValues { $0.load() },
+            peakConnections: peakConnections.load(ordering: .relaxed),
+            subscriptions: subscriptionsTotal.load(ordering: .relaxed),
+            published: published, delivered: delivered, dropped: dropped.load(ordering: .relaxed),
+            publishedPerSecond: publishedRate, deliveredPerSecond: deliveredRate,
+            bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
+            authSuccesses: authSuccesses.load(ordering: .relaxed), authFailures: authFailures.load(ordering: .relaxed),
+            rateLimited: rateLimitedByLimit.mapValues { $0.load() },
+            slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed))
+    }
+}
