@@ -18,11 +18,12 @@ struct BroadcastRequest: Sendable {
         guard let data = fields["data"] else { throw FieldError("data: required") }
         let key: String?
         switch fields["key"] {
-        case nil, .null?: key = nil
+        case nil: key = nil
         case .string(let value)?: key = value
         default: throw FieldError("key: must be a string")
         }
-        let given = ["channel", "userId", "all"].filter { fields[$0] != nil && fields[$0] != .null && fields[$0] != .bool(false) }
+        // A target field that is present must be well-typed: `userId: false` is an error, not "no userId".
+        let given = ["channel", "userId", "all"].filter { fields[$0] != nil }
         guard given.count == 1 else {
             throw FieldError("target: exactly one of channel, userId or all: true is required")
         }

@@ -181,7 +181,7 @@ struct ManagementAPI: Sendable {
         let reason = try Self.reason(in: body)
         var blockSeconds: Int64?
         switch body?["blockSeconds"] {
-        case nil, .null?: blockSeconds = nil
+        case nil: blockSeconds = nil
         case .int(let seconds)? where seconds > 0 && seconds <= 365 * 86_400: blockSeconds = seconds
         default: throw APIError.badRequest("blockSeconds: a whole number of seconds, 1 to 31536000")
         }
@@ -198,8 +198,9 @@ struct ManagementAPI: Sendable {
     }
 
     private static func reason(in body: JSONValue?) throws -> String {
+        if let body, case .object = body {} else if body != nil { throw APIError.badRequest("body: must be a JSON object") }
         switch body?["reason"] {
-        case nil, .null?: return defaultDisconnectReason
+        case nil: return defaultDisconnectReason
         case .string(let reason)? where reason.utf8.count <= 120: return reason
         default: throw APIError.badRequest("reason: a string of at most 120 bytes")
         }
