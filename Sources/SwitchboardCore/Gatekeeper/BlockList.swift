@@ -21,13 +21,17 @@ public final class BlockList: Sendable {
         blocked.withLock { $0.removeValue(forKey: ip) != nil }
     }
 
-    /// Whether `ip` is blocked now; an expired block is forgotten.
+    /// Whether `ip` is blocked now. Expired blocks are forgotten by ``expire(now:)``.
     public func isBlocked(_ ip: String, now: ContinuousClock.Instant = .now) -> Bool {
+        blocked.withLock { blocked in blocked[ip].map { $0 > now } ?? false }
+    }
+
+    /// Forgets blocks that have run out and returns their IPs (for the `ip_unblocked` security event).
+    public func expire(now: ContinuousClock.Instant = .now) -> [String] {
         blocked.withLock { blocked in
-            guard let until = blocked[ip] else { return false }
-            if until > now { return true }
-            blocked[ip] = nil
-            return false
+            let expired = blocked.filter { $0.value <= now }.map(\.key)
+            for ip in expired { blocked[ip] = nil }
+            return expired
         }
     }
 
