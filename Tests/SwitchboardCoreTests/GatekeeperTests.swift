@@ -61,7 +61,23 @@ import Testing
         let blocks = BlockList()
         blocks.block("1.2.3.4", for: .seconds(10), now: now)
         #expect(blocks.isBlocked("1.2.3.4", now: now + .seconds(9)))
+        #expect(blocks.count(now: now) == 1)
         #expect(!blocks.isBlocked("1.2.3.4", now: now + .seconds(11)))
+        #expect(blocks.expire(now: now + .seconds(5)).isEmpty)
+        #expect(blocks.expire(now: now + .seconds(11)) == ["1.2.3.4"])
         #expect(blocks.count(now: now) == 0)
+    }
+
+    @Test func authFailuresBlockAtTheThresholdWithinTheWindow() {
+        let start = ContinuousClock.now
+        let tracker = AuthFailureTracker(threshold: 3, window: .seconds(60))
+        #expect(!tracker.recordFailure(from: "a", now: start))
+        #expect(!tracker.recordFailure(from: "a", now: start + .seconds(1)))
+        #expect(!tracker.recordFailure(from: "b", now: start + .seconds(1)))
+        #expect(tracker.recordFailure(from: "a", now: start + .seconds(2)))
+        // Failures that left the window no longer count.
+        #expect(!tracker.recordFailure(from: "c", now: start))
+        #expect(!tracker.recordFailure(from: "c", now: start + .seconds(1)))
+        #expect(!tracker.recordFailure(from: "c", now: start + .seconds(70)))
     }
 }
