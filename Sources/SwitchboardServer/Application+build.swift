@@ -33,7 +33,7 @@ public func buildApplication(
     }
     let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM)
     return buildApplication(
-        node: Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics), onServerRunning: onServerRunning)
+        node: try Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics), onServerRunning: onServerRunning)
 }
 
 /// Builds the application around an existing node (tests keep a handle on the node to inspect it).
@@ -45,7 +45,7 @@ public func buildApplication(
     let router = Router()
     ManagementAPI(node: node).register(on: router)
 
-    var services: [any Service] = [StatisticsSampler(statistics: node.statistics)]
+    var services: [any Service] = [Housekeeping(node: node)]
     if settings.demo { services.append(DemoFeed(node: node)) }
 
     return Application(

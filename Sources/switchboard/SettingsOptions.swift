@@ -27,6 +27,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "How long an IP stays blocked, s (default 900).") var blockSeconds: String?
     @Option(help: "Per-connection outbound buffer in bytes (default 1048576).") var outboundBufferBytes: String?
     @Option(help: "Drain time on SIGTERM, ms (default 10000).") var shutdownGraceMs: String?
+    @Option(help: "Time to complete a first request or upgrade, and HTTP idle time, ms (default 10000).") var requestTimeoutMs: String?
     @Option(help: "Redis URL for cluster mode.") var redisUrl: String?
     @Option(help: "Bearer token required by /metrics.") var metricsToken: String?
     @Option(help: "File that receives security events as JSON lines.") var auditLog: String?
@@ -42,7 +43,8 @@ struct SettingsOptions: ParsableArguments {
             ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
             ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
-            ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs), ("redis-url", redisUrl),
+            ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),
+            ("request-timeout-ms", requestTimeoutMs), ("redis-url", redisUrl),
             ("metrics-token", metricsToken), ("audit-log", auditLog), ("config", config),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })

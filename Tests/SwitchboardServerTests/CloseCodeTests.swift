@@ -81,7 +81,10 @@ import WebSocketTestClient
     }
 
     @Test func messageFloodOverThreeTimesTheLimitClosesWith4008() async throws {
-        try await TestNode.with({ $0.messageBurst = 5 }) { node in
+        try await TestNode.with({
+            $0.messageBurst = 5
+            $0.messageRate = 1
+        }) { node in
             let client = try await node.client()
             // The server may close before the last sends; that is the point.
             for _ in 0..<20 { try? await client.send(["type": "ping"]) }

@@ -28,7 +28,7 @@ struct TestNode: Sendable {
         var logger = Logger(label: "switchboard-test")
         logger.logLevel = .warning
         let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: nil)
-        let node = Node(settings: settings, tokens: tokens, logger: logger)
+        let node = try Node(settings: settings, tokens: tokens, logger: logger)
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = buildApplication(node: node) { channel in
             portContinuation.yield(channel.localAddress?.port ?? 0)

@@ -50,6 +50,7 @@ public final class NodeStatistics: Sendable {
     private let authFailures = Atomic<Int>(0)
     private let rateLimitedByLimit: [Limit: Tally]
     private let slowConsumerCloses = Atomic<Int>(0)
+    private let securityEventsByKind: [SecurityEventKind: Tally]
 
     // MARK: Metrics
 
@@ -68,6 +69,7 @@ public final class NodeStatistics: Sendable {
     private let bytesSentCounter: Counter
     private let authFailuresCounter: Counter
     private let slowConsumerCounter: Counter
+    private let securityEventCounters: [SecurityEventKind: Counter]
     private let latency: CoreMetrics.Timer
 
     /// Samples of (published, delivered) once a second, for per-second rates over ``rateWindow``.
@@ -84,6 +86,10 @@ public final class NodeStatistics: Sendable {
     public init(namespaces: [String], factory: any MetricsFactory) {
         connectionsByRole = Dictionary(uniqueKeysWithValues: Role.allCases.map { ($0, Tally()) })
         rateLimitedByLimit = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, Tally()) })
+        securityEventsByKind = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { ($0, Tally()) })
+        securityEventCounters = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { kind in
+            (kind, Counter(label: "switchboard_security_events_total", dimensions: [("event", kind.rawValue)], factory: factory))
+        })
         namespaceMetrics = Dictionary(uniqueKeysWithValues: namespaces.map { name in
             let label = [("namespace", name)]
             return (name, NamespaceMetrics(
@@ -200,6 +206,11 @@ public final class NodeStatistics: Sendable {
         slowConsumerCounter.increment()
     }
 
+    public func recordSecurityEvent(_ kind: SecurityEventKind) {
+        securityEventsByKind[kind]?.add(1)
+        securityEventCounters[kind]?.increment()
+    }
+
     /// Time from a publish being accepted to its frame being written to a socket.
     public func recordDeliveryLatency(nanoseconds: Int64) {
         latency.recordNanoseconds(max(0, nanoseconds))
@@ -232,6 +243,7 @@ public final class NodeStatistics: Sendable {
         public var authFailures: Int
         public var rateLimited: [Limit: Int]
         public var slowConsumerCloses: Int
+        public var securityEvents: [SecurityEventKind: Int]
 
         public var connections: Int { connectionsByRole.values.reduce(0, +) }
         public var anonymousConnections: Int { connectionsByRole[.anonymous] ?? 0 }
@@ -255,6 +267,7 @@ public final class NodeStatistics: Sendable {
             bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
             authSuccesses: authSuccesses.load(ordering: .relaxed), authFailures: authFailures.load(ordering: .relaxed),
             rateLimited: rateLimitedByLimit.mapValues { $0.load() },
-            slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed))
+            slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed),
+            securityEvents: securityEventsByKind.mapValues { $0.load() })
     }
 }

@@ -90,6 +90,7 @@ struct ManagementAPI: Sendable {
             "blockedIPs": int(node.blockList.count()),
             "rateLimited": .object(rateLimited),
             "slowConsumerDisconnects": int(counts.slowConsumerCloses),
+            "securityEvents": .object(Dictionary(uniqueKeysWithValues: counts.securityEvents.map { ($0.key.rawValue, int($0.value)) })),
         ])
         return Self.json(body)
     }
@@ -157,25 +158,35 @@ struct ManagementAPI: Sendable {
     static let defaultDisconnectReason = "disconnected by an administrator"
 
     private func disconnect(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try await requireAdmin(request)
+        let admin = try await requireAdmin(request)
         let id = try context.parameters.require("connectionId")
         let reason = try await Self.reason(in: request)
         guard let connection = node.connections.connection(id: id) else { throw APIError.notFound("no open connection '\(id)'") }
-        connection.disconnect(code: .disconnectedByAdmin, reason: reason)
+        disconnect([connection], by: admin, reason: reason, target: "connection \(id)")
         return Self.json(.object(["disconnected": .int(1)]))
     }
 
+    /// Closes `connections` with 4000 and writes an `admin_disconnect` event for each.
+    private func disconnect(_ connections: [WebSocketConnection], by admin: Identity, reason: String, target: String) {
+        for connection in connections {
+            node.audit.record(SecurityEvent(
+                .adminDisconnect, ip: connection.ip, connectionId: connection.id,
+                detail: "\(target) by \(admin.userId ?? "?"): \(reason)"))
+            connection.disconnect(code: .disconnectedByAdmin, reason: reason)
+        }
+    }
+
     private func disconnectUser(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try await requireAdmin(request)
+        let admin = try await requireAdmin(request)
         let userId = try context.parameters.require("userId")
         let reason = try await Self.reason(in: request)
         let connections = node.connections.connections(ofUser: userId)
-        for connection in connections { connection.disconnect(code: .disconnectedByAdmin, reason: reason) }
+        disconnect(connections, by: admin, reason: reason, target: "user \(userId)")
         return Self.json(.object(["disconnected": .int(Int64(connections.count))]))
     }
 
     private func disconnectIP(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        try await requireAdmin(request)
+        let admin = try await requireAdmin(request)
         let ip = try context.parameters.require("ip")
         let body = try await Self.optionalJSONBody(of: request)
         let reason = try Self.reason(in: body)
@@ -185,9 +196,9 @@ struct ManagementAPI: Sendable {
         case .int(let seconds)? where seconds > 0 && seconds <= 365 * 86_400: blockSeconds = seconds
         default: throw APIError.badRequest("blockSeconds: a whole number of seconds, 1 to 31536000")
         }
-        if let blockSeconds { node.blockList.block(ip, for: .seconds(blockSeconds)) }
         let connections = node.connections.all.filter { $0.ip == ip }
-        for connection in connections { connection.disconnect(code: .disconnectedByAdmin, reason: reason) }
+        disconnect(connections, by: admin, reason: reason, target: "ip \(ip)")
+        if let blockSeconds { node.block(ip, for: .seconds(blockSeconds), reason: "by \(admin.userId ?? "?"): \(reason)") }
         var result: [String: JSONValue] = ["disconnected": .int(Int64(connections.count))]
         if let blockSeconds { result["blockedSeconds"] = .int(blockSeconds) }
         return Self.json(.object(result))
@@ -209,7 +220,7 @@ struct ManagementAPI: Sendable {
     // MARK: broadcast
 
     private func broadcast(_ request: Request) async throws -> Response {
-        try await requireAdmin(request)
+        let admin = try await requireAdmin(request)
         let body = try await Self.jsonBody(of: request)
         let broadcast: BroadcastRequest
         do {
@@ -217,12 +228,15 @@ struct ManagementAPI: Sendable {
         } catch {
             throw APIError(status: .badRequest, code: error.code, message: error.message)
         }
-        return Self.json(try send(broadcast))
+        let result = try send(broadcast)
+        node.audit.record(SecurityEvent(
+            .adminBroadcast, ip: nil, userId: admin.userId, detail: "\(broadcast.target.description) event \(broadcast.publication.event)"))
+        return Self.json(result)
     }
 
     /// SPEC §6: up to 1000 messages, validated as a whole first; one bad item rejects the batch, listing every bad index.
     private func broadcastBatch(_ request: Request) async throws -> Response {
-        try await requireAdmin(request)
+        let admin = try await requireAdmin(request)
         guard case .array(let items)? = try await Self.jsonBody(of: request)["messages"] else {
             throw APIError.badRequest("messages: required, an array of broadcast bodies")
         }
@@ -242,6 +256,7 @@ struct ManagementAPI: Sendable {
             throw APIError.badRequest("\(problems.count) of \(items.count) messages are invalid; nothing was sent", details: problems)
         }
         let results = try broadcasts.map(send)
+        node.audit.record(SecurityEvent(.adminBroadcast, ip: nil, userId: admin.userId, detail: "batch of \(results.count) messages"))
         return Self.json(.object(["published": .int(Int64(results.count)), "results": .array(results)]))
     }
 

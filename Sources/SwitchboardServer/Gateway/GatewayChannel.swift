@@ -28,8 +28,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
 
     let node: Node
     let responder: HTTPChannelHandler.Responder
-    /// Idle HTTP keep-alive connections are closed after this long.
-    let idleTimeout: Duration = .seconds(60)
+
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
@@ -72,7 +71,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
                         try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionStateHandler(idleTimeout: idleTimeout, logger: logger))
+                            HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         if let refused = rejection.value { return .refused(http, refused) }
@@ -86,6 +85,12 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             pipeline.enableErrorHandling = false
             pipeline.enableResponseHeaderValidation = false
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+            // A connection must complete its first request or upgrade in time: sockets that connect and send
+            // nothing, or half a request, are closed instead of held (`request-timeout-ms`).
+            let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(node.settings.requestTimeoutMs))) {
+                channel.close(promise: nil)
+            }
+            negotiated.whenComplete { _ in timeout.cancel() }
             return Value(negotiated: negotiated, channel: channel)
         }
     }

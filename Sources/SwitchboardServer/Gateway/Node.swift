@@ -21,14 +21,19 @@ public final class Node: Sendable {
     public let metrics: PrometheusCollectorRegistry
     /// The node's event loops (the API's health check pings each).
     public let eventLoopGroup: any EventLoopGroup
+    /// Security events (SPEC §7).
+    public let audit: AuditLog
+    /// Failed authentications per IP, for blocking.
+    public let authFailures: AuthFailureTracker
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
+    /// - Throws: when the audit log file cannot be opened.
     public init(
         settings: Settings, tokens: TokenVerifier, logger: Logger,
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
-    ) {
+    ) throws {
         self.settings = settings
         self.tokens = tokens
         self.logger = logger
@@ -44,6 +49,8 @@ public final class Node: Sendable {
                 global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
                 perUser: settings.maxConnectionsPerUser))
         self.blockList = BlockList()
+        self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
+        self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
         self.connections = ConnectionRegistry()
         self.startedAt = .now
@@ -59,13 +66,52 @@ public final class Node: Sendable {
     /// Seconds since this node started.
     public var uptimeSeconds: Int { Int((ContinuousClock.now - startedAt).components.seconds) }
 
+    // MARK: Abuse handling (SPEC §7)
+
+    /// Counts a failed authentication from `ip` and blocks the IP when it reaches `block-after-failures`
+    /// within 60 s.
+    public func authenticationFailed(ip: String, connectionId: String?, detail: String) {
+        statistics.recordAuth(succeeded: false)
+        audit.record(SecurityEvent(.authFailed, ip: ip, connectionId: connectionId, detail: detail))
+        if authFailures.recordFailure(from: ip) {
+            block(
+                ip, for: .seconds(Int64(settings.blockSeconds)),
+                reason: "\(settings.blockAfterFailures) failed authentications within 60 s")
+        }
+    }
+
+    /// Blocks `ip` (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with 1008.
+    public func block(_ ip: String, for duration: Duration, reason: String) {
+        blockList.block(ip, for: duration)
+        audit.record(SecurityEvent(.ipBlocked, ip: ip, detail: "\(reason); for \(duration.components.seconds) s"))
+        for connection in connections.all where connection.ip == ip {
+            connection.disconnect(code: .policyViolation, reason: "IP address blocked")
+        }
+    }
+
+    /// Forgets expired blocks (writing `ip_unblocked` for each) and stale auth failures; called every second.
+    func expireBlocks() {
+        for ip in blockList.expire() {
+            audit.record(SecurityEvent(.ipUnblocked, ip: ip, detail: "block expired"))
+        }
+        authFailures.prune()
+    }
+
     /// Where a broadcast goes (SPEC §6).
-    public enum Target: Sendable, Equatable {
+    public enum Target: Sendable, Equatable, CustomStringConvertible {
         case channel(String)
         /// Every connection of the user, as channel `user:<id>`, subscribed or not.
         case user(String)
         /// Every connection, as `channel: null`.
         case all
+
+        public var description: String {
+            switch self {
+            case .channel(let name): "channel \(name)"
+            case .user(let userId): "user \(userId)"
+            case .all: "all connections"
+            }
+        }
     }
 
     /// The one publish path of the node, for the API and the WebSocket `publish` frame alike.

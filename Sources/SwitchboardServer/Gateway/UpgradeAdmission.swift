@@ -46,10 +46,20 @@ struct UpgradeAdmission: Sendable {
             return admitted
         } catch {
             node.statistics.recordAttempt(error.result)
+            let ip = ClientAddress.resolve(
+                peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: node.settings.trustedProxies)
             switch error.result {
-            case .rateLimited: node.statistics.recordRateLimited(.connectRate)
-            case .unauthorized: node.statistics.recordAuth(succeeded: false)
-            default: break
+            case .rateLimited:
+                node.statistics.recordRateLimited(.connectRate)
+                node.audit.record(SecurityEvent(.rateLimited, ip: ip, detail: "connect rate: \(error.message)"))
+            case .unauthorized:
+                node.authenticationFailed(ip: ip, connectionId: nil, detail: "at upgrade: \(error.message)")
+            case .connectionLimit:
+                node.audit.record(SecurityEvent(.connectionLimit, ip: ip, detail: error.message))
+            case .originNotAllowed:
+                node.audit.record(SecurityEvent(.originRejected, ip: ip, detail: error.message))
+            default:
+                break
             }
             throw error
         }

@@ -10,6 +10,8 @@ struct SessionState {
     var isAuthenticating = false
     var deferred: [ByteBuffer] = []
     var authTimeout: Scheduled<Void>?
+    /// The first `RATE_LIMITED` of a connection is a security event; the rest are counted only.
+    var reportedRateLimit = false
     var expiry: Scheduled<Void>?
 
     init(identity: Identity, settings: Settings) {
@@ -87,13 +89,15 @@ extension WebSocketConnection {
         session.isAuthenticating = false
         switch result {
         case .failure(let failure):
-            node.statistics.recordAuth(succeeded: false)
             send(ServerMessage.error(.unauthorized, failure.description, id: id))
+            node.authenticationFailed(ip: ip, connectionId: self.id, detail: "in-band auth: \(failure.description)")
         case .success(let identity):
             if let userId = identity.userId {
                 do {
                     try reservation.reassign(to: userId)
                 } catch {
+                    node.audit.record(SecurityEvent(
+                        .connectionLimit, ip: ip, userId: userId, connectionId: self.id, detail: "per-user pool full after auth"))
                     close(code: .poolLimit, reason: "too many connections for this user")
                     return
                 }

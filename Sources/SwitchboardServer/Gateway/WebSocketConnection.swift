@@ -128,6 +128,10 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // After a decoding error NIO reports every further read as an error too. Once a close frame is on its
+        // way, closing the socket here (with the client's bytes unread) would make the kernel reset the
+        // connection and drop that close frame; the close handshake or its timer ends the connection.
+        guard !closing else { return }
         switch error as? NIOWebSocketError {
         case .invalidFrameLength?:
             close(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
@@ -161,10 +165,17 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         case .allow: break
         case .limit:
             node.statistics.recordRateLimited(.messageRate)
+            if !session.reportedRateLimit {
+                session.reportedRateLimit = true
+                node.audit.record(SecurityEvent(
+                    .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate"))
+            }
             send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: nil))
             return
         case .abuse:
             node.statistics.recordRateLimited(.messageAbuse)
+            node.audit.record(SecurityEvent(
+                .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate abuse: closed with 4008"))
             close(code: .rateLimitAbuse, reason: "message rate limit abused")
             return
         }
@@ -205,6 +216,9 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             }
         }
     }
+
+    /// How long a close waits for the client's answering close frame before dropping the connection.
+    static let closeGrace: TimeAmount = .seconds(5)
 
     /// Most deliveries taken from the outbox per step, so one drain cannot overshoot the socket's high mark by much.
     private static let drainStep = 256
@@ -316,9 +330,9 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         if code != .slowConsumer { drainOutbox() }
         outbox.close()
         writeImmediately(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
-        // RFC 6455 §7.1.1: wait briefly for the client's close frame, then drop the TCP connection.
+        // RFC 6455 §7.1.1: wait for the client's close frame, then drop the TCP connection.
         let channel = context.channel
-        eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
+        eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
     }
 
     private func checkHeartbeat(interval: TimeAmount) {

@@ -24,7 +24,8 @@ extension Settings {
         int("message-rate", \.messageRate), int("message-burst", \.messageBurst),
         int("max-subscriptions", \.maxSubscriptions), int("block-after-failures", \.blockAfterFailures),
         int("block-seconds", \.blockSeconds), int("outbound-buffer-bytes", \.outboundBufferBytes),
-        int("shutdown-grace-ms", \.shutdownGraceMs), optionalString("redis-url", \.redisURL),
+        int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
+        optionalString("redis-url", \.redisURL),
         optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
         bool("demo", \.demo),
     ]}

@@ -34,6 +34,10 @@ public struct Settings: Sendable {
     public var blockSeconds = 900
     public var outboundBufferBytes = 1_048_576
     public var shutdownGraceMs = 10_000
+    /// Longest a connection may take to complete its first request or upgrade, and longest an HTTP
+    /// connection may sit idle (between or inside requests). Not in SPEC §10: it closes sockets that connect
+    /// and stay silent, or send half a request or half a body.
+    public var requestTimeoutMs = 10_000
     public var redisURL: String?
     public var metricsToken: String?
     public var auditLog: String?
@@ -64,7 +68,7 @@ public struct Settings: Sendable {
             ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
             ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
-            ("outbound-buffer-bytes", outboundBufferBytes),
+            ("outbound-buffer-bytes", outboundBufferBytes), ("request-timeout-ms", requestTimeoutMs),
         ]
         for (name, value) in positive where value <= 0 {
             throw SettingsError("\(name) must be greater than 0, got \(value)")

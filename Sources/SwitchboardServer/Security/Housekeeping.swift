@@ -1,14 +1,15 @@
 import ServiceLifecycle
 import SwitchboardCore
 
-/// Samples the message counters once a second for the per-second rates of `stats`.
-struct StatisticsSampler: Service {
-    let statistics: NodeStatistics
+/// Once a second: samples the message counters for `stats` rates, and lifts expired IP blocks.
+struct Housekeeping: Service {
+    let node: Node
 
     func run() async throws {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
-                statistics.sample()
+                node.statistics.sample()
+                node.expireBlocks()
                 try? await Task.sleep(for: .seconds(1))
             }
         }

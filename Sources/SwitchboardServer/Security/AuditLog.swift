@@ -1,0 +1,92 @@
+import Foundation
+import Logging
+import NIOCore
+import Synchronization
+public import SwitchboardCore
+
+/// One security event (SPEC §7, §11): written as a JSON line with `time`, `event`, `ip`, `userId`,
+/// `connectionId` and `detail`.
+public struct SecurityEvent: Sendable {
+    public var kind: SecurityEventKind
+    public var ip: String?
+    public var userId: String?
+    public var connectionId: String?
+    public var detail: String
+
+    public init(_ kind: SecurityEventKind, ip: String?, userId: String? = nil, connectionId: String? = nil, detail: String) {
+        self.kind = kind
+        self.ip = ip
+        self.userId = userId
+        self.connectionId = connectionId
+        self.detail = detail
+    }
+}
+
+/// Writes security events as JSON lines to `--audit-log FILE`, or to the log when no file is set,
+/// and counts them in stats and metrics.
+///
+/// Floods are summarised, not mirrored: an upgrade-level event of the same kind from the same IP within one
+/// second of the last one written is counted but not written again, so an attacker cannot turn its requests
+/// into our disk writes.
+public final class AuditLog: Sendable {
+    private let file: Mutex<FileHandle?>
+    private let logger: Logger
+    private let statistics: NodeStatistics
+    private let lastWritten = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// Events of one kind from one IP closer together than this are written once.
+    static let coalescing: Duration = .seconds(1)
+
+    /// - Parameter path: file to append to (created if missing); nil writes to `logger` at `notice`.
+    public init(path: String?, logger: Logger, statistics: NodeStatistics) throws {
+        self.logger = logger
+        self.statistics = statistics
+        guard let path else {
+            file = Mutex(nil)
+            return
+        }
+        if !FileManager.default.fileExists(atPath: path) {
+            guard FileManager.default.createFile(atPath: path, contents: nil) else {
+                throw SettingsError("audit-log: cannot create \(path)")
+            }
+        }
+        guard let handle = FileHandle(forWritingAtPath: path) else { throw SettingsError("audit-log: cannot open \(path) for writing") }
+        handle.seekToEndOfFile()
+        file = Mutex(handle)
+    }
+
+    public func record(_ event: SecurityEvent, now: ContinuousClock.Instant = .now) {
+        statistics.recordSecurityEvent(event.kind)
+        guard shouldWrite(event, now: now) else { return }
+        var line = ByteBuffer()
+        line.writeStaticString("{\"time\":")
+        line.writeJSONString(Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
+        line.writeStaticString(",\"event\":")
+        line.writeJSONString(event.kind.rawValue)
+        for (key, value) in [("ip", event.ip), ("userId", event.userId), ("connectionId", event.connectionId)] {
+            line.writeString(",\"\(key)\":")
+            if let value { line.writeJSONString(value) } else { line.writeStaticString("null") }
+        }
+        line.writeStaticString(",\"detail\":")
+        line.writeJSONString(event.detail)
+        line.writeStaticString("}\n")
+        file.withLock { handle in
+            if let handle {
+                handle.write(Data(line.readableBytesView))
+            } else {
+                logger.notice("security event", metadata: ["sb.audit": "\(String(buffer: line).dropLast())"])
+            }
+        }
+    }
+
+    private func shouldWrite(_ event: SecurityEvent, now: ContinuousClock.Instant) -> Bool {
+        // Connection-level events are bounded by the connection's own limits; only upgrade-level floods coalesce.
+        guard let ip = event.ip, event.kind.isCoalesced, event.connectionId == nil else { return true }
+        let key = "\(event.kind.rawValue) \(ip)"
+        return lastWritten.withLock { lastWritten in
+            if let last = lastWritten[key], now - last < Self.coalescing { return false }
+            if lastWritten.count > 10_000 { lastWritten = lastWritten.filter { now - $0.value < Self.coalescing } }
+            lastWritten[key] = now
+            return true
+        }
+    }
+}
