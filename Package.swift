@@ -88,6 +88,13 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // libFuzzer target for the inbound decoder: `scripts/fuzz` builds it with --sanitize=fuzzer (libFuzzer then
+        // supplies main); in an ordinary build it links and does nothing.
+        .executableTarget(
+            name: "FuzzInboundMessage",
+            dependencies: ["SwitchboardCore"],
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "SwitchboardCoreTests",
             dependencies: [

@@ -1,6 +1,5 @@
 import Foundation
-import NIOCore
-import SwitchboardCore
+public import NIOCore
 
 /// Any JSON value, as read from a client or an API body.
 ///
@@ -26,7 +25,9 @@ public enum JSONValue: Sendable, Hashable, Decodable {
             guard value.isFinite else {
                 throw DecodingError.dataCorruptedError(in: container, debugDescription: "number out of range")
             }
-            self = .double(value)
+            // One number, one value: `444444444444444444.4` and `4.444444444444444e+17` (the same double) must
+            // not decode to different cases, so integral doubles within Int64 become `.int` (found by fuzzing).
+            if let integer = Int64(exactly: value) { self = .int(integer) } else { self = .double(value) }
         } else if let value = try? container.decode(String.self) {
             self = .string(value)
         } else if let value = try? container.decode([JSONValue].self) {

@@ -1,0 +1,31 @@
+import SwitchboardCore
+
+/// One fuzz input: the payload of a client text frame, exactly as `WebSocketConnection` hands it to the
+/// decoder. Besides "never crashes", it checks the decoder's promises:
+/// - whatever decodes as JSON re-encodes to text that parses back to the same value;
+/// - a `publish` keeps its `data` as JSON text that parses back to the value it came from;
+/// - a decoding failure is always a `ClientRequestError` (typed throws makes that static) with a message.
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzInboundMessage(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+    let bytes = UnsafeBufferPointer(start: start, count: count)
+    // The connection refuses non-UTF-8 text frames before decoding; the decoder still must not crash on them.
+    do {
+        let request = try ClientRequest.decode(bytes)
+        if case .publish(_, _, let data, _) = request.command {
+            guard let reparsed = try? JSONValue.parse(Array(data.utf8)), reparsed.jsonText == data else {
+                fatalError("publish data is not stable JSON text: \(data)")
+            }
+        }
+        if case .subscribe(let channel, _) = request.command {
+            _ = ChannelName(channel)
+        }
+    } catch {
+        guard !error.message.isEmpty else { fatalError("decoding error without a message") }
+    }
+    if let value = try? JSONValue.parse(bytes) {
+        guard let again = try? JSONValue.parse(Array(value.jsonText.utf8)), again == value else {
+            fatalError("JSON round trip changed the value: \(value.jsonText)")
+        }
+    }
+    return 0
+}
