@@ -1,0 +1,215 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import NIOCore
+import NIOPosix
+
+/// The load generator of `scripts/bench`: one process, one event loop, every loop bounded in count and time.
+@main
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "switchboard-bench", abstract: "WebSocket fan-out load generator (loopback only).",
+        subcommands: [Fanout.self, Idle.self])
+}
+
+/// Options shared by every scenario.
+struct Common: ParsableArguments {
+    @Option(help: "switchboard, ws or nchan.") var target: String = "switchboard"
+    @Option(help: "Server port on 127.0.0.1.") var port: Int
+    @Option(help: "Server PID, for its CPU time and memory.") var serverPid: Int32
+    @Option(help: "Admin token (switchboard).") var token: String = ""
+    @Option(help: "Channel to use.") var channel: String = "bench"
+
+    var peer: Target {
+        get throws {
+            guard let peer = Target(rawValue: target) else { throw ValidationError("--target must be switchboard, ws or nchan") }
+            return peer
+        }
+    }
+}
+
+/// Subscribers opened for one run.
+struct Audience {
+    let channels: [any Channel]
+    let handlers: [SubscriberHandler]
+    let seconds: Double
+
+    /// Opens `count` subscribed connections, 200 at a time, spread over source addresses 127.0.0.2 onwards.
+    static func open(count: Int, peer: Target, common: Common, batch: Bool, on loop: any EventLoop) async throws -> Audience {
+        let start = ContinuousClock.now
+        var channels: [any Channel] = []
+        var handlers: [SubscriberHandler] = []
+        let path = peer.upgradePath(channel: common.channel, batch: batch)
+        let request = ByteBuffer(string:
+            "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(common.port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        let subscribe = peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
+        var opened = 0
+        while opened < count {
+            let batchSize = min(200, count - opened)
+            let results = try await withThrowingTaskGroup(of: (any Channel, SubscriberHandler).self) { group in
+                for index in opened..<(opened + batchSize) {
+                    group.addTask {
+                        let upgraded = loop.makePromise(of: Void.self)
+                        let handler = try await loop.submit {
+                            SubscriberHandler(request: request, subscribeMessage: subscribe, upgraded: upgraded)
+                        }.get()
+                        let channel = try await ClientBootstrap(group: loop)
+                            .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index / 20_000)", port: 0))
+                            .channelInitializer { channel in
+                                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                            }
+                            .connect(host: "127.0.0.1", port: common.port).get()
+                        try await upgraded.futureResult.get()
+                        return (channel, handler)
+                    }
+                }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            channels += results.map(\.0)
+            handlers += results.map(\.1)
+            opened += batchSize
+        }
+        let elapsed = ContinuousClock.now - start
+        return Audience(channels: channels, handlers: handlers, seconds: elapsed.seconds)
+    }
+
+    func tally(on loop: any EventLoop) async throws -> Tally {
+        try await loop.submit {
+            handlers.reduce(into: Tally()) { $0.add($1.tally) }
+        }.get()
+    }
+
+    func close() async {
+        for channel in channels { try? await channel.close() }
+    }
+}
+
+/// `fanout`: S subscribers of one channel, R publishes a second over HTTP for T seconds.
+struct Fanout: AsyncParsableCommand {
+    @OptionGroup var common: Common
+    @Option(help: "Subscribers.") var subscribers: Int = 1_000
+    @Option(help: "Publishes per second.") var rate: Int = 100
+    @Option(help: "Seconds of publishing.") var seconds: Int = 10
+    @Option(help: "Bytes of padding in each message.") var padding: Int = 60
+    @Flag(help: "Open subscribers with ?batch=true (switchboard).") var batch = false
+
+    func run() async throws {
+        let peer = try common.peer
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let audience = try await Audience.open(count: subscribers, peer: peer, common: common, batch: batch, on: loop)
+        try await Task.sleep(for: .seconds(1))  // subscriptions settle
+        let publisher = PublisherHandler()
+        let publishChannel = try await ClientBootstrap(group: loop)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
+            .connect(host: "127.0.0.1", port: common.port).get()
+        let pad = String(repeating: "x", count: padding)
+        let cpuBefore = ProcessStats.cpuTicks(pid: common.serverPid)
+        let total = rate * seconds
+        let started = NIODeadline.now()
+        // One tick a millisecond sends what the schedule owes so far: publishes stay on schedule.
+        let sent = try await loop.submit { () -> EventLoopFuture<Int> in
+            let done = loop.makePromise(of: Int.self)
+            var count = 0
+            loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
+                let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+                let due = min(total, Int(elapsed * Double(rate)) + 1)
+                while count < due {
+                    count += 1
+                    let request = peer.publishRequest(
+                        channel: common.channel, n: count, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token, padding: pad)
+                    publishChannel.write(request, promise: nil)
+                }
+                publishChannel.flush()
+                if count >= total {
+                    task.cancel()
+                    done.succeed(count)
+                }
+            }
+            return done.futureResult
+        }.get().get()
+        let publishSeconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+        // Drain: wait until deliveries stop arriving (at most 10 s).
+        var last = -1
+        for _ in 0..<100 {
+            try await Task.sleep(for: .milliseconds(100))
+            let now = try await audience.tally(on: loop).received
+            if now == last && now >= sent * subscribers { break }
+            if now == last && now > 0 { break }
+            last = now
+        }
+        let cpuAfter = ProcessStats.cpuTicks(pid: common.serverPid)
+        let tally = try await audience.tally(on: loop)
+        let answered = try await loop.submit { publisher.answered }.get()
+        let expected = sent * subscribers
+        let utime = Double(cpuAfter.user - cpuBefore.user) / ProcessStats.ticksPerSecond
+        let stime = Double(cpuAfter.system - cpuBefore.system) / ProcessStats.ticksPerSecond
+        let delivered = tally.received - tally.duplicates
+        let result: [String: Any] = [
+            "scenario": "fanout", "target": peer.rawValue, "batch": batch, "subscribers": subscribers, "rate": rate,
+            "seconds": seconds, "published": sent, "publish_seconds": round(publishSeconds * 100) / 100,
+            "publishes_answered": answered, "delivered": delivered, "delivered_per_second": Int(Double(delivered) / publishSeconds),
+            "lost": max(0, expected - delivered), "duplicated": tally.duplicates, "out_of_order": tally.outOfOrder,
+            "latency_ms_p50": ms(tally.latency.valueAtPercentile(50)), "latency_ms_p99": ms(tally.latency.valueAtPercentile(99)),
+            "latency_ms_p999": ms(tally.latency.valueAtPercentile(99.9)), "latency_ms_max": ms(tally.latency.maxRecorded),
+            "server_cpu_user_s": utime, "server_cpu_system_s": stime,
+            "server_user_us_per_delivery": delivered > 0 ? round(utime * 1e6 / Double(delivered) * 1000) / 1000 : 0,
+            "server_total_us_per_delivery": delivered > 0 ? round((utime + stime) * 1e6 / Double(delivered) * 1000) / 1000 : 0,
+        ]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+        try? await publishChannel.close()
+        await audience.close()
+    }
+
+    private func ms(_ nanoseconds: UInt64) -> Double { (Double(nanoseconds) / 1e4).rounded() / 100 }
+}
+
+/// `idle`: C subscribed connections held: server memory per connection and connects per second.
+struct Idle: AsyncParsableCommand {
+    @OptionGroup var common: Common
+    @Option(help: "Connections.") var connections: Int = 10_000
+
+    func run() async throws {
+        let peer = try common.peer
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let before = ProcessStats.residentKiB(pid: common.serverPid)
+        let audience = try await Audience.open(count: connections, peer: peer, common: common, batch: false, on: loop)
+        try await Task.sleep(for: .seconds(2))
+        let after = ProcessStats.residentKiB(pid: common.serverPid)
+        let result: [String: Any] = [
+            "scenario": "idle", "target": peer.rawValue, "connections": connections,
+            "connects_per_second": Int(Double(connections) / audience.seconds),
+            "server_rss_kib_before": before, "server_rss_kib_after": after,
+            "server_kib_per_connection": (Double(after - before) / Double(connections) * 100).rounded() / 100,
+        ]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+        await audience.close()
+    }
+}
+
+/// CPU time and memory of a process, from /proc.
+enum ProcessStats {
+    static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// utime and stime in clock ticks (/proc/PID/stat fields 14 and 15).
+    static func cpuTicks(pid: Int32) -> (user: Int, system: Int) {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let close = text.lastIndex(of: ")")
+        else { return (0, 0) }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // After the command name: field 3 is at index 0, so utime (14) is at 11 and stime (15) at 12.
+        guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return (0, 0) }
+        return (user, system)
+    }
+
+    static func residentKiB(pid: Int32) -> Int {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+            let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") })
+        else { return 0 }
+        return Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}

@@ -1,0 +1,174 @@
+import Histogram
+import NIOCore
+
+/// What the subscribers of one benchmark saw.
+struct Tally: Sendable {
+    var received = 0
+    var duplicates = 0
+    var outOfOrder = 0
+    var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
+
+    mutating func add(_ other: Tally) {
+        received += other.received
+        duplicates += other.duplicates
+        outOfOrder += other.outOfOrder
+        latency.add(other.latency)
+    }
+}
+
+/// One benchmark subscriber: completes the upgrade, subscribes, then reads frames and records, for each
+/// message, its sequence number `n` and latency from its send time `t` (monotonic ns in this process).
+///
+/// Frames are scanned in place for `"n":` and `"t":` (no JSON decoding), so the generator stays cheap; a
+/// `batch` frame's messages are all counted. Confined to its channel's event loop.
+// @unchecked Sendable: its state is only touched on its channel's event loop; tallies are read through `loop.submit`.
+final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let request: ByteBuffer
+    private let subscribeMessage: ByteBuffer?
+    private let upgraded: EventLoopPromise<Void>
+    private var buffer = ByteBuffer()
+    private var isUpgraded = false
+    private var lastSeen = 0
+    private(set) var tally = Tally()
+
+    init(request: ByteBuffer, subscribeMessage: ByteBuffer?, upgraded: EventLoopPromise<Void>) {
+        self.request = request
+        self.subscribeMessage = subscribeMessage
+        self.upgraded = upgraded
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(request), promise: nil)
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        upgraded.fail(ChannelError.eof)
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        upgraded.fail(error)
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var incoming = unwrapInboundIn(data)
+        buffer.writeBuffer(&incoming)
+        if !isUpgraded {
+            let view = buffer.readableBytesView
+            guard let end = view.firstRange(of: [13, 10, 13, 10]) else { return }
+            guard view.starts(with: Array("HTTP/1.1 101".utf8)) else {
+                upgraded.fail(ChannelError.inappropriateOperationForState)
+                context.close(promise: nil)
+                return
+            }
+            buffer.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
+            isUpgraded = true
+            if let subscribeMessage { context.writeAndFlush(wrapOutboundOut(Frames.masked(text: subscribeMessage)), promise: nil) }
+            upgraded.succeed()
+        }
+        let now = NIODeadline.now().uptimeNanoseconds
+        while let (opcode, payloadRange) = Frames.next(in: buffer) {
+            if opcode == 0x1 || opcode == 0x2 {
+                buffer.withUnsafeReadableBytes { bytes in
+                    record(UnsafeRawBufferPointer(rebasing: bytes[payloadRange]), now: now)
+                }
+            } else if opcode == 0x9 {
+                let payload = buffer.getSlice(at: buffer.readerIndex + payloadRange.lowerBound, length: payloadRange.count) ?? ByteBuffer()
+                context.writeAndFlush(wrapOutboundOut(Frames.masked(opcode: 0xA, payload: payload)), promise: nil)
+            }
+            buffer.moveReaderIndex(forwardBy: payloadRange.upperBound)
+        }
+        buffer.discardReadBytes()
+    }
+
+    /// Finds every `"n":N ... "t":T` pair in a payload and records it.
+    private func record(_ payload: UnsafeRawBufferPointer, now: UInt64) {
+        var index = 0
+        while let n = Self.number(after: Self.nKey, in: payload, from: &index) {
+            guard let sent = Self.number(after: Self.tKey, in: payload, from: &index) else { return }
+            tally.received += 1
+            if n == lastSeen {
+                tally.duplicates += 1
+            } else if n < lastSeen {
+                tally.outOfOrder += 1
+            } else {
+                lastSeen = n
+            }
+            _ = tally.latency.record(now > UInt64(sent) ? now - UInt64(sent) : 0)
+        }
+    }
+
+    private static let nKey = Array(#""n":"#.utf8)
+    private static let tKey = Array(#""t":"#.utf8)
+
+    /// The decimal number after the next `key` at or after `index`; moves `index` past it.
+    private static func number(after key: [UInt8], in bytes: UnsafeRawBufferPointer, from index: inout Int) -> Int? {
+        let limit = bytes.count - key.count
+        while index <= limit {
+            var matches = true
+            for offset in 0..<key.count where bytes[index + offset] != key[offset] {
+                matches = false
+                break
+            }
+            if matches {
+                index += key.count
+                var value = 0
+                while index < bytes.count, bytes[index] >= 48, bytes[index] <= 57 {
+                    value = value * 10 + Int(bytes[index] - 48)
+                    index += 1
+                }
+                return value
+            }
+            index += 1
+        }
+        return nil
+    }
+}
+
+/// Minimal WebSocket framing for the generator.
+enum Frames {
+    /// The next complete frame: its opcode and payload range relative to the reader index.
+    static func next(in buffer: ByteBuffer) -> (opcode: UInt8, payload: Range<Int>)? {
+        let base = buffer.readerIndex
+        guard let first = buffer.getInteger(at: base, as: UInt8.self), let second = buffer.getInteger(at: base + 1, as: UInt8.self) else {
+            return nil
+        }
+        var length = Int(second & 0x7F)
+        var header = 2
+        if length == 126 {
+            guard let extended = buffer.getInteger(at: base + 2, as: UInt16.self) else { return nil }
+            length = Int(extended)
+            header = 4
+        } else if length == 127 {
+            guard let extended = buffer.getInteger(at: base + 2, as: UInt64.self) else { return nil }
+            length = Int(extended)
+            header = 10
+        }
+        guard buffer.readableBytes >= header + length else { return nil }
+        return (first & 0x0F, header..<(header + length))
+    }
+
+    static func masked(text: ByteBuffer) -> ByteBuffer { masked(opcode: 0x1, payload: text) }
+
+    /// A masked client frame (RFC 6455 §5.3).
+    static func masked(opcode: UInt8, payload: ByteBuffer) -> ByteBuffer {
+        var frame = ByteBuffer()
+        frame.writeInteger(0x80 | opcode)
+        let count = payload.readableBytes
+        if count < 126 {
+            frame.writeInteger(UInt8(0x80 | count))
+        } else {
+            frame.writeInteger(UInt8(0x80 | 126))
+            frame.writeInteger(UInt16(count))
+        }
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+        frame.writeBytes(mask)
+        for (index, byte) in payload.readableBytesView.enumerated() { frame.writeInteger(byte ^ mask[index % 4]) }
+        return frame
+    }
+}
