@@ -25,6 +25,8 @@ public final class Node: Sendable {
     public let audit: AuditLog
     /// Failed authentications per IP, for blocking.
     public let authFailures: AuthFailureTracker
+    /// Per-event-loop drain batching for connections' outboxes.
+    let drainSchedulers: DrainSchedulers
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -49,6 +51,7 @@ public final class Node: Sendable {
                 global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
                 perUser: settings.maxConnectionsPerUser))
         self.blockList = BlockList()
+        self.drainSchedulers = DrainSchedulers(group: eventLoopGroup)
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
