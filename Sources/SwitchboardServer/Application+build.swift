@@ -4,6 +4,7 @@ public import HummingbirdCore
 import ServiceLifecycle
 public import Logging
 public import NIOCore
+public import NIOPosix
 public import Prometheus
 import SwitchboardCore
 
@@ -19,6 +20,7 @@ public func buildApplication(
     settings: Settings,
     logger: Logger,
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
+    eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) async throws -> some ApplicationProtocol {
     let publicKeyPEM: String?
@@ -33,7 +35,8 @@ public func buildApplication(
     }
     let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM)
     return buildApplication(
-        node: try Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics), onServerRunning: onServerRunning)
+        node: try Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics, eventLoopGroup: eventLoopGroup),
+        onServerRunning: onServerRunning)
 }
 
 /// Builds the application around an existing node (tests keep a handle on the node to inspect it).
@@ -55,6 +58,7 @@ public func buildApplication(
             address: .hostname(settings.host, port: settings.port), serverName: "switchboard"),
         services: services,
         onServerRunning: onServerRunning,
+        eventLoopGroupProvider: .shared(node.eventLoopGroup),
         logger: node.logger
     )
 }

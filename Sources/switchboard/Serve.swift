@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Metrics
+import NIOPosix
 import Prometheus
 import ServiceLifecycle
 import UnixSignals
@@ -37,7 +38,10 @@ struct Serve: AsyncParsableCommand {
         // Process-wide metrics are bootstrapped here only; the node renders the same registry at /metrics.
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let app = try await buildApplication(settings: settings, logger: logger, metrics: registry)
+        let threads = settings.threads > 0 ? settings.threads : CPUAffinity.count()
+        let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: threads)
+        logger.info("starting", metadata: ["sb.threads": "\(threads)", "sb.node": "\(settings.nodeId)"])
+        let app = try await buildApplication(settings: settings, logger: logger, metrics: registry, eventLoopGroup: eventLoops)
         var configuration = ServiceGroupConfiguration(
             services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // SPEC §1: in-flight work gets a bounded drain time after SIGTERM.

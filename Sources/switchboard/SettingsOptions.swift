@@ -28,6 +28,8 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Per-connection outbound buffer in bytes (default 1048576).") var outboundBufferBytes: String?
     @Option(help: "Drain time on SIGTERM, ms (default 10000).") var shutdownGraceMs: String?
     @Option(help: "Time to complete a first request or upgrade, and HTTP idle time, ms (default 10000).") var requestTimeoutMs: String?
+    @Option(help: "Event-loop threads; 0 = one per CPU in the affinity mask (default 0).") var threads: String?
+    @Option(help: "Gathering time before a write to ?batch=true clients, ms (default 20; 0 = none).") var batchWriteDelayMs: String?
     @Option(help: "Redis URL for cluster mode.") var redisUrl: String?
     @Option(help: "Bearer token required by /metrics.") var metricsToken: String?
     @Option(help: "File that receives security events as JSON lines.") var auditLog: String?
@@ -44,7 +46,7 @@ struct SettingsOptions: ParsableArguments {
             ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),
-            ("request-timeout-ms", requestTimeoutMs), ("redis-url", redisUrl),
+            ("request-timeout-ms", requestTimeoutMs), ("threads", threads), ("batch-write-delay-ms", batchWriteDelayMs), ("redis-url", redisUrl),
             ("metrics-token", metricsToken), ("audit-log", auditLog), ("config", config),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })

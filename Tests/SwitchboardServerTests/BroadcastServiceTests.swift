@@ -215,7 +215,7 @@ import WebSocketTestClient
         #expect(outbox.push(message(2, key: "b")) == .queued)
         #expect(outbox.push(message(3, key: "c")) == .queued)
         #expect(outbox.push(message(4, key: "a")) == .replaced(namespace: ""), "replaces seq 1 instead of overflowing")
-        let queued = outbox.take(maxCount: 10, while: { true }).map(\.seq)
+        let queued = outbox.take(maxCount: 10).map(\.seq)
         #expect(queued == [2, 3, 4], "the replacement goes to the back, keeping seq order")
         #expect(outbox.statistics.replaced == 1)
     }

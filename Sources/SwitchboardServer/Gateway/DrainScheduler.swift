@@ -5,36 +5,51 @@ import Synchronization
 ///
 /// A publish to N subscribers on one event loop marks up to N connections dirty but schedules a single
 /// `execute` for the loop, which then drains every dirty connection: one hop and one wakeup per loop per
-/// burst of publishes, not per recipient.
+/// burst of publishes, not per recipient. Connections that asked for batches (`?batch=true`) are drained
+/// after `batchDelay` instead, so each write carries every message of that interval in one `batch` frame
+/// (the write delay of Centrifugo's `write_delay` or Lightstreamer's `maxDelayMillis`).
 final class DrainScheduler: Sendable {
-    private struct State {
+    private struct Queue {
         var dirty: [WebSocketConnection] = []
         var scheduled = false
     }
 
     private let eventLoop: any EventLoop
-    private let state = Mutex(State())
+    private let batchDelay: TimeAmount
+    private let now = Mutex(Queue())
+    private let delayed = Mutex(Queue())
 
-    init(eventLoop: any EventLoop) {
+    init(eventLoop: any EventLoop, batchDelay: TimeAmount) {
         self.eventLoop = eventLoop
+        self.batchDelay = batchDelay
     }
 
-    /// Queues `connection` for draining on the loop (any thread).
-    func markDirty(_ connection: WebSocketConnection) {
-        let schedule = state.withLock { state in
-            state.dirty.append(connection)
-            defer { state.scheduled = true }
-            return !state.scheduled
+    /// Queues `connection` for draining on the loop (any thread), after the batch delay when `batched`.
+    func markDirty(_ connection: WebSocketConnection, batched: Bool = false) {
+        if batched && batchDelay > .zero {
+            if delayed.withLock({ Self.enqueue(connection, into: &$0) }) {
+                eventLoop.scheduleTask(in: batchDelay) { self.run(delayed: true) }
+            }
+        } else {
+            if now.withLock({ Self.enqueue(connection, into: &$0) }) { eventLoop.execute { self.run(delayed: false) } }
         }
-        if schedule { eventLoop.execute { self.run() } }
     }
 
-    private func run() {
-        let dirty = state.withLock { state in
-            state.scheduled = false
-            defer { state.dirty.removeAll(keepingCapacity: true) }
-            return state.dirty
-        }
+    /// Adds `connection`; true when the queue was idle and its run must be scheduled.
+    private static func enqueue(_ connection: WebSocketConnection, into queue: inout Queue) -> Bool {
+        queue.dirty.append(connection)
+        defer { queue.scheduled = true }
+        return !queue.scheduled
+    }
+
+    private static func takeAll(from queue: inout Queue) -> [WebSocketConnection] {
+        queue.scheduled = false
+        defer { queue.dirty.removeAll(keepingCapacity: true) }
+        return queue.dirty
+    }
+
+    private func run(delayed isDelayed: Bool) {
+        let dirty = isDelayed ? delayed.withLock { Self.takeAll(from: &$0) } : now.withLock { Self.takeAll(from: &$0) }
         for connection in dirty { connection.drainOutbox() }
     }
 }
@@ -43,14 +58,17 @@ final class DrainScheduler: Sendable {
 final class DrainSchedulers: Sendable {
     private let schedulers: [ObjectIdentifier: DrainScheduler]
 
-    init(group: any EventLoopGroup) {
+    private let batchDelay: TimeAmount
+
+    init(group: any EventLoopGroup, batchDelay: TimeAmount) {
+        self.batchDelay = batchDelay
         schedulers = Dictionary(uniqueKeysWithValues: group.makeIterator().map { loop in
-            (ObjectIdentifier(loop), DrainScheduler(eventLoop: loop))
+            (ObjectIdentifier(loop), DrainScheduler(eventLoop: loop, batchDelay: batchDelay))
         })
     }
 
     /// The scheduler of `loop`, or a new one for a loop outside the group.
     func scheduler(for loop: any EventLoop) -> DrainScheduler {
-        schedulers[ObjectIdentifier(loop)] ?? DrainScheduler(eventLoop: loop)
+        schedulers[ObjectIdentifier(loop)] ?? DrainScheduler(eventLoop: loop, batchDelay: batchDelay)
     }
 }

@@ -51,7 +51,7 @@ public final class Node: Sendable {
                 global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
                 perUser: settings.maxConnectionsPerUser))
         self.blockList = BlockList()
-        self.drainSchedulers = DrainSchedulers(group: eventLoopGroup)
+        self.drainSchedulers = DrainSchedulers(group: eventLoopGroup, batchDelay: .milliseconds(Int64(settings.batchWriteDelayMs)))
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)

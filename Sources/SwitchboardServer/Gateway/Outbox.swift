@@ -75,12 +75,13 @@ final class Outbox: Sendable {
         }
     }
 
-    /// Takes up to `maxCount` queued deliveries while `canWrite()` holds; clears the drain flag once the
-    /// queue is empty (otherwise a writability change must drain again).
-    func take(maxCount: Int, while canWrite: () -> Bool) -> [Delivery] {
+    /// Takes up to `maxCount` queued deliveries; clears the drain flag once the queue is empty (otherwise a
+    /// writability change must drain again).
+    func take(maxCount: Int) -> [Delivery] {
         state.withLock { state in
             var taken: [Delivery] = []
-            while taken.count < maxCount, canWrite(), let delivery = state.queue.popFirst() {
+            taken.reserveCapacity(min(maxCount, state.queue.count))
+            while taken.count < maxCount, let delivery = state.queue.popFirst() {
                 state.bytes -= delivery.frame.readableBytes
                 taken.append(delivery)
             }

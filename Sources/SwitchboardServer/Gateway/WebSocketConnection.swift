@@ -207,7 +207,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         case .queued, .closed:
             break
         case .needsDrain:
-            drainScheduler.markDirty(self)
+            // Replies go out at once even to batch clients; only channel messages wait for the batch delay.
+            drainScheduler.markDirty(self, batched: wantsBatches && delivery.isMessage)
         case .replaced(let namespace):
             node.statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
         case .overflow(let discarded):
@@ -232,8 +233,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         guard let context else { return }
         var written = 0
         var oldestPublish: UInt64?
-        while true {
-            let deliveries = outbox.take(maxCount: Self.drainStep, while: { context.channel.isWritable })
+        let channel = context.channel
+        // Writability is checked per step, not per frame: a step overshoots the socket's high mark by at most
+        // `drainStep` frames, and the check (a channel lookup) stays off the per-delivery path.
+        while channel.isWritable {
+            let deliveries = outbox.take(maxCount: Self.drainStep)
             guard let first = deliveries.first else { break }
             if oldestPublish == nil, first.isMessage { oldestPublish = first.publishedAt }
             written += write(deliveries, context: context)

@@ -38,6 +38,12 @@ public struct Settings: Sendable {
     /// connection may sit idle (between or inside requests). Not in SPEC §10: it closes sockets that connect
     /// and stay silent, or send half a request or half a body.
     public var requestTimeoutMs = 10_000
+    /// Event-loop threads; 0 means one per CPU this process may run on (its affinity mask, so a node pinned
+    /// with `taskset -c 0` runs one loop instead of several that preempt each other). Not in SPEC §10.
+    public var threads = 0
+    /// How long messages for a `?batch=true` connection are gathered before one write (0: no delay).
+    /// Not in SPEC §10.
+    public var batchWriteDelayMs = 20
     public var redisURL: String?
     public var metricsToken: String?
     public var auditLog: String?
@@ -73,6 +79,7 @@ public struct Settings: Sendable {
         for (name, value) in positive where value <= 0 {
             throw SettingsError("\(name) must be greater than 0, got \(value)")
         }
+        guard (0...256).contains(threads) else { throw SettingsError("threads must be 0 (one per CPU) to 256, got \(threads)") }
         guard (0...65535).contains(port) else { throw SettingsError("port must be 0...65535, got \(port)") }
         guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }
