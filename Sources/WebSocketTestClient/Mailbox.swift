@@ -59,9 +59,6 @@ final class Mailbox<Item: Sendable>: Sendable {
         }
     }
 
-    /// Items queued and not yet taken.
-    var pendingCount: Int { state.withLock { $0.items.count } }
-
     private func expire(_ id: UInt64) {
         let waiter: Waiter? = state.withLock { state in
             guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }

@@ -109,9 +109,6 @@ public final class TestWebSocket: Sendable {
         channel.read()
     }
 
-    /// Frames received and not yet read.
-    public var pendingFrames: Int { frames.pendingCount }
-
     /// Sends a close frame with `code` and closes the socket.
     public func close(code: UInt16 = 1000) async {
         var payload: [UInt8] = [UInt8(code >> 8), UInt8(code & 0xFF)]

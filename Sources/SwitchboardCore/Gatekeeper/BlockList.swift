@@ -15,12 +15,6 @@ public final class BlockList: Sendable {
         }
     }
 
-    /// Lifts a block; returns whether there was one.
-    @discardableResult
-    public func unblock(_ ip: String) -> Bool {
-        blocked.withLock { $0.removeValue(forKey: ip) != nil }
-    }
-
     /// Whether `ip` is blocked now. Expired blocks are forgotten by ``expire(now:)``.
     public func isBlocked(_ ip: String, now: ContinuousClock.Instant = .now) -> Bool {
         blocked.withLock { blocked in blocked[ip].map { $0 > now } ?? false }
