@@ -101,6 +101,7 @@ let package = Package(
         .executableTarget(
             name: "SwitchboardBench",
             dependencies: [
+                "WebSocketTestClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -1,5 +1,6 @@
 import Histogram
 import NIOCore
+import WebSocketTestClient
 
 /// What the subscribers of one benchmark saw.
 struct Tally: Sendable {
@@ -68,7 +69,7 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             buffer.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
             isUpgraded = true
-            if let subscribeMessage { context.writeAndFlush(wrapOutboundOut(Frames.masked(text: subscribeMessage)), promise: nil) }
+            if let subscribeMessage { context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0x1, payload: subscribeMessage.readableBytesView)), promise: nil) }
             upgraded.succeed()
         }
         let now = NIODeadline.now().uptimeNanoseconds
@@ -79,7 +80,7 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
                 }
             } else if opcode == 0x9 {
                 let payload = buffer.getSlice(at: buffer.readerIndex + payloadRange.lowerBound, length: payloadRange.count) ?? ByteBuffer()
-                context.writeAndFlush(wrapOutboundOut(Frames.masked(opcode: 0xA, payload: payload)), promise: nil)
+                context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0xA, payload: payload.readableBytesView)), promise: nil)
             }
             buffer.moveReaderIndex(forwardBy: payloadRange.upperBound)
         }
@@ -130,7 +131,7 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     }
 }
 
-/// Minimal WebSocket framing for the generator.
+/// Zero-copy frame scanning for the generator (client frames come from `WireParser.clientFrame`).
 enum Frames {
     /// The next complete frame: its opcode and payload range relative to the reader index.
     static func next(in buffer: ByteBuffer) -> (opcode: UInt8, payload: Range<Int>)? {
@@ -151,24 +152,5 @@ enum Frames {
         }
         guard buffer.readableBytes >= header + length else { return nil }
         return (first & 0x0F, header..<(header + length))
-    }
-
-    static func masked(text: ByteBuffer) -> ByteBuffer { masked(opcode: 0x1, payload: text) }
-
-    /// A masked client frame (RFC 6455 §5.3).
-    static func masked(opcode: UInt8, payload: ByteBuffer) -> ByteBuffer {
-        var frame = ByteBuffer()
-        frame.writeInteger(0x80 | opcode)
-        let count = payload.readableBytes
-        if count < 126 {
-            frame.writeInteger(UInt8(0x80 | count))
-        } else {
-            frame.writeInteger(UInt8(0x80 | 126))
-            frame.writeInteger(UInt16(count))
-        }
-        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
-        frame.writeBytes(mask)
-        for (index, byte) in payload.readableBytesView.enumerated() { frame.writeInteger(byte ^ mask[index % 4]) }
-        return frame
     }
 }

@@ -29,8 +29,8 @@ public struct ServerFrame: Sendable {
     public var closeReason: String { String(decoding: payload.dropFirst(2), as: UTF8.self) }
 }
 
-/// Incremental parsing of an HTTP response head and of WebSocket frames.
-enum WireParser {
+/// Incremental parsing of an HTTP response head and of WebSocket frames, and client frame encoding.
+public enum WireParser {
     /// Parses a response head ending in CRLFCRLF; returns it and the bytes it used.
     static func responseHead(_ buffer: ByteBuffer) throws -> (status: Int, headers: [(String, String)], length: Int)? {
         let view = buffer.readableBytesView
@@ -78,7 +78,7 @@ enum WireParser {
     }
 
     /// A client frame, masked unless told otherwise (RFC 6455 §5.3).
-    static func clientFrame(opcode: UInt8, payload: [UInt8], fin: Bool = true, masked: Bool = true) -> ByteBuffer {
+    public static func clientFrame(opcode: UInt8, payload: some Collection<UInt8>, fin: Bool = true, masked: Bool = true) -> ByteBuffer {
         var buffer = ByteBuffer()
         buffer.writeInteger((fin ? 0x80 : 0) | opcode)
         let maskBit: UInt8 = masked ? 0x80 : 0

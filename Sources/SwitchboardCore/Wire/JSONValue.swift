@@ -106,6 +106,12 @@ public enum JSONValue: Sendable, Hashable, Decodable {
         }
     }
 
+    /// Whether this is a JSON object.
+    public var isObject: Bool {
+        if case .object = self { return true }
+        return false
+    }
+
     /// The value of `key` when this is an object.
     public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }

@@ -209,7 +209,7 @@ struct ManagementAPI: Sendable {
     }
 
     private static func reason(in body: JSONValue?) throws -> String {
-        if let body, case .object = body {} else if body != nil { throw APIError.badRequest("body: must be a JSON object") }
+        guard body == nil || body?.isObject == true else { throw APIError.badRequest("body: must be a JSON object") }
         switch body?["reason"] {
         case nil: return defaultDisconnectReason
         case .string(let reason)? where reason.utf8.count <= 120: return reason

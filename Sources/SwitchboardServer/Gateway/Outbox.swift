@@ -44,6 +44,7 @@ final class Outbox: Sendable {
         state.withLock { state in
             guard !state.closed else { return .closed }
             let size = delivery.frame.readableBytes
+            var replacedNamespace: String?
             if state.bytes + size > limit {
                 // SPEC §5: a conflated channel replaces its queued value for the same key. The old entry is
                 // removed and the new one appended, so the channel's queued messages stay in seq order.
@@ -61,14 +62,12 @@ final class Outbox: Sendable {
                 }
                 state.bytes -= state.queue.remove(at: index).frame.readableBytes
                 state.replaced += 1
-                state.queue.append(delivery)
-                state.bytes += size
-                state.peakBytes = max(state.peakBytes, state.bytes)
-                return .replaced(namespace: delivery.namespace ?? "")
+                replacedNamespace = delivery.namespace ?? ""
             }
             state.queue.append(delivery)
             state.bytes += size
             state.peakBytes = max(state.peakBytes, state.bytes)
+            if let replacedNamespace { return .replaced(namespace: replacedNamespace) }
             if state.drainScheduled { return .queued }
             state.drainScheduled = true
             return .needsDrain

@@ -1,5 +1,6 @@
 import Foundation
 import HTTPTypes
+import HummingbirdCore
 import NIOCore
 import NIOHTTP1
 import SwitchboardCore
@@ -40,14 +41,14 @@ struct UpgradeAdmission: Sendable {
     static let path = "/ws"
 
     func admit(_ head: HTTPRequestHead, peer: SocketAddress?) async throws(UpgradeRejection) -> AdmittedUpgrade {
+        let ip = ClientAddress.resolve(
+            peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: node.settings.trustedProxies)
         do {
-            let admitted = try await check(head, peer: peer)
+            let admitted = try await check(head, ip: ip)
             node.statistics.recordAttempt(.accepted)
             return admitted
         } catch {
             node.statistics.recordAttempt(error.result)
-            let ip = ClientAddress.resolve(
-                peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: node.settings.trustedProxies)
             switch error.result {
             case .rateLimited:
                 node.statistics.recordRateLimited(.connectRate)
@@ -65,18 +66,17 @@ struct UpgradeAdmission: Sendable {
         }
     }
 
-    private func check(_ head: HTTPRequestHead, peer: SocketAddress?) async throws(UpgradeRejection) -> AdmittedUpgrade {
-        let target = RequestTarget(head.uri)
+    private func check(_ head: HTTPRequestHead, ip: String) async throws(UpgradeRejection) -> AdmittedUpgrade {
+        let target = URI(head.uri)
         guard target.path == Self.path else {
             throw UpgradeRejection(status: .notFound, code: .notFound, message: "no WebSocket endpoint at \(target.path); use \(Self.path)")
         }
-        guard WebSocketUpgrader<Never>.key(of: head) != nil else {
+        guard WebSocketHandshake.key(of: head) != nil else {
             throw UpgradeRejection(
                 status: .badRequest, code: .badRequest,
                 message: "invalid WebSocket handshake: send one 16-byte base64 Sec-WebSocket-Key and Sec-WebSocket-Version: 13")
         }
         let settings = node.settings
-        let ip = ClientAddress.resolve(peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: settings.trustedProxies)
         guard !node.blockList.isBlocked(ip) else {
             throw UpgradeRejection(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
         }
@@ -89,7 +89,7 @@ struct UpgradeAdmission: Sendable {
                 message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
         }
         var identity = Identity.anonymous
-        if let token = Self.token(in: head, query: target.query) {
+        if let token = Self.token(in: head, query: target.queryParameters) {
             do {
                 identity = try await node.tokens.verify(token)
             } catch {
@@ -112,37 +112,16 @@ struct UpgradeAdmission: Sendable {
         return AdmittedUpgrade(
             identity: identity, ip: ip,
             reservation: SlotReservation(pools: node.pools, ip: ip, userId: identity.userId),
-            wantsBatches: target.query["batch"] == "true")
+            wantsBatches: target.queryParameters["batch"] == "true")
     }
 
     /// `Authorization: Bearer T` or `?token=T` (SPEC §3 step 4).
-    private static func token(in head: HTTPRequestHead, query: [String: String]) -> String? {
+    private static func token(in head: HTTPRequestHead, query: FlatDictionary<Substring, Substring>) -> String? {
         if let authorization = head.headers["Authorization"].first {
             let parts = authorization.split(separator: " ", maxSplits: 1)
             if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
         }
-        return query["token"].flatMap { $0.isEmpty ? nil : $0 }
-    }
-}
-
-/// A request target split into its path and decoded query parameters.
-struct RequestTarget {
-    let path: String
-    let query: [String: String]
-
-    init(_ uri: String) {
-        let parts = uri.split(separator: "?", maxSplits: 1, omittingEmptySubsequences: false)
-        path = String(parts.first ?? "")
-        var query: [String: String] = [:]
-        if parts.count == 2 {
-            for pair in parts[1].split(separator: "&") {
-                let keyValue = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-                let key = String(keyValue[0]).removingPercentEncoding ?? String(keyValue[0])
-                let value = keyValue.count == 2 ? (String(keyValue[1]).replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? "") : ""
-                if query[key] == nil { query[key] = value }
-            }
-        }
-        self.query = query
+        return query["token"].flatMap { $0.isEmpty ? nil : String($0) }
     }
 }
 

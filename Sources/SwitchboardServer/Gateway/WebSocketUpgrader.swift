@@ -28,7 +28,7 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
     ) -> EventLoopFuture<HTTPHeaders> {
         // `shouldUpgrade` runs first and refuses bad handshakes itself (NIO would drop the request on a failure here).
         shouldUpgrade(channel, upgradeRequest).flatMapThrowing { extraHeaders in
-            guard var headers = extraHeaders, let key = Self.key(of: upgradeRequest) else {
+            guard var headers = extraHeaders, let key = WebSocketHandshake.key(of: upgradeRequest) else {
                 throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget
             }
             let digest = Insecure.SHA1.hash(data: Data((key + Self.guid).utf8))
@@ -39,6 +39,17 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
         }
     }
 
+    func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Result> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)))
+        }.flatMap {
+            upgradePipelineHandler(channel, upgradeRequest)
+        }
+    }
+}
+
+/// Checks of the client's opening handshake (RFC 6455 §4.2.1).
+enum WebSocketHandshake {
     /// The `Sec-WebSocket-Key` of a valid version-13 handshake (RFC 6455 §4.2.1), or nil.
     static func key(of request: HTTPRequestHead) -> String? {
         let keys = request.headers["Sec-WebSocket-Key"]
@@ -46,13 +57,5 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
             request.headers["Sec-WebSocket-Version"] == ["13"]
         else { return nil }
         return key
-    }
-
-    func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Result> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)))
-        }.flatMap {
-            upgradePipelineHandler(channel, upgradeRequest)
-        }
     }
 }
