@@ -103,4 +103,17 @@ import Testing
         _ = frame.readInteger(as: UInt8.self)
         #expect(String(buffer: frame) == #"{"type":"batch","messages":[{"a":1},{"b":2}]}"#)
     }
+
+    @Test func batchFrameCacheSharesTheFrameOfTheSameMessagesOnly() {
+        let deliveries = (1...3).map { Delivery.message(seq: UInt64($0), payload: ByteBuffer(string: "{\"n\":\($0)}"), conflationKey: nil) }
+        var cache = BatchFrameCache()
+        let first = cache.frame(of: deliveries[0...1])
+        let again = cache.frame(of: Array(deliveries[0...1])[...])
+        #expect(first == BatchFrame.frame(of: deliveries[0...1]))
+        #expect(first.withUnsafeReadableBytes { $0.baseAddress } == again.withUnsafeReadableBytes { $0.baseAddress }, "same messages: same bytes, not a copy")
+        let other = cache.frame(of: deliveries[1...2])
+        #expect(String(buffer: other).hasSuffix(#"[{"n":2},{"n":3}]}"#), "other messages: a new frame")
+        let lookalike = Delivery.message(seq: 1, payload: ByteBuffer(string: "{\"n\":9}"), conflationKey: nil)
+        #expect(String(buffer: cache.frame(of: [lookalike, deliveries[2]][...])).contains(#"{"n":9}"#), "compared by identity, not seq")
+    }
 }

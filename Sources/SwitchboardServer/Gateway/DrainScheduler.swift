@@ -1,4 +1,5 @@
 import NIOCore
+import SwitchboardCore
 import Synchronization
 
 /// Drains connections' outboxes in one task per event loop instead of one task per connection.
@@ -18,6 +19,8 @@ final class DrainScheduler: Sendable {
     private let batchDelay: TimeAmount
     private let now = Mutex(Queue())
     private let delayed = Mutex(Queue())
+    /// Only touched on `eventLoop` (the lock is never contended).
+    private let batchFrames = Mutex(BatchFrameCache())
 
     init(eventLoop: any EventLoop, batchDelay: TimeAmount) {
         self.eventLoop = eventLoop
@@ -46,6 +49,11 @@ final class DrainScheduler: Sendable {
         queue.scheduled = false
         defer { queue.dirty.removeAll(keepingCapacity: true) }
         return queue.dirty
+    }
+
+    /// The batch frame of `deliveries`, shared with the previous connection drained with the same messages. On the loop.
+    func batchFrame(of deliveries: ArraySlice<Delivery>) -> ByteBuffer {
+        batchFrames.withLock { $0.frame(of: deliveries) }
     }
 
     private func run(delayed isDelayed: Bool) {

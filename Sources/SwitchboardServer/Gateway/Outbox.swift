@@ -1,4 +1,3 @@
-import DequeModule
 import NIOCore
 import Synchronization
 import SwitchboardCore
@@ -25,7 +24,7 @@ final class Outbox: Sendable {
     }
 
     private struct State {
-        var queue: Deque<Delivery> = []
+        var queue: [Delivery] = []
         var bytes = 0
         var peakBytes = 0
         var replaced = 0
@@ -74,18 +73,13 @@ final class Outbox: Sendable {
         }
     }
 
-    /// Takes up to `maxCount` queued deliveries; clears the drain flag once the queue is empty (otherwise a
-    /// writability change must drain again).
-    func take(maxCount: Int) -> [Delivery] {
+    /// Moves every queued delivery into `spare` (which must be empty) by swapping storage, so a drain
+    /// allocates nothing; clears the drain flag. The caller empties `spare` again after writing.
+    func takeAll(into spare: inout [Delivery]) {
         state.withLock { state in
-            var taken: [Delivery] = []
-            taken.reserveCapacity(min(maxCount, state.queue.count))
-            while taken.count < maxCount, let delivery = state.queue.popFirst() {
-                state.bytes -= delivery.frame.readableBytes
-                taken.append(delivery)
-            }
-            state.drainScheduled = !state.queue.isEmpty && !state.closed
-            return taken
+            swap(&state.queue, &spare)
+            state.bytes = 0
+            state.drainScheduled = false
         }
     }
 

@@ -26,6 +26,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// `?batch=true`: consecutive messages leave in one `batch` frame.
     let wantsBatches: Bool
     private let outbox: Outbox
+    /// The deliveries of the drain in progress: swapped with the outbox's queue, so draining allocates nothing.
+    private var draining: [Delivery] = []
+    /// The channel's writability as last reported to this handler (event-loop confined): reading it here
+    /// avoids a trip through the channel on every drain.
+    private var isWritable = true
     private let drainScheduler: DrainScheduler
     private var context: ChannelHandlerContext?
     var session: SessionState
@@ -60,6 +65,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        isWritable = context.channel.isWritable
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
@@ -148,7 +154,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { drainOutbox() }
+        isWritable = context.channel.isWritable
+        if isWritable { drainOutbox() }
         context.fireChannelWritabilityChanged()
     }
 
@@ -225,27 +232,28 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// How long a close waits for the client's answering close frame before dropping the connection.
     static let closeGrace: TimeAmount = .seconds(5)
 
-    /// Most deliveries taken from the outbox per step, so one drain cannot overshoot the socket's high mark by much.
-    private static let drainStep = 256
-
-    /// Writes what the outbox holds while the socket is writable, then flushes once. On the event loop.
+    /// Writes what the outbox holds if the socket is writable, then flushes once. On the event loop.
+    ///
+    /// Everything queued is written in one go: the outbox bounds it (outbound-buffer-bytes), so the socket's
+    /// pending writes overshoot the high mark by at most that much. While the socket is not writable the
+    /// queue stays in the outbox, which keeps its drain flag set; the writability change drains it.
     func drainOutbox() {
-        guard let context else { return }
-        var written = 0
-        var oldestPublish: UInt64?
-        let channel = context.channel
-        // Writability is checked per step, not per frame: a step overshoots the socket's high mark by at most
-        // `drainStep` frames, and the check (a channel lookup) stays off the per-delivery path.
-        while channel.isWritable {
-            let deliveries = outbox.take(maxCount: Self.drainStep)
-            guard let first = deliveries.first else { break }
-            if oldestPublish == nil, first.isMessage { oldestPublish = first.publishedAt }
-            written += write(deliveries, context: context)
-            messagesOut += deliveries.count
+        guard isWritable, let context else { return }
+        outbox.takeAll(into: &draining)
+        guard let first = draining.first else { return }
+        let oldestPublish = first.isMessage ? first.publishedAt : nil
+        messagesOut += draining.count
+        let written: Int
+        if draining.count == 1 && !wantsBatches {
+            // The common case at light load: one frame, one trip through the pipeline.
+            written = first.frame.readableBytes
+            context.writeAndFlush(wrapOutboundOut(first.frame), promise: nil)
+        } else {
+            written = write(draining, context: context)
+            // One flush for everything drained: frames queued within one event-loop tick leave together.
+            context.flush()
         }
-        guard written > 0 else { return }
-        // One flush for everything drained: frames queued within one event-loop tick leave together.
-        context.flush()
+        draining.removeAll(keepingCapacity: true)
         node.statistics.recordBytesOut(written)
         // The latency histogram takes a lock: sample one drain in 16, for its oldest message (the drain's worst case).
         drains &+= 1
@@ -277,7 +285,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             case 1:
                 emit(deliveries[start].frame)
             default:
-                emit(BatchFrame.frame(of: deliveries[start..<end]))
+                emit(drainScheduler.batchFrame(of: deliveries[start..<end]))
             }
             start = end
         }
