@@ -48,7 +48,8 @@ public func buildApplication(
     let router = Router()
     ManagementAPI(node: node).register(on: router)
 
-    var services: [any Service] = [Housekeeping(node: node)]
+    // Services are shut down in reverse order: the WebSocket drain goes last, after the server.
+    var services: [any Service] = [WebSocketDrain(node: node), Housekeeping(node: node)]
     if settings.demo { services.append(DemoFeed(node: node)) }
 
     return Application(

@@ -61,22 +61,3 @@ final class DrainScheduler: Sendable {
         for connection in dirty { connection.drainOutbox() }
     }
 }
-
-/// One ``DrainScheduler`` per event loop of the group.
-final class DrainSchedulers: Sendable {
-    private let schedulers: [ObjectIdentifier: DrainScheduler]
-
-    private let batchDelay: TimeAmount
-
-    init(group: any EventLoopGroup, batchDelay: TimeAmount) {
-        self.batchDelay = batchDelay
-        schedulers = Dictionary(uniqueKeysWithValues: group.makeIterator().map { loop in
-            (ObjectIdentifier(loop), DrainScheduler(eventLoop: loop, batchDelay: batchDelay))
-        })
-    }
-
-    /// The scheduler of `loop`, or a new one for a loop outside the group.
-    func scheduler(for loop: any EventLoop) -> DrainScheduler {
-        schedulers[ObjectIdentifier(loop)] ?? DrainScheduler(eventLoop: loop, batchDelay: batchDelay)
-    }
-}

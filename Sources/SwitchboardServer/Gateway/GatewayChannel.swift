@@ -18,7 +18,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     enum Negotiated: Sendable {
         case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
         case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, UpgradeRejection)
-        case webSocket(any Channel)
+        case webSocket
     }
 
     struct Value: ServerChildChannelValue {
@@ -30,8 +30,13 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let responder: HTTPChannelHandler.Responder
 
 
+    /// Receive buffers start small: NIO keeps a connection's last receive buffer for reuse, and a subscriber
+    /// sends little after its upgrade request (the buffer still grows for bigger reads).
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
             let admitted = NIOLoopBoundBox<AdmittedUpgrade?>(nil, eventLoop: channel.eventLoop)
             let admission = UpgradeAdmission(node: node)
@@ -44,7 +49,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     }.map { upgrade -> HTTPHeaders? in
                         admitted.value = upgrade
                         // The slot is given back when the channel closes, whatever happens in between.
-                        channel.closeFuture.whenComplete { _ in upgrade.reservation.release() }
+                        let reservation = upgrade.reservation
+                        channel.closeFuture.whenComplete { _ in reservation.release() }
                         return HTTPHeaders()
                     }.flatMapErrorThrowing { error in
                         rejection.value = error as? UpgradeRejection
@@ -61,7 +67,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                             ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
                         try channel.pipeline.syncOperations.addHandler(
                             WebSocketConnection(node: node, admitted: upgrade, channel: channel))
-                        return Negotiated.webSocket(channel)
+                        return Negotiated.webSocket
                     }
                 }
             )
@@ -102,8 +108,10 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 await handleHTTP(asyncChannel: http, logger: logger)
             case .refused(let http, let rejection):
                 await refuse(http, with: rejection, logger: logger)
-            case .webSocket(let channel):
-                try await channel.closeFuture.get()
+            case .webSocket:
+                // The connection lives on in its channel's pipeline; holding a task per connection until it
+                // closes would cost about 3 KiB each. Graceful shutdown waits for them in `WebSocketDrain`.
+                return
             }
         } catch {
             logger.trace("connection ended during negotiation", metadata: ["sb.error": "\(error)"])

@@ -26,7 +26,9 @@ public final class Node: Sendable {
     /// Failed authentications per IP, for blocking.
     public let authFailures: AuthFailureTracker
     /// Per-event-loop drain batching for connections' outboxes.
-    let drainSchedulers: DrainSchedulers
+    let drainSchedulers: PerEventLoop<DrainScheduler>
+    /// Per-event-loop heartbeat timers.
+    let heartbeats: PerEventLoop<HeartbeatTimer>
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -51,7 +53,10 @@ public final class Node: Sendable {
                 global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
                 perUser: settings.maxConnectionsPerUser))
         self.blockList = BlockList()
-        self.drainSchedulers = DrainSchedulers(group: eventLoopGroup, batchDelay: .milliseconds(Int64(settings.batchWriteDelayMs)))
+        let batchDelay = TimeAmount.milliseconds(Int64(settings.batchWriteDelayMs))
+        self.drainSchedulers = PerEventLoop(group: eventLoopGroup) { DrainScheduler(eventLoop: $0, batchDelay: batchDelay) }
+        let heartbeatInterval = TimeAmount.milliseconds(Int64(settings.heartbeatMs))
+        self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)

@@ -21,7 +21,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     let node: Node
     /// The connection's channel (thread-safe to hold; its pipeline is only touched on `eventLoop`).
     let channel: any Channel
-    let eventLoop: any EventLoop
+    /// The connection's event loop (not stored: an existential costs 40 bytes a connection).
+    var eventLoop: any EventLoop { channel.eventLoop }
     let reservation: SlotReservation
     /// `?batch=true`: consecutive messages leave in one `batch` frame.
     let wantsBatches: Bool
@@ -36,7 +37,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     var session: SessionState
     private var tornDown = false
     private var lastActivity = NIODeadline.now()
-    private var heartbeat: RepeatedTask?
+    private let heartbeats: HeartbeatTimer
     private var closing = false
     /// A text message arriving in fragments (RFC 6455 §5.4).
     private var fragments: ByteBuffer?
@@ -53,11 +54,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.id = Self.makeId()
         self.node = node
         self.channel = channel
-        self.eventLoop = channel.eventLoop
         self.reservation = admitted.reservation
         self.wantsBatches = admitted.wantsBatches
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
-        self.drainScheduler = node.drainSchedulers.scheduler(for: channel.eventLoop)
+        self.drainScheduler = node.drainSchedulers[channel.eventLoop]
+        self.heartbeats = node.heartbeats[channel.eventLoop]
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
     }
 
@@ -70,10 +71,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
         startSession()
-        let interval = TimeAmount.milliseconds(Int64(node.settings.heartbeatMs))
-        heartbeat = eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] _ in
-            self.checkHeartbeat(interval: interval)
-        }
+        heartbeats.add(self)
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
@@ -353,9 +351,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
     }
 
-    private func checkHeartbeat(interval: TimeAmount) {
+    /// Called by the loop's ``HeartbeatTimer`` once per heartbeat interval: pings, or drops a client silent
+    /// for two intervals.
+    func checkHeartbeat() {
         guard !closing else { return }
-        if NIODeadline.now() - lastActivity >= interval * 2 {
+        if NIODeadline.now() - lastActivity >= .milliseconds(Int64(node.settings.heartbeatMs) * 2) {
             node.logger.debug("heartbeat timeout", metadata: ["sb.conn.id": "\(id)"])
             // The peer is gone or stuck: there is no one to send a close frame to.
             context?.close(promise: nil)
@@ -368,8 +368,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         guard !tornDown else { return }
         tornDown = true
         closing = true
-        heartbeat?.cancel()
-        heartbeat = nil
+        heartbeats.remove(self)
         outbox.close()
         endSession()
         node.connections.remove(self, userId: session.identity.userId)

@@ -1,0 +1,25 @@
+import NIOCore
+import ServiceLifecycle
+
+/// Holds graceful shutdown open until every WebSocket connection has closed (SPEC §1: close 1001, then exit).
+///
+/// The HTTP server stops accepting and asks each connection to quiesce (our handler answers with close 1001),
+/// but it does not wait for upgraded connections, which hold no task of their own. Listed first among the
+/// application's services, this one is shut down last, after the server, and waits for the close handshakes
+/// (bounded by ``WebSocketConnection/closeGrace`` and the service group's own shutdown limit).
+struct WebSocketDrain: Service {
+    let node: Node
+    static let pollInterval: Duration = .milliseconds(20)
+
+    func run() async throws {
+        do {
+            try await gracefulShutdown()
+        } catch {
+            return  // cancelled: nothing to wait for
+        }
+        let deadline = ContinuousClock.now + .nanoseconds(WebSocketConnection.closeGrace.nanoseconds) + .seconds(1)
+        while node.connections.count > 0 && ContinuousClock.now < deadline {
+            try? await Task.sleep(for: Self.pollInterval)
+        }
+    }
+}
