@@ -94,7 +94,7 @@ let package = Package(
         // supplies main); in an ordinary build it links and does nothing.
         .executableTarget(
             name: "FuzzInboundMessage",
-            dependencies: ["SwitchboardCore"],
+            dependencies: ["SwitchboardCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // The load generator of scripts/bench.

@@ -1,3 +1,4 @@
+import NIOCore
 import SwitchboardCore
 
 /// One fuzz input: the payload of a client text frame, exactly as `WebSocketConnection` hands it to the
@@ -27,5 +28,30 @@ public func fuzzInboundMessage(_ start: UnsafePointer<UInt8>, _ count: Int) -> C
             fatalError("JSON round trip changed the value: \(value.jsonText)")
         }
     }
+    checkFraming(bytes)
     return 0
+}
+
+/// The same bytes as a client's raw stream: the frame parser must not crash, must give the same frames however
+/// the stream is split, and must never hand out a payload above its limit.
+func checkFraming(_ bytes: UnsafeBufferPointer<UInt8>) {
+    func frames(splitAt split: Int) -> ([[UInt8]], InboundFrameParser.Failure?) {
+        var parser = InboundFrameParser(maxFrameSize: 1024)
+        var result: [[UInt8]] = []
+        for chunk in [bytes[..<split], bytes[split...]] {
+            parser.append(ByteBuffer(bytes: chunk))
+            do {
+                while let frame = try parser.next() {
+                    guard frame.payload.readableBytes <= 1024 else { fatalError("payload above the limit") }
+                    result.append([frame.opcode] + Array(frame.payload.readableBytesView))
+                }
+            } catch {
+                return (result, error)
+            }
+        }
+        return (result, nil)
+    }
+    let whole = frames(splitAt: bytes.count)
+    let split = frames(splitAt: bytes.count / 2)
+    guard whole.0 == split.0, whole.1 == split.1 else { fatalError("framing depends on how the stream is split") }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -28,7 +29,7 @@ import WebSocketTestClient
     @Test func unauthenticatedConnectionClosesWith4001WhenAnonymousIsOff() async throws {
         try await TestNode.with({
             $0.allowAnonymous = false
-            $0.authTimeoutMs = 300
+            $0.authTimeoutMs = 800
         }) { node in
             let client = try await node.client()
             let reply = try await client.request(["type": "subscribe", "channel": "system_status"])
@@ -40,11 +41,11 @@ import WebSocketTestClient
     @Test func authenticatingInTimeKeepsConnectionWhenAnonymousIsOff() async throws {
         try await TestNode.with({
             $0.allowAnonymous = false
-            $0.authTimeoutMs = 300
+            $0.authTimeoutMs = 800
         }) { node in
             let client = try await node.client()
             _ = try await client.request(["type": "auth", "token": try await node.token("alice")])
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .milliseconds(1_000))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             await client.close()
         }
@@ -89,6 +90,17 @@ import WebSocketTestClient
             // The server may close before the last sends; that is the point.
             for _ in 0..<20 { try? await client.send(["type": "ping"]) }
             #expect(try await client.closeCode() == 4008)
+        }
+    }
+
+    @Test func framingViolationsCloseWith1002() async throws {
+        try await TestNode.with { node in
+            // RSV1 without a negotiated extension, and a ping split into fragments (RFC 6455 §5.2, §5.5).
+            for bytes in [WireParser.clientFrame(opcode: 0x41, payload: [0x61]), WireParser.clientFrame(opcode: 0x9, payload: [1], fin: false)] {
+                let client = try await node.client()
+                try await client.socket.sendRaw(Array(bytes.readableBytesView))
+                #expect(try await client.closeCode() == 1002)
+            }
         }
     }
 

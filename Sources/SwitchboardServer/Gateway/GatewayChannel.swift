@@ -41,7 +41,6 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             let admitted = NIOLoopBoundBox<AdmittedUpgrade?>(nil, eventLoop: channel.eventLoop)
             let admission = UpgradeAdmission(node: node)
             let upgrader = WebSocketUpgrader<Negotiated>(
-                maxFrameSize: node.settings.maxMessageBytes,
                 shouldUpgrade: { channel, head in
                     let peer = channel.remoteAddress
                     return channel.eventLoop.makeFutureWithTask {

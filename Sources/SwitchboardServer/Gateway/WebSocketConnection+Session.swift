@@ -9,10 +9,11 @@ struct SessionState {
     /// An in-band `auth` is being verified; later messages wait in `deferred` to keep their order.
     var isAuthenticating = false
     var deferred: [ByteBuffer] = []
-    var authTimeout: Scheduled<Void>?
+    /// The one timer that can end the session: the auth timeout before authentication, the token's expiry
+    /// after (never both, so one field: it is per connection).
+    var deadline: Scheduled<Void>?
     /// The first `RATE_LIMITED` of a connection is a security event; the rest are counted only.
     var reportedRateLimit = false
-    var expiry: Scheduled<Void>?
 
     init(identity: Identity, settings: Settings) {
         self.identity = identity
@@ -28,18 +29,18 @@ extension WebSocketConnection {
     func startSession() {
         if !node.settings.allowAnonymous && !session.identity.isAuthenticated {
             let timeout = TimeAmount.milliseconds(Int64(node.settings.authTimeoutMs))
-            session.authTimeout = eventLoop.scheduleTask(in: timeout) { [self] in
+            session.deadline = eventLoop.scheduleTask(in: timeout) { [self] in
                 if !self.session.identity.isAuthenticated {
                     self.close(code: .authTimeout, reason: "not authenticated in time")
                 }
             }
+        } else {
+            scheduleExpiry()
         }
-        scheduleExpiry()
     }
 
     func endSession() {
-        session.authTimeout?.cancel()
-        session.expiry?.cancel()
+        session.deadline?.cancel()
         for channel in session.subscriptions {
             removeSubscription(channel)
         }
@@ -106,8 +107,6 @@ extension WebSocketConnection {
             node.connections.changeUser(self, from: session.identity.userId, to: identity.userId)
             node.statistics.recordRoleChange(from: session.identity.role, to: identity.role)
             session.identity = identity
-            session.authTimeout?.cancel()
-            session.authTimeout = nil
             revokeSubscriptionsNoLongerAllowed()
             scheduleExpiry()
             send(ServerMessage.authenticated(identity, id: id))
@@ -138,11 +137,11 @@ extension WebSocketConnection {
 
     /// SPEC §2: a token that expires while the connection is open closes it with 4004 unless a fresh `auth` came first.
     private func scheduleExpiry() {
-        session.expiry?.cancel()
-        session.expiry = nil
+        session.deadline?.cancel()
+        session.deadline = nil
         guard let expiresAt = session.identity.expiresAt else { return }
         let remainingMs = Int64((expiresAt - Double(Hub.wallClockMilliseconds()) / 1000) * 1000)
-        session.expiry = eventLoop.scheduleTask(in: .milliseconds(max(0, remainingMs))) { [self] in
+        session.deadline = eventLoop.scheduleTask(in: .milliseconds(max(0, remainingMs))) { [self] in
             if let current = self.session.identity.expiresAt, current <= expiresAt {
                 self.close(code: .tokenExpired, reason: "token expired")
             }

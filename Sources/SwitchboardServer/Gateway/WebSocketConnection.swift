@@ -6,14 +6,14 @@ import SwitchboardCore
 
 /// One upgraded WebSocket connection: frames in, the session's protocol logic, and the bounded outbound queue.
 ///
-/// It sits at the end of the pipeline after NIO's `WebSocketFrameDecoder` and writes ready-made frame bytes
-/// itself (server frames are never masked, RFC 6455 §5.1), so a publish framed once is written as is.
+/// It is the only handler after the upgrade: it splits the client's bytes into frames itself
+/// (``InboundFrameParser``) and writes ready-made frame bytes (server frames are never masked, RFC 6455 §5.1), so a publish framed once is written as is.
 /// Writes queued from any thread are drained on the event loop and flushed once per drain.
 ///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from other threads, which only touches the
 /// thread-safe ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
 public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unchecked Sendable {
-    public typealias InboundIn = WebSocketFrame
+    public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     /// The connection id given in `welcome`.
@@ -39,6 +39,10 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var lastActivity = NIODeadline.now()
     private let heartbeats: HeartbeatTimer
     private var closing = false
+    /// Frames from the client's bytes.
+    private var frames: InboundFrameParser
+    /// Set after a framing error or the client's close frame: further input is ignored.
+    private var inputEnded = false
     /// A text message arriving in fragments (RFC 6455 §5.4).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
@@ -60,6 +64,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.drainScheduler = node.drainSchedulers[channel.eventLoop]
         self.heartbeats = node.heartbeats[channel.eventLoop]
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
+        self.frames = InboundFrameParser(maxFrameSize: node.settings.maxMessageBytes)
     }
 
     // MARK: Channel events
@@ -85,32 +90,51 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let frame = unwrapInboundIn(data)
+        let bytes = unwrapInboundIn(data)
         lastActivity = .now()
-        node.statistics.recordBytesIn(frame.length)
+        node.statistics.recordBytesIn(bytes.readableBytes)
+        // After a framing error or the client's close frame, the rest of the stream is read and ignored
+        // (closing with unread bytes would make the kernel reset the connection and drop our close frame).
+        guard !inputEnded else { return }
+        frames.append(bytes)
+        do {
+            while !inputEnded, let frame = try frames.next() {
+                handle(frame, context: context)
+            }
+        } catch {
+            inputEnded = true
+            frames.reset()
+            switch error {
+            case .tooLarge: close(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
+            case .protocolViolation(let reason): close(code: .protocolError, reason: reason)
+            }
+        }
+    }
+
+    private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
         // RFC 6455 §5.1: a server must close the connection on an unmasked client frame.
-        guard frame.maskKey != nil else {
+        guard frame.isMasked else {
             close(code: .protocolError, reason: "client frames must be masked")
             return
         }
         switch frame.opcode {
-        case .text, .binary:
+        case InboundFrame.text, InboundFrame.binary:
             guard fragments == nil else {
                 close(code: .protocolError, reason: "new message before the last fragment")
                 return
             }
             if frame.fin {
-                receive(frame.unmaskedData, isText: frame.opcode == .text)
+                receive(frame.payload, isText: frame.opcode == InboundFrame.text)
             } else {
-                fragments = frame.unmaskedData
-                fragmentsAreText = frame.opcode == .text
+                fragments = frame.payload
+                fragmentsAreText = frame.opcode == InboundFrame.text
             }
-        case .continuation:
+        case InboundFrame.continuation:
             guard var buffer = fragments else {
                 close(code: .protocolError, reason: "continuation frame without a message")
                 return
             }
-            var data = frame.unmaskedData
+            var data = frame.payload
             guard buffer.readableBytes + data.readableBytes <= node.settings.maxMessageBytes else {
                 close(code: .messageTooBig, reason: "message larger than \(node.settings.maxMessageBytes) bytes")
                 return
@@ -118,17 +142,18 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             fragments = nil
             buffer.writeBuffer(&data)
             if frame.fin { receive(buffer, isText: fragmentsAreText) } else { fragments = buffer }
-        case .ping:
-            writeControl(.pong, payload: frame.unmaskedData)
-        case .pong:
+        case InboundFrame.ping:
+            writeControl(.pong, payload: frame.payload)
+        case InboundFrame.pong:
             break
-        case .connectionClose:
-            var data = frame.unmaskedData
+        case InboundFrame.close:
+            var data = frame.payload
             let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal.rawValue
             if !closing {
                 closing = true
                 writeImmediately(WebSocketWireFrame.close(code: code, reason: ""))
             }
+            inputEnded = true
             context.close(promise: nil)
         default:
             close(code: .protocolError, reason: "unknown opcode")
@@ -136,19 +161,9 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // After a decoding error NIO reports every further read as an error too. Once a close frame is on its
-        // way, closing the socket here (with the client's bytes unread) would make the kernel reset the
-        // connection and drop that close frame; the close handshake or its timer ends the connection.
         guard !closing else { return }
-        switch error as? NIOWebSocketError {
-        case .invalidFrameLength?:
-            close(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
-        case .some:
-            close(code: .protocolError, reason: "malformed WebSocket frame")
-        case nil:
-            node.logger.debug("connection error", metadata: ["sb.conn.id": "\(id)", "sb.error": "\(error)"])
-            context.close(promise: nil)
-        }
+        node.logger.debug("connection error", metadata: ["sb.conn.id": "\(id)", "sb.error": "\(error)"])
+        context.close(promise: nil)
     }
 
     public func channelWritabilityChanged(context: ChannelHandlerContext) {

@@ -11,7 +11,6 @@ import NIOWebSocket
 struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
     typealias UpgradeResult = Result
 
-    let maxFrameSize: Int
     /// Runs the admission checks; `nil` refuses the upgrade.
     let shouldUpgrade: @Sendable (any Channel, HTTPRequestHead) -> EventLoopFuture<HTTPHeaders?>
     /// Installs the connection handler after the `101` response went out.
@@ -40,11 +39,8 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
     }
 
     func upgrade(channel: any Channel, upgradeRequest: HTTPRequestHead) -> EventLoopFuture<Result> {
-        channel.eventLoop.makeCompletedFuture {
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: maxFrameSize)))
-        }.flatMap {
-            upgradePipelineHandler(channel, upgradeRequest)
-        }
+        // The connection handler parses frames itself (no NIO frame decoder stage: see InboundFrameParser).
+        upgradePipelineHandler(channel, upgradeRequest)
     }
 }
 
