@@ -43,7 +43,7 @@ public struct Settings: Sendable {
     public var threads = 0
     /// How long messages for a `?batch=true` connection are gathered before one write (0: no delay).
     /// Not in SPEC §10.
-    public var batchWriteDelayMs = 20
+    public var batchWriteDelayMs = 15
     public var redisURL: String?
     public var metricsToken: String?
     public var auditLog: String?
