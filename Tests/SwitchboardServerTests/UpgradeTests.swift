@@ -110,6 +110,24 @@ import WebSocketTestClient
         }
     }
 
+    @Test func abandonedUpgradesDoNotHoldSlots() async throws {
+        try await TestNode.with({ $0.maxConnectionsPerIP = 1 }) { node in
+            // Clients that send an upgrade request and vanish (TCP FIN, no close frame) before, during or after
+            // the 101: each slot must come back at once, not at the heartbeat timeout.
+            let request = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            for round in 0..<20 {
+                let socket = try await RawSocket.connect(port: node.port)
+                try await socket.send(Array(request.utf8))
+                if round % 2 == 1 { try await Task.sleep(for: .milliseconds(5)) }
+                _ = try await socket.waitForClose(timeout: .milliseconds(1))
+                try await waitUntil { node.node.pools.snapshot.total == 0 }
+            }
+            let client = try await node.client()
+            await client.close()
+        }
+    }
+
     @Test func refusedUpgradeDoesNotHoldASlot() async throws {
         try await TestNode.with({ $0.maxConnections = 1 }) { node in
             _ = try await node.upgrade(path: "/ws?token=garbage")

@@ -47,9 +47,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         try await admission.admit(head, peer: peer)
                     }.map { upgrade -> HTTPHeaders? in
                         admitted.value = upgrade
-                        // The slot is given back when the channel closes, whatever happens in between.
-                        let reservation = upgrade.reservation
-                        channel.closeFuture.whenComplete { _ in reservation.release() }
+                        // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
                         return HTTPHeaders()
                     }.flatMapErrorThrowing { error in
                         rejection.value = error as? UpgradeRejection

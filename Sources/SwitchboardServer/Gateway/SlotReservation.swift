@@ -2,6 +2,9 @@ import Synchronization
 import SwitchboardCore
 
 /// A connection's slot in the pools: taken before the upgrade, given back exactly once when the channel closes.
+///
+/// The connection releases it when it ends; a reservation whose upgrade never completed is released when the
+/// last reference to it goes (with the upgrade's state, when the channel closes), so no slot can leak.
 final class SlotReservation: Sendable {
     private let pools: ConnectionPools
     let ip: String
@@ -20,6 +23,10 @@ final class SlotReservation: Sendable {
             try pools.reassign(from: state.userId, to: userId)
             state.userId = userId
         }
+    }
+
+    deinit {
+        release()
     }
 
     func release() {

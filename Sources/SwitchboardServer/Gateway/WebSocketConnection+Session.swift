@@ -4,7 +4,9 @@ import SwitchboardCore
 /// What one connection knows about its client: who it is and what it subscribed to.
 struct SessionState {
     var identity: Identity
-    var subscriptions: Set<String> = []
+    /// Channel names in subscription order. An array rather than a set: a connection holds few (at most
+    /// `max-subscriptions`), and a small array is half a set's allocation on every idle connection.
+    var subscriptions: [String] = []
     var rateLimiter: MessageRateLimiter
     /// An in-band `auth` is being verified; later messages wait in `deferred` to keep their order.
     var isAuthenticating = false
@@ -167,7 +169,10 @@ extension WebSocketConnection {
             send(ServerMessage.error(.subscriptionLimit, "at most \(node.settings.maxSubscriptions) subscriptions per connection", id: id))
             return
         }
-        if session.subscriptions.insert(name).inserted { node.statistics.recordSubscribed(namespace: namespace.name) }
+        if !session.subscriptions.contains(name) {
+            session.subscriptions.append(name)
+            node.statistics.recordSubscribed(namespace: namespace.name)
+        }
         node.hub.subscribe(self, to: channel, namespace: namespace, since: since) { recovered in
             ServerMessage.subscribed(channel: name, recovered: recovered, id: id)
         }
@@ -184,7 +189,8 @@ extension WebSocketConnection {
 
     /// Drops one subscription from the session, the hub and the counters.
     private func removeSubscription(_ name: String) {
-        guard session.subscriptions.remove(name) != nil else { return }
+        guard let index = session.subscriptions.firstIndex(of: name) else { return }
+        session.subscriptions.remove(at: index)
         node.hub.unsubscribe(self, from: name)
         if let channel = ChannelName(name) { node.statistics.recordUnsubscribed(namespace: String(channel.namespace)) }
     }
