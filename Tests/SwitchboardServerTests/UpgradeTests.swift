@@ -121,10 +121,18 @@ import WebSocketTestClient
                 try await socket.send(Array(request.utf8))
                 if round % 2 == 1 { try await Task.sleep(for: .milliseconds(5)) }
                 _ = try await socket.waitForClose(timeout: .milliseconds(1))
-                try await waitUntil { node.node.pools.snapshot.total == 0 }
             }
-            let client = try await node.client()
-            await client.close()
+            // A round's request may still be in flight, so the slot is checked by getting in: within seconds,
+            // far below the heartbeat timeout that used to free it.
+            var admitted: TestClient?
+            let deadline = ContinuousClock.now + .seconds(3)
+            while admitted == nil && ContinuousClock.now < deadline {
+                admitted = try? await node.client()
+                if admitted == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(admitted != nil, "the slot came back")
+            await admitted?.close()
+            try await waitUntil { node.node.pools.snapshot.total == 0 }
         }
     }
 
