@@ -7,15 +7,22 @@ import sys
 
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 fan = [r for r in rows if r["scenario"] == "fanout"]
+table = [r for r in fan if "stats_ms_p50" not in r]
 print()
 print(f"{'fanout':<24}{'deliv/s':>10}{'lost':>8}{'dup':>6}{'ooo':>6}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
       f"{'max ms':>9}{'user us/d':>11}{'total us/d':>11}{'reader us/d':>12}")
-for r in fan:
+for r in table:
     name = f"{r['target']} {r['subscribers']}x{r['rate']}{' batch' if r['batch'] else ''}"
     print(f"{name:<24}{r['delivered_per_second']:>10}{r['lost']:>8}{r['duplicated']:>6}{r['out_of_order']:>6}"
           f"{r['latency_ms_p50']:>9}{r['latency_ms_p99']:>9}{r['latency_ms_p999']:>9}{r['latency_ms_max']:>9}"
           f"{r['server_user_us_per_delivery']:>11}{r['server_total_us_per_delivery']:>11}"
           f"{r.get('generator_total_us_per_delivery', 0):>12}")
+held = [r for r in fan if "stats_ms_p50" in r]
+if held:
+    print()
+    print(f"{'held':<24}{'connections':>12}{'delivered':>11}{'lost':>8}{'stats p50 ms':>14}{'stats max ms':>14}")
+    for r in held:
+        print(f"{r['target']:<24}{r['subscribers']:>12}{r['delivered']:>11}{r['lost']:>8}{r['stats_ms_p50']:>14}{r['stats_ms_max']:>14}")
 idle = [r for r in rows if r["scenario"] == "idle"]
 print()
 print(f"{'idle':<24}{'connections':>12}{'connects/s':>12}{'KiB/conn':>10}")

@@ -3,6 +3,7 @@ import Foundation
 import Histogram
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// The load generator of `scripts/bench`: one process, one event loop, every loop bounded in count and time.
 @main
@@ -93,6 +94,7 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Seconds of publishing.") var seconds: Int = 10
     @Option(help: "Bytes of padding in each message.") var padding: Int = 60
     @Flag(help: "Open subscribers with ?batch=true (switchboard).") var batch = false
+    @Flag(help: "Time GET /stats (switchboard) every 100 ms while publishing.") var probeStats = false
 
     func run() async throws {
         let peer = try common.peer
@@ -108,28 +110,38 @@ struct Fanout: AsyncParsableCommand {
         let generatorBefore = ProcessStats.cpuTicks(pid: getpid())
         let total = rate * seconds
         let started = NIODeadline.now()
+        let publishing = Atomic<Bool>(true)
+        let probe = probeStats ? try await StatsProbe.connect(port: common.port, token: common.token, on: loop) : nil
+        let probeTimes = Task { () -> [UInt64] in
+            guard let probe else { return [] }
+            return (try? await probe.run(every: .milliseconds(100), limit: 600) { !publishing.load(ordering: .relaxed) }) ?? []
+        }
         // One tick a millisecond sends what the schedule owes so far: publishes stay on schedule.
         let sent = try await loop.submit { () -> EventLoopFuture<Int> in
             let done = loop.makePromise(of: Int.self)
-            var count = 0
+            let count = NIOLoopBoundBox(0, eventLoop: loop)
             loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(1)) { task in
                 let elapsed = Double((NIODeadline.now() - started).nanoseconds) / 1e9
                 let due = min(total, Int(elapsed * Double(rate)) + 1)
-                while count < due {
-                    count += 1
+                while count.value < due {
+                    count.value += 1
                     let request = peer.publishRequest(
-                        channel: common.channel, n: count, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token, padding: pad)
+                        channel: common.channel, n: count.value, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token,
+                        padding: pad)
                     publishChannel.write(request, promise: nil)
                 }
                 publishChannel.flush()
-                if count >= total {
+                if count.value >= total {
                     task.cancel()
-                    done.succeed(count)
+                    done.succeed(count.value)
                 }
             }
             return done.futureResult
         }.get().get()
         let publishSeconds = Double((NIODeadline.now() - started).nanoseconds) / 1e9
+        publishing.store(false, ordering: .relaxed)
+        let statsTimes = await probeTimes.value.sorted()
+        try? await probe?.channel.close()
         // Drain: wait until deliveries stop arriving (at most 10 s).
         var last = -1
         for _ in 0..<100 {
@@ -151,7 +163,7 @@ struct Fanout: AsyncParsableCommand {
         let generatorSeconds = Double(generatorAfter.user + generatorAfter.system - generatorBefore.user - generatorBefore.system)
             / ProcessStats.ticksPerSecond
         func perDelivery(_ seconds: Double) -> Double { delivered > 0 ? round(seconds * 1e6 / Double(delivered) * 1000) / 1000 : 0 }
-        let result: [String: Any] = [
+        var result: [String: Any] = [
             "scenario": "fanout", "target": peer.rawValue, "batch": batch, "subscribers": subscribers, "rate": rate,
             "seconds": seconds, "published": sent, "publish_seconds": round(publishSeconds * 100) / 100,
             "publishes_answered": answered, "delivered": delivered, "delivered_per_second": Int(Double(delivered) / publishSeconds),
@@ -162,6 +174,11 @@ struct Fanout: AsyncParsableCommand {
             "server_user_us_per_delivery": perDelivery(utime), "server_total_us_per_delivery": perDelivery(utime + stime),
             "generator_cpu_s": generatorSeconds, "generator_total_us_per_delivery": perDelivery(generatorSeconds),
         ]
+        if !statsTimes.isEmpty {
+            result["stats_requests"] = statsTimes.count
+            result["stats_ms_p50"] = ms(statsTimes[statsTimes.count / 2])
+            result["stats_ms_max"] = ms(statsTimes[statsTimes.count - 1])
+        }
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
         try? await publishChannel.close()
         await audience.close()

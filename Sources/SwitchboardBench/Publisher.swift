@@ -2,8 +2,8 @@ import Foundation
 import NIOCore
 import NIOPosix
 
-/// Publishes `rate` messages a second over one pipelined HTTP/1.1 connection, each carrying its sequence
-/// number `n` and send time `t` (monotonic ns), and counts the answers.
+/// Reads the answers on one HTTP/1.1 connection and counts them: the publisher's (`rate` messages a second,
+/// pipelined, each carrying its sequence number `n` and send time `t` in monotonic ns) or the stats probe's.
 // @unchecked Sendable: its counters are only touched on its channel's event loop and read through `loop.submit`.
 final class PublisherHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
@@ -12,6 +12,8 @@ final class PublisherHandler: ChannelInboundHandler, @unchecked Sendable {
     private var buffer = ByteBuffer()
     private(set) var answered = 0
     private(set) var failed = 0
+    /// Completed with each response in turn (the stats probe sends one request at a time).
+    var onResponse: ((_ succeeded: Bool) -> Void)?
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var incoming = unwrapInboundIn(data)
@@ -24,7 +26,9 @@ final class PublisherHandler: ChannelInboundHandler, @unchecked Sendable {
                 .flatMap { Int($0.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) } ?? 0
             let total = end.upperBound - view.startIndex + length
             guard buffer.readableBytes >= total else { break }
-            if head.hasPrefix("http/1.1 2") { answered += 1 } else { failed += 1 }
+            let succeeded = head.hasPrefix("http/1.1 2")
+            if succeeded { answered += 1 } else { failed += 1 }
+            onResponse?(succeeded)
             buffer.moveReaderIndex(forwardBy: total)
         }
         buffer.discardReadBytes()
@@ -63,5 +67,40 @@ enum Target: String, CaseIterable {
         case .nchan: ("/pub/\(channel)", data, "")
         }
         return ByteBuffer(string: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(auth)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
+    }
+}
+
+/// Times `GET /api/v1/websocket/stats` during a run: one request at a time over one connection, every
+/// `interval`, at most `limit` requests (so the probe itself stays a light, bounded load).
+struct StatsProbe {
+    let channel: any Channel
+    let handler: PublisherHandler
+    let request: ByteBuffer
+
+    static func connect(port: Int, token: String, on loop: any EventLoop) async throws -> StatsProbe {
+        let handler = PublisherHandler()
+        let channel = try await ClientBootstrap(group: loop)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) } }
+            .connect(host: "127.0.0.1", port: port).get()
+        let request = ByteBuffer(string:
+            "GET /api/v1/websocket/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(token)\r\n\r\n")
+        return StatsProbe(channel: channel, handler: handler, request: request)
+    }
+
+    /// Response times in nanoseconds of the requests answered with 2xx, until `isDone` or `limit` requests.
+    func run(every interval: Duration, limit: Int, until isDone: @escaping @Sendable () -> Bool) async throws -> [UInt64] {
+        var times: [UInt64] = []
+        for _ in 0..<limit where !isDone() {
+            let started = NIODeadline.now()
+            let answered = try await channel.eventLoop.flatSubmit { [handler, channel, request] () -> EventLoopFuture<Bool> in
+                let promise = channel.eventLoop.makePromise(of: Bool.self)
+                handler.onResponse = { promise.succeed($0) }
+                channel.writeAndFlush(request, promise: nil)
+                return promise.futureResult
+            }.get()
+            if answered { times.append((NIODeadline.now() - started).nanoseconds.magnitude) }
+            try await Task.sleep(for: interval)
+        }
+        return times
     }
 }

@@ -56,8 +56,25 @@ final class DrainScheduler: Sendable {
         batchFrames.withLock { $0.frame(of: deliveries) }
     }
 
+    /// Connections drained before the loop is given back to I/O.
+    static let sliceSize = 512
+    /// The pause between slices. NIO runs every queued task before it polls for I/O again, so a drain that
+    /// re-queued itself at once would keep reading (and answering HTTP requests) waiting until a broadcast to
+    /// tens of thousands of connections is written; a due timer lets the loop poll between slices.
+    static let slicePause: TimeAmount = .microseconds(50)
+
     private func run(delayed isDelayed: Bool) {
         let dirty = isDelayed ? delayed.withLock { Self.takeAll(from: &$0) } : now.withLock { Self.takeAll(from: &$0) }
-        for connection in dirty { connection.drainOutbox() }
+        drain(dirty[...])
+    }
+
+    /// Drains a slice of `connections` and schedules the rest. A connection waiting in the rest keeps its drain
+    /// flag, so its outbox only grows (in order) meanwhile and it is not queued twice.
+    private func drain(_ connections: ArraySlice<WebSocketConnection>) {
+        for connection in connections.prefix(Self.sliceSize) { connection.drainOutbox() }
+        let rest = connections.dropFirst(Self.sliceSize)
+        if !rest.isEmpty {
+            eventLoop.scheduleTask(in: Self.slicePause) { self.drain(rest) }
+        }
     }
 }
