@@ -19,7 +19,11 @@ struct WebSocketDrain: Service {
         }
         let deadline = ContinuousClock.now + .nanoseconds(WebSocketConnection.closeGrace.nanoseconds) + .seconds(1)
         while node.connections.count > 0 && ContinuousClock.now < deadline {
-            try? await Task.sleep(for: Self.pollInterval)
+            do {
+                try await Task.sleep(for: Self.pollInterval)
+            } catch {
+                return  // the service group's shutdown limit passed
+            }
         }
     }
 }
