@@ -115,7 +115,7 @@ import WebSocketTestClient
     }
 
     @Test func silentAndHalfSentConnectionsTimeOut() async throws {
-        try await TestNode.with({ $0.requestTimeoutMs = 300 }) { node in
+        try await TestNode.with({ $0.requestTimeoutMs = 1_000 }) { node in
             let silent = try await RawSocket.connect(port: node.port)
             let half = try await RawSocket.connect(port: node.port)
             try await half.send(Array("GET /ws HTTP/1.1\r\nHost: x\r\nUpgr".utf8))

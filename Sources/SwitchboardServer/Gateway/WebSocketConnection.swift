@@ -37,6 +37,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     var session: SessionState
     private var tornDown = false
     private var lastActivity = NIODeadline.now()
+    /// When the last heartbeat ping went out.
+    private var lastPing: NIODeadline?
     private let heartbeats: HeartbeatTimer
     private var closing = false
     /// Frames from the client's bytes.
@@ -370,15 +372,18 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
     }
 
-    /// Called by the loop's ``HeartbeatTimer`` once per heartbeat interval: pings, or drops a client silent
-    /// for two intervals.
+    /// Called by the loop's ``HeartbeatTimer`` about once per heartbeat interval: drops a client that left our
+    /// last ping unanswered and has sent nothing for two intervals (SPEC §3), otherwise pings. A ping always
+    /// comes first, so a late timer can never drop a client that was not given its chance to answer.
     func checkHeartbeat() {
         guard !closing else { return }
-        if NIODeadline.now() - lastActivity >= .milliseconds(Int64(node.settings.heartbeatMs) * 2) {
+        let now = NIODeadline.now()
+        if let lastPing, lastActivity < lastPing, now - lastActivity >= .milliseconds(Int64(node.settings.heartbeatMs) * 2) {
             node.logger.debug("heartbeat timeout", metadata: ["sb.conn.id": "\(id)"])
             // The peer is gone or stuck: there is no one to send a close frame to.
             context?.close(promise: nil)
         } else {
+            lastPing = now
             writeControl(.ping, payload: ByteBuffer())
         }
     }
