@@ -1,13 +1,13 @@
 import Foundation
 import Logging
 import NIOCore
-import NIOWebSocket
 import SwitchboardCore
 
 /// One upgraded WebSocket connection: frames in, the session's protocol logic, and the bounded outbound queue.
 ///
 /// It is the only handler after the upgrade: it splits the client's bytes into frames itself
-/// (``InboundFrameParser``) and writes ready-made frame bytes (server frames are never masked, RFC 6455 §5.1), so a publish framed once is written as is.
+/// (``InboundFrameParser``) and writes ready-made frame bytes (server frames are never masked, RFC 6455 §5.1),
+/// so a publish framed once is written as is.
 /// Writes queued from any thread are drained on the event loop and flushed once per drain.
 ///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from other threads, which only touches the
