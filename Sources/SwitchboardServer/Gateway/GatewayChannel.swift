@@ -62,6 +62,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         let limit = max(node.settings.outboundBufferBytes, 64 * 1024)
                         try channel.syncOptions?.setOption(
                             ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+                        // The server allows half-closure for HTTP; a WebSocket has its own close handshake, so a
+                        // client's TCP FIN ends the connection at once instead of leaving it to the heartbeat.
+                        try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: false)
                         try channel.pipeline.syncOperations.addHandler(
                             WebSocketConnection(node: node, admitted: upgrade, channel: channel))
                         return Negotiated.webSocket

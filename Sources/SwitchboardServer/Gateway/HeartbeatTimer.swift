@@ -15,7 +15,6 @@ final class HeartbeatTimer: @unchecked Sendable {
     private let tick: TimeAmount
     private var slices = [[ObjectIdentifier: WebSocketConnection]](repeating: [:], count: sliceCount)
     private var current = 0
-    private var count = 0
     private var task: RepeatedTask?
 
     init(eventLoop: any EventLoop, interval: TimeAmount) {
@@ -26,7 +25,6 @@ final class HeartbeatTimer: @unchecked Sendable {
     func add(_ connection: WebSocketConnection) {
         eventLoop.assertInEventLoop()
         slices[current][ObjectIdentifier(connection)] = connection
-        count += 1
         if task == nil {
             task = eventLoop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in visitNextSlice() }
         }
@@ -35,11 +33,10 @@ final class HeartbeatTimer: @unchecked Sendable {
     func remove(_ connection: WebSocketConnection) {
         eventLoop.assertInEventLoop()
         let id = ObjectIdentifier(connection)
-        for index in slices.indices where slices[index].removeValue(forKey: id) != nil {
-            count -= 1
-            break
+        for index in slices.indices {
+            if slices[index].removeValue(forKey: id) != nil { break }
         }
-        if count == 0 {
+        if slices.allSatisfy(\.isEmpty) {
             task?.cancel()
             task = nil
         }

@@ -76,6 +76,7 @@ final class Outbox: Sendable {
     /// Moves every queued delivery into `spare` (which must be empty) by swapping storage, so a drain
     /// allocates nothing; clears the drain flag. The caller empties `spare` again after writing.
     func takeAll(into spare: inout [Delivery]) {
+        assert(spare.isEmpty, "the drain's spare queue must be emptied before the next drain")
         state.withLock { state in
             swap(&state.queue, &spare)
             state.bytes = 0

@@ -178,10 +178,6 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         // Hummingbird's server quiesces every child channel on graceful shutdown (SPEC §1: close 1001).
         if event is ChannelShouldQuiesceEvent {
             close(code: .goingAway, reason: "server shutting down")
-        } else if case ChannelEvent.inputClosed = event {
-            // The client shut down its side (TCP FIN; the server allows half-closure for HTTP): it will send no
-            // close frame and read nothing more, so the connection ends now rather than at the heartbeat timeout.
-            context.close(promise: nil)
         } else {
             context.fireUserInboundEventTriggered(event)
         }
