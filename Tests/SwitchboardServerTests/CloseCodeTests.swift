@@ -60,10 +60,11 @@ import WebSocketTestClient
 
     @Test func freshAuthBeforeExpiryKeepsConnection() async throws {
         try await TestNode.with { node in
-            let client = try await node.client(token: try await node.token("alice", ttl: .milliseconds(1500)))
+            // 3 s leave room for a loaded machine to connect and re-authenticate before the first token expires.
+            let client = try await node.client(token: try await node.token("alice", ttl: .seconds(3)))
             let reply = try await client.request(["type": "auth", "token": try await node.token("alice", ttl: .seconds(60))])
             #expect(reply["type"] as? String == "authenticated")
-            try await Task.sleep(for: .seconds(2))
+            try await Task.sleep(for: .seconds(3.5))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             await client.close()
         }
