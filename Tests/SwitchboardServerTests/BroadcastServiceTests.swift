@@ -161,6 +161,42 @@ import WebSocketTestClient
         }
     }
 
+    @Test func clientThatFallsBehindCatchesUpWithEverythingInOrder() async throws {
+        let total = 1_500
+        try await TestNode.with { node in
+            let client = try await node.client(receiveBufferBytes: 4096)
+            try await client.subscribe("system_status")
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            #expect(try await connection.eventLoop.submit { connection.directWrites.enabled }.get(), "frames go straight to the socket")
+            // Small kernel buffers and a client that stops reading: the socket takes part of a write, NIO the rest,
+            // and later frames must wait behind it.
+            try await connection.channel.setOption(.socketOption(.so_sndbuf), value: 8192)
+            try await client.socket.pauseReading()
+            let padding = String(repeating: "x", count: 300)
+            for n in 1...total {
+                _ = try node.node.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
+            }
+            // Let the drains run into the full socket before reading again.
+            try await Task.sleep(for: .milliseconds(200))
+            let shortWrites = try await connection.eventLoop.submit { connection.directWrites.shortWrites }.get()
+            #expect(shortWrites > 0, "the socket filled up")
+            // Publishing goes on while the client catches up: the socket keeps freeing room while NIO still
+            // holds older bytes, and newer frames must not slip in ahead of them.
+            try await client.socket.resumeReading()
+            let publishing = Task {
+                for n in (total + 1)...(2 * total) {
+                    _ = try node.node.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
+                    if n % 20 == 0 { try await Task.sleep(for: .microseconds(200)) }
+                }
+            }
+            var seqs: [Int] = []
+            for _ in 0..<(2 * total) { seqs.append(try await client.next(timeout: .seconds(20))["seq"] as? Int ?? -1) }
+            try await publishing.value
+            #expect(seqs == Array(1...(2 * total)))
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong", "replies queue behind the backlog")
+        }
+    }
+
     @Test func stalledClientIsClosedWith4009WhileHealthySubscriberGetsEverything() async throws {
         let limit = 256 * 1024
         let total = 10_000
@@ -228,5 +264,23 @@ import WebSocketTestClient
         _ = outbox.push(message(2, key: nil))
         #expect(outbox.push(message(3, key: nil)) == .overflow(discarded: ["": 3]))
         #expect(outbox.push(message(4, key: nil)) == .closed)
+    }
+
+    @Test func gatheredFramesLeaveWholeAndInOrder() {
+        let frames = (1...3).map { ByteBuffer(string: "frame \($0);") }
+        var lone = GatherBuffer(storage: ByteBuffer())
+        lone.append(frames[0])
+        #expect(lone.output == frames[0])
+        var three = GatherBuffer(storage: ByteBuffer(string: "stale bytes"))
+        for frame in frames { three.append(frame) }
+        #expect(String(buffer: three.output) == "frame 1;frame 2;frame 3;")
+        #expect(three.bytes == three.output.readableBytes)
+        // A slice still held (by NIO, after a short write) keeps its bytes when the storage is reused.
+        let held = three.output.getSlice(at: 2, length: 5)
+        var reused = GatherBuffer(storage: three.storage)
+        reused.append(frames[2])
+        reused.append(frames[1])
+        #expect(String(buffer: reused.output) == "frame 3;frame 2;")
+        #expect(held.map { String(buffer: $0) } == "ame 1")
     }
 }

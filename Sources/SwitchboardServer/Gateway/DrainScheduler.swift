@@ -19,8 +19,9 @@ final class DrainScheduler: Sendable {
     private let batchDelay: TimeAmount
     private let now = Mutex(Queue())
     private let delayed = Mutex(Queue())
-    /// Only touched on `eventLoop` (the lock is never contended).
+    /// Only touched on `eventLoop` (the locks are never contended).
     private let batchFrames = Mutex(BatchFrameCache())
+    private let gatherStorage = Mutex<ByteBuffer?>(nil)
 
     init(eventLoop: any EventLoop, batchDelay: TimeAmount) {
         self.eventLoop = eventLoop
@@ -56,6 +57,24 @@ final class DrainScheduler: Sendable {
         batchFrames.withLock { $0.frame(of: deliveries) }
     }
 
+    /// A buffer to gather one drain's frames in, reusing the loop's storage. On the loop.
+    func takeGatherBuffer() -> GatherBuffer {
+        let storage = gatherStorage.withLock { stored in
+            defer { stored = nil }
+            return stored
+        }
+        return GatherBuffer(storage: storage ?? ByteBuffer())
+    }
+
+    /// Keeps `frames`' storage for the next drain on the loop, unless it grew large.
+    func returnGatherBuffer(_ frames: GatherBuffer) {
+        let storage = frames.storage
+        guard storage.capacity <= Self.gatherStorageLimit else { return }
+        gatherStorage.withLock { $0 = storage }
+    }
+
+    static let gatherStorageLimit = 64 * 1024
+
     /// Connections drained before the loop is given back to I/O.
     static let sliceSize = 512
     /// The pause between slices. NIO runs every queued task before it polls for I/O again, so a drain that
@@ -77,4 +96,36 @@ final class DrainScheduler: Sendable {
             eventLoop.scheduleTask(in: Self.slicePause) { self.drain(rest) }
         }
     }
+}
+
+/// The frames of one drain, gathered for one write. A lone frame is written as it is (no copy); two or
+/// more are copied into one buffer, so a drain costs one `send` however many frames it carries.
+struct GatherBuffer {
+    private var lone: ByteBuffer?
+    private(set) var storage: ByteBuffer
+    private var count = 0
+    /// The bytes gathered.
+    private(set) var bytes = 0
+
+    init(storage: ByteBuffer) {
+        self.storage = storage
+        self.storage.clear()
+    }
+
+    mutating func append(_ frame: ByteBuffer) {
+        count += 1
+        bytes += frame.readableBytes
+        if count == 1 {
+            lone = frame
+            return
+        }
+        if let first = lone {
+            storage.writeImmutableBuffer(first)
+            lone = nil
+        }
+        storage.writeImmutableBuffer(frame)
+    }
+
+    /// Everything gathered, in order.
+    var output: ByteBuffer { lone ?? storage }
 }

@@ -33,6 +33,17 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// avoids a trip through the channel on every drain.
     private var isWritable = true
     private let drainScheduler: DrainScheduler
+    /// Writes straight to the socket while the channel is active (see ``SocketWriter``); nil when its
+    /// descriptor was not found, and from `channelInactive` on. NIO closes the descriptor only in its `close0`,
+    /// which fires `channelInactive` before the loop runs anything else, and nothing called back from inside
+    /// `close0` (failed write promises, `errorCaught`) writes: so a closed descriptor, or one reused by
+    /// another connection, is never written.
+    private var socket: SocketWriter?
+    /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none, so
+    /// bytes never overtake each other (event-loop confined).
+    private var writesHeldByNIO = 0
+    /// Writes of which the socket took only a part, the rest going through NIO (for tests).
+    private(set) var shortWrites = 0
     private var context: ChannelHandlerContext?
     var session: SessionState
     private var tornDown = false
@@ -74,6 +85,9 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isWritable = context.channel.isWritable
+        socket = SocketWriter(channel: context.channel)
+        // The handshake's response may still be queued in NIO: direct writes start once it is out.
+        if socket != nil { writeThroughNIO(ByteBuffer(), context: context) }
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
@@ -82,11 +96,13 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
+        socket = nil
         tearDown()
         context.fireChannelInactive()
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
+        socket = nil
         tearDown()
         self.context = nil
     }
@@ -260,13 +276,15 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         messagesOut += draining.count
         let written: Int
         if draining.count == 1 && !wantsBatches {
-            // The common case at light load: one frame, one trip through the pipeline.
+            // The common case at light load: one frame, one write.
             written = first.frame.readableBytes
-            context.writeAndFlush(wrapOutboundOut(first.frame), promise: nil)
+            writeOut(first.frame, context: context)
         } else {
-            written = write(draining, context: context)
-            // One flush for everything drained: frames queued within one event-loop tick leave together.
-            context.flush()
+            // One write for everything drained: frames queued within one event-loop tick leave together.
+            var frames = drainScheduler.takeGatherBuffer()
+            written = gather(draining, into: &frames)
+            writeOut(frames.output, context: context)
+            drainScheduler.returnGatherBuffer(frames)
         }
         draining.removeAll(keepingCapacity: true)
         node.statistics.recordBytesOut(written)
@@ -277,16 +295,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         }
     }
 
-    /// Writes `deliveries` (without flushing) and returns the bytes written.
-    private func write(_ deliveries: [Delivery], context: ChannelHandlerContext) -> Int {
-        var bytes = 0
-        func emit(_ frame: ByteBuffer) {
-            bytes += frame.readableBytes
-            context.write(wrapOutboundOut(frame), promise: nil)
-        }
+    /// Puts `deliveries`' frames into `frames` and returns the bytes put.
+    private func gather(_ deliveries: [Delivery], into frames: inout GatherBuffer) -> Int {
         guard wantsBatches else {
-            for delivery in deliveries { emit(delivery.frame) }
-            return bytes
+            for delivery in deliveries { frames.append(delivery.frame) }
+            return frames.bytes
         }
         // Consecutive messages share one batch frame; replies and lone messages go as they are.
         var start = deliveries.startIndex
@@ -295,17 +308,50 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             while end < deliveries.endIndex && deliveries[end].isMessage { end += 1 }
             switch end - start {
             case 0:
-                emit(deliveries[start].frame)
+                frames.append(deliveries[start].frame)
                 end = start + 1
             case 1:
-                emit(deliveries[start].frame)
+                frames.append(deliveries[start].frame)
             default:
-                emit(drainScheduler.batchFrame(of: deliveries[start..<end]))
+                frames.append(drainScheduler.batchFrame(of: deliveries[start..<end]))
             }
             start = end
         }
-        return bytes
+        return frames.bytes
     }
+
+    /// Writes and flushes `bytes`: straight to the socket while NIO holds none of this connection's bytes,
+    /// and whatever the socket does not take through NIO (which then applies writability and back-pressure).
+    private func writeOut(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        var rest = bytes
+        if writesHeldByNIO == 0, let socket {
+            switch socket.send(bytes) {
+            case .complete: return
+            case .partial(let sent):
+                shortWrites += 1
+                rest.moveReaderIndex(forwardBy: sent)
+            case .failed: break
+            }
+        }
+        writeThroughNIO(rest, context: context)
+    }
+
+    /// Writes and flushes `bytes` through the pipeline, counted in ``writesHeldByNIO`` until the socket took them.
+    private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        guard socket != nil else {
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            return
+        }
+        writesHeldByNIO += 1
+        let written = context.eventLoop.makePromise(of: Void.self)
+        // Called back on the loop, possibly from inside NIO's close0: it must not write (see `socket`).
+        written.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: written)
+    }
+
+    /// Whether frames go straight to the socket (a descriptor was found), and how many writes the socket took
+    /// only in part. Read on the event loop (for tests).
+    var directWrites: (enabled: Bool, shortWrites: Int) { (socket != nil, shortWrites) }
 
     /// Bytes of the outbound buffer's fullest moment, queued messages replaced by newer ones, and whether it is closed.
     var outboxStatistics: (peakBytes: Int, replaced: Int, closed: Bool) { outbox.statistics }
@@ -316,7 +362,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     /// Writes a control frame ahead of anything still queued (RFC 6455 §5.4 lets control frames interleave).
     private func writeImmediately(_ frame: ByteBuffer) {
-        context?.writeAndFlush(wrapOutboundOut(frame), promise: nil)
+        guard let context else { return }
+        writeOut(frame, context: context)
     }
 
     // MARK: Admin API
