@@ -88,17 +88,21 @@ struct StatsProbe {
     }
 
     /// Response times in nanoseconds of the requests answered with 2xx, until `isDone` or `limit` requests.
+    /// Each is timed on the probe's event loop, from the write to the response: when the generator's CPU is
+    /// saturated, the wait for a Swift task to resume would otherwise be counted as the server's.
     func run(every interval: Duration, limit: Int, until isDone: @escaping @Sendable () -> Bool) async throws -> [UInt64] {
         var times: [UInt64] = []
         for _ in 0..<limit where !isDone() {
-            let started = NIODeadline.now()
-            let answered = try await channel.eventLoop.flatSubmit { [handler, channel, request] () -> EventLoopFuture<Bool> in
-                let promise = channel.eventLoop.makePromise(of: Bool.self)
-                handler.onResponse = { promise.succeed($0) }
+            let time = try await channel.eventLoop.flatSubmit { [handler, channel, request] () -> EventLoopFuture<UInt64?> in
+                let promise = channel.eventLoop.makePromise(of: UInt64?.self)
+                let started = NIODeadline.now()
+                handler.onResponse = { succeeded in
+                    promise.succeed(succeeded ? (NIODeadline.now() - started).nanoseconds.magnitude : nil)
+                }
                 channel.writeAndFlush(request, promise: nil)
                 return promise.futureResult
             }.get()
-            if answered { times.append((NIODeadline.now() - started).nanoseconds.magnitude) }
+            if let time { times.append(time) }
             try await Task.sleep(for: interval)
         }
         return times
