@@ -73,6 +73,7 @@ final class DrainScheduler: Sendable {
         gatherStorage.withLock { $0 = storage }
     }
 
+    /// Gather storage that grew past this (a backlog drained at once) is let go rather than kept per loop.
     static let gatherStorageLimit = 64 * 1024
 
     /// Connections drained before the loop is given back to I/O.

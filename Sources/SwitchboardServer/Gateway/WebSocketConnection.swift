@@ -86,7 +86,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.context = context
         isWritable = context.channel.isWritable
         socket = SocketWriter(channel: context.channel)
-        // The handshake's response may still be queued in NIO: direct writes start once it is out.
+        // NIO's upgrader writes the 101 response before handing over, but nothing promises it: direct writes
+        // start once NIO reports everything before this empty write written.
         if socket != nil { writeThroughNIO(ByteBuffer(), context: context) }
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
