@@ -23,6 +23,9 @@ if held:
     print(f"{'held':<24}{'connections':>12}{'delivered':>11}{'lost':>8}{'stats p50 ms':>14}{'stats p90 ms':>14}{'stats max ms':>14}")
     for r in held:
         print(f"{r['target']:<24}{r['subscribers']:>12}{r['delivered']:>11}{r['lost']:>8}{r['stats_ms_p50']:>14}{r.get('stats_ms_p90', 0):>14}{r['stats_ms_max']:>14}")
+    for r in (r for r in rows if r["scenario"] == "stats_probe" and r.get("requests")):
+        print(f"{'  separate-process probe':<24}{r['connections_held']:>12}{'':>11}{'':>8}{r['stats_ms_p50']:>14}"
+              f"{r['stats_ms_p90']:>14}{r['stats_ms_max']:>14}")
 idle = [r for r in rows if r["scenario"] == "idle"]
 print()
 print(f"{'idle':<24}{'connections':>12}{'connects/s':>12}{'KiB/conn':>10}")
