@@ -104,9 +104,6 @@ final class DrainScheduler: Sendable {
 struct GatherBuffer {
     private var lone: ByteBuffer?
     private(set) var storage: ByteBuffer
-    private var count = 0
-    /// The bytes gathered.
-    private(set) var bytes = 0
 
     init(storage: ByteBuffer) {
         self.storage = storage
@@ -114,9 +111,8 @@ struct GatherBuffer {
     }
 
     mutating func append(_ frame: ByteBuffer) {
-        count += 1
-        bytes += frame.readableBytes
-        if count == 1 {
+        // Frames are never empty, so nothing gathered yet means no lone frame and empty storage.
+        if lone == nil && storage.readableBytes == 0 {
             lone = frame
             return
         }
@@ -129,4 +125,6 @@ struct GatherBuffer {
 
     /// Everything gathered, in order.
     var output: ByteBuffer { lone ?? storage }
+    /// The bytes gathered.
+    var bytes: Int { output.readableBytes }
 }

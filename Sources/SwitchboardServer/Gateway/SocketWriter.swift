@@ -24,7 +24,7 @@ import NIOCore
 /// channel's; if NIO's layout ever changes, it finds nothing and the connection uses NIO's path alone.
 struct SocketWriter {
     /// What a ``send(_:)`` did.
-    enum Outcome: Equatable {
+    enum Outcome {
         /// Every byte was taken.
         case complete
         /// The socket took the first `sent` bytes (possibly none) and has no room for more now.

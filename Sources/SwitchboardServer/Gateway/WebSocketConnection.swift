@@ -97,13 +97,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
-        socket = nil
         tearDown()
         context.fireChannelInactive()
     }
 
     public func handlerRemoved(context: ChannelHandlerContext) {
-        socket = nil
         tearDown()
         self.context = nil
     }
@@ -283,7 +281,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         } else {
             // One write for everything drained: frames queued within one event-loop tick leave together.
             var frames = drainScheduler.takeGatherBuffer()
-            written = gather(draining, into: &frames)
+            gather(draining, into: &frames)
+            written = frames.bytes
             writeOut(frames.output, context: context)
             drainScheduler.returnGatherBuffer(frames)
         }
@@ -296,11 +295,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         }
     }
 
-    /// Puts `deliveries`' frames into `frames` and returns the bytes put.
-    private func gather(_ deliveries: [Delivery], into frames: inout GatherBuffer) -> Int {
+    /// Puts `deliveries`' frames into `frames`.
+    private func gather(_ deliveries: [Delivery], into frames: inout GatherBuffer) {
         guard wantsBatches else {
             for delivery in deliveries { frames.append(delivery.frame) }
-            return frames.bytes
+            return
         }
         // Consecutive messages share one batch frame; replies and lone messages go as they are.
         var start = deliveries.startIndex
@@ -318,7 +317,6 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             }
             start = end
         }
-        return frames.bytes
     }
 
     /// Writes and flushes `bytes`: straight to the socket while NIO holds none of this connection's bytes,
@@ -433,6 +431,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     private func tearDown() {
+        // First, and on every call: from here on the descriptor may be closed (see `socket`).
+        socket = nil
         guard !tornDown else { return }
         tornDown = true
         closing = true
