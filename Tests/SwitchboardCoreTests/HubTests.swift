@@ -17,6 +17,54 @@ final class RecordingSubscriber: Subscriber {
     var seqs: [UInt64] { deliveries.map(\.seq) }
 }
 
+/// A lane that records what the hub asks of it.
+final class RecordingLane: FanoutLane {
+    private let log = Mutex<(joins: [(UInt64, UInt64)], leaves: [UInt64], members: Set<UInt64>, queued: [UInt64])>(([], [], [], []))
+
+    func join(_ member: UInt64, after seq: UInt64) {
+        log.withLock { $0.joins.append((member, seq)); $0.members.insert(member) }
+    }
+
+    func leave(_ member: UInt64) -> Bool {
+        log.withLock { $0.leaves.append(member); $0.members.remove(member); return $0.members.isEmpty }
+    }
+
+    func enqueue(_ delivery: Delivery) {
+        log.withLock { $0.queued.append(delivery.seq) }
+    }
+
+    var joins: [(member: UInt64, after: UInt64)] { log.withLock { $0.joins } }
+    var leaves: [UInt64] { log.withLock { $0.leaves } }
+    var queued: [UInt64] { log.withLock { $0.queued } }
+}
+
+/// Makes recording lanes, keeping every one it made.
+final class RecordingGroup: FanoutGroup {
+    private let made = Mutex<[RecordingLane]>([])
+
+    func makeLane() -> any FanoutLane {
+        let lane = RecordingLane()
+        made.withLock { $0.append(lane) }
+        return lane
+    }
+
+    var lanes: [RecordingLane] { made.withLock { $0 } }
+}
+
+/// A subscriber reached through `group`'s lanes; what the hub delivers to it directly is recorded.
+final class LanedSubscriber: Subscriber {
+    let direct = RecordingSubscriber()
+    let fanout: FanoutMembership?
+
+    init(group: RecordingGroup, member: UInt64) {
+        fanout = FanoutMembership(group: group, member: member)
+    }
+
+    func deliver(_ delivery: Delivery) {
+        direct.deliver(delivery)
+    }
+}
+
 @Suite struct HubTests {
     let directory = ChannelDirectory()
     let loop = EmbeddedEventLoop()
@@ -47,6 +95,36 @@ final class RecordingSubscriber: Subscriber {
         #expect(Set(addresses).count == 1)
         #expect(String(buffer: subscribers[0].deliveries[1].payload)
             == #"{"type":"message","channel":"admin","event":"e","data":{"x":1},"seq":1,"ts":1000}"#)
+    }
+
+    @Test func lanedSubscribersCostOneHandOverPerLaneAndJoinAfterTheCurrentSeq() throws {
+        let hub = makeHub()
+        let group = RecordingGroup()
+        let channel = try #require(ChannelName("market_data:A"))
+        let first = LanedSubscriber(group: group, member: 1)
+        let plain = RecordingSubscriber()
+        hub.subscribe(first, to: channel, namespace: marketData, reply: reply)
+        hub.subscribe(plain, to: channel, namespace: marketData, reply: reply)
+        _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData)
+        let second = LanedSubscriber(group: group, member: 2)
+        hub.subscribe(second, to: channel, namespace: marketData, since: 0, reply: reply)
+        let result = hub.publish(Publication(channel: "market_data:A", event: "q", data: "2"), namespace: marketData)
+        #expect(result.recipients == 3)
+        let lane = try #require(group.lanes.first)
+        #expect(group.lanes.count == 1, "members of one group share the channel's lane")
+        #expect(lane.joins.map(\.member) == [1, 2] && lane.joins.map(\.after) == [0, 1])
+        #expect(lane.queued == [1, 2], "one hand-over per message, however many members")
+        #expect(plain.seqs == [0, 1, 2])
+        // The reply and the replay go to the subscriber itself; later messages only through the lane.
+        #expect(first.direct.seqs == [0] && second.direct.seqs == [0, 1])
+        // A per-user publish reaches a laned subscriber once, through its lane.
+        _ = hub.publish(
+            Publication(channel: "market_data:A", event: "q", data: "3"), namespace: marketData, extraRecipients: [first])
+        #expect(first.direct.seqs == [0] && lane.queued == [1, 2, 3])
+        #expect(hub.unsubscribe(first, from: "market_data:A") && hub.unsubscribe(second, from: "market_data:A"))
+        #expect(lane.leaves == [1, 2])
+        hub.subscribe(first, to: channel, namespace: marketData, reply: reply)
+        #expect(group.lanes.count == 2, "an emptied lane is dropped; a new member gets a new one")
     }
 
     @Test func seqIncreasesByOnePerChannel() throws {

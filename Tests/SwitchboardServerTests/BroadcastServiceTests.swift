@@ -161,6 +161,84 @@ import WebSocketTestClient
         }
     }
 
+    /// Channel messages reach plain clients through their event loop's lane, while a subscribe's reply and replay
+    /// go through the connection's outbox: a client joining mid-stream must get each message once, in order,
+    /// right after what it was replayed.
+    @Test func subscribersJoiningMidStreamGetEveryMessageOnceInOrder() async throws {
+        let total = 400
+        try await TestNode.with { node in
+            let token = try await node.token("alice")
+            let early = try await node.client(token: token)
+            try await early.subscribe("user:alice")
+            func publish(_ range: ClosedRange<Int>) throws {
+                for n in range { _ = try node.node.publish(Publication(channel: "user:alice", event: "e", data: "\(n)")) }
+            }
+            let recovering = try await node.client(token: token)
+            let joining = try await node.client(token: token)
+            try publish(1...50)
+            // Slow enough that the history (100 messages) still holds message 1 when the recovering client's
+            // subscribe arrives, fast enough that both subscribes land mid-stream.
+            let publishing = Task {
+                for n in 51...total {
+                    try publish(n...n)
+                    try await Task.sleep(for: .microseconds(500))
+                }
+            }
+            try await recovering.send(["type": "subscribe", "channel": "user:alice", "since": 0])
+            try await joining.send(["type": "subscribe", "channel": "user:alice"])
+            try await publishing.value
+
+            func seqs(of client: TestClient, from first: Int? = nil) async throws -> [Int] {
+                var seqs: [Int] = []
+                while seqs.last != total {
+                    let message = try await client.next()
+                    guard message["type"] as? String == "message" else { continue }
+                    seqs.append(message["seq"] as? Int ?? -1)
+                }
+                return seqs
+            }
+            #expect(try await seqs(of: early) == Array(1...total))
+            let reply = try await recovering.next()
+            #expect(reply["type"] as? String == "subscribed" && reply["recovered"] as? Bool == true, "\(reply)")
+            #expect(try await seqs(of: recovering) == Array(1...total), "replay, then the lane's messages, each once")
+            #expect(try await joining.next()["type"] as? String == "subscribed")
+            let joined = try await seqs(of: joining)
+            let first = try #require(joined.first)
+            #expect(first > 50 && joined == Array(first...total), "from its join on, without gaps or repeats")
+        }
+    }
+
+    /// A frame the loop queues in the outbox (here a reply) holds the connection's lanes back until a drain has
+    /// written it, so a channel's messages never overtake its `subscribed` reply or replay.
+    @Test func framesQueuedByTheLoopHoldLanesBackUntilDrained() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.subscribe("system_status")
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            let (before, queued) = try await connection.eventLoop.submit {
+                let before = connection.lanesMayWriteDirectly
+                connection.send(Delivery(payload: ByteBuffer(string: #"{"type":"pong"}"#)))
+                return (before, connection.lanesMayWriteDirectly)
+            }.get()
+            #expect(before && !queued)
+            #expect(try await client.next()["type"] as? String == "pong")
+            #expect(try await connection.eventLoop.submit { connection.lanesMayWriteDirectly }.get())
+        }
+    }
+
+    /// The admin API's `messagesOut` counts what lanes wrote to the connection as well as its own writes.
+    @Test func messagesWrittenByLanesCountInMessagesOut() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            try await client.subscribe("system_status")
+            for n in 1...20 { _ = try node.node.publish(Publication(channel: "system_status", event: "e", data: "\(n)")) }
+            for _ in 1...20 { #expect(try await client.next()["type"] as? String == "message") }
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            // welcome, subscribed and the 20 messages.
+            #expect(try await connection.describe().messagesOut == 22)
+        }
+    }
+
     @Test func clientThatFallsBehindCatchesUpWithEverythingInOrder() async throws {
         let total = 1_500
         try await TestNode.with { node in

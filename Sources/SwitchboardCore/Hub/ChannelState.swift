@@ -17,7 +17,7 @@ final class ChannelState: Sendable {
     private let statistics: NodeStatistics
 
     private struct State {
-        var subscribers: [ObjectIdentifier: any Subscriber] = [:]
+        var subscribers = ChannelMembers()
         var seq: UInt64 = 0
         var history: Deque<Delivery> = []
         var lastValue: Delivery?
@@ -88,11 +88,9 @@ final class ChannelState: Sendable {
             state.history.append(delivery)
         }
         if namespace.lastValue { state.lastValue = delivery }
-        for subscriber in state.subscribers.values {
-            subscriber.deliver(delivery)
-        }
+        state.subscribers.deliver(delivery)
         var recipients = state.subscribers.count
-        for extra in extraRecipients where state.subscribers[ObjectIdentifier(extra)] == nil {
+        for extra in extraRecipients where !state.subscribers.contains(extra) {
             extra.deliver(delivery)
             recipients += 1
         }
@@ -116,12 +114,10 @@ final class ChannelState: Sendable {
     ) -> SubscribeOutcome {
         state.withLock { state in
             if state.isClosed { return .closed }
-            let id = ObjectIdentifier(subscriber)
-            if state.subscribers[id] != nil {
+            guard state.subscribers.insert(subscriber, after: state.seq) else {
                 subscriber.deliver(reply(since.map { _ in true }))
                 return .alreadySubscribed
             }
-            state.subscribers[id] = subscriber
             guard let since else {
                 subscriber.deliver(reply(nil))
                 if let last = state.lastValue { subscriber.deliver(last) }
@@ -143,7 +139,7 @@ final class ChannelState: Sendable {
     /// Removes `subscriber`; the channel closes when it is left empty and retains nothing.
     func unsubscribe(_ subscriber: any Subscriber) -> (removed: Bool, closed: Bool) {
         state.withLock { state in
-            let removed = state.subscribers.removeValue(forKey: ObjectIdentifier(subscriber)) != nil
+            let removed = state.subscribers.remove(subscriber)
             if state.subscribers.isEmpty && !namespace.retainsMessages && (state.throttle?.isIdle ?? true) {
                 state.isClosed = true
             }

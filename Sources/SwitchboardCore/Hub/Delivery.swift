@@ -46,4 +46,11 @@ public final class Delivery: Sendable {
 public protocol Subscriber: AnyObject, Sendable {
     /// Queues `delivery` for writing. Called with channel locks held: must not block or call back into the hub.
     func deliver(_ delivery: Delivery)
+    /// The lanes this subscriber is reached through (see ``FanoutLane``); nil to receive every message
+    /// through ``deliver(_:)``. Read when it subscribes.
+    var fanout: FanoutMembership? { get }
+}
+
+extension Subscriber {
+    public var fanout: FanoutMembership? { nil }
 }

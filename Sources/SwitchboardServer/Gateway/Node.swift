@@ -29,6 +29,8 @@ public final class Node: Sendable {
     let drainSchedulers: PerEventLoop<DrainScheduler>
     /// Per-event-loop heartbeat timers.
     let heartbeats: PerEventLoop<HeartbeatTimer>
+    /// Per-event-loop slot tables through which channel lanes write to connections.
+    let fanouts: PerEventLoop<LoopFanout>
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -57,6 +59,8 @@ public final class Node: Sendable {
         self.drainSchedulers = PerEventLoop(group: eventLoopGroup) { DrainScheduler(eventLoop: $0, batchDelay: batchDelay) }
         let heartbeatInterval = TimeAmount.milliseconds(Int64(settings.heartbeatMs))
         self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
+        let statistics = self.statistics
+        self.fanouts = PerEventLoop(group: eventLoopGroup) { LoopFanout(eventLoop: $0, statistics: statistics) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)

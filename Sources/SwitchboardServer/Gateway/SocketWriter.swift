@@ -49,26 +49,29 @@ struct SocketWriter {
 
     /// Sends `bytes` without blocking.
     func send(_ bytes: ByteBuffer) -> Outcome {
-        bytes.withUnsafeReadableBytes { buffer in
-            guard let start = buffer.baseAddress else { return .complete }
-            var sent = 0
-            while sent < buffer.count {
-                let result = sendNoSignal(descriptor, start + sent, buffer.count - sent)
-                if result >= 0 {
-                    sent += result
-                    continue
-                }
-                switch errno {
-                case EINTR: continue
-                case EAGAIN, EWOULDBLOCK: return .partial(sent: sent)
-                default: return sent == 0 ? .failed : .partial(sent: sent)
-                }
-            }
-            return .complete
-        }
+        bytes.withUnsafeReadableBytes { Self.send($0, to: descriptor) }
     }
 
-    private func sendNoSignal(_ descriptor: CInt, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
+    /// Sends `buffer` to `descriptor` without blocking. The caller keeps the rules above.
+    static func send(_ buffer: UnsafeRawBufferPointer, to descriptor: CInt) -> Outcome {
+        guard let start = buffer.baseAddress else { return .complete }
+        var sent = 0
+        while sent < buffer.count {
+            let result = sendNoSignal(descriptor, start + sent, buffer.count - sent)
+            if result >= 0 {
+                sent += result
+                continue
+            }
+            switch errno {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK: return .partial(sent: sent)
+            default: return sent == 0 ? .failed : .partial(sent: sent)
+            }
+        }
+        return .complete
+    }
+
+    private static func sendNoSignal(_ descriptor: CInt, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
         #if canImport(Darwin)
         // Darwin has no MSG_NOSIGNAL; NIO sets SO_NOSIGPIPE on its sockets.
         return Darwin.send(descriptor, pointer, count, 0)

@@ -31,17 +31,25 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var draining: [Delivery] = []
     /// The channel's writability as last reported to this handler (event-loop confined): reading it here
     /// avoids a trip through the channel on every drain.
-    private var isWritable = true
+    private var isWritable = true { didSet { updateLaneAccess() } }
     private let drainScheduler: DrainScheduler
+    /// The loop's slot table, through which channel lanes write to this connection (see ``LoopFanout``).
+    private let loopFanout: LoopFanout
+    /// This connection's slot in ``loopFanout``, from `handlerAdded` to `tearDown`.
+    private var fanoutMember: UInt64?
+    /// Something the loop itself queued (a reply, a replay, a lane's message it could not write directly) waits
+    /// in the outbox: lanes queue behind it until a drain takes it. Pushes from other threads (global and
+    /// per-user messages) are no channel's lane messages and do not hold lanes back.
+    private var queuedOnLoop = false { didSet { updateLaneAccess() } }
     /// Writes straight to the socket while the channel is active (see ``SocketWriter``); nil when its
     /// descriptor was not found, and from `channelInactive` on. NIO closes the descriptor only in its `close0`,
     /// which fires `channelInactive` before the loop runs anything else, and nothing called back from inside
     /// `close0` (failed write promises, `errorCaught`) writes: so a closed descriptor, or one reused by
     /// another connection, is never written.
-    private var socket: SocketWriter?
+    private var socket: SocketWriter? { didSet { updateLaneAccess() } }
     /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none, so
     /// bytes never overtake each other (event-loop confined).
-    private var writesHeldByNIO = 0
+    private var writesHeldByNIO = 0 { didSet { updateLaneAccess() } }
     /// Writes of which the socket took only a part, the rest going through NIO (for tests).
     private(set) var shortWrites = 0
     private var context: ChannelHandlerContext?
@@ -51,7 +59,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
     private let heartbeats: HeartbeatTimer
-    private var closing = false
+    private var closing = false { didSet { updateLaneAccess() } }
     /// Frames from the client's bytes.
     private var frames: InboundFrameParser
     /// Set after a framing error or the client's close frame: further input is ignored.
@@ -76,6 +84,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
         self.drainScheduler = node.drainSchedulers[channel.eventLoop]
         self.heartbeats = node.heartbeats[channel.eventLoop]
+        self.loopFanout = node.fanouts[channel.eventLoop]
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
         self.frames = InboundFrameParser(maxFrameSize: node.settings.maxMessageBytes)
     }
@@ -85,6 +94,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isWritable = context.channel.isWritable
+        fanoutMember = loopFanout.register(self)
         socket = SocketWriter(channel: context.channel)
         // NIO's upgrader writes the 101 response before handing over, but nothing promises it: direct writes
         // start once NIO reports everything before this empty write written.
@@ -238,9 +248,18 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         send(delivery)
     }
 
+    /// Channel messages reach plain clients through their loop's lanes; batch clients take every message
+    /// through ``deliver(_:)`` (their outbox makes the `batch` frames).
+    public var fanout: FanoutMembership? {
+        guard !wantsBatches, let fanoutMember else { return nil }
+        return FanoutMembership(group: loopFanout, member: fanoutMember)
+    }
+
     /// Queues a reply or delivery (any thread).
     func send(_ delivery: Delivery) {
-        switch outbox.push(delivery) {
+        let result = outbox.push(delivery)
+        if result != .closed && eventLoop.inEventLoop { queuedOnLoop = true }
+        switch result {
         case .queued, .closed:
             break
         case .needsDrain:
@@ -270,6 +289,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     func drainOutbox() {
         guard isWritable, let context else { return }
         outbox.takeAll(into: &draining)
+        queuedOnLoop = false
         guard let first = draining.first else { return }
         let oldestPublish = first.isMessage ? first.publishedAt : nil
         messagesOut += draining.count
@@ -348,6 +368,34 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         context.writeAndFlush(wrapOutboundOut(bytes), promise: written)
     }
 
+    // MARK: Lanes
+
+    /// Whether a lane may write to the socket directly: nothing of this connection waits in NIO or (queued by
+    /// the loop) in the outbox, the socket is writable and no close frame has been queued. On the loop.
+    var lanesMayWriteDirectly: Bool {
+        socket != nil && writesHeldByNIO == 0 && !queuedOnLoop && isWritable && !closing
+    }
+
+    /// Tells the loop's slot table whether lanes may write directly (called whenever an input changes).
+    private func updateLaneAccess() {
+        guard let fanoutMember else { return }
+        loopFanout.setDirectDescriptor(lanesMayWriteDirectly ? socket?.descriptor : nil, of: fanoutMember)
+    }
+
+    /// Queues lane messages that could not be written directly, behind what the outbox holds. On the loop.
+    func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
+        for delivery in deliveries { send(delivery) }
+    }
+
+    /// Hands what the socket did not take of a lane's direct write to NIO. On the loop.
+    func writeRestFromLane(_ frames: ByteBuffer, sent: Int) {
+        guard let context else { return }
+        if sent > 0 { shortWrites += 1 }
+        var rest = frames
+        rest.moveReaderIndex(forwardBy: sent)
+        writeThroughNIO(rest, context: context)
+    }
+
     /// Whether frames go straight to the socket (a descriptor was found), and how many writes the socket took
     /// only in part. Read on the event loop (for tests).
     var directWrites: (enabled: Bool, shortWrites: Int) { (socket != nil, shortWrites) }
@@ -385,7 +433,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             Description(
                 id: id, ip: reservation.ip, role: session.identity.role, userId: session.identity.userId,
                 connectedAt: connectedAt, channels: session.subscriptions.sorted(), messagesIn: messagesIn,
-                messagesOut: messagesOut)
+                messagesOut: messagesOut + (fanoutMember.map { loopFanout.messagesOut(of: $0) } ?? 0))
         }.get()
     }
 
@@ -442,6 +490,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         node.connections.remove(self, userId: session.identity.userId)
         node.statistics.recordDisconnected(role: session.identity.role)
         reservation.release()
+        if let fanoutMember { loopFanout.release(fanoutMember) }
+        fanoutMember = nil
     }
 
     private static func makeId() -> String {

@@ -1,0 +1,140 @@
+import NIOCore
+import SwitchboardCore
+
+/// One event loop's connections as their channels' lanes (``ChannelLane``) reach them: a compact table with a
+/// slot per connection.
+///
+/// A broadcast's cost per recipient is, apart from the `send` itself, mostly the first touch of each
+/// recipient's objects (connection, outbox, queues), which the kernel's work between two sends has pushed out
+/// of the caches. A slot is twelve bytes: while the connection allows direct writes (nothing of it queued by
+/// the loop, nothing held by NIO, writable, not closing; see ``WebSocketConnection``) it holds the socket's
+/// descriptor, and -1 otherwise. A lane writes to a slot's descriptor without touching its connection, and
+/// hands the message to the connection only when the slot says no or the socket took less than all.
+///
+/// Event-loop confined (`@unchecked Sendable`): the hub only keeps it as the lanes' ``FanoutGroup``.
+final class LoopFanout: FanoutGroup, @unchecked Sendable {
+    private struct Slot {
+        /// The descriptor while direct writes are allowed, -1 otherwise.
+        var descriptor: CInt = -1
+        /// Bumped when the slot is released, so a lane never reaches its next owner through an old membership.
+        var generation: UInt32 = 0
+        /// Messages written by lanes (for the admin API's `messagesOut`).
+        var messagesOut: UInt32 = 0
+    }
+
+    let eventLoop: any EventLoop
+    private let statistics: NodeStatistics
+    private var slots: [Slot] = []
+    private var owners: [WebSocketConnection?] = []
+    private var freeSlots: [Int] = []
+
+    init(eventLoop: any EventLoop, statistics: NodeStatistics) {
+        self.eventLoop = eventLoop
+        self.statistics = statistics
+    }
+
+    func makeLane() -> any FanoutLane {
+        ChannelLane(fanout: self)
+    }
+
+    /// Gives `connection` a slot; returns its lane membership id. On the loop.
+    func register(_ connection: WebSocketConnection) -> UInt64 {
+        eventLoop.preconditionInEventLoop()
+        let index: Int
+        if let free = freeSlots.popLast() {
+            index = free
+            owners[index] = connection
+        } else {
+            index = slots.count
+            slots.append(Slot())
+            owners.append(connection)
+        }
+        return Self.member(index: index, generation: slots[index].generation)
+    }
+
+    /// Frees `member`'s slot: lanes that still list it skip it from now on. On the loop.
+    func release(_ member: UInt64) {
+        guard let index = index(of: member) else { return }
+        slots[index].descriptor = -1
+        slots[index].messagesOut = 0
+        slots[index].generation &+= 1
+        owners[index] = nil
+        freeSlots.append(index)
+    }
+
+    /// Sets the descriptor lanes may write to directly (nil: none). On the loop.
+    func setDirectDescriptor(_ descriptor: CInt?, of member: UInt64) {
+        guard let index = index(of: member) else { return }
+        slots[index].descriptor = descriptor ?? -1
+    }
+
+    /// Messages lanes wrote to `member`. On the loop.
+    func messagesOut(of member: UInt64) -> Int {
+        index(of: member).map { Int(slots[$0].messagesOut) } ?? 0
+    }
+
+    /// Writes `batch` to `members` (one slice of a lane). On the loop.
+    ///
+    /// A member whose slot allows direct writes, and who joined before the batch's first message, gets every
+    /// frame in one `send`; the rest of a short write goes through its connection (and NIO). Any other member
+    /// gets the messages it is due through its connection's outbox, behind what it already has queued.
+    func write(_ batch: LaneBatch, to members: ArraySlice<ChannelLane.Member>) {
+        var attempts = 0
+        batch.frames.withUnsafeReadableBytes { bytes in
+            for member in members {
+                guard let index = index(of: member.id) else { continue }
+                let descriptor = slots[index].descriptor
+                guard descriptor >= 0, member.after < batch.firstSeq else {
+                    owners[index]?.queueFromLane(batch.deliveries.drop { $0.seq <= member.after })
+                    continue
+                }
+                attempts += 1
+                slots[index].messagesOut &+= UInt32(truncatingIfNeeded: batch.deliveries.count)
+                switch SocketWriter.send(bytes, to: descriptor) {
+                case .complete: break
+                case .partial(let sent): owners[index]?.writeRestFromLane(batch.frames, sent: sent)
+                case .failed: owners[index]?.writeRestFromLane(batch.frames, sent: 0)
+                }
+            }
+        }
+        if attempts > 0 { statistics.recordBytesOut(attempts * batch.frames.readableBytes) }
+    }
+
+    /// Records the publish-to-write latency of a lane's pass, for its oldest message (the pass's worst case).
+    func recordLatency(of batch: LaneBatch) {
+        let now = NIODeadline.now().uptimeNanoseconds
+        statistics.recordDeliveryLatency(nanoseconds: Int64(truncatingIfNeeded: now &- batch.deliveries[0].publishedAt))
+    }
+
+    /// The slot of a current membership; nil once released.
+    private func index(of member: UInt64) -> Int? {
+        let index = Int(truncatingIfNeeded: member & 0xFFFF_FFFF)
+        guard index < slots.count, slots[index].generation == UInt32(truncatingIfNeeded: member >> 32) else { return nil }
+        return index
+    }
+
+    private static func member(index: Int, generation: UInt32) -> UInt64 {
+        UInt64(generation) << 32 | UInt64(index)
+    }
+}
+
+/// Messages a lane writes in one pass, with their frames back to back (shared by every member).
+struct LaneBatch {
+    let deliveries: [Delivery]
+    let frames: ByteBuffer
+
+    /// - Parameter deliveries: at least one, in `seq` order.
+    init(_ deliveries: [Delivery]) {
+        self.deliveries = deliveries
+        if deliveries.count == 1 {
+            frames = deliveries[0].frame
+        } else {
+            var frames = ByteBuffer()
+            frames.reserveCapacity(deliveries.reduce(0) { $0 + $1.frame.readableBytes })
+            for delivery in deliveries { frames.writeImmutableBuffer(delivery.frame) }
+            self.frames = frames
+        }
+    }
+
+    var firstSeq: UInt64 { deliveries[0].seq }
+}
