@@ -85,6 +85,28 @@ import WebSocketTestClient
         }
     }
 
+    /// Verified tokens are remembered, but never past their `exp`.
+    @Test func rememberedTokensAreForgottenAtTheirExpiry() {
+        let tokens = VerifiedTokens()
+        tokens.remember("t", as: Identity(userId: "u", role: .user, expiresAt: 100))
+        #expect(tokens.identity(of: "t", now: 99)?.userId == "u")
+        #expect(tokens.identity(of: "t", now: 100) == nil)
+        #expect(tokens.identity(of: "t", now: 99) == nil, "forgotten, not only hidden")
+        #expect(tokens.identity(of: "never verified", now: 0) == nil)
+    }
+
+    @Test func aTokenVerifiedBeforeIsRefusedOnceExpired() async throws {
+        let verifier = try await TokenVerifier(secret: TestNode.secret, publicKeyPEM: nil)
+        let token = try await TokenIssuer(secret: TestNode.secret)
+            .token(userId: "brief", role: .user, tier: nil, expiresAt: Date(timeIntervalSinceNow: 1.5))
+        #expect(try await verifier.verify(token).userId == "brief")
+        #expect(try await verifier.verify(token).userId == "brief", "again, from memory")
+        try await Task.sleep(for: .milliseconds(1_600))
+        await #expect(throws: TokenVerifier.Failure.self) { try await verifier.verify(token) }
+        // A forged variant of a remembered token is checked in full.
+        await #expect(throws: TokenVerifier.Failure.self) { try await verifier.verify(token + "x") }
+    }
+
     @Test func authWithoutConfiguredSecretNamesTheSettings() async throws {
         try await TestNode.with({ $0.jwtSecret = nil }) { node in
             let client = try await node.client()
