@@ -258,7 +258,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// Queues a reply or delivery (any thread).
     func send(_ delivery: Delivery) {
         let result = outbox.push(delivery)
-        if result != .closed && eventLoop.inEventLoop { queuedOnLoop = true }
+        // Only lanes look at `queuedOnLoop`, and batch clients are in none.
+        if !wantsBatches && result != .closed && eventLoop.inEventLoop { queuedOnLoop = true }
         switch result {
         case .queued, .closed:
             break
