@@ -33,6 +33,8 @@ final class ChannelLane: FanoutLane, Sendable {
         state.withLock { $0.members.append(Member(id: member, after: seq)) }
     }
 
+    /// A scan of the 16-byte members and a swap-remove: no index per member to keep in memory, and fast
+    /// enough for disconnects one at a time.
     func leave(_ member: UInt64) -> Bool {
         state.withLock { state in
             if let index = state.members.lastIndex(where: { $0.id == member }) {

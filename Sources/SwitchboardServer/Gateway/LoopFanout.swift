@@ -84,16 +84,22 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
             for member in members {
                 guard let index = index(of: member.id) else { continue }
                 let descriptor = slots[index].descriptor
+                // The connection is called with no access to the table open: it may change its slot, or close
+                // and release it, from inside the call.
                 guard descriptor >= 0, member.after < batch.firstSeq else {
-                    owners[index]?.queueFromLane(batch.deliveries.drop { $0.seq <= member.after })
+                    let owner = owners[index]
+                    owner?.queueFromLane(batch.deliveries.drop { $0.seq <= member.after })
                     continue
                 }
                 attempts += 1
                 slots[index].messagesOut &+= UInt32(truncatingIfNeeded: batch.deliveries.count)
-                switch SocketWriter.send(bytes, to: descriptor) {
-                case .complete: break
-                case .partial(let sent): owners[index]?.writeRestFromLane(batch.frames, sent: sent)
-                case .failed: owners[index]?.writeRestFromLane(batch.frames, sent: 0)
+                let outcome = SocketWriter.send(bytes, to: descriptor)
+                if case .complete = outcome { continue }
+                let owner = owners[index]
+                if case .partial(let sent) = outcome {
+                    owner?.writeRestFromLane(batch.frames, sent: sent)
+                } else {
+                    owner?.writeRestFromLane(batch.frames, sent: 0)
                 }
             }
         }
