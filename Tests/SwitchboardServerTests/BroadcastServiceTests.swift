@@ -176,19 +176,25 @@ import WebSocketTestClient
             let recovering = try await node.client(token: token)
             let joining = try await node.client(token: token)
             try publish(1...50)
-            // Slow enough that the history (100 messages) still holds message 1 when the recovering client's
-            // subscribe arrives, fast enough that both subscribes land mid-stream.
+            // Both subscribes land while messages flow; publishing pauses at 90 until they are answered, so the
+            // history (100 messages) still holds message 1 for the recovering one however slow the machine.
+            let (subscribed, answered) = AsyncStream<Void>.makeStream()
             let publishing = Task {
                 for n in 51...total {
+                    if n == 91 { for await _ in subscribed { break } }
                     try publish(n...n)
                     try await Task.sleep(for: .microseconds(500))
                 }
             }
             try await recovering.send(["type": "subscribe", "channel": "user:alice", "since": 0])
             try await joining.send(["type": "subscribe", "channel": "user:alice"])
+            let reply = try await recovering.next()
+            #expect(reply["type"] as? String == "subscribed" && reply["recovered"] as? Bool == true, "\(reply)")
+            #expect(try await joining.next()["type"] as? String == "subscribed", "the reply comes before any message")
+            answered.yield()
             try await publishing.value
 
-            func seqs(of client: TestClient, from first: Int? = nil) async throws -> [Int] {
+            func seqs(of client: TestClient) async throws -> [Int] {
                 var seqs: [Int] = []
                 while seqs.last != total {
                     let message = try await client.next()
@@ -198,10 +204,7 @@ import WebSocketTestClient
                 return seqs
             }
             #expect(try await seqs(of: early) == Array(1...total))
-            let reply = try await recovering.next()
-            #expect(reply["type"] as? String == "subscribed" && reply["recovered"] as? Bool == true, "\(reply)")
             #expect(try await seqs(of: recovering) == Array(1...total), "replay, then the lane's messages, each once")
-            #expect(try await joining.next()["type"] as? String == "subscribed")
             let joined = try await seqs(of: joining)
             let first = try #require(joined.first)
             #expect(first > 50 && joined == Array(first...total), "from its join on, without gaps or repeats")
