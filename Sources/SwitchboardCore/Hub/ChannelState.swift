@@ -5,10 +5,10 @@ import Synchronization
 /// One live channel: its subscribers, its `seq` counter, what it retains (history, last value) and,
 /// on throttled namespaces, its throttle windows.
 ///
-/// Sequencing a message, storing it and enqueueing it to every subscriber happen under this channel's
-/// lock, so every subscriber sees the channel's messages in `seq` order and a replay never interleaves
-/// with live messages (SPEC §5). `seq` is assigned when a message goes out, so delivered messages are
-/// numbered without gaps even when conflation drops some.
+/// Sequencing a message, storing it and enqueueing it to every subscriber (or to its lane, which keeps the
+/// order) happen under this channel's lock, so every subscriber sees the channel's messages in `seq` order
+/// and a replay never interleaves with live messages (SPEC §5). `seq` is assigned when a message goes out,
+/// so delivered messages are numbered without gaps even when conflation drops some.
 final class ChannelState: Sendable {
     let name: String
     let namespace: Namespace

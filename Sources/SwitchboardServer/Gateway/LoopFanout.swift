@@ -96,11 +96,7 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
                 let outcome = SocketWriter.send(bytes, to: descriptor)
                 if case .complete = outcome { continue }
                 let owner = owners[index]
-                if case .partial(let sent) = outcome {
-                    owner?.writeRestFromLane(batch.frames, sent: sent)
-                } else {
-                    owner?.writeRestFromLane(batch.frames, sent: 0)
-                }
+                owner?.finishDirectWrite(batch.frames, outcome: outcome)
             }
         }
         if attempts > 0 { statistics.recordBytesOut(attempts * batch.frames.readableBytes) }

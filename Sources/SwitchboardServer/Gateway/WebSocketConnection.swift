@@ -35,7 +35,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private let drainScheduler: DrainScheduler
     /// The loop's slot table, through which channel lanes write to this connection (see ``LoopFanout``).
     private let loopFanout: LoopFanout
-    /// This connection's slot in ``loopFanout``, from `handlerAdded` to `tearDown`.
+    /// This connection's slot in ``loopFanout``, from `handlerAdded` to `tearDown`; none for batch clients, which
+    /// take every message through their outbox (it makes the `batch` frames).
     private var fanoutMember: UInt64?
     /// Something the loop itself queued (a reply, a replay, a lane's message it could not write directly) waits
     /// in the outbox: lanes queue behind it until a drain takes it. Pushes from other threads (global and
@@ -94,7 +95,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isWritable = context.channel.isWritable
-        fanoutMember = loopFanout.register(self)
+        fanoutMember = wantsBatches ? nil : loopFanout.register(self)
         socket = SocketWriter(channel: context.channel)
         // NIO's upgrader writes the 101 response before handing over, but nothing promises it: direct writes
         // start once NIO reports everything before this empty write written.
@@ -249,17 +250,16 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     }
 
     /// Channel messages reach plain clients through their loop's lanes; batch clients take every message
-    /// through ``deliver(_:)`` (their outbox makes the `batch` frames).
+    /// through ``deliver(_:)``.
     public var fanout: FanoutMembership? {
-        guard !wantsBatches, let fanoutMember else { return nil }
-        return FanoutMembership(group: loopFanout, member: fanoutMember)
+        fanoutMember.map { FanoutMembership(group: loopFanout, member: $0) }
     }
 
     /// Queues a reply or delivery (any thread).
     func send(_ delivery: Delivery) {
         let result = outbox.push(delivery)
-        // Only lanes look at `queuedOnLoop`, and batch clients are in none.
-        if !wantsBatches && result != .closed && eventLoop.inEventLoop { queuedOnLoop = true }
+        // Only lanes look at `queuedOnLoop` (batch clients are in none); `fanoutMember` is read on the loop only.
+        if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
         switch result {
         case .queued, .closed:
             break
@@ -343,15 +343,24 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// Writes and flushes `bytes`: straight to the socket while NIO holds none of this connection's bytes,
     /// and whatever the socket does not take through NIO (which then applies writability and back-pressure).
     private func writeOut(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        guard writesHeldByNIO == 0, let socket else {
+            writeThroughNIO(bytes, context: context)
+            return
+        }
+        finishDirectWrite(bytes, outcome: socket.send(bytes))
+    }
+
+    /// Hands what a direct write of `bytes` left to NIO: the rest of a short write, or all of a refused one
+    /// (NIO meets the same error and closes). On the loop.
+    func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
+        guard let context else { return }
         var rest = bytes
-        if writesHeldByNIO == 0, let socket {
-            switch socket.send(bytes) {
-            case .complete: return
-            case .partial(let sent):
-                shortWrites += 1
-                rest.moveReaderIndex(forwardBy: sent)
-            case .failed: break
-            }
+        switch outcome {
+        case .complete: return
+        case .partial(let sent):
+            shortWrites += 1
+            rest.moveReaderIndex(forwardBy: sent)
+        case .failed: break
         }
         writeThroughNIO(rest, context: context)
     }
@@ -386,15 +395,6 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// Queues lane messages that could not be written directly, behind what the outbox holds. On the loop.
     func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
         for delivery in deliveries { send(delivery) }
-    }
-
-    /// Hands what the socket did not take of a lane's direct write to NIO. On the loop.
-    func writeRestFromLane(_ frames: ByteBuffer, sent: Int) {
-        guard let context else { return }
-        if sent > 0 { shortWrites += 1 }
-        var rest = frames
-        rest.moveReaderIndex(forwardBy: sent)
-        writeThroughNIO(rest, context: context)
     }
 
     /// Whether frames go straight to the socket (a descriptor was found), and how many writes the socket took
