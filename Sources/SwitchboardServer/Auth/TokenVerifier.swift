@@ -46,13 +46,14 @@ public struct TokenVerifier: Sendable {
     /// Verifies `token` and returns the identity it carries.
     public func verify(_ token: String) async throws(Failure) -> Identity {
         guard isConfigured else { throw Failure(description: Self.notConfiguredMessage) }
+        // A remembered token passed every check below with the same keys; only its expiry can have changed.
+        if let identity = recent.identity(of: token, now: Date().timeIntervalSince1970) { return identity }
         guard let algorithm = Self.algorithm(of: token) else {
             throw Failure(description: "invalid token: malformed")
         }
         guard let keys = keysByAlgorithm[algorithm] else {
             throw Failure(description: "invalid token: algorithm \(algorithm.prefix(16)) is not accepted here")
         }
-        if let identity = recent.identity(of: token, now: Date().timeIntervalSince1970) { return identity }
         do {
             let identity = try await keys.verify(token, as: TokenClaims.self).identity
             recent.remember(token, as: identity)

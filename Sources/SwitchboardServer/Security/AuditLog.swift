@@ -30,6 +30,7 @@ public struct SecurityEvent: Sendable {
 /// into our disk writes.
 public final class AuditLog: Sendable {
     private let file: Mutex<FileHandle?>
+    private let writesToFile: Bool
     private let logger: Logger
     private let statistics: NodeStatistics
     private let lastWritten = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -42,6 +43,7 @@ public final class AuditLog: Sendable {
         self.statistics = statistics
         guard let path else {
             file = Mutex(nil)
+            writesToFile = false
             return
         }
         if !FileManager.default.fileExists(atPath: path) {
@@ -52,11 +54,13 @@ public final class AuditLog: Sendable {
         guard let handle = FileHandle(forWritingAtPath: path) else { throw SettingsError("audit-log: cannot open \(path) for writing") }
         handle.seekToEndOfFile()
         file = Mutex(handle)
+        writesToFile = true
     }
 
     public func record(_ event: SecurityEvent, now: ContinuousClock.Instant = .now) {
         statistics.recordSecurityEvent(event.kind)
-        guard shouldWrite(event, now: now) else { return }
+        // Without a file the line goes to the log at `notice`; below that level it would be built for nothing.
+        guard writesToFile || logger.logLevel <= .notice, shouldWrite(event, now: now) else { return }
         var line = ByteBuffer()
         line.writeStaticString("{\"time\":")
         line.writeJSONString(Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
