@@ -105,7 +105,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         do {
             switch try await value.negotiated.get() {
             case .http(let http):
-                await handleHTTP(asyncChannel: http, logger: logger)
+                await withTaskExecutorPreference(node.taskExecutors[http.channel.eventLoop]) {
+                    await handleHTTP(asyncChannel: http, logger: logger)
+                }
             case .refused(let http, let rejection):
                 await refuse(http, with: rejection, logger: logger)
             case .webSocket:

@@ -31,6 +31,8 @@ public final class Node: Sendable {
     let heartbeats: PerEventLoop<HeartbeatTimer>
     /// Per-event-loop slot tables through which channel lanes write to connections.
     let fanouts: PerEventLoop<LoopFanout>
+    /// Per-event-loop task executors: an HTTP connection's task runs on its channel's loop.
+    let taskExecutors: PerEventLoop<LoopTaskExecutor>
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -61,6 +63,7 @@ public final class Node: Sendable {
         self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
         let statistics = self.statistics
         self.fanouts = PerEventLoop(group: eventLoopGroup) { LoopFanout(eventLoop: $0, statistics: statistics) }
+        self.taskExecutors = PerEventLoop(group: eventLoopGroup) { LoopTaskExecutor(eventLoop: $0) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
