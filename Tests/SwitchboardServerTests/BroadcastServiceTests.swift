@@ -161,20 +161,21 @@ import WebSocketTestClient
         }
     }
 
-    /// Channel messages reach plain clients through their event loop's lane, while a subscribe's reply and replay
-    /// go through the connection's outbox: a client joining mid-stream must get each message once, in order,
-    /// right after what it was replayed.
-    @Test func subscribersJoiningMidStreamGetEveryMessageOnceInOrder() async throws {
+    /// Channel messages reach clients through their event loop's lane (batch clients through a batch lane),
+    /// while a subscribe's reply and replay go through the connection's outbox: a client joining mid-stream must
+    /// get each message once, in order, right after what it was replayed.
+    @Test(arguments: ["", "batch=true"])
+    func subscribersJoiningMidStreamGetEveryMessageOnceInOrder(query: String) async throws {
         let total = 400
         try await TestNode.with { node in
             let token = try await node.token("alice")
-            let early = try await node.client(token: token)
+            let early = try await node.client(token: token, query: query)
             try await early.subscribe("user:alice")
             func publish(_ range: ClosedRange<Int>) throws {
                 for n in range { _ = try node.node.publish(Publication(channel: "user:alice", event: "e", data: "\(n)")) }
             }
-            let recovering = try await node.client(token: token)
-            let joining = try await node.client(token: token)
+            let recovering = try await node.client(token: token, query: query)
+            let joining = try await node.client(token: token, query: query)
             try publish(1...50)
             // Both subscribes land while messages flow; publishing pauses at 90 until they are answered, so the
             // history (100 messages) still holds message 1 for the recovering one however slow the machine.
@@ -197,9 +198,11 @@ import WebSocketTestClient
             func seqs(of client: TestClient) async throws -> [Int] {
                 var seqs: [Int] = []
                 while seqs.last != total {
-                    let message = try await client.next()
-                    guard message["type"] as? String == "message" else { continue }
-                    seqs.append(message["seq"] as? Int ?? -1)
+                    let frame = try await client.next()
+                    let messages = frame["type"] as? String == "batch" ? frame["messages"] as? [[String: Any]] ?? [] : [frame]
+                    for message in messages where message["type"] as? String == "message" {
+                        seqs.append(message["seq"] as? Int ?? -1)
+                    }
                 }
                 return seqs
             }

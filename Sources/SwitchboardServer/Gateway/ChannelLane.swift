@@ -6,7 +6,8 @@ import Synchronization
 /// and the loop writes it to every member in one pass over ``LoopFanout``'s slots.
 ///
 /// Messages are written in the order they were queued, each batch to every member before the next batch
-/// starts. A pass over many members is cut into slices with a pause between them (as the drain scheduler
+/// starts. Lanes of `?batch=true` connections wait the batch delay before a pass and write what gathered as one
+/// `batch` frame, built once for all members. A pass over many members is cut into slices with a pause between them (as the drain scheduler
 /// does), so the loop still reads and answers requests during a broadcast to tens of thousands.
 final class ChannelLane: FanoutLane, Sendable {
     /// A member, and the `seq` current when it joined: it is due the messages numbered above it.
@@ -51,10 +52,10 @@ final class ChannelLane: FanoutLane, Sendable {
             defer { state.running = true }
             return !state.running
         }
-        if start { fanout.eventLoop.execute { self.writeNextBatch() } }
+        if start { fanout.schedulePass { self.writeNextBatch() } }
     }
 
-    /// Takes everything queued and writes it to the current members; ends the run when nothing is queued.
+    /// Takes everything queued and writes it to the current members.
     private func writeNextBatch() {
         let next: (deliveries: [Delivery], members: [Member])? = state.withLock { state in
             guard !state.pending.isEmpty else {
@@ -65,7 +66,16 @@ final class ChannelLane: FanoutLane, Sendable {
             return (state.pending, state.members)
         }
         guard let next else { return }
-        write(LaneBatch(next.deliveries), to: next.members[...])
+        write(fanout.batch(of: next.deliveries), to: next.members[...])
+    }
+
+    /// Ends the run when nothing was queued during the pass, otherwise schedules the next pass.
+    private func finishPass() {
+        let more = state.withLock { state in
+            if state.pending.isEmpty { state.running = false }
+            return state.running
+        }
+        if more { fanout.schedulePass { self.writeNextBatch() } }
     }
 
     /// Writes `batch` to a slice of `members`, then to the rest after a pause; then goes on to the next batch.
@@ -74,7 +84,7 @@ final class ChannelLane: FanoutLane, Sendable {
         let rest = members.dropFirst(DrainScheduler.sliceSize)
         if rest.isEmpty {
             fanout.recordLatency(of: batch)
-            fanout.eventLoop.execute { self.writeNextBatch() }
+            finishPass()
         } else {
             fanout.eventLoop.scheduleTask(in: DrainScheduler.slicePause) { self.write(batch, to: rest) }
         }

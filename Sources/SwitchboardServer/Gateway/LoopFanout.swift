@@ -23,14 +23,32 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
     }
 
     let eventLoop: any EventLoop
+    /// For `?batch=true` connections: how long a lane gathers messages before a pass, which writes them as one
+    /// `batch` frame. Nil for plain connections (a pass starts at once, frames back to back).
+    let gathering: TimeAmount?
     private let statistics: NodeStatistics
     private var slots: [Slot] = []
     private var owners: [WebSocketConnection?] = []
     private var freeSlots: [Int] = []
 
-    init(eventLoop: any EventLoop, statistics: NodeStatistics) {
+    init(eventLoop: any EventLoop, statistics: NodeStatistics, gathering: TimeAmount? = nil) {
         self.eventLoop = eventLoop
         self.statistics = statistics
+        self.gathering = gathering
+    }
+
+    /// Runs a lane's next pass: at once for plain connections, after the gathering time for batch ones. Any thread.
+    func schedulePass(_ pass: @escaping @Sendable () -> Void) {
+        if let gathering, gathering > .zero {
+            eventLoop.scheduleTask(in: gathering, pass)
+        } else {
+            eventLoop.execute(pass)
+        }
+    }
+
+    /// The frames of one pass: one `batch` frame for batch connections when there are several messages.
+    func batch(of deliveries: [Delivery]) -> LaneBatch {
+        LaneBatch(deliveries, asOneBatchFrame: gathering != nil)
     }
 
     func makeLane() -> any FanoutLane {
@@ -120,16 +138,21 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
     }
 }
 
-/// Messages a lane writes in one pass, with their frames back to back (shared by every member).
+/// Messages a lane writes in one pass, with their frames back to back or in one `batch` frame (shared by every
+/// member either way).
 struct LaneBatch {
     let deliveries: [Delivery]
     let frames: ByteBuffer
 
-    /// - Parameter deliveries: at least one, in `seq` order.
-    init(_ deliveries: [Delivery]) {
+    /// - Parameters:
+    ///   - deliveries: at least one, in `seq` order.
+    ///   - asOneBatchFrame: several messages go as one `{"type":"batch"}` frame (a lone one as it is).
+    init(_ deliveries: [Delivery], asOneBatchFrame: Bool) {
         self.deliveries = deliveries
         if deliveries.count == 1 {
             frames = deliveries[0].frame
+        } else if asOneBatchFrame {
+            frames = BatchFrame.frame(of: deliveries)
         } else {
             var frames = ByteBuffer()
             frames.reserveCapacity(deliveries.reduce(0) { $0 + $1.frame.readableBytes })

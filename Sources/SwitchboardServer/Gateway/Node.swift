@@ -31,6 +31,8 @@ public final class Node: Sendable {
     let heartbeats: PerEventLoop<HeartbeatTimer>
     /// Per-event-loop slot tables through which channel lanes write to connections.
     let fanouts: PerEventLoop<LoopFanout>
+    /// The same for `?batch=true` connections, whose lanes gather messages into `batch` frames.
+    let batchFanouts: PerEventLoop<LoopFanout>
     /// Per-event-loop task executors: an HTTP connection's task runs on its channel's loop.
     let taskExecutors: PerEventLoop<LoopTaskExecutor>
 
@@ -63,6 +65,9 @@ public final class Node: Sendable {
         self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
         let statistics = self.statistics
         self.fanouts = PerEventLoop(group: eventLoopGroup) { LoopFanout(eventLoop: $0, statistics: statistics) }
+        self.batchFanouts = PerEventLoop(group: eventLoopGroup) {
+            LoopFanout(eventLoop: $0, statistics: statistics, gathering: batchDelay)
+        }
         self.taskExecutors = PerEventLoop(group: eventLoopGroup) { LoopTaskExecutor(eventLoop: $0) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)

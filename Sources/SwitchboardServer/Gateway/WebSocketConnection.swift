@@ -33,10 +33,10 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// avoids a trip through the channel on every drain.
     private var isWritable = true { didSet { updateLaneAccess() } }
     private let drainScheduler: DrainScheduler
-    /// The loop's slot table, through which channel lanes write to this connection (see ``LoopFanout``).
+    /// The loop's slot table, through which channel lanes write to this connection (see ``LoopFanout``): the
+    /// loop's batch-frame table for `?batch=true` connections.
     private let loopFanout: LoopFanout
-    /// This connection's slot in ``loopFanout``, from `handlerAdded` to `tearDown`; none for batch clients, which
-    /// take every message through their outbox (it makes the `batch` frames).
+    /// This connection's slot in ``loopFanout``, from `handlerAdded` to `tearDown`.
     private var fanoutMember: UInt64?
     /// Something the loop itself queued (a reply, a replay, a lane's message it could not write directly) waits
     /// in the outbox: lanes queue behind it until a drain takes it. Pushes from other threads (global and
@@ -85,7 +85,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
         self.drainScheduler = node.drainSchedulers[channel.eventLoop]
         self.heartbeats = node.heartbeats[channel.eventLoop]
-        self.loopFanout = node.fanouts[channel.eventLoop]
+        self.loopFanout = admitted.wantsBatches ? node.batchFanouts[channel.eventLoop] : node.fanouts[channel.eventLoop]
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
         self.frames = InboundFrameParser(maxFrameSize: node.settings.maxMessageBytes)
     }
@@ -95,7 +95,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isWritable = context.channel.isWritable
-        fanoutMember = wantsBatches ? nil : loopFanout.register(self)
+        fanoutMember = loopFanout.register(self)
         socket = SocketWriter(channel: context.channel)
         // NIO's upgrader writes the 101 response before handing over, but nothing promises it: direct writes
         // start once NIO reports everything before this empty write written.
@@ -249,8 +249,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         send(delivery)
     }
 
-    /// Channel messages reach plain clients through their loop's lanes; batch clients take every message
-    /// through ``deliver(_:)``.
+    /// Channel messages reach connections through their loop's lanes (batch lanes for `?batch=true`).
     public var fanout: FanoutMembership? {
         fanoutMember.map { FanoutMembership(group: loopFanout, member: $0) }
     }
@@ -258,7 +257,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     /// Queues a reply or delivery (any thread).
     func send(_ delivery: Delivery) {
         let result = outbox.push(delivery)
-        // Only lanes look at `queuedOnLoop` (batch clients are in none); `fanoutMember` is read on the loop only.
+        // `fanoutMember` is read on the loop only.
         if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
         switch result {
         case .queued, .closed:
