@@ -21,7 +21,7 @@ struct Serve: AsyncParsableCommand {
         var settings = try options.load(extra: demo ? ["demo": "true"] : [:])
         let level = Logger.Level(rawValue: logLevel) ?? .info
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler = DeferredMetadataLogHandler(StreamLogHandler.standardError(label: label))
             handler.logLevel = level
             return handler
         }
