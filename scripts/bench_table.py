@@ -9,11 +9,11 @@ rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 fan = [r for r in rows if r["scenario"] == "fanout"]
 table = [r for r in fan if "stats_ms_p50" not in r]
 print()
-print(f"{'fanout':<24}{'deliv/s':>10}{'lost':>8}{'dup':>6}{'ooo':>6}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
+print(f"{'fanout':<42}{'deliv/s':>10}{'lost':>8}{'dup':>6}{'ooo':>6}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
       f"{'max ms':>9}{'user us/d':>11}{'total us/d':>11}{'reader us/d':>12}")
 for r in table:
-    name = f"{r['target']} {r['subscribers']}x{r['rate']}{' batch' if r['batch'] else ''}"
-    print(f"{name:<24}{r['delivered_per_second']:>10}{r['lost']:>8}{r['duplicated']:>6}{r['out_of_order']:>6}"
+    name = f"{r['target']} {r['subscribers']}x{r['rate']}{' batch' if r['batch'] else ''}{' ' + r['variant'] if 'variant' in r else ''}"
+    print(f"{name:<42}{r['delivered_per_second']:>10}{r['lost']:>8}{r['duplicated']:>6}{r['out_of_order']:>6}"
           f"{r['latency_ms_p50']:>9}{r['latency_ms_p99']:>9}{r['latency_ms_p999']:>9}{r['latency_ms_max']:>9}"
           f"{r['server_user_us_per_delivery']:>11}{r['server_total_us_per_delivery']:>11}"
           f"{r.get('generator_total_us_per_delivery', 0):>12}")
@@ -31,7 +31,8 @@ print()
 print(f"{'idle':<24}{'connections':>12}{'connects/s':>12}{'KiB/conn':>10}")
 for r in idle:
     print(f"{r['target']:<24}{r['connections']:>12}{r['connects_per_second']:>12}{r['server_kib_per_connection']:>10}")
-light = {r["target"]: r for r in fan if r["rate"] == 100}
+light = {r["target"]: r for r in fan if r["rate"] == 100 and "variant" not in r}
+variants = [r for r in fan if r["rate"] == 100 and "variant" in r]
 if "switchboard" in light and "nchan" in light:
     s, n = light["switchboard"], light["nchan"]
     print()
@@ -42,3 +43,9 @@ if "switchboard" in light and "nchan" in light:
     both = lambda r: r['server_total_us_per_delivery'] + r.get('generator_total_us_per_delivery', 0)
     print("server + reader CPU per delivery at 1000 x 100 msg/s (switchboard / nchan): "
           f"{both(s):.2f} / {both(n):.2f} us = {both(s) / max(both(n), 1e-9):.2f}")
+    for v in variants:
+        print(f"with {v['variant']} (switchboard / nchan): "
+              f"user CPU per delivery {v['server_user_us_per_delivery'] / max(n['server_user_us_per_delivery'], 1e-9):.2f}, "
+              f"total CPU per delivery {v['server_total_us_per_delivery'] / max(n['server_total_us_per_delivery'], 1e-9):.2f}, "
+              f"p99 latency {v['latency_ms_p99'] / max(n['latency_ms_p99'], 1e-9):.2f}, "
+              f"server + reader {both(v) / max(both(n), 1e-9):.2f}")

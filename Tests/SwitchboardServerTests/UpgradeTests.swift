@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -7,6 +8,21 @@ import WebSocketTestClient
 
 /// SPEC §3's upgrade checks, their order, statuses and JSON bodies, and the pool limits.
 @Suite struct UpgradeTests {
+    /// `tcp-nodelay` (default true) decides whether upgraded sockets send small frames at once.
+    @Test(arguments: [true, false])
+    func webSocketSocketsFollowTheTCPNoDelaySetting(noDelay: Bool) async throws {
+        try await TestNode.with({ $0.tcpNoDelay = noDelay }) { node in
+            let client = try await node.client()
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            let option = try await connection.channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
+            #expect((option != 0) == noDelay)
+            try await client.subscribe("system_status")
+            _ = try node.node.publish(Publication(channel: "system_status", event: "e", data: "1"))
+            #expect(try await client.next()["seq"] as? Int == 1)
+            await client.close()
+        }
+    }
+
     @Test func blockedIPIsRefusedWith403() async throws {
         try await TestNode.with { node in
             node.node.blockList.block("127.0.0.1", for: .seconds(60))

@@ -65,6 +65,11 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         // The server allows half-closure for HTTP; a WebSocket has its own close handshake, so a
                         // client's TCP FIN ends the connection at once instead of leaving it to the heartbeat.
                         try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: false)
+                        // Accepted sockets inherit TCP_NODELAY from the listener (NIO sets it); `tcp-nodelay: false`
+                        // lets the kernel gather small frames instead.
+                        if !node.settings.tcpNoDelay {
+                            try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
+                        }
                         try channel.pipeline.syncOperations.addHandler(
                             WebSocketConnection(node: node, admitted: upgrade, channel: channel))
                         return Negotiated.webSocket

@@ -25,7 +25,8 @@ extension Settings {
         int("max-subscriptions", \.maxSubscriptions), int("block-after-failures", \.blockAfterFailures),
         int("block-seconds", \.blockSeconds), int("outbound-buffer-bytes", \.outboundBufferBytes),
         int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
-        int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs), optionalString("redis-url", \.redisURL),
+        int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
+        bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
         optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
         bool("demo", \.demo),
     ]}

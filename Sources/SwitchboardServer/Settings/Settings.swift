@@ -44,6 +44,10 @@ public struct Settings: Sendable {
     /// How long messages for a `?batch=true` connection are gathered before one write (0: no delay).
     /// Not in SPEC §10.
     public var batchWriteDelayMs = 15
+    /// Whether WebSocket sockets send each frame at once (`TCP_NODELAY`). Off, the kernel holds small frames while
+    /// earlier ones are unacknowledged and sends them together (Nagle's algorithm): far less CPU per delivery,
+    /// for tens of milliseconds of latency. Not in SPEC §10.
+    public var tcpNoDelay = true
     public var redisURL: String?
     public var metricsToken: String?
     public var auditLog: String?
