@@ -30,7 +30,8 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Time to complete a first request or upgrade, and HTTP idle time, ms (default 10000).") var requestTimeoutMs: String?
     @Option(help: "Event-loop threads; 0 = one per CPU in the affinity mask (default 0).") var threads: String?
     @Option(help: "Gathering time before a write to ?batch=true clients, ms (default 15; 0 = none).") var batchWriteDelayMs: String?
-    @Option(name: .customLong("tcp-nodelay"), help: "Send WebSocket frames at once: true, or false to let the kernel gather them (default true).") var tcpNoDelay: String?
+    @Option(name: .customLong("tcp-nodelay"), help: "Send WebSocket frames at once: true, or false to let the kernel gather them (default true).")
+    var tcpNoDelay: String?
     @Option(help: "Redis URL for cluster mode.") var redisUrl: String?
     @Option(help: "Bearer token required by /metrics.") var metricsToken: String?
     @Option(help: "File that receives security events as JSON lines.") var auditLog: String?

@@ -12,11 +12,13 @@ import Testing
 
     @Test func readsEveryKindOfValue() throws {
         let value = try parse(#" {"a": [1, -2, 3.5, true, false, null], "b": {"c": "d"}, "e": ""} "#)
-        #expect(value == .object([
-            "a": .array([.int(1), .int(-2), .double(3.5), .bool(true), .bool(false), .null]),
-            "b": .object(["c": .string("d")]),
-            "e": .string(""),
-        ]))
+        #expect(
+            value
+                == .object([
+                    "a": .array([.int(1), .int(-2), .double(3.5), .bool(true), .bool(false), .null]),
+                    "b": .object(["c": .string("d")]),
+                    "e": .string(""),
+                ]))
         #expect(try parse("[]") == .array([]))
         #expect(try parse("{}") == .object([:]))
         #expect(try parse("\t\r\n 7 \n") == .int(7))

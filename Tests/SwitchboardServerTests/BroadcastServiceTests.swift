@@ -140,7 +140,8 @@ import WebSocketTestClient
             let client = try await node.client()
             try await client.subscribe("system_status")
             let good = #"{"channel":"system_status","event":"s","data":1}"#
-            let body = #"{"messages":[\#(good),{"channel":"system_status","data":1},\#(good),{"event":"e","data":1},{"channel":"nope:x","event":"e","data":1}]}"#
+            let body =
+                #"{"messages":[\#(good),{"channel":"system_status","data":1},\#(good),{"event":"e","data":1},{"channel":"nope:x","event":"e","data":1}]}"#
             let response = try await node.request(
                 "POST", "/api/v1/websocket/broadcast/batch", token: try await node.token("ops", role: .admin), body: body)
             #expect(response.status == 400)

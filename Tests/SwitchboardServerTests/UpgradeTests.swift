@@ -130,7 +130,8 @@ import WebSocketTestClient
         try await TestNode.with({ $0.maxConnectionsPerIP = 1 }) { node in
             // Clients that send an upgrade request and vanish (TCP FIN, no close frame) before, during or after
             // the 101: each slot must come back at once, not at the heartbeat timeout.
-            let request = "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            let request =
+                "GET /ws HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
                 + "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
             for round in 0..<20 {
                 let socket = try await RawSocket.connect(port: node.port)

@@ -6,9 +6,10 @@ import Synchronization
 /// and the loop writes it to every member in one pass over ``LoopFanout``'s slots.
 ///
 /// Messages are written in the order they were queued, each batch to every member before the next batch
-/// starts. Lanes of `?batch=true` connections wait the batch delay before a pass and write what gathered as one
-/// `batch` frame, built once for all members. A pass over many members is cut into slices with a pause between them (as the drain scheduler
-/// does), so the loop still reads and answers requests during a broadcast to tens of thousands.
+/// starts. Lanes of `?batch=true` connections wait the batch delay before a pass and write what gathered as
+/// one `batch` frame, built once for all members. A pass over many members is cut into slices with a pause
+/// between them (as the drain scheduler does), so the loop still reads and answers requests during a
+/// broadcast to tens of thousands.
 final class ChannelLane: FanoutLane, Sendable {
     /// A member, and the `seq` current when it joined: it is due the messages numbered above it.
     struct Member {

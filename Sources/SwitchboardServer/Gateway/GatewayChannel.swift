@@ -29,7 +29,6 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let node: Node
     let responder: HTTPChannelHandler.Responder
 
-
     /// Receive buffers start small: NIO keeps a connection's last receive buffer for reuse, and a subscriber
     /// sends little after its upgrade request (the buffer still grows for bigger reads).
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
@@ -50,7 +49,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
                         return HTTPHeaders()
                     }.flatMapErrorThrowing { error in
-                        rejection.value = error as? UpgradeRejection
+                        rejection.value =
+                            error as? UpgradeRejection
                             ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
                         return nil
                     }

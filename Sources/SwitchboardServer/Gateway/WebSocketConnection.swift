@@ -219,15 +219,17 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             node.statistics.recordRateLimited(.messageRate)
             if !session.reportedRateLimit {
                 session.reportedRateLimit = true
-                node.audit.record(SecurityEvent(
-                    .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate"))
+                node.audit.record(
+                    SecurityEvent(
+                        .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate"))
             }
             send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: nil))
             return
         case .abuse:
             node.statistics.recordRateLimited(.messageAbuse)
-            node.audit.record(SecurityEvent(
-                .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate abuse: closed with 4008"))
+            node.audit.record(
+                SecurityEvent(
+                    .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate abuse: closed with 4008"))
             close(code: .rateLimitAbuse, reason: "message rate limit abused")
             return
         }

@@ -13,23 +13,25 @@ extension Settings {
     }
 
     /// Every setting that has a text form, in SPEC §10's order.
-    static var keys: [Key] {[
-        string("host", \.host), int("port", \.port), string("node-id", \.nodeId),
-        optionalString("jwt-secret", \.jwtSecret), optionalString("jwt-public-key", \.jwtPublicKey),
-        bool("allow-anonymous", \.allowAnonymous), list("allowed-origins", \.allowedOrigins),
-        list("trusted-proxies", \.trustedProxies), int("max-connections", \.maxConnections),
-        int("max-connections-per-ip", \.maxConnectionsPerIP), int("max-connections-per-user", \.maxConnectionsPerUser),
-        int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
-        int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
-        int("message-rate", \.messageRate), int("message-burst", \.messageBurst),
-        int("max-subscriptions", \.maxSubscriptions), int("block-after-failures", \.blockAfterFailures),
-        int("block-seconds", \.blockSeconds), int("outbound-buffer-bytes", \.outboundBufferBytes),
-        int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
-        int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
-        bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
-        optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
-        bool("demo", \.demo),
-    ]}
+    static var keys: [Key] {
+        [
+            string("host", \.host), int("port", \.port), string("node-id", \.nodeId),
+            optionalString("jwt-secret", \.jwtSecret), optionalString("jwt-public-key", \.jwtPublicKey),
+            bool("allow-anonymous", \.allowAnonymous), list("allowed-origins", \.allowedOrigins),
+            list("trusted-proxies", \.trustedProxies), int("max-connections", \.maxConnections),
+            int("max-connections-per-ip", \.maxConnectionsPerIP), int("max-connections-per-user", \.maxConnectionsPerUser),
+            int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
+            int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
+            int("message-rate", \.messageRate), int("message-burst", \.messageBurst),
+            int("max-subscriptions", \.maxSubscriptions), int("block-after-failures", \.blockAfterFailures),
+            int("block-seconds", \.blockSeconds), int("outbound-buffer-bytes", \.outboundBufferBytes),
+            int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
+            int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
+            bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
+            optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
+            bool("demo", \.demo),
+        ]
+    }
 
     /// Names of every setting, `config` and `namespaces` included.
     public static var settingNames: [String] { keys.map(\.name) + ["config", "namespaces"] }
