@@ -35,7 +35,11 @@ struct Audience {
     let handlers: [SubscriberHandler]
     let seconds: Double
 
-    /// Opens `count` subscribed connections, 200 at a time, spread over source addresses 127.0.0.2 onwards.
+    /// Source addresses connections take in turn, 127.0.0.2 onwards: runs one after another leave tens of
+    /// thousands of ports in TIME_WAIT, more than one address's ephemeral range holds.
+    static let sourceAddresses = 8
+
+    /// Opens `count` subscribed connections, 200 at a time, spread over ``sourceAddresses`` source addresses.
     static func open(count: Int, peer: Target, common: Common, batch: Bool, on loop: any EventLoop) async throws -> Audience {
         let start = ContinuousClock.now
         var channels: [any Channel] = []
@@ -56,7 +60,8 @@ struct Audience {
                             SubscriberHandler(request: request, subscribeMessage: subscribe, upgraded: upgraded)
                         }.get()
                         let channel = try await ClientBootstrap(group: loop)
-                            .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index / 20_000)", port: 0))
+                            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                            .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index % Self.sourceAddresses)", port: 0))
                             .channelInitializer { channel in
                                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
                             }
