@@ -50,11 +50,7 @@ struct JSONReader {
         try enterNesting()
         var members: [String: JSONValue] = [:]
         skipWhitespace()
-        if peek() == UInt8(ascii: "}") {
-            index += 1
-            depth -= 1
-            return .object(members)
-        }
+        if peek() == UInt8(ascii: "}") { return leaveNesting(.object(members)) }
         while true {
             skipWhitespace()
             guard peek() == UInt8(ascii: "\"") else { throw unexpected("where an object key should start") }
@@ -66,10 +62,7 @@ struct JSONReader {
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"):
-                index += 1
-                depth -= 1
-                return .object(members)
+            case UInt8(ascii: "}"): return leaveNesting(.object(members))
             default: throw unexpected("where ',' or '}' should follow an object member")
             }
         }
@@ -79,25 +72,26 @@ struct JSONReader {
         try enterNesting()
         var elements: [JSONValue] = []
         skipWhitespace()
-        if peek() == UInt8(ascii: "]") {
-            index += 1
-            depth -= 1
-            return .array(elements)
-        }
+        if peek() == UInt8(ascii: "]") { return leaveNesting(.array(elements)) }
         while true {
             elements.append(try readValue())
             skipWhitespace()
             switch peek() {
             case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "]"):
-                index += 1
-                depth -= 1
-                return .array(elements)
+            case UInt8(ascii: "]"): return leaveNesting(.array(elements))
             default: throw unexpected("where ',' or ']' should follow an array element")
             }
         }
     }
 
+    /// Steps over the closing bracket of `value`.
+    private mutating func leaveNesting(_ value: JSONValue) -> JSONValue {
+        index += 1
+        depth -= 1
+        return value
+    }
+
+    /// Steps over an opening bracket, refusing nesting deeper than ``JSONValue/maxDepth``.
     private mutating func enterNesting() throws(JSONParseError) {
         depth += 1
         guard depth <= JSONValue.maxDepth else { throw JSONParseError("JSON nested deeper than \(JSONValue.maxDepth) levels") }
