@@ -198,13 +198,7 @@ import WebSocketTestClient
 
             func seqs(of client: TestClient) async throws -> [Int] {
                 var seqs: [Int] = []
-                while seqs.last != total {
-                    let frame = try await client.next()
-                    let messages = frame["type"] as? String == "batch" ? frame["messages"] as? [[String: Any]] ?? [] : [frame]
-                    for message in messages where message["type"] as? String == "message" {
-                        seqs.append(message["seq"] as? Int ?? -1)
-                    }
-                }
+                while seqs.last != total { seqs += messageSeqs(in: try await client.next()) }
                 return seqs
             }
             #expect(try await seqs(of: early) == Array(1...total))
@@ -246,10 +240,11 @@ import WebSocketTestClient
         }
     }
 
-    @Test func clientThatFallsBehindCatchesUpWithEverythingInOrder() async throws {
+    @Test(arguments: ["", "batch=true"])
+    func clientThatFallsBehindCatchesUpWithEverythingInOrder(query: String) async throws {
         let total = 1_500
         try await TestNode.with { node in
-            let client = try await node.client(receiveBufferBytes: 4096)
+            let client = try await node.client(query: query, receiveBufferBytes: 4096)
             try await client.subscribe("system_status")
             let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
             #expect(try await connection.eventLoop.submit { connection.directWrites.enabled }.get(), "frames go straight to the socket")
@@ -275,18 +270,20 @@ import WebSocketTestClient
                 }
             }
             var seqs: [Int] = []
-            for _ in 0..<(2 * total) { seqs.append(try await client.next(timeout: .seconds(20))["seq"] as? Int ?? -1) }
+            while seqs.count < 2 * total { seqs += messageSeqs(in: try await client.next(timeout: .seconds(20))) }
             try await publishing.value
             #expect(seqs == Array(1...(2 * total)))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong", "replies queue behind the backlog")
         }
     }
 
-    @Test func stalledClientIsClosedWith4009WhileHealthySubscriberGetsEverything() async throws {
+    /// The stalled client is a plain one, then a `?batch=true` one (reached through a batch lane).
+    @Test(arguments: ["", "batch=true"])
+    func stalledClientIsClosedWith4009WhileHealthySubscriberGetsEverything(stalledQuery: String) async throws {
         let limit = 256 * 1024
         let total = 10_000
         try await TestNode.with({ $0.outboundBufferBytes = limit }) { node in
-            let stalled = try await node.client(receiveBufferBytes: 4096)
+            let stalled = try await node.client(query: stalledQuery, receiveBufferBytes: 4096)
             try await stalled.subscribe("system_status")
             let stalledConnection = try #require(node.node.connections.connection(id: stalled.welcome["connectionId"] as? String ?? ""))
             // A closed TCP window: small kernel buffers on both ends, and the client stops reading.
@@ -368,4 +365,10 @@ import WebSocketTestClient
         #expect(String(buffer: reused.output) == "frame 3;frame 2;")
         #expect(held.map { String(buffer: $0) } == "ame 1")
     }
+}
+
+/// The `seq`s of the channel messages in one frame: a `message`, or each message of a `batch`.
+private func messageSeqs(in frame: [String: Any]) -> [Int] {
+    let messages = frame["type"] as? String == "batch" ? frame["messages"] as? [[String: Any]] ?? [] : [frame]
+    return messages.filter { $0["type"] as? String == "message" }.map { $0["seq"] as? Int ?? -1 }
 }
