@@ -1,4 +1,3 @@
-import Foundation
 public import NIOCore
 
 /// Any JSON value, as read from a client or an API body.
