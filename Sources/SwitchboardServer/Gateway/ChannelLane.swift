@@ -58,16 +58,14 @@ final class ChannelLane: FanoutLane, Sendable {
 
     /// Takes everything queued and writes it to the current members.
     private func writeNextBatch() {
-        let next: (deliveries: [Delivery], members: [Member])? = state.withLock { state in
-            guard !state.pending.isEmpty else {
-                state.running = false
-                return nil
-            }
+        let (deliveries, members) = state.withLock { state in
             defer { state.pending = [] }
             return (state.pending, state.members)
         }
-        guard let next else { return }
-        write(fanout.batch(of: next.deliveries), to: next.members[...])
+        // A pass is only scheduled with something queued (by `enqueue` or `finishPass`); `finishPass` alone
+        // decides when the run ends.
+        guard !deliveries.isEmpty else { return finishPass() }
+        write(fanout.batch(of: deliveries), to: members[...])
     }
 
     /// Ends the run when nothing was queued during the pass, otherwise schedules the next pass.

@@ -29,8 +29,8 @@ public struct SecurityEvent: Sendable {
 /// second of the last one written is counted but not written again, so an attacker cannot turn its requests
 /// into our disk writes.
 public final class AuditLog: Sendable {
-    private let file: Mutex<FileHandle?>
-    private let writesToFile: Bool
+    /// The `--audit-log` file; nil writes to the log.
+    private let file: Mutex<FileHandle>?
     private let logger: Logger
     private let statistics: NodeStatistics
     private let lastWritten = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -42,8 +42,7 @@ public final class AuditLog: Sendable {
         self.logger = logger
         self.statistics = statistics
         guard let path else {
-            file = Mutex(nil)
-            writesToFile = false
+            file = nil
             return
         }
         if !FileManager.default.fileExists(atPath: path) {
@@ -54,13 +53,12 @@ public final class AuditLog: Sendable {
         guard let handle = FileHandle(forWritingAtPath: path) else { throw SettingsError("audit-log: cannot open \(path) for writing") }
         handle.seekToEndOfFile()
         file = Mutex(handle)
-        writesToFile = true
     }
 
     public func record(_ event: SecurityEvent, now: ContinuousClock.Instant = .now) {
         statistics.recordSecurityEvent(event.kind)
         // Without a file the line goes to the log at `notice`; below that level it would be built for nothing.
-        guard writesToFile || logger.logLevel <= .notice, shouldWrite(event, now: now) else { return }
+        guard file != nil || logger.logLevel <= .notice, shouldWrite(event, now: now) else { return }
         var line = ByteBuffer()
         line.writeStaticString("{\"time\":")
         line.writeJSONString(Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))
@@ -73,13 +71,11 @@ public final class AuditLog: Sendable {
         line.writeStaticString(",\"detail\":")
         line.writeJSONString(event.detail)
         line.writeStaticString("}\n")
-        file.withLock { handle in
-            if let handle {
-                handle.write(Data(line.readableBytesView))
-            } else {
-                logger.notice("security event", metadata: ["sb.audit": "\(String(buffer: line).dropLast())"])
-            }
+        guard file != nil else {
+            logger.notice("security event", metadata: ["sb.audit": "\(String(buffer: line).dropLast())"])
+            return
         }
+        file?.withLock { $0.write(Data(line.readableBytesView)) }
     }
 
     private func shouldWrite(_ event: SecurityEvent, now: ContinuousClock.Instant) -> Bool {
