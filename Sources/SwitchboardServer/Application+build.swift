@@ -56,7 +56,7 @@ public func buildApplication(
         router: router,
         server: HTTPServerBuilder { responder in GatewayChannel(node: node, responder: responder) },
         configuration: ApplicationConfiguration(
-            address: .hostname(settings.host, port: settings.port), serverName: "switchboard"),
+            address: .hostname(settings.host, port: settings.port), serverName: "switchboard", backlog: settings.listenBacklog),
         services: services,
         onServerRunning: onServerRunning,
         eventLoopGroupProvider: .shared(node.eventLoopGroup),

@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// Reads an HTTP response head (and, when not upgraded, its body), then WebSocket frames.
 ///
 /// Confined to its channel's event loop.
@@ -18,11 +22,16 @@ final class ClientHandler: ChannelInboundHandler {
     private let response: EventLoopPromise<HTTPTestResponse>
     private let frames: Mailbox<ServerFrame>
     private let answerPings: Bool
+    private let end: EventLoopPromise<StreamEnd>
     private var closeEchoed = false
 
-    init(response: EventLoopPromise<HTTPTestResponse>, frames: Mailbox<ServerFrame>, answerPings: Bool) {
+    init(
+        response: EventLoopPromise<HTTPTestResponse>, frames: Mailbox<ServerFrame>, end: EventLoopPromise<StreamEnd>,
+        answerPings: Bool
+    ) {
         self.response = response
         self.frames = frames
+        self.end = end
         self.answerPings = answerPings
     }
 
@@ -38,10 +47,12 @@ final class ClientHandler: ChannelInboundHandler {
         }
         response.fail(WebSocketTestClientError.closed)
         frames.finish()
+        end.succeed(.finished)
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        if let error = error as? IOError, error.errnoCode == ECONNRESET { end.succeed(.reset) }
         context.close(promise: nil)
     }
 
@@ -81,4 +92,12 @@ final class ClientHandler: ChannelInboundHandler {
             }
         }
     }
+}
+
+/// How the server ended a test connection's TCP stream.
+public enum StreamEnd: Sendable, Equatable {
+    /// An orderly end (FIN).
+    case finished
+    /// A reset (RST): bytes in flight, such as a close frame, may have been lost.
+    case reset
 }

@@ -11,10 +11,12 @@ public final class TestWebSocket: Sendable {
 
     public let channel: any Channel
     private let frames: Mailbox<ServerFrame>
+    private let end: EventLoopFuture<StreamEnd>
 
-    private init(channel: any Channel, frames: Mailbox<ServerFrame>) {
+    private init(channel: any Channel, frames: Mailbox<ServerFrame>, end: EventLoopFuture<StreamEnd>) {
         self.channel = channel
         self.frames = frames
+        self.end = end
     }
 
     /// Opens a TCP connection and sends an upgrade request for `path`.
@@ -30,11 +32,11 @@ public final class TestWebSocket: Sendable {
         request += "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
-        let (channel, response, frames) = try await open(
+        let (channel, response, frames, end) = try await open(
             host: host, port: port, localAddress: localAddress, answerPings: answerPings, receiveBufferBytes: receiveBufferBytes)
         try await channel.writeAndFlush(ByteBuffer(string: request))
         let head = try await response.get()
-        if head.status == 101 { return .upgraded(TestWebSocket(channel: channel, frames: frames)) }
+        if head.status == 101 { return .upgraded(TestWebSocket(channel: channel, frames: frames, end: end)) }
         try? await channel.close()
         return .refused(head)
     }
@@ -98,6 +100,22 @@ public final class TestWebSocket: Sendable {
         }
     }
 
+    /// How the server ended the TCP stream, once it has (within `timeout`; nil if it is still open then).
+    public func streamEnd(timeout: Duration) async -> StreamEnd? {
+        let end = self.end
+        return await withTaskGroup(of: StreamEnd?.self) { race in
+            race.addTask { try? await end.get() }
+            race.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await race.next() ?? nil
+            race.cancelAll()
+            if first == nil { try? await channel.close() }  // lets the first task finish
+            return first
+        }
+    }
+
     /// Stops reading from the socket, so the server sees a client that does not keep up.
     public func pauseReading() async throws {
         try await channel.setOption(ChannelOptions.autoRead, value: false)
@@ -119,22 +137,23 @@ public final class TestWebSocket: Sendable {
 
     static func open(
         host: String, port: Int, localAddress: String?, answerPings: Bool, receiveBufferBytes: Int? = nil
-    ) async throws -> (any Channel, EventLoopFuture<HTTPTestResponse>, Mailbox<ServerFrame>) {
+    ) async throws -> (any Channel, EventLoopFuture<HTTPTestResponse>, Mailbox<ServerFrame>, EventLoopFuture<StreamEnd>) {
         let eventLoop = MultiThreadedEventLoopGroup.singleton.next()
         let response = eventLoop.makePromise(of: HTTPTestResponse.self)
+        let end = eventLoop.makePromise(of: StreamEnd.self)
         let frames = Mailbox<ServerFrame>(eventLoop: eventLoop)
         var bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
-                        ClientHandler(response: response, frames: frames, answerPings: answerPings))
+                        ClientHandler(response: response, frames: frames, end: end, answerPings: answerPings))
                 }
             }
         if let localAddress { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: localAddress, port: 0)) }
         if let receiveBufferBytes { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBufferBytes)) }
         let channel = try await bootstrap.connect(host: host, port: port).get()
-        return (channel, response.futureResult, frames)
+        return (channel, response.futureResult, frames, end.futureResult)
     }
 }
 
@@ -150,7 +169,7 @@ public enum HTTPTestClient {
         } else {
             request += "\r\n"
         }
-        let (channel, response, _) = try await TestWebSocket.open(host: "127.0.0.1", port: port, localAddress: nil, answerPings: false)
+        let (channel, response, _, _) = try await TestWebSocket.open(host: "127.0.0.1", port: port, localAddress: nil, answerPings: false)
         try await channel.writeAndFlush(ByteBuffer(string: request))
         let result = try await response.get()
         try? await channel.close()

@@ -15,11 +15,10 @@ struct Serve: AsyncParsableCommand {
 
     @OptionGroup var options: SettingsOptions
     @Flag(help: "Also run a synthetic market-data feed and print an admin token.") var demo = false
-    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.") var logLevel: String = "info"
 
     func run() async throws {
         var settings = try options.load(extra: demo ? ["demo": "true"] : [:])
-        let level = Logger.Level(rawValue: logLevel) ?? .info
+        let level = settings.logLevel
         LoggingSystem.bootstrap { label in
             var handler = DeferredMetadataLogHandler(StreamLogHandler.standardError(label: label))
             handler.logLevel = level
@@ -38,7 +37,7 @@ struct Serve: AsyncParsableCommand {
         // Process-wide metrics are bootstrapped here only; the node renders the same registry at /metrics.
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let threads = settings.threads > 0 ? settings.threads : CPUAffinity.count()
+        let threads = settings.threads > 0 ? settings.threads : ProcessorBudget.count()
         let eventLoops = MultiThreadedEventLoopGroup(numberOfThreads: threads)
         logger.info("starting", metadata: ["sb.threads": "\(threads)", "sb.node": "\(settings.nodeId)"])
         let app = try await buildApplication(settings: settings, logger: logger, metrics: registry, eventLoopGroup: eventLoops)

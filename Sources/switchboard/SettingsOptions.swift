@@ -32,6 +32,8 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Gathering time before a write to ?batch=true clients, ms (default 15; 0 = none).") var batchWriteDelayMs: String?
     @Option(name: .customLong("tcp-nodelay"), help: "Send WebSocket frames at once: true, or false to let the kernel gather them (default true).")
     var tcpNoDelay: String?
+    @Option(help: "Pending-connection queue of the listening socket (default 4096).") var listenBacklog: String?
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (default info).") var logLevel: String?
     @Option(help: "Redis URL for cluster mode.") var redisUrl: String?
     @Option(help: "Bearer token required by /metrics.") var metricsToken: String?
     @Option(help: "File that receives security events as JSON lines.") var auditLog: String?
@@ -49,7 +51,7 @@ struct SettingsOptions: ParsableArguments {
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),
             ("request-timeout-ms", requestTimeoutMs), ("threads", threads), ("batch-write-delay-ms", batchWriteDelayMs),
-            ("tcp-nodelay", tcpNoDelay), ("redis-url", redisUrl),
+            ("tcp-nodelay", tcpNoDelay), ("listen-backlog", listenBacklog), ("log-level", logLevel), ("redis-url", redisUrl),
             ("metrics-token", metricsToken), ("audit-log", auditLog), ("config", config),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })

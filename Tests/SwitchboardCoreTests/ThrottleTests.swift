@@ -68,11 +68,36 @@ import Testing
 
     @Test func keylessMessagesAreNeverDroppedAndLeaveInOrderAtTheWindowsEnd() throws {
         let (hub, subscriber) = try subscribedHub()
-        for n in 1...20 { #expect(hub.publish(quote(n, key: nil), namespace: quotes).held) }
-        #expect(data(subscriber).isEmpty)
+        #expect(!hub.publish(quote(1, key: nil), namespace: quotes).held, "the first keyless message opens the window")
+        for n in 2...20 { #expect(hub.publish(quote(n, key: nil), namespace: quotes).held) }
+        #expect(data(subscriber) == ["1"])
         loop.advanceTime(by: .milliseconds(100))
         #expect(data(subscriber) == (1...20).map(String.init))
         #expect(subscriber.seqs.filter { $0 > 0 } == (1...20).map(UInt64.init))
+    }
+
+    @Test func keylessPublishOnAnIdleChannelGoesOutAtOnce() throws {
+        let (hub, subscriber) = try subscribedHub()
+        let first = hub.publish(quote(1, key: nil), namespace: quotes)
+        #expect(first == Hub.PublishResult(seq: 1, recipients: 1), "SPEC §5: no open window, so not held")
+        #expect(data(subscriber) == ["1"])
+        loop.advanceTime(by: .milliseconds(100))
+        loop.advanceTime(by: .milliseconds(100))
+        #expect(!hub.publish(quote(2, key: nil), namespace: quotes).held, "the window went idle after a quiet interval")
+        #expect(data(subscriber) == ["1", "2"])
+    }
+
+    @Test func aKeySpelledLikeTheOldKeylessSentinelIsAnOrdinaryKey() throws {
+        let (hub, subscriber) = try subscribedHub()
+        _ = hub.publish(quote(1, key: nil), namespace: quotes)
+        // Were this key taken for "no key", these would queue behind the keyless window instead of conflating.
+        let lookalike = "\u{0}keyless"
+        #expect(!hub.publish(quote(2, key: lookalike), namespace: quotes).held, "its own window, idle: out at once")
+        #expect(hub.publish(quote(3, key: lookalike), namespace: quotes).held)
+        #expect(hub.publish(quote(4, key: lookalike), namespace: quotes).held)
+        #expect(data(subscriber) == ["1", "2"])
+        loop.advanceTime(by: .milliseconds(100))
+        #expect(data(subscriber) == ["1", "2", "4"], "conflated: 3 was replaced by 4")
     }
 
     @Test func namespaceWithoutConflationKeepsEveryMessage() throws {

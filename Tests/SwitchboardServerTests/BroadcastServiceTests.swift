@@ -58,6 +58,21 @@ import WebSocketTestClient
         }
     }
 
+    @Test func firstKeylessBroadcastOnAFreshNodeGoesOutAtOnce() async throws {
+        try await TestNode.with { node in
+            let admin = try await node.token("ops", role: .admin)
+            let client = try await node.client()
+            try await client.subscribe("market_data:AAPL")
+            let body = #"{"channel":"market_data:AAPL","event":"quote","data":{"n":1}}"#
+            let reply = try await node.request("POST", "/api/v1/websocket/broadcast", token: admin, body: body)
+            #expect(reply.json["seq"] as? Int == 1, "SPEC §5: a keyless message on a channel with no open window is not held: \(reply.body)")
+            #expect(reply.json["held"] == nil || reply.json["held"] as? Bool == false)
+            let message = try await client.next()
+            #expect(message["seq"] as? Int == 1)
+            await client.close()
+        }
+    }
+
     @Test func batchClientsReceiveBatchFrames() async throws {
         try await TestNode.with { node in
             let client = try await node.client(query: "batch=true")

@@ -16,6 +16,36 @@ import WebSocketTestClient
         }
     }
 
+    /// Issue 13, defect 1: after a refused frame the client's close reply sits unread behind the rest of that
+    /// frame, so the server must not wait for it: the close code, then an orderly end of the stream, at once.
+    @Test(arguments: [
+        ("just over the limit", OversizedFrame.payload(5_000)),
+        ("ten times the limit", OversizedFrame.payload(40_960)),
+        ("announcing 2^63 bytes", OversizedFrame.header(announcing: 1 << 63)),
+    ])
+    func refusedFrameEndsTheConnectionAtOnce(case name: String, frame: [UInt8]) async throws {
+        try await TestNode.with({ $0.maxMessageBytes = 4096 }) { node in
+            let client = try await node.client()
+            let sent = ContinuousClock.now
+            try await client.socket.sendRaw(frame)
+            #expect(try await client.closeCode(timeout: .seconds(1)) == 1009, "\(name)")
+            let end = await client.socket.streamEnd(timeout: .seconds(1))
+            #expect(end == .finished, "\(name): the stream must end by FIN within 1 s, not \(String(describing: end))")
+            #expect(ContinuousClock.now - sent < .seconds(1), "\(name): fully closed within 1 s")
+        }
+    }
+
+    @Test func protocolErrorEndsTheConnectionAtOnceWith1002() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            // An unmasked frame followed by more bytes that are never read as frames.
+            try await client.socket.sendFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), masked: false)
+            try await client.socket.sendRaw([UInt8](repeating: 0x41, count: 3_000))
+            #expect(try await client.closeCode(timeout: .seconds(1)) == 1002)
+            #expect(await client.socket.streamEnd(timeout: .seconds(1)) == .finished)
+        }
+    }
+
     @Test func fragmentedMessageOverMaxMessageBytesClosesWith1009() async throws {
         try await TestNode.with({ $0.maxMessageBytes = 1024 }) { node in
             let client = try await node.client()
@@ -151,5 +181,24 @@ import WebSocketTestClient
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             await client.close()
         }
+    }
+}
+
+/// Client frames the server must refuse for their size (masked, as a client's must be).
+enum OversizedFrame {
+    /// A whole text frame of `length` bytes.
+    static func payload(_ length: Int) -> [UInt8] {
+        header(announcing: UInt64(length)) + [UInt8](repeating: 0x20, count: length)
+    }
+
+    /// Just the header of a text frame announcing `length` bytes, with its masking key.
+    static func header(announcing length: UInt64) -> [UInt8] {
+        var bytes: [UInt8] = [0x81]
+        switch length {
+        case ..<126: bytes.append(0x80 | UInt8(length))
+        case ..<65_536: bytes += [0x80 | 126, UInt8(length >> 8), UInt8(length & 0xFF)]
+        default: bytes += [0x80 | 127] + (0..<8).reversed().map { UInt8((length >> (8 * UInt64($0))) & 0xFF) }
+        }
+        return bytes + [0, 0, 0, 0]  // an all-zero mask leaves the payload as sent
     }
 }

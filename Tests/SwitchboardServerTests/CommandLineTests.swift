@@ -1,4 +1,8 @@
 import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -27,9 +31,12 @@ import WebSocketTestClient
         let output = Pipe()
         let errors = Pipe()
 
-        init(arguments: [String]) throws {
+        init(arguments: [String], environment: [String: String] = [:]) throws {
             process.executableURL = try CommandLineTests.executable
             process.arguments = arguments
+            if !environment.isEmpty {
+                process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+            }
             process.standardOutput = output
             process.standardError = errors
             try process.run()
@@ -44,13 +51,21 @@ import WebSocketTestClient
             try Self.readLines(from: errors.fileHandleForReading, until: predicate, timeout: timeout)
         }
 
-        private static func readLines(from handle: FileHandle, until predicate: (String) -> Bool, timeout: Duration) throws -> [String] {
+        /// Reads until a line matches, the stream ends or `timeout` passes: it waits with `poll` before each
+        /// read, so a silent process cannot hold it (a bare read would block past any deadline).
+        static func readLines(from handle: FileHandle, until predicate: (String) -> Bool, timeout: Duration) throws -> [String] {
             let deadline = ContinuousClock.now + timeout
             var text = ""
-            while ContinuousClock.now < deadline {
-                let chunk = handle.availableData
-                if chunk.isEmpty { break }
-                text += String(decoding: chunk, as: UTF8.self)
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let remaining = deadline - ContinuousClock.now
+                guard remaining > .zero else { break }
+                var descriptor = pollfd(fd: handle.fileDescriptor, events: Int16(POLLIN), revents: 0)
+                let milliseconds = Int32(min(remaining.components.seconds * 1000 + remaining.components.attoseconds / 1_000_000_000_000_000, 60_000))
+                guard poll(&descriptor, 1, max(1, milliseconds)) > 0 else { continue }
+                let count = read(handle.fileDescriptor, &chunk, chunk.count)
+                if count <= 0 { break }
+                text += String(decoding: chunk[..<count], as: UTF8.self)
                 let lines = text.split(separator: "\n").map(String.init)
                 if lines.contains(where: predicate) { return lines }
             }
@@ -86,6 +101,41 @@ import WebSocketTestClient
         #expect(identity.role == .admin)
         #expect(identity.tier == "premium")
         #expect((identity.expiresAt ?? 0) > Date().timeIntervalSince1970 + 3000)
+        // SPEC §1: `exp` is an integer NumericDate, not a fraction.
+        let payload = try #require(Self.decodeSegment(String(token.split(separator: ".")[1])))
+        let exp = try #require(payload.range(of: #""exp":[0-9.eE+-]+"#, options: .regularExpression).map { payload[$0] })
+        let digitsOnly = exp.dropFirst(6).allSatisfy { $0.isNumber }
+        #expect(digitsOnly, "exp must be whole seconds: \(exp)")
+    }
+
+    /// A base64url JWT segment as text.
+    static func decodeSegment(_ segment: String) -> String? {
+        var base64 = segment.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/")
+        base64 += String(repeating: "=", count: (4 - base64.count % 4) % 4)
+        return Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    @Test func lineReaderGivesUpOnASilentProcess() throws {
+        let pipe = Pipe()  // nothing is ever written to it, and it is never closed
+        let started = ContinuousClock.now
+        #expect(throws: WebSocketTestClientError.timedOut) {
+            try ServerProcess.readLines(from: pipe.fileHandleForReading, until: { _ in true }, timeout: .milliseconds(300))
+        }
+        #expect(ContinuousClock.now - started < .seconds(2))
+    }
+
+    @Test func logLevelComesFromTheEnvironment() async throws {
+        // SPEC §1: every setting is also an environment variable; at `debug` the server logs its closes.
+        let server = try ServerProcess(
+            arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret],
+            environment: ["SWITCHBOARD_LOG_LEVEL": "debug"])
+        defer { server.terminate() }
+        let socket = try await TestWebSocket.open(port: try server.listeningPort())
+        _ = try await socket.nextText()
+        try await socket.sendFrame(opcode: 0x1, payload: Array("{}".utf8), masked: false)
+        _ = try await socket.closeFrame()
+        let lines = try server.readStderr(until: { $0.contains("closing connection") }, timeout: .seconds(10))
+        #expect(lines.contains { $0.contains("debug") && $0.contains("closing connection") })
     }
 
     @Test func serveRefusesAShortSecret() throws {

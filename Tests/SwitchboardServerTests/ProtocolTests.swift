@@ -281,6 +281,27 @@ import WebSocketTestClient
         }
     }
 
+    @Test func everyRateLimitedReplyCarriesItsRequestsId() async throws {
+        // The case: burst 5, then refusals; all ten pings sent before any reply is read.
+        try await TestNode.with({
+            $0.messageBurst = 5
+            $0.messageRate = 30
+        }) { node in
+            let client = try await node.client()
+            for id in 0..<10 { try await client.send(["type": "ping", "id": id]) }
+            var replies: [Int: String] = [:]
+            for _ in 0..<10 {
+                let reply = try await client.next()
+                let id = try #require(reply["id"] as? Int, "a reply without its request's id: \(reply)")
+                replies[id] = (reply["type"] as? String == "pong") ? "pong" : reply["code"] as? String
+            }
+            #expect(replies.count == 10, "each of the ten ids answered once")
+            #expect(replies.values.filter { $0 == "pong" }.count == 5)
+            #expect(replies.values.filter { $0 == "RATE_LIMITED" }.count == 5)
+            await client.close()
+        }
+    }
+
     @Test func subscriptionsBeyondTheLimitAreRefused() async throws {
         try await TestNode.with({ $0.maxSubscriptions = 2 }) { node in
             let client = try await node.client()

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import SwitchboardCore
 import Testing
 
@@ -27,6 +28,36 @@ import Testing
         #expect(settings.maxSubscriptions == 50)
         #expect(settings.outboundBufferBytes == 1_048_576)
         #expect(settings.namespaces.map(\.name) == ["market_data", "trading_signals", "system_status", "user", "admin"])
+    }
+
+    @Test func logLevelAndListenBacklogAreSettingsLikeAnyOther() throws {
+        let defaults = try Settings.load(flags: [:], environment: [:])
+        #expect(defaults.logLevel == .info)
+        #expect(defaults.listenBacklog == 4096, "SPEC §10: sized for reconnect storms")
+        let fromEnvironment = try Settings.load(flags: [:], environment: ["SWITCHBOARD_LOG_LEVEL": "debug", "SWITCHBOARD_LISTEN_BACKLOG": "512"])
+        #expect(fromEnvironment.logLevel == .debug)
+        #expect(fromEnvironment.listenBacklog == 512)
+        let config = try file("l.yaml", "log-level: warning\n")
+        #expect(try Settings.load(flags: ["config": config], environment: [:]).logLevel == .warning)
+        #expect(try Settings.load(flags: ["log-level": "ERROR"], environment: ["SWITCHBOARD_LOG_LEVEL": "debug"]).logLevel == .error)
+        #expect(throws: SettingsError.self) { try Settings.load(flags: ["log-level": "loud"], environment: [:]) }
+        #expect(throws: SettingsError.self) { try Settings.load(flags: ["listen-backlog": "0"], environment: [:]) }
+    }
+
+    @Test func processorBudgetFollowsTheAffinityMaskAndTheCgroupQuota() {
+        #expect(ProcessorBudget.affinityCount(status: "Name:\tx\nCpus_allowed_list:\t0-1,3\n") == 3)
+        #expect(ProcessorBudget.affinityCount(status: "Cpus_allowed_list:\t0-63\n") == 64)
+        // cgroup v2 `cpu.max`
+        #expect(ProcessorBudget.quota(cpuMax: "max 100000\n") == nil)
+        #expect(ProcessorBudget.quota(cpuMax: "200000 100000\n") == 2)
+        #expect(ProcessorBudget.quota(cpuMax: "150000 100000\n") == 2, "a fraction of a CPU rounds up")
+        #expect(ProcessorBudget.quota(cpuMax: "50000 100000\n") == 1)
+        // cgroup v1
+        #expect(ProcessorBudget.quota(cfsQuota: "-1\n", cfsPeriod: "100000\n") == nil)
+        #expect(ProcessorBudget.quota(cfsQuota: "400000\n", cfsPeriod: "100000\n") == 4)
+        let paths = ProcessorBudget.cgroupPaths(membership: "4:cpu,cpuacct:/docker/abc\n3:memory:/x\n0::/\n")
+        #expect(paths["cpu"] == "/docker/abc" && paths["cpuacct"] == "/docker/abc" && paths[""] == "")
+        #expect(ProcessorBudget.count() >= 1)
     }
 
     @Test func flagsBeatEnvironmentBeatFileBeatDefaults() throws {

@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
 import ServiceLifecycle
 import SwitchboardCore
 import Testing
@@ -14,10 +15,14 @@ struct TestNode: Sendable {
 
     let node: Node
     let port: Int
+    /// The loop of the listening socket, which accepts every connection.
+    let listenerLoop: any EventLoop
 
     /// Runs `body` against a fresh node built with `configure`d settings.
+    /// - Parameter eventLoopGroup: the node's own loops (default: the process-wide group the test clients share).
     static func with(
         _ configure: (inout Settings) -> Void = { _ in },
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         _ body: (TestNode) async throws -> Void
     ) async throws {
         var settings = Settings()
@@ -28,23 +33,23 @@ struct TestNode: Sendable {
         var logger = Logger(label: "switchboard-test")
         logger.logLevel = .warning
         let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: nil)
-        let node = try Node(settings: settings, tokens: tokens, logger: logger)
-        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
+        let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup)
+        let (listeners, listenerContinuation) = AsyncStream.makeStream(of: (any Channel).self)
         let app = buildApplication(node: node) { channel in
-            portContinuation.yield(channel.localAddress?.port ?? 0)
-            portContinuation.finish()
+            listenerContinuation.yield(channel)
+            listenerContinuation.finish()
         }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next(), port > 0 else {
+            var iterator = listeners.makeAsyncIterator()
+            guard let listener = await iterator.next(), let port = listener.localAddress?.port, port > 0 else {
                 await group.triggerGracefulShutdown()
                 Issue.record("server did not start")
                 return
             }
             do {
-                try await body(TestNode(node: node, port: port))
+                try await body(TestNode(node: node, port: port, listenerLoop: listener.eventLoop))
             } catch {
                 await group.triggerGracefulShutdown()
                 throw error

@@ -154,9 +154,37 @@ import WebSocketTestClient
     }
 
     @Test func refusedUpgradeDoesNotHoldASlot() async throws {
-        try await TestNode.with({ $0.maxConnections = 1 }) { node in
-            _ = try await node.upgrade(path: "/ws?token=garbage")
-            #expect(node.node.pools.snapshot.total == 0)
+        // Refused by the last check, the pools themselves: the global and per-IP pools had room, so a slot
+        // counted there before the per-user refusal would be lost to everyone else.
+        try await TestNode.with({
+            $0.maxConnections = 2
+            $0.maxConnectionsPerUser = 1
+        }) { node in
+            let token = try await node.token("alice")
+            let alice = try await node.client(token: token)
+            let refusal = try #require(try await node.upgrade(path: "/ws?token=\(token)").refusal)
+            #expect(refusal.status == 429 && refusal.errorCode == "CONNECTION_LIMIT")
+            #expect(node.node.pools.snapshot.total == 1, "the refused upgrade holds no slot")
+            let other = try await node.client()  // the second global slot is still free
+            #expect(node.node.pools.snapshot.total == 2)
+            await other.close()
+            await alice.close()
+        }
+    }
+
+    @Test func listeningSocketUsesTheConfiguredBacklog() async throws {
+        try await TestNode.with({ $0.listenBacklog = 1234 }) { node in
+            // `ss` shows a listening socket's backlog as its Send-Q.
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["ss", "-Hltn", "sport = :\(node.port)"]
+            let output = Pipe()
+            process.standardOutput = output
+            try process.run()
+            process.waitUntilExit()
+            let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let fields = line.split(whereSeparator: \.isWhitespace)
+            #expect(fields.count >= 3 && fields[2] == "1234", "ss -ltn: \(line)")
         }
     }
 

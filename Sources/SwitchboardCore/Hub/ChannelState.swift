@@ -51,28 +51,27 @@ final class ChannelState: Sendable {
                 return deliver(publication, extraRecipients: extraRecipients, state: &state)
             }
             switch decision {
-            case .deliverNow(let key):
-                scheduleWindowEnd(key)
+            case .deliverNow(let window):
+                scheduleWindowEnd(window)
                 return deliver(publication, extraRecipients: [], state: &state)
-            case .held(let startWindow, let replaced):
-                if let startWindow { scheduleWindowEnd(startWindow) }
+            case .held(let replaced):
                 if replaced { statistics.recordDropped(namespace: namespace.name, reason: .conflated) }
                 return Hub.PublishResult(seq: nil, recipients: 0, held: true)
             }
         }
     }
 
-    private func scheduleWindowEnd(_ key: String) {
+    private func scheduleWindowEnd(_ window: Throttle.Window) {
         scheduler.scheduleTask(in: .milliseconds(Int64(namespace.throttleMs))) { [self] in
-            self.windowEnded(key)
+            self.windowEnded(window)
         }
     }
 
-    private func windowEnded(_ key: String) {
+    private func windowEnded(_ window: Throttle.Window) {
         state.withLock { state in
-            guard let (batch, keepOpen) = state.throttle?.windowEnded(key: key) else { return }
+            guard let (batch, keepOpen) = state.throttle?.windowEnded(window) else { return }
             for publication in batch { _ = deliver(publication, extraRecipients: [], state: &state) }
-            if keepOpen { scheduleWindowEnd(key) }
+            if keepOpen { scheduleWindowEnd(window) }
         }
     }
 

@@ -18,6 +18,25 @@ public struct ClientRequest: Sendable, Equatable {
 
     public var id: RequestID?
     public var command: Command
+
+    /// The `id` of a message that is not going to be carried out (refused by the rate limit, say), so the
+    /// refusal can still carry it (SPEC §3); nil when the payload has none or is not a JSON object.
+    public static func id(in bytes: some Collection<UInt8>) -> RequestID? {
+        guard case .object(let fields)? = try? JSONValue.parse(bytes) else { return nil }
+        return (try? RequestID.read(fields["id"])) ?? nil
+    }
+}
+
+extension RequestID {
+    /// Reads an `id` field: nil when absent or null; an error when it has a type an id cannot have.
+    static func read(_ field: JSONValue?) throws(ClientRequestError) -> RequestID? {
+        switch field {
+        case nil, .null?: return nil
+        case .string(let text)?: return .string(text)
+        case .int(let number)?: return .int(number)
+        default: throw ClientRequestError(id: nil, message: "field 'id' must be a string or an integer")
+        }
+    }
 }
 
 /// A client message that could not be decoded: `BAD_REQUEST`, with the `id` when it could be read.
@@ -38,13 +57,7 @@ extension ClientRequest {
         guard case .object(let fields) = value else {
             throw ClientRequestError(id: nil, message: "a message must be a JSON object")
         }
-        let id: RequestID?
-        switch fields["id"] {
-        case nil, .null?: id = nil
-        case .string(let text)?: id = .string(text)
-        case .int(let number)?: id = .int(number)
-        default: throw ClientRequestError(id: nil, message: "field 'id' must be a string or an integer")
-        }
+        let id = try RequestID.read(fields["id"])
         var reader = FieldReader(fields: fields, id: id)
         let command: Command
         switch fields["type"] {

@@ -47,6 +47,15 @@ struct BroadcastRequest: Sendable {
         publication = Publication(channel: channel, event: event, data: data.jsonText, key: key)
     }
 
+    /// The namespace the audit trail counts this broadcast under: the channel's, `user` or `all`.
+    var auditNamespace: String {
+        switch target {
+        case .channel(let name): ChannelName(name).map { String($0.namespace) } ?? name
+        case .user: "user"
+        case .all: "all"
+        }
+    }
+
     /// A body that failed validation, with the error code it answers with.
     struct FieldError: Error {
         let message: String

@@ -48,16 +48,16 @@ struct ManagementAPI: Sendable {
     private func health() async -> Response {
         let slowLoops = await HealthCheck.unresponsiveLoops(of: node.eventLoopGroup, within: Self.responsiveWithin)
         let loopCount = node.eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
-        let status: String = slowLoops == 0 ? "ok" : (slowLoops < loopCount ? "degraded" : "unhealthy")
+        let status = HealthCheck.status(unresponsiveLoops: slowLoops, of: loopCount)
         let body: JSONValue = .object([
-            "status": .string(status),
+            "status": .string(status.rawValue),
             "checks": .object([
                 "eventLoops": .string(slowLoops == 0 ? "ok" : "\(slowLoops) of \(loopCount) slower than \(Self.responsiveWithin)")
             ]),
             "uptimeSeconds": .int(Int64(node.uptimeSeconds)),
             "nodeId": .string(node.settings.nodeId),
         ])
-        return Self.json(body, status: status == "unhealthy" ? .serviceUnavailable : .ok)
+        return Self.json(body, status: status == .unhealthy ? .serviceUnavailable : .ok)
     }
 
     private func stats(_ request: Request) async throws -> Response {
@@ -229,8 +229,9 @@ struct ManagementAPI: Sendable {
             throw APIError(status: .badRequest, code: error.code, message: error.message)
         }
         let result = try send(broadcast)
-        node.audit.record(SecurityEvent(
-            .adminBroadcast, ip: nil, userId: admin.userId, detail: "\(broadcast.target.description) event \(broadcast.publication.event)"))
+        node.audit.recordBroadcast(
+            by: admin.userId, namespace: broadcast.auditNamespace,
+            detail: "\(broadcast.target.description) event \(broadcast.publication.event)")
         return Self.json(result)
     }
 
@@ -256,7 +257,11 @@ struct ManagementAPI: Sendable {
             throw APIError.badRequest("\(problems.count) of \(items.count) messages are invalid; nothing was sent", details: problems)
         }
         let results = try broadcasts.map(send)
-        node.audit.record(SecurityEvent(.adminBroadcast, ip: nil, userId: admin.userId, detail: "batch of \(results.count) messages"))
+        for (namespace, items) in Dictionary(grouping: broadcasts, by: \.auditNamespace).sorted(by: { $0.key < $1.key }) {
+            node.audit.recordBroadcast(
+                by: admin.userId, namespace: namespace, messages: items.count,
+                detail: "batch: \(items.count) of \(results.count) messages to namespace \(namespace)")
+        }
         return Self.json(.object(["published": .int(Int64(results.count)), "results": .array(results)]))
     }
 

@@ -12,7 +12,10 @@ public struct TokenIssuer: Sendable {
 
     /// A signed token for `userId` with `role`, optional `tier`, expiring after `ttl` when given.
     public func token(userId: String, role: Role, tier: String? = nil, ttl: Duration? = nil) async throws -> String {
-        let expiry = ttl.map { Date().addingTimeInterval(Double($0.components.seconds) + Double($0.components.attoseconds) * 1e-18) }
+        // `exp` is a NumericDate: whole seconds (RFC 7519 §2 allows fractions, but many libraries reject them).
+        let expiry = ttl.map { ttl in
+            Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + Double(ttl.components.seconds)).rounded(.down))
+        }
         return try await token(userId: userId, role: role, tier: tier, expiresAt: expiry)
     }
 

@@ -63,8 +63,10 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var closing = false { didSet { updateLaneAccess() } }
     /// Frames from the client's bytes.
     private var frames: InboundFrameParser
-    /// Set after a framing error or the client's close frame: further input is ignored.
+    /// Set after a refused frame or the client's close frame: further input is read and thrown away.
     private var inputEnded = false
+    /// Bytes thrown away since the input ended; past ``maxDiscardedBytes`` the connection is dropped.
+    private var discardedBytes = 0
     /// A text message arriving in fragments (RFC 6455 §5.4).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
@@ -121,34 +123,50 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         let bytes = unwrapInboundIn(data)
         lastActivity = .now()
         node.statistics.recordBytesIn(bytes.readableBytes)
-        // After a framing error or the client's close frame, the rest of the stream is read and ignored
-        // (closing with unread bytes would make the kernel reset the connection and drop our close frame).
-        guard !inputEnded else { return }
+        // After a refused frame or the client's close frame, the rest of the stream is read and thrown away:
+        // closing with unread bytes would make the kernel reset the connection, which can drop our close frame.
+        guard !inputEnded else {
+            discardedBytes += bytes.readableBytes
+            if discardedBytes > Self.maxDiscardedBytes { context.close(promise: nil) }
+            return
+        }
         frames.append(bytes)
         do {
             while !inputEnded, let frame = try frames.next() {
                 handle(frame, context: context)
             }
         } catch {
-            inputEnded = true
-            frames.reset()
             switch error {
-            case .tooLarge: close(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
-            case .protocolViolation(let reason): close(code: .protocolError, reason: reason)
+            case .tooLarge: refuseInput(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
+            case .protocolViolation(let reason): refuseInput(code: .protocolError, reason: reason)
             }
         }
+    }
+
+    /// Most bytes read and thrown away after the input ended before the connection is dropped outright.
+    static let maxDiscardedBytes = 1_048_576
+
+    /// Closes after a frame the server cannot take (RFC 6455 §7.1.7: fail the connection): nothing more the
+    /// client sends is read as frames, so its close reply may sit unread behind the rest of the refused
+    /// frame. The close frame is therefore followed at once by the end of our output (TCP FIN): the client
+    /// sees the close code and then the end of the stream, and closes its side, which ends the connection.
+    private func refuseInput(code: CloseCode, reason: String) {
+        inputEnded = true
+        frames.reset()
+        fragments = nil
+        close(code: code, reason: reason, endingOutput: true)
     }
 
     private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
         // RFC 6455 §5.1: a server must close the connection on an unmasked client frame.
         guard frame.isMasked else {
-            close(code: .protocolError, reason: "client frames must be masked")
+            refuseInput(code: .protocolError, reason: "client frames must be masked")
             return
         }
         switch frame.opcode {
         case InboundFrame.text, InboundFrame.binary:
             guard fragments == nil else {
-                close(code: .protocolError, reason: "new message before the last fragment")
+                refuseInput(code: .protocolError, reason: "new message before the last fragment")
                 return
             }
             if frame.fin {
@@ -159,12 +177,12 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             }
         case InboundFrame.continuation:
             guard var buffer = fragments else {
-                close(code: .protocolError, reason: "continuation frame without a message")
+                refuseInput(code: .protocolError, reason: "continuation frame without a message")
                 return
             }
             var data = frame.payload
             guard buffer.readableBytes + data.readableBytes <= node.settings.maxMessageBytes else {
-                close(code: .messageTooBig, reason: "message larger than \(node.settings.maxMessageBytes) bytes")
+                refuseInput(code: .messageTooBig, reason: "message larger than \(node.settings.maxMessageBytes) bytes")
                 return
             }
             fragments = nil
@@ -184,7 +202,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             inputEnded = true
             context.close(promise: nil)
         default:
-            close(code: .protocolError, reason: "unknown opcode")
+            refuseInput(code: .protocolError, reason: "unknown opcode")
         }
     }
 
@@ -223,7 +241,9 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
                     SecurityEvent(
                         .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate"))
             }
-            send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: nil))
+            // SPEC §3: the refusal carries the request's id when the message can be read.
+            let id = isText ? ClientRequest.id(in: payload.readableBytesView) : nil
+            send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: id))
             return
         case .abuse:
             node.statistics.recordRateLimited(.messageAbuse)
@@ -450,7 +470,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     // MARK: Closing
 
     /// Sends a close frame with `code` and closes the connection (at once, or when the client answers).
-    func close(code: CloseCode, reason: String) {
+    /// - Parameter endingOutput: also end our side of the TCP stream after the close frame (see ``refuseInput``).
+    func close(code: CloseCode, reason: String, endingOutput: Bool = false) {
         eventLoop.assertInEventLoop()
         guard !closing, let context else { return }
         closing = true
@@ -459,7 +480,9 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         if code != .slowConsumer { drainOutbox() }
         outbox.close()
         writeImmediately(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
-        // RFC 6455 §7.1.1: wait for the client's close frame, then drop the TCP connection.
+        // NIO shuts the output down once the bytes it holds are written, so the FIN follows the close frame.
+        if endingOutput { context.close(mode: .output, promise: nil) }
+        // RFC 6455 §7.1.1: wait for the client's close frame (or the end of its stream), then drop the TCP connection.
         let channel = context.channel
         eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
     }

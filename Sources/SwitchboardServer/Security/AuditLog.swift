@@ -34,6 +34,7 @@ public final class AuditLog: Sendable {
     private let logger: Logger
     private let statistics: NodeStatistics
     private let lastWritten = Mutex<[String: ContinuousClock.Instant]>([:])
+    private let broadcasts = Mutex(BroadcastTally())
     /// Events of one kind from one IP closer together than this are written once.
     static let coalescing: Duration = .seconds(1)
 
@@ -57,8 +58,35 @@ public final class AuditLog: Sendable {
 
     public func record(_ event: SecurityEvent, now: ContinuousClock.Instant = .now) {
         statistics.recordSecurityEvent(event.kind)
+        guard shouldWrite(event, now: now) else { return }
+        write(event)
+    }
+
+    /// Records `messages` admin broadcasts by `userId` to `namespace` (`user` or `all` for those targets):
+    /// the first of a quiet spell is written with `detail`, the rest in one summary line a second
+    /// (``writeDueSummaries(now:)``), so a feed cannot flood the log.
+    func recordBroadcast(
+        by userId: String?, namespace: String, messages: Int = 1, detail: String, now: ContinuousClock.Instant = .now
+    ) {
+        for _ in 0..<messages { statistics.recordSecurityEvent(.adminBroadcast) }
+        let source = BroadcastTally.Source(userId: userId ?? "", namespace: namespace)
+        guard broadcasts.withLock({ $0.record(source, messages: messages, now: now) }) else { return }
+        write(SecurityEvent(.adminBroadcast, ip: nil, userId: userId, detail: detail))
+    }
+
+    /// Writes the broadcast summaries that are due: `N more messages to namespace X in the last T s`.
+    func writeDueSummaries(now: ContinuousClock.Instant = .now) {
+        for summary in broadcasts.withLock({ $0.takeDue(now: now) }) {
+            let seconds = Double(summary.span.components.seconds) + Double(summary.span.components.attoseconds) * 1e-18
+            let detail = "\(summary.messages) more messages to namespace \(summary.source.namespace) in the last "
+                + "\((seconds * 10).rounded() / 10) s"
+            write(SecurityEvent(.adminBroadcast, ip: nil, userId: summary.source.userId.isEmpty ? nil : summary.source.userId, detail: detail))
+        }
+    }
+
+    private func write(_ event: SecurityEvent) {
         // Without a file the line goes to the log at `notice`; below that level it would be built for nothing.
-        guard file != nil || logger.logLevel <= .notice, shouldWrite(event, now: now) else { return }
+        guard file != nil || logger.logLevel <= .notice else { return }
         var line = ByteBuffer()
         line.writeStaticString("{\"time\":")
         line.writeJSONString(Date().formatted(.iso8601.year().month().day().time(includingFractionalSeconds: true)))

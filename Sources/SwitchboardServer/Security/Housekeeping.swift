@@ -1,7 +1,8 @@
 import ServiceLifecycle
 import SwitchboardCore
 
-/// Once a second: samples the message counters for `stats` rates, and lifts expired IP blocks.
+/// Once a second: samples the message counters for `stats` rates, lifts expired IP blocks and writes the
+/// audit log's broadcast summaries.
 struct Housekeeping: Service {
     let node: Node
 
@@ -10,6 +11,7 @@ struct Housekeeping: Service {
             while !Task.isCancelled {
                 node.statistics.sample()
                 node.expireBlocks()
+                node.audit.writeDueSummaries()
                 try? await Task.sleep(for: .seconds(1))
             }
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 public import SwitchboardCore
 import Yams
 
@@ -15,7 +16,7 @@ extension Settings {
     /// Every setting that has a text form, in SPEC §10's order.
     static var keys: [Key] {
         [
-            string("host", \.host), int("port", \.port), string("node-id", \.nodeId),
+            string("host", \.host), int("port", \.port), int("listen-backlog", \.listenBacklog), string("node-id", \.nodeId),
             optionalString("jwt-secret", \.jwtSecret), optionalString("jwt-public-key", \.jwtPublicKey),
             bool("allow-anonymous", \.allowAnonymous), list("allowed-origins", \.allowedOrigins),
             list("trusted-proxies", \.trustedProxies), int("max-connections", \.maxConnections),
@@ -29,7 +30,7 @@ extension Settings {
             int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
             bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
             optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
-            bool("demo", \.demo),
+            bool("demo", \.demo), logLevel(),
         ]
     }
 
@@ -118,6 +119,15 @@ extension Settings {
             case "false", "0", "no", "off": settings[keyPath: path] = false
             default: throw SettingsError("\(name) must be true or false, got '\(value)'")
             }
+        }
+    }
+
+    private static func logLevel() -> Key {
+        Key(name: "log-level") { (settings: inout Settings, value: String) throws(SettingsError) in
+            guard let level = Logger.Level(rawValue: value.lowercased()) else {
+                throw SettingsError("log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(value)'")
+            }
+            settings.logLevel = level
         }
     }
 

@@ -1,3 +1,4 @@
+public import Logging
 public import SwitchboardCore
 
 /// Every setting of SPEC §10, with its documented default.
@@ -7,6 +8,11 @@ public import SwitchboardCore
 public struct Settings: Sendable {
     public var host = "0.0.0.0"
     public var port = 8080
+    /// Pending-connection queue of the listening socket, sized for reconnect storms (the kernel caps it at
+    /// `net.core.somaxconn`).
+    public var listenBacklog = 4096
+    /// Level of the process's log (`serve` bootstraps logging with it).
+    public var logLevel: Logger.Level = .info
     /// Name of this node in stats and in a cluster.
     public var nodeId = Settings.randomNodeId()
     /// HS256 secret, at least 32 bytes.
@@ -79,6 +85,7 @@ public struct Settings: Sendable {
             ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("request-timeout-ms", requestTimeoutMs),
+            ("listen-backlog", listenBacklog),
         ]
         for (name, value) in positive where value <= 0 {
             throw SettingsError("\(name) must be greater than 0, got \(value)")

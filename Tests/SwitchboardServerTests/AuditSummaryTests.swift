@@ -1,0 +1,72 @@
+import Foundation
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// Admin broadcasts in the audit trail: a feed is summarised, not mirrored line for line.
+@Suite struct AuditSummaryTests {
+    private let start = ContinuousClock.now
+    private let quotes = BroadcastTally.Source(userId: "feed", namespace: "market_data")
+
+    @Test func firstBroadcastIsWrittenAndTheRestAreSummarisedOncePerInterval() {
+        var tally = BroadcastTally()
+        let first = tally.record(quotes, now: start)
+        #expect(first, "the first of a quiet spell is written as it is")
+        var written = 0
+        for n in 1...999 where tally.record(quotes, now: start + .milliseconds(n)) { written += 1 }
+        #expect(written == 0, "the rest wait for the summary")
+        let early = tally.takeDue(now: start + .milliseconds(500))
+        #expect(early.isEmpty, "not before the interval is over")
+        let due = tally.takeDue(now: start + .seconds(1))
+        #expect(due == [BroadcastTally.Summary(source: quotes, messages: 999, span: .seconds(1))])
+        let stillBusy = tally.record(quotes, now: start + .milliseconds(1500))
+        #expect(!stillBusy, "still busy: counted for the next summary")
+        let next = tally.takeDue(now: start + .seconds(2))
+        #expect(next.map(\.messages) == [1])
+        let quiet = tally.takeDue(now: start + .seconds(3))
+        #expect(quiet.isEmpty, "a quiet interval writes nothing")
+        let again = tally.record(quotes, now: start + .seconds(4))
+        #expect(again, "after a quiet spell the next one is written again")
+    }
+
+    @Test func eachAdminAndNamespaceIsCountedApart() {
+        var tally = BroadcastTally()
+        let signals = BroadcastTally.Source(userId: "feed", namespace: "trading_signals")
+        let other = BroadcastTally.Source(userId: "ops", namespace: "market_data")
+        for source in [quotes, signals, other] {
+            let written = tally.record(source, now: start)
+            #expect(written)
+        }
+        _ = tally.record(quotes, messages: 10, now: start)
+        _ = tally.record(other, messages: 2, now: start)
+        let due = tally.takeDue(now: start + .seconds(1))
+        #expect(due.map(\.source) == [quotes, other])
+        #expect(due.map(\.messages) == [10, 2])
+    }
+
+    @Test func aFeedOfBroadcastsWritesASummaryNotALineEach() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("audit-\(UUID().uuidString).log").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        try await TestNode.with({ $0.auditLog = path }) { node in
+            let admin = try await node.token("feed", role: .admin)
+            for n in 1...40 {
+                let body = #"{"channel":"market_data:AAPL","event":"quote","data":{"n":\#(n)},"key":"AAPL"}"#
+                #expect(try await node.request("POST", "/api/v1/websocket/broadcast", token: admin, body: body).status == 200)
+            }
+            node.node.audit.writeDueSummaries(now: .now + .seconds(2))
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
+                .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                .filter { $0["event"] as? String == "admin_broadcast" }
+            // The housekeeping second may fall inside the loop: then one more summary line.
+            #expect((2...3).contains(lines.count), "40 broadcasts, \(lines.count) lines: \(lines)")
+            #expect(lines.allSatisfy { $0["userId"] as? String == "feed" })
+            let counted = lines.dropFirst().compactMap { ($0["detail"] as? String)?.split(separator: " ").first.flatMap { Int($0) } }
+            #expect(counted.reduce(0, +) == 39, "the summaries say how many: \(lines.map { $0["detail"] ?? "" })")
+            #expect(lines.dropFirst().allSatisfy { ($0["detail"] as? String)?.contains("namespace market_data") == true })
+            let stats = try await node.request("GET", "/api/v1/websocket/stats", token: admin).json
+            #expect((stats["securityEvents"] as? [String: Any])?["admin_broadcast"] as? Int == 40, "every broadcast is still counted")
+        }
+    }
+}

@@ -1,0 +1,62 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §6 health: `ok`, `degraded` and `unhealthy`, answered promptly whatever the event loops do.
+@Suite struct HealthTests {
+    /// Blocks `loop` for `duration` (a stand-in for a handler stuck in a system call).
+    private static func block(_ loop: any EventLoop, for duration: Duration) -> EventLoopFuture<Void> {
+        loop.submit { Thread.sleep(forTimeInterval: Double(duration.components.seconds)) }
+    }
+
+    @Test func aStuckLoopMakesHealthDegradedWithinASecond() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        try await TestNode.with(eventLoopGroup: group) { node in
+            // Not the listener's loop: it must keep accepting. Connections alternate between the two loops, so of
+            // several requests some are served by the free one, and those must not wait for the stuck one.
+            let stuck = try #require(group.makeIterator().first { $0 !== node.listenerLoop })
+            let blocked = Self.block(stuck, for: .seconds(3))
+            let started = ContinuousClock.now
+            let answers = await withTaskGroup(of: HTTPTestResponse?.self) { requests in
+                for _ in 0..<4 {
+                    requests.addTask { try? await node.request("GET", "/api/v1/websocket/health") }
+                }
+                var answers: [(HTTPTestResponse, Duration)] = []
+                for await answer in requests {
+                    if let answer { answers.append((answer, ContinuousClock.now - started)) }
+                }
+                return answers
+            }
+            try await blocked.get()
+            let first = try #require(answers.min { $0.1 < $1.1 }, "no health request was answered")
+            #expect(first.1 < .seconds(1), "answered within 1 s while a loop was stuck (took \(first.1))")
+            #expect(first.0.status == 200)
+            #expect(first.0.json["status"] as? String == "degraded", "\(first.0.body)")
+            #expect((first.0.json["checks"] as? [String: Any])?["eventLoops"] as? String != "ok")
+        }
+        try await group.shutdownGracefully()
+    }
+
+    @Test func everyLoopStuckCountsThemAllWithinTheLimit() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        let blocked = group.makeIterator().map { Self.block($0, for: .seconds(2)) }
+        let started = ContinuousClock.now
+        let slow = await HealthCheck.unresponsiveLoops(of: group, within: .milliseconds(300))
+        #expect(ContinuousClock.now - started < .seconds(1), "the check does not wait for stuck loops")
+        #expect(slow == 2)
+        #expect(HealthCheck.status(unresponsiveLoops: slow, of: 2) == .unhealthy)
+        for future in blocked { try await future.get() }
+        #expect(await HealthCheck.unresponsiveLoops(of: group, within: .milliseconds(300)) == 0)
+        try await group.shutdownGracefully()
+    }
+
+    @Test func statusFollowsTheShareOfStuckLoops() {
+        #expect(HealthCheck.status(unresponsiveLoops: 0, of: 4) == .ok)
+        #expect(HealthCheck.status(unresponsiveLoops: 1, of: 4) == .degraded)
+        #expect(HealthCheck.status(unresponsiveLoops: 4, of: 4) == .unhealthy)
+    }
+}
