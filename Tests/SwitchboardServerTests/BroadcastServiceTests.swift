@@ -271,9 +271,13 @@ import WebSocketTestClient
             for n in 1...total {
                 _ = try node.node.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
             }
-            // Let the drains run into the full socket before reading again.
-            try await Task.sleep(for: .milliseconds(200))
-            let shortWrites = try await connection.eventLoop.submit { connection.directWrites.shortWrites }.get()
+            // Wait for the event itself: the drains running into the full socket (a short write) before reading again.
+            var shortWrites = 0
+            let deadline = ContinuousClock.now + .seconds(10)
+            while shortWrites == 0 && ContinuousClock.now < deadline {
+                shortWrites = try await connection.eventLoop.submit { connection.directWrites.shortWrites }.get()
+                if shortWrites == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            }
             #expect(shortWrites > 0, "the socket filled up")
             // Publishing goes on while the client catches up: the socket keeps freeing room while NIO still
             // holds older bytes, and newer frames must not slip in ahead of them.

@@ -164,6 +164,27 @@ import WebSocketTestClient
         #expect(server.process.terminationStatus == 0)
     }
 
+    @Test func sigtermWaitsForAnInFlightHTTPRequest() async throws {
+        let server = try ServerProcess(arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret])
+        defer { server.terminate() }
+        let port = try server.listeningPort()
+        let admin = try await TokenIssuer(secret: Self.secret).token(userId: "ops", role: .admin)
+        let body = #"{"channel":"system_status","event":"maintenance","data":{"in":"5m"}}"#
+        let socket = try BlockingSocket(port: port)
+        // The head and half the body: the request is in flight when SIGTERM arrives.
+        try socket.send(
+            "POST /api/v1/websocket/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(admin)\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body.prefix(20))
+        try await Task.sleep(for: .milliseconds(300))  // no event to wait on: let the server read what was sent
+        server.process.terminate()  // SIGTERM
+        try await Task.sleep(for: .milliseconds(300))
+        try socket.send(String(body.dropFirst(20)))
+        let response = try socket.receive(until: "\"recipients\"", timeout: .seconds(5))
+        #expect(response.hasPrefix("HTTP/1.1 200"), "the request was completed: \(response)")
+        server.process.waitUntilExit()
+        #expect(server.process.terminationStatus == 0)
+    }
+
     @Test func demoPrintsAnAdminTokenAndPublishesQuotes() async throws {
         let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
         defer { server.terminate() }
@@ -178,5 +199,46 @@ import WebSocketTestClient
         #expect(quote["event"] as? String == "quote")
         #expect((quote["data"] as? [String: Any])?["symbol"] as? String == "AAPL")
         await socket.close()
+    }
+}
+
+/// A plain blocking TCP client with receive timeouts, for requests sent in pieces.
+final class BlockingSocket {
+    private let descriptor: Int32
+
+    init(port: Int) throws {
+        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw WebSocketTestClientError.badResponse("connect failed: errno \(errno)") }
+    }
+
+    deinit { close(descriptor) }
+
+    func send(_ text: String) throws {
+        let bytes = Array(text.utf8)
+        guard Glibc.send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {
+            throw WebSocketTestClientError.badResponse("send failed: errno \(errno)")
+        }
+    }
+
+    /// What the server sends until `marker` appears, the connection ends or `timeout` passes.
+    func receive(until marker: String, timeout: Duration) throws -> String {
+        let deadline = ContinuousClock.now + timeout
+        var text = ""
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while !text.contains(marker), ContinuousClock.now < deadline {
+            var waiting = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&waiting, 1, 100) > 0 else { continue }
+            let count = recv(descriptor, &chunk, chunk.count, 0)
+            if count <= 0 { break }
+            text += String(decoding: chunk[..<count], as: UTF8.self)
+        }
+        return text
     }
 }

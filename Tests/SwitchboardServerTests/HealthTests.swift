@@ -60,3 +60,12 @@ import WebSocketTestClient
         #expect(HealthCheck.status(unresponsiveLoops: 4, of: 4) == .unhealthy)
     }
 }
+
+/// The kernel's listen-queue counters shown in `stats`.
+@Suite struct ListenQueueCountersTests {
+    @Test func readsTheTcpExtRows() {
+        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 1297 8369 8400\nIpExt: InNoRoutes\nIpExt: 0\n"
+        #expect(ListenQueueCounters.parse(text) == ListenQueueCounters(overflows: 8369, drops: 8400))
+        #expect(ListenQueueCounters.parse("IpExt: InNoRoutes\nIpExt: 0\n") == nil)
+    }
+}

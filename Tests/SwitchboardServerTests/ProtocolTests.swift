@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -298,6 +299,25 @@ import WebSocketTestClient
             #expect(replies.count == 10, "each of the ten ids answered once")
             #expect(replies.values.filter { $0 == "pong" }.count == 5)
             #expect(replies.values.filter { $0 == "RATE_LIMITED" }.count == 5)
+            await client.close()
+        }
+    }
+
+    @Test func messagesSentWhileAnAuthIsVerifiedWaitForItInOrder() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            let token = try await node.token("pat", tier: "premium")
+            // One write, so all three reach the server together, before the token's verification has finished.
+            let frames = [
+                #"{"type":"auth","token":"\#(token)","id":1}"#,
+                #"{"type":"subscribe","channel":"trading_signals:momentum","id":2}"#,
+                #"{"type":"ping","id":3}"#,
+            ].flatMap { Array(WireParser.clientFrame(opcode: 0x1, payload: Array($0.utf8)).readableBytesView) }
+            try await client.socket.sendRaw(frames)
+            let replies = [try await client.next(), try await client.next(), try await client.next()]
+            #expect(replies.map { $0["id"] as? Int } == [1, 2, 3], "in the order sent: \(replies)")
+            #expect(replies.map { $0["type"] as? String } == ["authenticated", "subscribed", "pong"],
+                "the subscribe is judged with the new identity (premium), not the anonymous one")
             await client.close()
         }
     }

@@ -32,7 +32,8 @@ struct TestNode: Sendable {
         configure(&settings)
         var logger = Logger(label: "switchboard-test")
         logger.logLevel = .warning
-        let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: nil)
+        let publicKey = try settings.jwtPublicKey.map { try String(contentsOfFile: $0, encoding: .utf8) }
+        let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey)
         let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup)
         let (listeners, listenerContinuation) = AsyncStream.makeStream(of: (any Channel).self)
         let app = buildApplication(node: node) { channel in

@@ -40,6 +40,7 @@ public final class NodeStatistics: Sendable {
 
     private let connectionsByRole: [Role: Tally]
     private let peakConnections = Atomic<Int>(0)
+    private let upgradesAccepted = Atomic<Int>(0)
     private let subscriptionsTotal = Atomic<Int>(0)
     private let published = Atomic<Int>(0)
     private let delivered = Atomic<Int>(0)
@@ -73,7 +74,7 @@ public final class NodeStatistics: Sendable {
     private let latency: CoreMetrics.Timer
 
     /// Samples of (published, delivered) once a second, for per-second rates over ``rateWindow``.
-    private let samples = Mutex<Deque<(at: ContinuousClock.Instant, published: Int, delivered: Int)>>([])
+    private let samples = Mutex<Deque<(at: ContinuousClock.Instant, published: Int, delivered: Int, accepted: Int)>>([])
     /// The sliding window of the per-second rates.
     public static let rateWindow: Duration = .seconds(10)
 
@@ -151,6 +152,7 @@ public final class NodeStatistics: Sendable {
 
     public func recordAttempt(_ result: AttemptResult) {
         attemptCounters[result]?.increment()
+        if result == .accepted { upgradesAccepted.add(1, ordering: .relaxed) }
     }
 
     public func recordConnected(role: Role) {
@@ -218,7 +220,9 @@ public final class NodeStatistics: Sendable {
 
     /// Takes a sample for the per-second rates; call about once a second.
     public func sample(now: ContinuousClock.Instant = .now) {
-        let sample = (now, published.load(ordering: .relaxed), delivered.load(ordering: .relaxed))
+        let sample = (
+            now, published.load(ordering: .relaxed), delivered.load(ordering: .relaxed), upgradesAccepted.load(ordering: .relaxed)
+        )
         samples.withLock { samples in
             samples.append(sample)
             while let first = samples.first, now - first.at > Self.rateWindow { samples.removeFirst() }
@@ -237,6 +241,10 @@ public final class NodeStatistics: Sendable {
         public var dropped: Int
         public var publishedPerSecond: Double
         public var deliveredPerSecond: Double
+        /// Upgrades admitted, and per second over the last ``NodeStatistics/rateWindow`` (how fast a reconnect
+        /// storm is absorbed).
+        public var upgradesAccepted: Int
+        public var upgradesAcceptedPerSecond: Double
         public var bytesIn: Int
         public var bytesOut: Int
         public var authSuccesses: Int
@@ -252,11 +260,14 @@ public final class NodeStatistics: Sendable {
     public func snapshot() -> Snapshot {
         let published = published.load(ordering: .relaxed)
         let delivered = delivered.load(ordering: .relaxed)
-        let (publishedRate, deliveredRate) = samples.withLock { samples -> (Double, Double) in
-            guard let oldest = samples.first, let newest = samples.last, newest.at > oldest.at else { return (0, 0) }
+        let (publishedRate, deliveredRate, acceptedRate) = samples.withLock { samples -> (Double, Double, Double) in
+            guard let oldest = samples.first, let newest = samples.last, newest.at > oldest.at else { return (0, 0, 0) }
             let seconds = Double((newest.at - oldest.at).components.seconds)
                 + Double((newest.at - oldest.at).components.attoseconds) * 1e-18
-            return (Double(newest.published - oldest.published) / seconds, Double(newest.delivered - oldest.delivered) / seconds)
+            return (
+                Double(newest.published - oldest.published) / seconds, Double(newest.delivered - oldest.delivered) / seconds,
+                Double(newest.accepted - oldest.accepted) / seconds
+            )
         }
         return Snapshot(
             connectionsByRole: connectionsByRole.mapValues { $0.load() },
@@ -264,6 +275,7 @@ public final class NodeStatistics: Sendable {
             subscriptions: subscriptionsTotal.load(ordering: .relaxed),
             published: published, delivered: delivered, dropped: dropped.load(ordering: .relaxed),
             publishedPerSecond: publishedRate, deliveredPerSecond: deliveredRate,
+            upgradesAccepted: upgradesAccepted.load(ordering: .relaxed), upgradesAcceptedPerSecond: acceptedRate,
             bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
             authSuccesses: authSuccesses.load(ordering: .relaxed), authFailures: authFailures.load(ordering: .relaxed),
             rateLimited: rateLimitedByLimit.mapValues { $0.load() },
