@@ -28,9 +28,18 @@ if held:
               f"{r['stats_ms_p90']:>14}{r['stats_ms_max']:>14}")
 idle = [r for r in rows if r["scenario"] == "idle"]
 print()
-print(f"{'idle':<24}{'connections':>12}{'connects/s':>12}{'KiB/conn':>10}")
+print(f"{'idle (connect storm)':<24}{'connections':>12}{'conn+sub/s':>12}{'user us/conn':>14}{'total us/conn':>15}{'KiB/conn':>10}")
 for r in idle:
-    print(f"{r['target']:<24}{r['connections']:>12}{r['connects_per_second']:>12}{r['server_kib_per_connection']:>10}")
+    name = r['target'] + (' ' + r['variant'] if 'variant' in r else '')
+    print(f"{name:<24}{r['connections']:>12}{r.get('connects_subscribes_per_second', r.get('connects_per_second')):>12}"
+          f"{r.get('server_user_us_per_connection', ''):>14}{r.get('server_total_us_per_connection', ''):>15}{r['server_kib_per_connection']:>10}")
+storm = {r['target'] + (' ' + r['variant'] if 'variant' in r else ''): r for r in idle}
+for name in (n for n in storm if n.startswith("switchboard")):
+    if "nchan" in storm and "connects_subscribes_per_second" in storm["nchan"]:
+        s, n = storm[name], storm["nchan"]
+        print(f"{name} / nchan: connects + subscribes per second "
+              f"{s['connects_subscribes_per_second'] / max(n['connects_subscribes_per_second'], 1):.2f}, "
+              f"server total CPU per connection {s['server_total_us_per_connection'] / max(n['server_total_us_per_connection'], 1):.2f}")
 light = {r["target"]: r for r in fan if r["rate"] == 100 and "variant" not in r}
 variants = [r for r in fan if r["rate"] == 100 and "variant" in r]
 if "switchboard" in light and "nchan" in light:

@@ -39,16 +39,23 @@ struct Audience {
     /// thousands of ports in TIME_WAIT, more than one address's ephemeral range holds.
     static let sourceAddresses = 8
 
-    /// Opens `count` subscribed connections, 200 at a time, spread over ``sourceAddresses`` source addresses.
-    static func open(count: Int, peer: Target, common: Common, batch: Bool, on loop: any EventLoop) async throws -> Audience {
+    /// Opens `count` subscribed connections, 200 at a time, spread over ``sourceAddresses`` source addresses;
+    /// ``seconds`` runs until the last is subscribed (its `subscribed` reply read, or its upgrade for nchan).
+    /// - Parameter subscribeInURL: Switchboard only: subscribe with the upgrade's `?subscribe=` (one round trip)
+    ///   instead of a `subscribe` message after it.
+    static func open(
+        count: Int, peer: Target, common: Common, batch: Bool, subscribeInURL: Bool = false, on loop: any EventLoop
+    ) async throws -> Audience {
         let start = ContinuousClock.now
         var channels: [any Channel] = []
         var handlers: [SubscriberHandler] = []
-        let path = peer.upgradePath(channel: common.channel, batch: batch)
+        var path = peer.upgradePath(channel: common.channel, batch: batch)
+        if subscribeInURL { path += (path.contains("?") ? "&" : "?") + "subscribe=\(common.channel)" }
         let request = ByteBuffer(string:
             "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(common.port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
             + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-        let subscribe = peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
+        let subscribe = subscribeInURL ? nil : peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
+        let awaitsSubscribed = subscribeInURL || subscribe != nil
         var opened = 0
         while opened < count {
             let batchSize = min(200, count - opened)
@@ -57,7 +64,8 @@ struct Audience {
                     group.addTask {
                         let upgraded = loop.makePromise(of: Void.self)
                         let handler = try await loop.submit {
-                            SubscriberHandler(request: request, subscribeMessage: subscribe, upgraded: upgraded)
+                            SubscriberHandler(
+                                request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded)
                         }.get()
                         let channel = try await ClientBootstrap(group: loop)
                             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -197,21 +205,30 @@ struct Fanout: AsyncParsableCommand {
     private func ms(_ nanoseconds: UInt64) -> Double { (Double(nanoseconds) / 1e4).rounded() / 100 }
 }
 
-/// `idle`: C subscribed connections held: server memory per connection and connects per second.
+/// `idle`: C clients connect and subscribe as fast as the server takes them (a reconnect storm, 200 dialling at
+/// a time), then are held: connects + subscribes per second, server CPU per connection, memory per connection.
 struct Idle: AsyncParsableCommand {
     @OptionGroup var common: Common
     @Option(help: "Connections.") var connections: Int = 10_000
+    @Flag(help: "Switchboard: subscribe in the upgrade request (?subscribe=), one round trip instead of two.")
+    var subscribeInUrl = false
 
     func run() async throws {
         let peer = try common.peer
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let before = ProcessStats.residentKiB(pid: common.serverPid)
-        let audience = try await Audience.open(count: connections, peer: peer, common: common, batch: false, on: loop)
+        let cpuBefore = ProcessStats.cpuTicks(pid: common.serverPid)
+        let audience = try await Audience.open(
+            count: connections, peer: peer, common: common, batch: false, subscribeInURL: subscribeInUrl, on: loop)
+        let cpuAfter = ProcessStats.cpuTicks(pid: common.serverPid)
+        let microseconds = { (ticks: Int) in (Double(ticks) / ProcessStats.ticksPerSecond * 1e6 / Double(connections)).rounded() }
         try await Task.sleep(for: .seconds(2))
         let after = ProcessStats.residentKiB(pid: common.serverPid)
         let result: [String: Any] = [
             "scenario": "idle", "target": peer.rawValue, "connections": connections,
-            "connects_per_second": Int(Double(connections) / audience.seconds),
+            "connects_subscribes_per_second": Int(Double(connections) / audience.seconds),
+            "server_user_us_per_connection": microseconds(cpuAfter.user - cpuBefore.user),
+            "server_total_us_per_connection": microseconds(cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system),
             "server_rss_kib_before": before, "server_rss_kib_after": after,
             "server_kib_per_connection": (Double(after - before) / Double(connections) * 100).rounded() / 100,
         ]

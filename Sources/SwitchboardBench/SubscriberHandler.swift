@@ -29,15 +29,22 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private let request: ByteBuffer
     private let subscribeMessage: ByteBuffer?
+    /// Completed once the connection is subscribed: at the `subscribed` reply, or at the 101 for peers that
+    /// subscribe by the upgrade's path (nchan).
     private let upgraded: EventLoopPromise<Void>
     private var buffer = ByteBuffer()
     private var isUpgraded = false
+    private var isSubscribed = false
     private var lastSeen = 0
     private(set) var tally = Tally()
 
-    init(request: ByteBuffer, subscribeMessage: ByteBuffer?, upgraded: EventLoopPromise<Void>) {
+    /// Whether a `subscribed` reply comes (sent for the subscribe message, or for the upgrade's `?subscribe=`).
+    private let awaitsSubscribed: Bool
+
+    init(request: ByteBuffer, subscribeMessage: ByteBuffer?, awaitsSubscribed: Bool, upgraded: EventLoopPromise<Void>) {
         self.request = request
         self.subscribeMessage = subscribeMessage
+        self.awaitsSubscribed = awaitsSubscribed
         self.upgraded = upgraded
     }
 
@@ -69,14 +76,24 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             buffer.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
             isUpgraded = true
-            if let subscribeMessage { context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0x1, payload: subscribeMessage.readableBytesView)), promise: nil) }
-            upgraded.succeed()
+            if let subscribeMessage {
+                context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0x1, payload: subscribeMessage.readableBytesView)), promise: nil)
+            }
+            if !awaitsSubscribed {
+                isSubscribed = true
+                upgraded.succeed()
+            }
         }
         let now = NIODeadline.now().uptimeNanoseconds
         while let (opcode, payloadRange) = Frames.next(in: buffer) {
             if opcode == 0x1 || opcode == 0x2 {
                 buffer.withUnsafeReadableBytes { bytes in
-                    record(UnsafeRawBufferPointer(rebasing: bytes[payloadRange]), now: now)
+                    let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadRange])
+                    if !isSubscribed && payload.firstRange(of: Self.subscribedKey) != nil {
+                        isSubscribed = true
+                        upgraded.succeed()
+                    }
+                    record(payload, now: now)
                 }
             } else if opcode == 0x9 {
                 let payload = buffer.getSlice(at: buffer.readerIndex + payloadRange.lowerBound, length: payloadRange.count) ?? ByteBuffer()
@@ -86,6 +103,8 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         buffer.discardReadBytes()
     }
+
+    private static let subscribedKey = Array(#""type":"subscribed""#.utf8)
 
     /// Finds every `"n":N ... "t":T` pair in a payload and records it.
     private func record(_ payload: UnsafeRawBufferPointer, now: UInt64) {

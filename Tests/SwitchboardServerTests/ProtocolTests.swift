@@ -322,6 +322,32 @@ import WebSocketTestClient
         }
     }
 
+    @Test func channelsNamedInTheUpgradeAreSubscribedAfterWelcome() async throws {
+        try await TestNode.with { node in
+            // market_data allowed, trading_signals forbidden for an anonymous client, the last name invalid.
+            let client = try await node.client(query: "subscribe=market_data%3AAAPL,system_status,trading_signals:x,bad!name")
+            var replies: [[String: Any]] = []
+            for _ in 0..<4 { replies.append(try await client.next()) }
+            #expect(replies[0]["type"] as? String == "subscribed" && replies[0]["channel"] as? String == "market_data:AAPL")
+            #expect(replies[1]["type"] as? String == "subscribed" && replies[1]["channel"] as? String == "system_status")
+            #expect(replies[2]["code"] as? String == "FORBIDDEN", "the same checks as a subscribe message: \(replies[2])")
+            #expect(replies[3]["code"] as? String == "BAD_REQUEST")
+            _ = try node.node.publish(Publication(channel: "system_status", event: "s", data: "1"))
+            #expect(try await client.next()["channel"] as? String == "system_status", "subscribed for real")
+            await client.close()
+        }
+    }
+
+    @Test func upgradeSubscriptionsCountTowardTheLimit() async throws {
+        try await TestNode.with({ $0.maxSubscriptions = 1 }) { node in
+            let client = try await node.client(query: "subscribe=system_status,market_data:A,market_data:B")
+            #expect(try await client.next()["type"] as? String == "subscribed")
+            #expect(try await client.next()["code"] as? String == "SUBSCRIPTION_LIMIT")
+            #expect(try await client.request(["type": "ping"])["type"] as? String == "pong", "nothing more: the list is cut past the limit")
+            await client.close()
+        }
+    }
+
     @Test func subscriptionsBeyondTheLimitAreRefused() async throws {
         try await TestNode.with({ $0.maxSubscriptions = 2 }) { node in
             let client = try await node.client()

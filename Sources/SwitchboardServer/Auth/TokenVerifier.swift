@@ -43,11 +43,17 @@ public struct TokenVerifier: Sendable {
     /// Whether any key is configured; without one every token fails.
     public var isConfigured: Bool { !keysByAlgorithm.isEmpty }
 
+    /// The identity of `token` if it was verified lately and has not expired since: exactly what ``verify(_:)``
+    /// would return, without waiting (nil: call ``verify(_:)``).
+    public func rememberedIdentity(of token: String) -> Identity? {
+        recent.identity(of: token, now: Date().timeIntervalSince1970)
+    }
+
     /// Verifies `token` and returns the identity it carries.
     public func verify(_ token: String) async throws(Failure) -> Identity {
         guard isConfigured else { throw Failure(description: Self.notConfiguredMessage) }
         // A remembered token passed every check below with the same keys; only its expiry can have changed.
-        if let identity = recent.identity(of: token, now: Date().timeIntervalSince1970) { return identity }
+        if let identity = rememberedIdentity(of: token) { return identity }
         guard let algorithm = Self.algorithm(of: token) else {
             throw Failure(description: "invalid token: malformed")
         }

@@ -41,10 +41,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             let admission = UpgradeAdmission(node: node)
             let upgrader = WebSocketUpgrader<Negotiated>(
                 shouldUpgrade: { channel, head in
-                    let peer = channel.remoteAddress
-                    return channel.eventLoop.makeFutureWithTask {
-                        try await admission.admit(head, peer: peer)
-                    }.map { upgrade -> HTTPHeaders? in
+                    admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
                         admitted.value = upgrade
                         // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
                         return HTTPHeaders()

@@ -12,6 +12,9 @@ struct AdmittedUpgrade: Sendable {
     let reservation: SlotReservation
     /// `?batch=true`: the client accepts `batch` frames.
     let wantsBatches: Bool
+    /// `?subscribe=a,b`: channels to subscribe to as soon as the connection is open, as if the client had sent
+    /// a `subscribe` for each (one round trip for a reconnecting client instead of two).
+    let subscriptions: [String]
 }
 
 /// An upgrade refused with an HTTP status and SPEC's JSON error body.
@@ -40,33 +43,72 @@ struct UpgradeAdmission: Sendable {
     /// The path WebSocket clients upgrade on.
     static let path = "/ws"
 
-    func admit(_ head: HTTPRequestHead, peer: SocketAddress?) async throws(UpgradeRejection) -> AdmittedUpgrade {
+    /// Runs the checks for an upgrade request on `loop`. Without a token, or with one verified lately, every
+    /// check is synchronous and the future is already complete: a reconnect storm of such clients creates no
+    /// task and crosses no thread. Only a token seen for the first time is verified asynchronously.
+    func admit(_ head: HTTPRequestHead, peer: SocketAddress?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
         let ip = ClientAddress.resolve(
             peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: node.settings.trustedProxies)
+        let admitted: EventLoopFuture<AdmittedUpgrade>
         do {
-            let admitted = try await check(head, ip: ip)
-            node.statistics.recordAttempt(.accepted)
-            return admitted
-        } catch {
-            node.statistics.recordAttempt(error.result)
-            switch error.result {
-            case .rateLimited:
-                node.statistics.recordRateLimited(.connectRate)
-                node.audit.record(SecurityEvent(.rateLimited, ip: ip, detail: "connect rate: \(error.message)"))
-            case .unauthorized:
-                node.authenticationFailed(ip: ip, connectionId: nil, detail: "at upgrade: \(error.message)")
-            case .connectionLimit:
-                node.audit.record(SecurityEvent(.connectionLimit, ip: ip, detail: error.message))
-            case .originNotAllowed:
-                node.audit.record(SecurityEvent(.originRejected, ip: ip, detail: error.message))
-            default:
-                break
+            let request = try check(head, ip: ip)
+            if let token = request.token, let identity = node.tokens.rememberedIdentity(of: token) {
+                admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: identity) })
+            } else if let token = request.token {
+                let tokens = node.tokens
+                admitted = loop.makeFutureWithTask { () async throws -> Identity in
+                    do throws(TokenVerifier.Failure) {
+                        return try await tokens.verify(token)
+                    } catch {
+                        throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+                    }
+                }.flatMapThrowing { identity in try reserve(request, for: identity) }
+            } else {
+                admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: .anonymous) })
             }
-            throw error
+        } catch {
+            admitted = loop.makeFailedFuture(error)
+        }
+        return admitted.map { upgrade in
+            node.statistics.recordAttempt(.accepted)
+            return upgrade
+        }.flatMapErrorThrowing { error in
+            let rejection =
+                error as? UpgradeRejection
+                ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
+            record(rejection, ip: ip)
+            throw rejection
         }
     }
 
-    private func check(_ head: HTTPRequestHead, ip: String) async throws(UpgradeRejection) -> AdmittedUpgrade {
+    /// Counts a refusal and writes its security event.
+    private func record(_ rejection: UpgradeRejection, ip: String) {
+        node.statistics.recordAttempt(rejection.result)
+        switch rejection.result {
+        case .rateLimited:
+            node.statistics.recordRateLimited(.connectRate)
+            node.audit.record(SecurityEvent(.rateLimited, ip: ip, detail: "connect rate: \(rejection.message)"))
+        case .unauthorized:
+            node.authenticationFailed(ip: ip, connectionId: nil, detail: "at upgrade: \(rejection.message)")
+        case .connectionLimit:
+            node.audit.record(SecurityEvent(.connectionLimit, ip: ip, detail: rejection.message))
+        case .originNotAllowed:
+            node.audit.record(SecurityEvent(.originRejected, ip: ip, detail: rejection.message))
+        default:
+            break
+        }
+    }
+
+    /// An upgrade request that passed the checks before the token (SPEC §3 steps 1-3).
+    private struct CheckedRequest {
+        let ip: String
+        let token: String?
+        let wantsBatches: Bool
+        let subscriptions: [String]
+    }
+
+    /// The checks before the token's verification, in SPEC §3's order.
+    private func check(_ head: HTTPRequestHead, ip: String) throws(UpgradeRejection) -> CheckedRequest {
         let target = URI(head.uri)
         guard target.path == Self.path else {
             throw UpgradeRejection(status: .notFound, code: .notFound, message: "no WebSocket endpoint at \(target.path); use \(Self.path)")
@@ -88,17 +130,17 @@ struct UpgradeAdmission: Sendable {
                 status: .tooManyRequests, code: .rateLimited,
                 message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
         }
-        var identity = Identity.anonymous
-        if let token = Self.token(in: head, query: target.queryParameters) {
-            do {
-                identity = try await node.tokens.verify(token)
-            } catch {
-                throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
-            }
-            node.statistics.recordAuth(succeeded: true)
-        }
+        let query = target.queryParameters
+        return CheckedRequest(
+            ip: ip, token: Self.token(in: head, query: query), wantsBatches: query["batch"] == "true",
+            subscriptions: Self.subscriptions(in: query, limit: settings.maxSubscriptions))
+    }
+
+    /// Step 5, after the token: reserves the connection's slot in the pools.
+    private func reserve(_ request: CheckedRequest, for identity: Identity) throws(UpgradeRejection) -> AdmittedUpgrade {
+        if identity.isAuthenticated { node.statistics.recordAuth(succeeded: true) }
         do {
-            try node.pools.reserve(ip: ip, userId: identity.userId)
+            try node.pools.reserve(ip: request.ip, userId: identity.userId)
         } catch {
             switch error {
             case .global:
@@ -110,9 +152,16 @@ struct UpgradeAdmission: Sendable {
             }
         }
         return AdmittedUpgrade(
-            identity: identity, ip: ip,
-            reservation: SlotReservation(pools: node.pools, ip: ip, userId: identity.userId),
-            wantsBatches: target.queryParameters["batch"] == "true")
+            identity: identity, ip: request.ip,
+            reservation: SlotReservation(pools: node.pools, ip: request.ip, userId: identity.userId),
+            wantsBatches: request.wantsBatches, subscriptions: request.subscriptions)
+    }
+
+    /// The channels of `?subscribe=a,b` (percent-decoded, at most one more than the subscription limit, so that
+    /// going over it is still answered with `SUBSCRIPTION_LIMIT`).
+    private static func subscriptions(in query: FlatDictionary<Substring, Substring>, limit: Int) -> [String] {
+        guard let list = query["subscribe"], !list.isEmpty else { return [] }
+        return list.split(separator: ",").prefix(limit + 1).map { String($0).removingPercentEncoding ?? String($0) }
     }
 
     /// `Authorization: Bearer T` or `?token=T` (SPEC §3 step 4).

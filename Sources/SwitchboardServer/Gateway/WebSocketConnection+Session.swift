@@ -152,6 +152,12 @@ extension WebSocketConnection {
 
     // MARK: subscribe, unsubscribe, publish
 
+    /// The upgrade's `?subscribe=` channels, handled as `subscribe` messages without an `id`: each answered with
+    /// `subscribed` or an error, in order, after `welcome`.
+    func subscribeAtUpgrade(_ channels: [String]) {
+        for channel in channels { subscribe(to: channel, since: nil, id: nil) }
+    }
+
     private func subscribe(to name: String, since: UInt64?, id: RequestID?) {
         guard node.settings.allowAnonymous || session.identity.isAuthenticated else {
             send(ServerMessage.error(.unauthorized, "authenticate first: anonymous access is off", id: id))

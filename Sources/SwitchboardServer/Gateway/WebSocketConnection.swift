@@ -72,6 +72,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var fragmentsAreText = false
     /// When the upgrade completed.
     let connectedAt = Date()
+    /// The upgrade's `?subscribe=` channels, until `handlerAdded` subscribes them.
+    private var upgradeSubscriptions: [String]
     /// Messages received from and frames written to the client (event-loop confined).
     private var messagesIn = 0
     private var messagesOut = 0
@@ -84,6 +86,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         self.channel = channel
         self.reservation = admitted.reservation
         self.wantsBatches = admitted.wantsBatches
+        self.upgradeSubscriptions = admitted.subscriptions
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
         self.drainScheduler = node.drainSchedulers[channel.eventLoop]
         self.heartbeats = node.heartbeats[channel.eventLoop]
@@ -107,6 +110,10 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
         startSession()
         heartbeats.add(self)
+        if !upgradeSubscriptions.isEmpty {
+            subscribeAtUpgrade(upgradeSubscriptions)
+            upgradeSubscriptions = []
+        }
     }
 
     public func channelInactive(context: ChannelHandlerContext) {
