@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "SwitchboardCore", targets: ["SwitchboardCore"]),
         .library(name: "SwitchboardServer", targets: ["SwitchboardServer"]),
         .library(name: "WebSocketTestClient", targets: ["WebSocketTestClient"]),
+        .library(name: "RedisClient", targets: ["RedisClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -65,6 +66,18 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // A small RESP2 client on SwiftNIO (no Redis client package is in the mirror): pipelined command
+        // connections, pub/sub connections, reply parser with bounds. Library-like: nothing of Switchboard in it.
+        .target(
+            name: "RedisClient",
+            dependencies: [
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WebSocketTestClient",
             dependencies: [
@@ -97,6 +110,12 @@ let package = Package(
             dependencies: ["SwitchboardCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // libFuzzer target for the Redis reply parser (`scripts/fuzz redis`).
+        .executableTarget(
+            name: "FuzzRESPParser",
+            dependencies: ["RedisClient", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // The load generator of scripts/bench.
         .executableTarget(
             name: "SwitchboardBench",
@@ -115,6 +134,11 @@ let package = Package(
                 "SwitchboardCore",
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisClientTests",
+            dependencies: ["RedisClient", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(
