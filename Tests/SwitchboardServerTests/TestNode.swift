@@ -23,6 +23,7 @@ struct TestNode: Sendable {
     static func with(
         _ configure: (inout Settings) -> Void = { _ in },
         eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        makeBroker: (Hub, any LocalRecipients) -> any Broker = { LocalBroker(hub: $0, recipients: $1) },
         _ body: (TestNode) async throws -> Void
     ) async throws {
         var settings = Settings()
@@ -34,7 +35,7 @@ struct TestNode: Sendable {
         logger.logLevel = .warning
         let publicKey = try settings.jwtPublicKey.map { try String(contentsOfFile: $0, encoding: .utf8) }
         let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey)
-        let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup)
+        let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup, makeBroker: makeBroker)
         let (listeners, listenerContinuation) = AsyncStream.makeStream(of: (any Channel).self)
         let app = buildApplication(node: node) { channel in
             listenerContinuation.yield(channel)

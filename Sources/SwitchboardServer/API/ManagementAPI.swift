@@ -233,7 +233,7 @@ struct ManagementAPI: Sendable {
         } catch {
             throw APIError(status: .badRequest, code: error.code, message: error.message)
         }
-        let result = try send(broadcast)
+        let result = try await send(broadcast)
         node.audit.recordBroadcast(
             by: admin.userId, namespace: broadcast.auditNamespace,
             detail: "\(broadcast.target.description) event \(broadcast.publication.event)")
@@ -261,7 +261,9 @@ struct ManagementAPI: Sendable {
         guard problems.isEmpty else {
             throw APIError.badRequest("\(problems.count) of \(items.count) messages are invalid; nothing was sent", details: problems)
         }
-        let results = try broadcasts.map(send)
+        var results: [JSONValue] = []
+        results.reserveCapacity(broadcasts.count)
+        for broadcast in broadcasts { results.append(try await send(broadcast)) }
         for (namespace, items) in Dictionary(grouping: broadcasts, by: \.auditNamespace).sorted(by: { $0.key < $1.key }) {
             node.audit.recordBroadcast(
                 by: admin.userId, namespace: namespace, messages: items.count,
@@ -271,13 +273,18 @@ struct ManagementAPI: Sendable {
     }
 
     /// Publishes one validated broadcast and describes the result as SPEC's `{"channel","seq","recipients"}`.
-    private func send(_ broadcast: BroadcastRequest) throws -> JSONValue {
+    private func send(_ broadcast: BroadcastRequest) async throws -> JSONValue {
         let result: Hub.PublishResult
         do {
-            result = try node.publish(broadcast.publication, to: broadcast.target)
+            result = try await node.publish(broadcast.publication, to: broadcast.target)
         } catch {
-            // Validation resolved the channel already; only a namespace table without `user` gets here.
-            throw APIError(status: .badRequest, code: error.code, message: error.message)
+            switch error {
+            case .target:
+                // Validation resolved the channel already; only a namespace table without `user` gets here.
+                throw APIError(status: .badRequest, code: error.code, message: error.message)
+            case .broker:
+                throw APIError(status: .serviceUnavailable, code: error.code, message: error.message)
+            }
         }
         let channel: JSONValue = switch broadcast.target {
         case .channel(let name): .string(name)

@@ -10,7 +10,7 @@ struct DemoFeed: Service {
     static let interval: Duration = .milliseconds(100)
 
     func run() async throws {
-        _ = try? node.publish(Publication(channel: "system_status", event: "status", data: #"{"state":"open","demo":true}"#))
+        _ = try? await node.publish(Publication(channel: "system_status", event: "status", data: #"{"state":"open","demo":true}"#))
         await cancelWhenGracefulShutdown {
             var prices = Dictionary(uniqueKeysWithValues: Self.symbols)
             while !Task.isCancelled {
@@ -20,7 +20,7 @@ struct DemoFeed: Service {
                     let spread = last * 0.0002
                     let data = String(
                         format: #"{"symbol":"%@","bid":%.4f,"ask":%.4f,"last":%.4f}"#, symbol, last - spread, last + spread, last)
-                    _ = try? node.publish(Publication(channel: "market_data:\(symbol)", event: "quote", data: data, key: symbol))
+                    _ = try? await node.publish(Publication(channel: "market_data:\(symbol)", event: "quote", data: data, key: symbol))
                 }
                 try? await Task.sleep(for: Self.interval)
             }

@@ -1,3 +1,4 @@
+public import SwitchboardCore
 import Synchronization
 
 /// The node's open WebSocket connections by id and by user, for targeted and global messages, the admin
@@ -55,4 +56,9 @@ public final class ConnectionRegistry: Sendable {
         index.byUser[userId]?[id] = nil
         if index.byUser[userId]?.isEmpty == true { index.byUser[userId] = nil }
     }
+}
+
+extension ConnectionRegistry: LocalRecipients {
+    public func subscribers(ofUser userId: String) -> [any Subscriber] { connections(ofUser: userId) }
+    public var allSubscribers: [any Subscriber] { all }
 }

@@ -13,6 +13,8 @@ public final class Node: Sendable {
     public let connectRateLimiter: KeyedRateLimiter
     public let tokens: TokenVerifier
     public let connections: ConnectionRegistry
+    /// Sequences publishes and delivers them (``LocalBroker``: in this process).
+    public let broker: any Broker
     public let logger: Logger
     public let startedAt: ContinuousClock.Instant
     /// Counters for `stats` and `/metrics`.
@@ -38,11 +40,13 @@ public final class Node: Sendable {
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
+    ///   - makeBroker: the broker over this node's hub and connections (default: ``LocalBroker``).
     /// - Throws: when the audit log file cannot be opened.
     public init(
         settings: Settings, tokens: TokenVerifier, logger: Logger,
         metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        makeBroker: (Hub, any LocalRecipients) -> any Broker = { LocalBroker(hub: $0, recipients: $1) }
     ) throws {
         self.settings = settings
         self.tokens = tokens
@@ -73,6 +77,7 @@ public final class Node: Sendable {
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
         self.connections = ConnectionRegistry()
+        self.broker = makeBroker(hub, connections)
         self.startedAt = .now
     }
 
@@ -134,27 +139,45 @@ public final class Node: Sendable {
         }
     }
 
-    /// The one publish path of the node, for the API and the WebSocket `publish` frame alike.
-    /// The publication's `channel` is ignored for `.user` and `.all` targets.
-    public func publish(_ publication: Publication, to target: Target) throws(ChannelAccessError) -> Hub.PublishResult {
-        switch target {
-        case .channel(let channel):
-            var publication = publication
-            publication.channel = channel
-            let (_, namespace) = try hub.directory.resolve(channel)
-            return hub.publish(publication, namespace: namespace)
-        case .user(let userId):
-            var publication = publication
-            publication.channel = "user:\(userId)"
-            let (_, namespace) = try hub.directory.resolve(publication.channel)
-            return hub.publish(publication, namespace: namespace, extraRecipients: connections.connections(ofUser: userId))
-        case .all:
-            return hub.publishGlobal(publication, to: connections.all)
+    /// Why a publish was refused: its target (``ChannelAccessError``) or the broker.
+    public enum PublishError: Error, Sendable {
+        case target(ChannelAccessError)
+        case broker(BrokerError)
+    }
+
+    /// The one publish path of the node, for the API and the WebSocket `publish` frame alike: resolves the
+    /// target and hands the publication to the broker. The publication's `channel` is ignored for `.user`
+    /// and `.all` targets.
+    public func publish(_ publication: Publication, to target: Target) async throws(PublishError) -> Hub.PublishResult {
+        let (publication, resolved) = try resolve(publication, to: target)
+        do {
+            return try await broker.publish(publication, to: resolved)
+        } catch {
+            throw .broker(error)
         }
     }
 
     /// Publishes on the publication's own channel.
-    public func publish(_ publication: Publication) throws(ChannelAccessError) -> Hub.PublishResult {
-        try publish(publication, to: .channel(publication.channel))
+    public func publish(_ publication: Publication) async throws(PublishError) -> Hub.PublishResult {
+        try await publish(publication, to: .channel(publication.channel))
+    }
+
+    /// The publication as it will be sent (on the target's channel) and the target as the broker takes it.
+    func resolve(_ publication: Publication, to target: Target) throws(PublishError) -> (Publication, BrokerTarget) {
+        var publication = publication
+        do {
+            switch target {
+            case .channel(let channel):
+                publication.channel = channel
+                return (publication, .channel(try hub.directory.resolve(channel).1))
+            case .user(let userId):
+                publication.channel = "user:\(userId)"
+                return (publication, .user(userId, try hub.directory.resolve(publication.channel).1))
+            case .all:
+                return (publication, .all)
+            }
+        } catch {
+            throw .target(error)
+        }
     }
 }

@@ -8,8 +8,9 @@ struct SessionState {
     /// `max-subscriptions`), and a small array is half a set's allocation on every idle connection.
     var subscriptions: [String] = []
     var rateLimiter: MessageRateLimiter
-    /// An in-band `auth` is being verified; later messages wait in `deferred` to keep their order.
-    var isAuthenticating = false
+    /// An in-band `auth` is being verified, or a `publish` waits for the broker: later messages wait in
+    /// `deferred`, so replies keep the order of their requests.
+    var isWaiting = false
     var deferred: [ByteBuffer] = []
     /// The one timer that can end the session: the auth timeout before authentication, the token's expiry
     /// after (never both, so one field: it is per connection).
@@ -25,7 +26,7 @@ struct SessionState {
 
 /// The protocol of SPEC §3 on one connection: `auth`, `subscribe`, `unsubscribe`, `publish`, `ping`.
 extension WebSocketConnection {
-    /// Most messages held back while an `auth` is verified; more is abuse.
+    /// Most messages held back while an `auth` or `publish` is pending; more is abuse.
     static let maxDeferredMessages = 64
 
     func startSession() {
@@ -49,9 +50,9 @@ extension WebSocketConnection {
     }
 
     func handleMessage(_ payload: ByteBuffer) {
-        if session.isAuthenticating {
+        if session.isWaiting {
             guard session.deferred.count < Self.maxDeferredMessages else {
-                close(code: .rateLimitAbuse, reason: "too many messages while authenticating")
+                close(code: .rateLimitAbuse, reason: "too many messages while a request is pending")
                 return
             }
             session.deferred.append(payload)
@@ -77,7 +78,7 @@ extension WebSocketConnection {
     // MARK: auth
 
     private func authenticate(token: String, id: RequestID?) {
-        session.isAuthenticating = true
+        session.isWaiting = true
         let tokens = node.tokens
         // JWTKit verifies asynchronously; the result comes back to the event loop before any later message.
         let verification = eventLoop.makeFutureWithTask { () -> Result<Identity, TokenVerifier.Failure> in
@@ -89,7 +90,7 @@ extension WebSocketConnection {
     }
 
     private func finishAuthentication(_ result: Result<Identity, TokenVerifier.Failure>, id: RequestID?) {
-        session.isAuthenticating = false
+        session.isWaiting = false
         switch result {
         case .failure(let failure):
             send(ServerMessage.error(.unauthorized, failure.description, id: id))
@@ -113,12 +114,17 @@ extension WebSocketConnection {
             scheduleExpiry()
             send(ServerMessage.authenticated(identity, id: id))
         }
+        resumeDeferredMessages()
+    }
+
+    /// Handles the messages held back while a request was pending, in order, until one is pending again.
+    private func resumeDeferredMessages() {
         let deferred = session.deferred
         session.deferred.removeAll()
         for (index, payload) in deferred.enumerated() {
             handleMessage(payload)
-            if session.isAuthenticating {
-                // Another auth started: keep the rest waiting behind it, in order.
+            if session.isWaiting {
+                // Another request is pending: keep the rest waiting behind it, in order.
                 session.deferred.insert(contentsOf: deferred[(index + 1)...], at: 0)
                 return
             }
@@ -206,11 +212,49 @@ extension WebSocketConnection {
             send(ServerMessage.error(.forbidden, "only admins may publish", id: id))
             return
         }
+        let target: BrokerTarget
+        let resolved: Publication
         do {
-            let result = try node.publish(publication, to: .channel(publication.channel))
-            send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
+            (resolved, target) = try node.resolve(publication, to: .channel(publication.channel))
         } catch {
             send(ServerMessage.error(error.code, error.message, id: id))
+            return
+        }
+        // An in-process broker answers at once; one that needs a round trip answers later, and the messages
+        // after this one wait for it (as behind an `auth`), so replies keep their order.
+        if let result = node.broker.publishImmediately(resolved, to: target) {
+            send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
+            return
+        }
+        session.isWaiting = true
+        let broker = node.broker
+        let published = eventLoop.makeFutureWithTask { () async -> Result<Hub.PublishResult, BrokerError> in
+            do throws(BrokerError) { return .success(try await broker.publish(resolved, to: target)) } catch { return .failure(error) }
+        }
+        published.whenSuccess { [self] result in
+            self.session.isWaiting = false
+            switch result {
+            case .success(let result): self.send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
+            case .failure(let error): self.send(ServerMessage.error(.internalError, "publish failed: \(error.description)", id: id))
+            }
+            self.resumeDeferredMessages()
+        }
+    }
+}
+
+extension Node.PublishError {
+    /// The wire error code for this refusal.
+    var code: ErrorCode {
+        switch self {
+        case .target(let error): error.code
+        case .broker: .internalError
+        }
+    }
+
+    var message: String {
+        switch self {
+        case .target(let error): error.message
+        case .broker(let error): "publish failed: \(error.description)"
         }
     }
 }
