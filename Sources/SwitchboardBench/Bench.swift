@@ -74,6 +74,9 @@ struct Audience {
                                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
                             }
                             .connect(host: "127.0.0.1", port: common.port).get()
+                        // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
+                        let timeout = loop.scheduleTask(in: .seconds(30)) { upgraded.fail(ChannelError.connectTimeout(.seconds(30))) }
+                        defer { timeout.cancel() }
                         try await upgraded.futureResult.get()
                         return (channel, handler)
                     }
