@@ -74,19 +74,9 @@ public final class RedisConnection: Sendable {
     public static func connect(
         to url: RedisURL, configuration: Configuration = .init(), on loop: any EventLoop
     ) async throws -> RedisConnection {
-        let channel = try await ClientBootstrap(group: loop)
-            .connectTimeout(configuration.connectTimeout)
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(RedisCommandHandler(configuration: configuration))
-                }
-            }
-            .connect(host: url.host, port: url.port).get()
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        let (channel, handler) = try await RedisBootstrap.connect(to: url, configuration: configuration, on: loop) {
+            RedisCommandHandler(configuration: configuration)
+        }
         let connection = RedisConnection(channel: channel, handler: handler)
         do {
             try await connection.logIn(url)
@@ -99,10 +89,7 @@ public final class RedisConnection: Sendable {
 
     /// `AUTH` and `SELECT` as the URL says.
     func logIn(_ url: RedisURL) async throws {
-        if let password = url.password {
-            let arguments: [RESPArgument] = url.username.map { ["AUTH", RESPArgument($0), RESPArgument(password)] } ?? ["AUTH", RESPArgument(password)]
-            _ = try await send(arguments)
-        }
+        if let auth = url.authCommand { _ = try await send(auth) }
         if url.database != 0 { _ = try await send(["SELECT", RESPArgument(url.database)]) }
     }
 
@@ -160,10 +147,9 @@ final class RedisCommandHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let period = TimeAmount.nanoseconds(max(configuration.commandTimeout.nanoseconds / 4, 10_000_000))
-        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
-            self?.checkTimeout()
-        }
+        timer = RedisBootstrap.scheduleTimeoutChecks(
+            on: context.eventLoop, timeout: configuration.commandTimeout, oldestSentAt: { [weak self] in self?.waiting.first?.sentAt },
+            onLate: { [weak self] in self?.timedOut() })
     }
 
     func write(_ commands: [[RESPArgument]], promise: EventLoopPromise<[RESPValue]>) {
@@ -217,8 +203,8 @@ final class RedisCommandHandler: ChannelInboundHandler {
         self.context = nil
     }
 
-    private func checkTimeout() {
-        guard let context, let oldest = waiting.first, NIODeadline.now() - oldest.sentAt > configuration.commandTimeout else { return }
+    private func timedOut() {
+        guard let context else { return }
         fail(.timedOut, context: context)
     }
 

@@ -30,25 +30,12 @@ public final class RedisSubscription: Sendable {
         to url: RedisURL, configuration: RedisConnection.Configuration = .init(), on loop: any EventLoop,
         onMessage: @escaping @Sendable (RedisMessage) -> Void
     ) async throws -> RedisSubscription {
-        let channel = try await ClientBootstrap(group: loop)
-            .connectTimeout(configuration.connectTimeout)
-            .channelOption(.socketOption(.so_keepalive), value: 1)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(
-                        RedisSubscriptionHandler(configuration: configuration, onMessage: onMessage))
-                }
-            }
-            .connect(host: url.host, port: url.port).get()
-        let handler = try await channel.eventLoop.submit {
-            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisSubscriptionHandler.self), eventLoop: channel.eventLoop)
-        }.get()
+        let (channel, handler) = try await RedisBootstrap.connect(to: url, configuration: configuration, on: loop) {
+            RedisSubscriptionHandler(configuration: configuration, onMessage: onMessage)
+        }
         let subscription = RedisSubscription(channel: channel, handler: handler)
         do {
-            if let password = url.password {
-                let arguments: [RESPArgument] = url.username.map { ["AUTH", RESPArgument($0), RESPArgument(password)] } ?? ["AUTH", RESPArgument(password)]
-                try await subscription.command(arguments)
-            }
+            if let auth = url.authCommand { try await subscription.command(auth) }
         } catch {
             try? await channel.close()
             throw error
@@ -121,10 +108,9 @@ final class RedisSubscriptionHandler: ChannelInboundHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        let period = TimeAmount.nanoseconds(max(configuration.commandTimeout.nanoseconds / 4, 10_000_000))
-        timer = context.eventLoop.scheduleRepeatedTask(initialDelay: period, delay: period) { [weak self] _ in
-            self?.checkTimeout()
-        }
+        timer = RedisBootstrap.scheduleTimeoutChecks(
+            on: context.eventLoop, timeout: configuration.commandTimeout, oldestSentAt: { [weak self] in self?.waiting.first?.sentAt },
+            onLate: { [weak self] in self?.timedOut() })
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -198,8 +184,8 @@ final class RedisSubscriptionHandler: ChannelInboundHandler {
         failAll(.connectionClosed, context: context)
     }
 
-    private func checkTimeout() {
-        guard let context, let oldest = waiting.first, NIODeadline.now() - oldest.sentAt > configuration.commandTimeout else { return }
+    private func timedOut() {
+        guard let context else { return }
         failAll(.timedOut, context: context)
     }
 
