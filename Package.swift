@@ -78,6 +78,22 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
+        // Cluster mode's pieces over RedisClient (SPEC §8); the broker itself is still to come.
+        .target(
+            name: "RedisBroker",
+            dependencies: [
+                "RedisClient",
+                "SwitchboardCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+        // A redis-server of a test's own, for the Redis tests.
+        .target(
+            name: "RedisTestSupport",
+            dependencies: ["RedisClient"],
+            swiftSettings: swiftSettings
+        ),
         .target(
             name: "WebSocketTestClient",
             dependencies: [
@@ -138,7 +154,12 @@ let package = Package(
         ),
         .testTarget(
             name: "RedisClientTests",
-            dependencies: ["RedisClient", .product(name: "NIOPosix", package: "swift-nio")],
+            dependencies: ["RedisClient", "RedisTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "RedisBrokerTests",
+            dependencies: ["RedisBroker", "RedisClient", "RedisTestSupport", .product(name: "NIOPosix", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOPosix
+import RedisTestSupport
 import Testing
 
 @testable import RedisClient

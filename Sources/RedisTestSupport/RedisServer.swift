@@ -1,22 +1,22 @@
 import Foundation
-import NIOCore
-import NIOPosix
-import RedisClient
+public import RedisClient
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
 /// A `redis-server` of a test's own, on a free loopback port, in a temporary directory, with nothing saved;
-/// stopped by its PID (never the machine's own Redis service).
-final class RedisServer: @unchecked Sendable {
-    let port: Int
+/// stopped by its PID (never the machine's own Redis service). For tests: `RedisServer.with { server in … }`.
+///
+/// `@unchecked Sendable`: its state is the `Process` (thread-safe for these calls) and constants.
+public final class RedisServer: @unchecked Sendable {
+    public let port: Int
     let process = Process()
     private let directory: URL
 
     /// Starts one and waits until it accepts connections.
     /// - Parameter arguments: extra `redis-server` arguments (`--requirepass`, ...).
-    init(arguments: [String] = []) async throws {
+    public init(arguments: [String] = []) async throws {
         port = try Self.freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
@@ -41,14 +41,14 @@ final class RedisServer: @unchecked Sendable {
         }
     }
 
-    var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
+    public var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
 
     /// SIGSTOP: Redis stops answering, but its sockets stay open (a hung server). Neither can be blocked.
-    func pause() { kill(process.processIdentifier, SIGSTOP) }
-    func resume() { kill(process.processIdentifier, SIGCONT) }
+    public func pause() { kill(process.processIdentifier, SIGSTOP) }
+    public func resume() { kill(process.processIdentifier, SIGCONT) }
 
     /// SIGKILL (nothing to save): a child started from a test thread inherits its blocked signals, SIGTERM included.
-    func stop() {
+    public func stop() {
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
             process.waitUntilExit()
@@ -59,7 +59,7 @@ final class RedisServer: @unchecked Sendable {
     deinit { stop() }
 
     /// Runs `body` with a fresh server, stopped afterwards whatever happens.
-    static func with<T>(arguments: [String] = [], _ body: (RedisServer) async throws -> T) async throws -> T {
+    public static func with<T>(arguments: [String] = [], _ body: (RedisServer) async throws -> T) async throws -> T {
         let server = try await RedisServer(arguments: arguments)
         defer { server.stop() }
         return try await body(server)
