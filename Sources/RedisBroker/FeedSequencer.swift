@@ -1,0 +1,82 @@
+/// One channel's feed on one node, as a pure state machine: messages arrive from Redis pub/sub (at most
+/// once, in order per connection, but a cut connection loses some); it hands them on strictly in `seq`
+/// order, each once, and says when a gap must be repaired from the channel's history stream (SPEC §8).
+///
+/// - A `seq` at or below the last one handed on, or already waiting, is a duplicate: dropped.
+/// - The next `seq` is handed on at once, with whatever waited right behind it.
+/// - A higher one opens a gap: it waits (with any later ones, bounded) while the missing range is read from
+///   the history stream; ``repaired(_:)`` fills in what was found, and what is still missing is given up
+///   (counted in ``lost``) so delivery never stalls.
+public struct FeedSequencer<Message> {
+    /// What to do after an event: hand `deliver` on in order, then, if set, read `repair` from the history.
+    public struct Action {
+        public var deliver: [(seq: UInt64, message: Message)] = []
+        public var repair: ClosedRange<UInt64>?
+    }
+
+    /// The last `seq` handed on (0: none yet).
+    public private(set) var delivered: UInt64
+    /// The range being repaired, if any.
+    public private(set) var repairing: ClosedRange<UInt64>?
+    /// Messages given up because neither the feed nor the history had them.
+    public private(set) var lost: UInt64 = 0
+    /// Most messages held behind a gap; past it the gap is given up at once.
+    public let maxWaiting: Int
+    /// Messages past a gap, by seq.
+    private var waiting: [UInt64: Message] = [:]
+
+    /// - Parameter delivered: the last `seq` already handed on (from the history or last value at start).
+    public init(delivered: UInt64 = 0, maxWaiting: Int = 10_000) {
+        self.delivered = delivered
+        self.maxWaiting = maxWaiting
+    }
+
+    /// A message from the feed.
+    public mutating func received(_ seq: UInt64, _ message: Message) -> Action {
+        guard seq > delivered, waiting[seq] == nil else { return Action() }
+        waiting[seq] = message
+        guard repairing == nil else {
+            return waiting.count > maxWaiting ? giveUpRepair() : Action()
+        }
+        return advance()
+    }
+
+    /// What the history stream held of the range being repaired (any subset, any order); the rest of the
+    /// range is given up.
+    public mutating func repaired(_ found: [(seq: UInt64, message: Message)]) -> Action {
+        guard let range = repairing else { return Action() }
+        repairing = nil
+        for (seq, message) in found where range.contains(seq) && seq > delivered && waiting[seq] == nil {
+            waiting[seq] = message
+        }
+        var action = Action()
+        while delivered < range.upperBound {
+            delivered += 1
+            if let message = waiting.removeValue(forKey: delivered) { action.deliver.append((delivered, message)) } else { lost += 1 }
+        }
+        let next = advance()
+        action.deliver += next.deliver
+        action.repair = next.repair
+        return action
+    }
+
+    /// Gives up the range being repaired (the history read failed, or too much waits behind the gap).
+    public mutating func giveUpRepair() -> Action {
+        repaired([])
+    }
+
+    /// Hands on what waits right after `delivered`; if messages still wait behind a gap, starts its repair.
+    private mutating func advance() -> Action {
+        var action = Action()
+        while let message = waiting.removeValue(forKey: delivered + 1) {
+            delivered += 1
+            action.deliver.append((delivered, message))
+        }
+        if let first = waiting.keys.min() {
+            let gap = (delivered + 1)...(first - 1)
+            repairing = gap
+            action.repair = gap
+        }
+        return action
+    }
+}

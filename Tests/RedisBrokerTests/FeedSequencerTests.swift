@@ -1,0 +1,58 @@
+import Testing
+
+@testable import RedisBroker
+
+/// Per-channel ordering of the cluster feed on one node: in order, once, gaps repaired or given up.
+@Suite struct FeedSequencerTests {
+    private func seqs(_ action: FeedSequencer<String>.Action) -> [UInt64] { action.deliver.map(\.seq) }
+
+    @Test func inOrderMessagesGoOnAtOnceAndDuplicatesAreDropped() {
+        var feed = FeedSequencer<String>()
+        #expect(seqs(feed.received(1, "a")) == [1])
+        #expect(seqs(feed.received(2, "b")) == [2])
+        #expect(seqs(feed.received(2, "b again")) == [], "a duplicate")
+        #expect(seqs(feed.received(1, "old")) == [])
+        #expect(feed.delivered == 2 && feed.lost == 0)
+    }
+
+    @Test func aGapIsRepairedFromHistoryAndLaterMessagesWaitForIt() {
+        var feed = FeedSequencer<String>(delivered: 10)
+        let gap = feed.received(14, "n")
+        #expect(gap.deliver.isEmpty && gap.repair == 11...13, "11-13 were lost on the feed: read them from the history")
+        #expect(seqs(feed.received(15, "o")) == [], "waits behind the gap")
+        #expect(seqs(feed.received(14, "n")) == [], "already waiting: a duplicate")
+        let filled = feed.repaired([(13, "m"), (11, "k"), (12, "l")])
+        #expect(filled.deliver.map(\.message) == ["k", "l", "m", "n", "o"], "in seq order, each once")
+        #expect(filled.repair == nil && feed.delivered == 15 && feed.lost == 0)
+    }
+
+    @Test func whatTheHistoryNoLongerHoldsIsGivenUpAndCounted() {
+        var feed = FeedSequencer<String>()
+        #expect(feed.received(5, "e").repair == 1...4)
+        let filled = feed.repaired([(4, "d")])
+        #expect(seqs(filled) == [4, 5])
+        #expect(feed.lost == 3, "1-3 were gone from the history too")
+    }
+
+    @Test func aSecondGapBehindTheFirstIsRepairedNext() {
+        var feed = FeedSequencer<String>()
+        _ = feed.received(1, "a")
+        #expect(feed.received(3, "c").repair == 2...2)
+        #expect(feed.received(6, "f").repair == nil, "one repair at a time")
+        let first = feed.repaired([(2, "b")])
+        #expect(seqs(first) == [2, 3])
+        #expect(first.repair == 4...5, "then the gap before 6")
+        #expect(seqs(feed.repaired([(4, "d"), (5, "e")])) == [4, 5, 6])
+    }
+
+    @Test func tooMuchWaitingBehindAGapGivesItUp() {
+        var feed = FeedSequencer<String>(maxWaiting: 3)
+        #expect(feed.received(2, "b").repair == 1...1)
+        _ = feed.received(3, "c")
+        _ = feed.received(4, "d")
+        let overflow = feed.received(5, "e")
+        #expect(seqs(overflow) == [2, 3, 4, 5], "delivery never stalls behind a repair")
+        #expect(feed.lost == 1)
+        #expect(seqs(feed.repaired([(1, "late")])) == [], "a repair answered after giving up changes nothing")
+    }
+}
