@@ -164,7 +164,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SwitchboardServerTests",
-            dependencies: ["SwitchboardServer", "WebSocketTestClient"],
+            dependencies: ["SwitchboardServer", "WebSocketTestClient", "RedisBroker", "RedisTestSupport"],
             swiftSettings: swiftSettings
         ),
     ]

@@ -80,3 +80,6 @@ public struct FeedSequencer<Message> {
         return action
     }
 }
+
+extension FeedSequencer: Sendable where Message: Sendable {}
+extension FeedSequencer.Action: Sendable where Message: Sendable {}

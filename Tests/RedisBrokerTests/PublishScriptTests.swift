@@ -32,7 +32,7 @@ import Testing
                         for batch in 0..<10 {
                             let texts = (0..<50).map { "n\(index)-\(batch * 50 + $0)" }
                             let results = try await PublishScript.publish(
-                                texts.map { (frame("market_data:AAPL", $0), keys, 100) }, on: node)
+                                texts.map { (frame("market_data:AAPL", $0), keys, 100, .channel) }, on: node)
                             for (text, result) in zip(texts, results) { seqs.append((try result.get(), text)) }
                         }
                         return seqs
@@ -45,7 +45,8 @@ import Testing
             var delivered: [(UInt64, String)] = []
             for _ in 1...1000 {
                 let message = try #require(await iterator.next())
-                let (seq, frame) = try #require(PublishScript.parseFeedMessage(message.payload))
+                let (seq, tag, frame) = try #require(PublishScript.parseFeedMessage(message.payload))
+                #expect(tag == .channel)
                 delivered.append((seq, String(buffer: frame)))
             }
             #expect(delivered.map(\.0) == Array(1...1000), "the feed carries one order, each message once")
@@ -66,19 +67,22 @@ import Testing
         try await RedisServer.with { server in
             let keys = PublishScript.Keys(prefix: "p:", channel: "system_status")
             let redis = try await RedisConnection.connect(to: server.url, on: loop)
-            let first = try await PublishScript.publish([(frame("system_status", "a"), keys, 0)], on: redis)
+            let first = try await PublishScript.publish([(frame("system_status", "a"), keys, 0, .channel)], on: redis)
             #expect(try first[0].get() == 1)
             #expect(try await redis.send(["EXISTS", RESPArgument(keys.history)]) == .integer(0))
             _ = try await redis.send(["SCRIPT", "FLUSH"])  // as after a Redis restart that kept its data
-            let second = try await PublishScript.publish([(frame("system_status", "b"), keys, 0)], on: redis)
+            let second = try await PublishScript.publish([(frame("system_status", "b"), keys, 0, .channel)], on: redis)
             #expect(try second[0].get() == 2, "seq goes on; the script is sent again on NOSCRIPT")
             await redis.close()
         }
     }
 
     @Test func feedMessagesThatAreNotOursAreRefused() {
-        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "12\n{}"))?.seq == 12)
-        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "x\n{}")) == nil)
+        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "12 c\n{}"))?.seq == 12)
+        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "12 u\n{}"))?.tag == .user)
+        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "12\n{}")) == nil, "no tag")
+        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "12 z\n{}")) == nil, "unknown tag")
+        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "x c\n{}")) == nil)
         #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "no newline")) == nil)
     }
 }

@@ -78,10 +78,30 @@ final class ChannelState: Sendable {
     /// Assigns the next `seq`, encodes once and queues the same bytes for every recipient. Lock held.
     private func deliver(_ publication: Publication, extraRecipients: [any Subscriber], state: inout State) -> Hub.PublishResult {
         state.seq += 1
-        let conflationKey = namespace.conflate ? publication.key.map { "\(name)\u{0}\($0)" } : nil
         let delivery = Delivery.message(
-            seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()), conflationKey: conflationKey,
-            namespace: namespace.name)
+            seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()),
+            conflationKey: conflationKey(of: publication.key), namespace: namespace.name)
+        return distribute(delivery, extraRecipients: extraRecipients, state: &state)
+    }
+
+    private func conflationKey(of key: String?) -> String? {
+        namespace.conflate ? key.map { "\(name)\u{0}\($0)" } : nil
+    }
+
+    /// A message a broker sequenced elsewhere (cluster mode): `payload` is the complete message JSON with its
+    /// `seq`. Kept and fanned out like a local publish; a `seq` at or below the channel's last is ignored
+    /// (the broker hands each on once, in order, so that is only a late duplicate).
+    func deliverSequenced(seq: UInt64, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber]) -> Int {
+        state.withLock { state in
+            guard seq > state.seq else { return 0 }
+            state.seq = seq
+            let delivery = Delivery.message(seq: seq, payload: payload, conflationKey: conflationKey(of: key), namespace: namespace.name)
+            return distribute(delivery, extraRecipients: extraRecipients, state: &state).recipients
+        }
+    }
+
+    /// Keeps `delivery` (history, last value) and queues it for every subscriber and extra recipient. Lock held.
+    private func distribute(_ delivery: Delivery, extraRecipients: [any Subscriber], state: inout State) -> Hub.PublishResult {
         if namespace.history > 0 {
             if state.history.count == namespace.history { state.history.removeFirst() }
             state.history.append(delivery)
@@ -94,7 +114,7 @@ final class ChannelState: Sendable {
             recipients += 1
         }
         statistics.recordDelivered(namespace: namespace.name, recipients: recipients)
-        return Hub.PublishResult(seq: state.seq, recipients: recipients, held: false)
+        return Hub.PublishResult(seq: delivery.seq, recipients: recipients, held: false)
     }
 
     /// The outcome of adding a subscriber.

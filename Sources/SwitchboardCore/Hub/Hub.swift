@@ -86,6 +86,31 @@ public final class Hub: Sendable {
         }
     }
 
+    /// Delivers a message a broker sequenced elsewhere (cluster mode) to this node's subscribers of its
+    /// channel and to `extraRecipients`, keeping it as a local publish would be kept.
+    /// - Returns: how many connections of this node it was queued for.
+    @discardableResult
+    public func deliverSequenced(
+        channel: String, namespace: Namespace, seq: UInt64, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber] = []
+    ) -> Int {
+        let state: ChannelState? = channels.withLock { channels in
+            if let existing = channels[channel] { return existing }
+            guard namespace.retainsMessages || !extraRecipients.isEmpty else { return nil }
+            let created = makeChannel(channel, namespace)
+            if namespace.retainsMessages { channels[channel] = created }
+            return created
+        }
+        guard let state else { return 0 }
+        return state.deliverSequenced(seq: seq, payload: payload, key: key, extraRecipients: extraRecipients)
+    }
+
+    /// Delivers a global message (`all: true`) a broker sequenced elsewhere to `recipients`.
+    public func deliverGlobalSequenced(seq: UInt64, payload: ByteBuffer, to recipients: [any Subscriber]) {
+        let delivery = Delivery.message(seq: seq, payload: payload, conflationKey: nil)
+        for recipient in recipients { recipient.deliver(delivery) }
+        statistics.recordDelivered(namespace: "", recipients: recipients.count)
+    }
+
     private func makeChannel(_ name: String, _ namespace: Namespace) -> ChannelState {
         ChannelState(name: name, namespace: namespace, scheduler: scheduler, statistics: statistics, clock: clock)
     }

@@ -1,0 +1,158 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import RedisBroker
+import RedisClient
+import RedisTestSupport
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// Two live nodes sharing one Redis of the test's own, through ``RedisBroker`` (SPEC §8, first part).
+@Suite struct ClusterTests {
+    static let feed = Namespace(name: "feed", topic: .optional, history: 100)
+
+    /// Runs `body` with two nodes on one Redis; their brokers are started before it.
+    static func withCluster(_ body: (TestNode, TestNode) async throws -> Void) async throws {
+        try await RedisServer.with { redis in
+            let configuration = RedisBroker.Configuration(url: redis.url, prefix: "test:")
+            let brokers = NIOLockedValueBox<[RedisBroker]>([])
+            let make = { (hub: Hub, recipients: any LocalRecipients) -> any Broker in
+                let broker = RedisBroker(
+                    hub: hub, recipients: recipients, configuration: configuration, loop: MultiThreadedEventLoopGroup.singleton.next())
+                brokers.withLockedValue { $0.append(broker) }
+                return broker
+            }
+            try await TestNode.with({ $0.namespaces.append(Self.feed) }, makeBroker: make) { first in
+                try await TestNode.with({ $0.namespaces.append(Self.feed) }, makeBroker: make) { second in
+                    for broker in brokers.withLockedValue({ $0 }) { try await broker.start() }
+                    try await body(first, second)
+                    for broker in brokers.withLockedValue({ $0 }) { await broker.stop() }
+                }
+            }
+        }
+    }
+
+    /// The `data` of the next `count` messages of `client`, with their seqs.
+    static func receive(_ count: Int, on client: TestClient) async throws -> [(seq: Int, data: Int)] {
+        var received: [(seq: Int, data: Int)] = []
+        while received.count < count {
+            let message = try await client.next(timeout: .seconds(10))
+            guard message["type"] as? String == "message" else { continue }
+            received.append((message["seq"] as? Int ?? -1, message["data"] as? Int ?? -1))
+        }
+        return received
+    }
+
+    @Test func publishesThroughEitherNodeReachEveryClientOnceInOneOrder() async throws {
+        try await Self.withCluster { first, second in
+            var clients: [TestClient] = []
+            for node in [first, second, first, second] {
+                let client = try await node.client()
+                try await client.subscribe("feed:quotes")
+                clients.append(client)
+            }
+            // 100 publishes through each node, at the same time.
+            try await withThrowingTaskGroup(of: Void.self) { publishers in
+                for (index, node) in [first, second].enumerated() {
+                    publishers.addTask {
+                        for n in 0..<100 {
+                            _ = try await node.node.publish(Publication(channel: "feed:quotes", event: "q", data: "\(index * 1000 + n)"))
+                        }
+                    }
+                }
+                try await publishers.waitForAll()
+            }
+            var orders: [[Int]] = []
+            for client in clients {
+                let received = try await Self.receive(200, on: client)
+                #expect(received.map(\.seq) == Array(1...200), "seqs 1...200 in order, each once, on every node")
+                orders.append(received.map(\.data))
+            }
+            #expect(Set(orders.map { $0 }).count == 1, "every client, on either node, saw the same order")
+            #expect(Set(orders[0]) == Set((0..<100).map { $0 } + (0..<100).map { 1000 + $0 }), "every message, once")
+            for client in clients { await client.close() }
+        }
+    }
+
+    @Test func userAndGlobalTargetsAreResolvedByEachNodeForItsOwnConnections() async throws {
+        try await Self.withCluster { first, second in
+            let aliceOnSecond = try await second.client(token: try await second.token("alice"))
+            let bystanderOnFirst = try await first.client()
+            let admin = try await first.token("ops", role: .admin)
+            let toAlice = try await first.request(
+                "POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"userId":"alice","event":"fill","data":7}"#)
+            #expect(toAlice.status == 200 && toAlice.json["seq"] as? Int == 1, "\(toAlice.body)")
+            let fill = try await aliceOnSecond.next()
+            #expect(fill["channel"] as? String == "user:alice" && fill["data"] as? Int == 7, "reached alice on the other node")
+            // A channel publish to `user:alice` and `userId` targets share the channel's one sequence, across nodes.
+            try await aliceOnSecond.subscribe("user:alice")
+            _ = try await first.node.publish(Publication(channel: "user:alice", event: "note", data: "8"), to: .channel("user:alice"))
+            _ = try await second.node.publish(Publication(channel: "", event: "fill", data: "9"), to: .user("alice"))
+            let next = [try await aliceOnSecond.next(), try await aliceOnSecond.next()]
+            #expect(next.map { $0["seq"] as? Int } == [2, 3] && next.map { $0["data"] as? Int } == [8, 9], "\(next)")
+            let toAll = try await first.request("POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"all":true,"event":"notice","data":1}"#)
+            #expect(toAll.status == 200)
+            for client in [aliceOnSecond, bystanderOnFirst] {
+                let notice = try await client.next()
+                #expect(notice["event"] as? String == "notice" && notice["channel"] is NSNull)
+            }
+            await aliceOnSecond.close()
+            await bystanderOnFirst.close()
+        }
+    }
+
+    @Test func aFeedConnectionCutByRedisLosesNothingThatTheHistoryHolds() async throws {
+        // Messages published while a node's feed is cut reach it from the history stream once the next one arrives.
+        try await RedisServer.with { redis in
+            let hub = Hub(directory: ChannelDirectory(namespaces: [Self.feed]), scheduler: MultiThreadedEventLoopGroup.singleton.next())
+            let recipients = NoRecipients()
+            let loop = MultiThreadedEventLoopGroup.singleton.next()
+            let configuration = RedisBroker.Configuration(url: redis.url, prefix: "t:")
+            let listener = RedisBroker(hub: hub, recipients: recipients, configuration: configuration, loop: loop)
+            try await listener.start()
+            let subscriber = Recorder()
+            hub.subscribe(subscriber, to: try #require(ChannelName("feed:x")), namespace: Self.feed) { _ in Delivery(payload: ByteBuffer()) }
+            let otherHub = Hub(directory: ChannelDirectory(namespaces: [Self.feed]), scheduler: loop)
+            let publisher = RedisBroker(hub: otherHub, recipients: recipients, configuration: configuration, loop: loop)
+            try await publisher.start()
+            for n in 1...3 { _ = try await publisher.publish(Publication(channel: "feed:x", event: "e", data: "\(n)"), to: .channel(Self.feed)) }
+            try await waitUntil { subscriber.seqs.count == 3 }
+            // Drop the listener's messages 4-6 as a cut pub/sub connection would (publish them to history only).
+            let commands = try await RedisConnection.connect(to: redis.url, on: loop)
+            for seq in 4...6 {
+                _ = try await commands.send(["INCR", "t:seq:c:feed:x"])
+                _ = try await commands.send([
+                    "XADD", "t:history:c:feed:x", RESPArgument("\(seq)-0"), "f",
+                    RESPArgument(#"{"type":"message","channel":"feed:x","event":"e","data":\#(seq),"seq":\#(seq),"ts":1}"#), "t", "c",
+                ])
+            }
+            _ = try await publisher.publish(Publication(channel: "feed:x", event: "e", data: "7"), to: .channel(Self.feed))
+            try await waitUntil { subscriber.seqs.count == 7 }
+            #expect(subscriber.seqs == Array(1...7), "the gap 4-6 was read from the history, in order")
+            #expect(listener.lostMessages == 0)
+            await commands.close()
+            await publisher.stop()
+            await listener.stop()
+        }
+    }
+}
+
+/// No connections: for a broker driven without a node.
+struct NoRecipients: LocalRecipients {
+    func subscribers(ofUser userId: String) -> [any Subscriber] { [] }
+    var allSubscribers: [any Subscriber] { [] }
+}
+
+/// Records the seqs of the messages it is given.
+final class Recorder: Subscriber, @unchecked Sendable {
+    private let lock = NIOLock()
+    private var received: [UInt64] = []
+    var seqs: [UInt64] { lock.withLock { received } }
+    func deliver(_ delivery: Delivery) {
+        if delivery.isMessage { lock.withLock { received.append(delivery.seq) } }
+    }
+}
