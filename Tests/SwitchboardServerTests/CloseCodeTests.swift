@@ -38,9 +38,9 @@ import WebSocketTestClient
     @Test func protocolErrorEndsTheConnectionAtOnceWith1002() async throws {
         try await TestNode.with { node in
             let client = try await node.client()
-            // An unmasked frame followed by more bytes that are never read as frames.
-            try await client.socket.sendFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), masked: false)
-            try await client.socket.sendRaw([UInt8](repeating: 0x41, count: 3_000))
+            // An unmasked frame followed, in the same write, by bytes that are never read as frames.
+            let unmasked = WireParser.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), masked: false)
+            try await client.socket.sendRaw(Array(unmasked.readableBytesView) + [UInt8](repeating: 0x41, count: 3_000))
             #expect(try await client.closeCode(timeout: .seconds(1)) == 1002)
             #expect(await client.socket.streamEnd(timeout: .seconds(1)) == .finished)
         }
