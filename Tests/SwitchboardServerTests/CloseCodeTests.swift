@@ -28,10 +28,12 @@ import WebSocketTestClient
             let client = try await node.client()
             let sent = ContinuousClock.now
             try await client.socket.sendRaw(frame)
-            #expect(try await client.closeCode(timeout: .seconds(1)) == 1009, "\(name)")
-            let end = await client.socket.streamEnd(timeout: .seconds(1))
-            #expect(end == .finished, "\(name): the stream must end by FIN within 1 s, not \(String(describing: end))")
-            #expect(ContinuousClock.now - sent < .seconds(1), "\(name): fully closed within 1 s")
+            // Fully closed in milliseconds here; the bounds leave room for a loaded CI machine and stay far below
+            // the 5 s close-handshake timer the client used to wait for.
+            #expect(try await client.closeCode(timeout: .seconds(2)) == 1009, "\(name)")
+            let end = await client.socket.streamEnd(timeout: .seconds(2))
+            #expect(end == .finished, "\(name): the stream must end by FIN at once, not \(String(describing: end))")
+            #expect(ContinuousClock.now - sent < .seconds(2), "\(name): fully closed at once")
         }
     }
 
@@ -41,8 +43,8 @@ import WebSocketTestClient
             // An unmasked frame followed, in the same write, by bytes that are never read as frames.
             let unmasked = WireParser.clientFrame(opcode: 0x1, payload: Array(#"{"type":"ping"}"#.utf8), masked: false)
             try await client.socket.sendRaw(Array(unmasked.readableBytesView) + [UInt8](repeating: 0x41, count: 3_000))
-            #expect(try await client.closeCode(timeout: .seconds(1)) == 1002)
-            #expect(await client.socket.streamEnd(timeout: .seconds(1)) == .finished)
+            #expect(try await client.closeCode(timeout: .seconds(2)) == 1002)
+            #expect(await client.socket.streamEnd(timeout: .seconds(2)) == .finished)
         }
     }
 
