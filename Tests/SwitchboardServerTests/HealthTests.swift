@@ -52,7 +52,7 @@ import WebSocketTestClient
         #expect(slow == 2)
         #expect(HealthCheck.status(unresponsiveLoops: slow, of: 2) == .unhealthy)
         for future in blocked { try await future.get() }
-        #expect(await HealthCheck.unresponsiveLoops(of: group, within: .milliseconds(300)) == 0)
+        #expect(await HealthCheck.unresponsiveLoops(of: group, within: .seconds(2)) == 0, "answers as soon as all loops ran it")
         try await group.shutdownGracefully()
     }
 
