@@ -77,11 +77,8 @@ public final class Hub: Sendable {
     public func publishGlobal(_ publication: Publication, to recipients: [any Subscriber]) -> PublishResult {
         globalSeq.withLock { seq in
             seq += 1
-            let delivery = Delivery.message(
-                seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), conflationKey: nil)
-            for recipient in recipients { recipient.deliver(delivery) }
             statistics.recordPublished(namespace: "")
-            statistics.recordDelivered(namespace: "", recipients: recipients.count)
+            deliverGlobalSequenced(seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), to: recipients)
             return PublishResult(seq: seq, recipients: recipients.count)
         }
     }

@@ -122,7 +122,7 @@ public final class NodeStatistics: Sendable {
 
     // MARK: Recording
 
-    func recordPublished(namespace: String) {
+    public func recordPublished(namespace: String) {
         published.add(1, ordering: .relaxed)
         namespaceMetrics[namespace]?.published.increment()
     }
@@ -208,9 +208,9 @@ public final class NodeStatistics: Sendable {
         slowConsumerCounter.increment()
     }
 
-    public func recordSecurityEvent(_ kind: SecurityEventKind) {
-        securityEventsByKind[kind]?.add(1)
-        securityEventCounters[kind]?.increment()
+    public func recordSecurityEvent(_ kind: SecurityEventKind, count: Int = 1) {
+        securityEventsByKind[kind]?.add(count)
+        securityEventCounters[kind]?.increment(by: Int64(count))
     }
 
     /// Time from a publish being accepted to its frame being written to a socket.

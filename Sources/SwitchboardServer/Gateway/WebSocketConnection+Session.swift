@@ -235,7 +235,9 @@ extension WebSocketConnection {
             self.session.isWaiting = false
             switch result {
             case .success(let result): self.send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
-            case .failure(let error): self.send(ServerMessage.error(.internalError, "publish failed: \(error.description)", id: id))
+            case .failure(let error):
+                let failure = Node.PublishError.broker(error)
+                self.send(ServerMessage.error(failure.code, failure.message, id: id))
             }
             self.resumeDeferredMessages()
         }

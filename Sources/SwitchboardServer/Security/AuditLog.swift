@@ -68,7 +68,7 @@ public final class AuditLog: Sendable {
     func recordBroadcast(
         by userId: String?, namespace: String, messages: Int = 1, detail: String, now: ContinuousClock.Instant = .now
     ) {
-        for _ in 0..<messages { statistics.recordSecurityEvent(.adminBroadcast) }
+        statistics.recordSecurityEvent(.adminBroadcast, count: messages)
         let source = BroadcastTally.Source(userId: userId ?? "", namespace: namespace)
         guard broadcasts.withLock({ $0.record(source, messages: messages, now: now) }) else { return }
         write(SecurityEvent(.adminBroadcast, ip: nil, userId: userId, detail: detail))
