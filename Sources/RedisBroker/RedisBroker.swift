@@ -103,7 +103,12 @@ public final class RedisBroker: Broker, Sendable {
         } catch {
             throw BrokerError("Redis: \(error)")
         }
-        // Delivered from the feed, on every node; the recipients counted here are this node's at publish time.
+        // Counted as published by the accepting node only (each node counts its own deliveries); delivered from
+        // the feed on every node, so no recipients are known here.
+        switch target {
+        case .channel(let namespace), .user(_, let namespace): hub.statistics.recordPublished(namespace: namespace.name)
+        case .all: hub.statistics.recordPublished(namespace: "")
+        }
         return Hub.PublishResult(seq: seq, recipients: 0)
     }
 

@@ -73,6 +73,8 @@ import WebSocketTestClient
                 orders.append(received.map(\.data))
             }
             #expect(Set(orders.map { $0 }).count == 1, "every client, on either node, saw the same order")
+            #expect(first.node.statistics.snapshot().published == 100 && second.node.statistics.snapshot().published == 100,
+                "each node counts the publishes it accepted")
             #expect(Set(orders[0]) == Set((0..<100).map { $0 } + (0..<100).map { 1000 + $0 }), "every message, once")
             for client in clients { await client.close() }
         }
