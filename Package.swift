@@ -47,6 +47,8 @@ let package = Package(
         .target(
             name: "SwitchboardServer",
             dependencies: [
+                "RedisBroker",
+                "RedisClient",
                 "SwitchboardCore",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -1,17 +1,19 @@
 public import NIOCore
 public import RedisClient
+public import SwitchboardCore
 
 /// Commands every node must carry out (SPEC §8: disconnects by id, user or IP and IP blocks apply on every
-/// node within 1 s), sent on one control channel, and blocks stored with their expiry so that nodes that start
-/// later (or reconnect) load them.
+/// node within 1 s), sent on one control channel with the sender and a request id; each node answers on the
+/// sender's own reply channel with how many connections it closed, so the sender can add them up (and answer
+/// 404 only when no node had the connection). Blocks are also stored with their expiry, so that nodes that
+/// start later (or reconnect) load them.
 public struct ClusterControl: Sendable {
-    /// One command, from the node that took the admin's request.
-    public enum Command: Sendable, Equatable {
-        case disconnectConnection(id: String, reason: String)
-        case disconnectUser(id: String, reason: String)
-        case disconnectIP(String, reason: String)
-        /// Block an IP for `seconds` (also stored, see ``block(_:for:reason:origin:on:)``).
-        case block(ip: String, seconds: Int, reason: String)
+    /// A message on a control channel.
+    public enum Message: Sendable, Equatable {
+        /// A command from `origin`, to be answered with a ``reply``.
+        case command(ClusterCommand, origin: String, request: String)
+        /// What `responder` did for `request`: it closed `closed` connections.
+        case reply(request: String, responder: String, closed: Int)
     }
 
     public let prefix: String
@@ -23,48 +25,65 @@ public struct ClusterControl: Sendable {
     /// The control channel every node subscribes to.
     public var channel: String { "\(prefix)control" }
 
+    /// The channel a node hears replies on.
+    public func replyChannel(of nodeId: String) -> String { "\(prefix)control-reply:\(nodeId)" }
+
     func blockKey(_ ip: String) -> String { "\(prefix)block:\(ip)" }
 
-    /// A command on the wire: `<origin node>\n<kind>\n<field>\n<field>...` (fields may not contain newlines;
-    /// ids, IPs and reasons never do once validated).
-    static func encode(_ command: Command, origin: String) -> String {
-        let fields: [String] = switch command {
-        case .disconnectConnection(let id, let reason): ["connection", id, reason]
-        case .disconnectUser(let id, let reason): ["user", id, reason]
-        case .disconnectIP(let ip, let reason): ["ip", ip, reason]
-        case .block(let ip, let seconds, let reason): ["block", ip, String(seconds), reason]
+    /// A message on the wire: newline-separated fields (fields may not contain newlines: any in a reason are
+    /// replaced by spaces; ids and IPs never contain them once validated).
+    /// - `<origin>\n<request>\n<kind>\n<field>...` for a command;
+    /// - `<responder>\n<request>\nreply\n<closed>` for a reply.
+    static func encode(_ message: Message) -> String {
+        let fields: [String] = switch message {
+        case .command(let command, let origin, let request):
+            switch command {
+            case .disconnectConnection(let id, let reason): [origin, request, "connection", id, reason]
+            case .disconnectUser(let id, let reason): [origin, request, "user", id, reason]
+            case .disconnectIP(let ip, let reason): [origin, request, "ip", ip, reason]
+            case .block(let ip, let seconds, let reason): [origin, request, "block", ip, String(seconds), reason]
+            }
+        case .reply(let request, let responder, let closed): [responder, request, "reply", String(closed)]
         }
-        return ([origin] + fields.map { $0.replacingNewlines() }).joined(separator: "\n")
+        return fields.map { $0.replacingNewlines() }.joined(separator: "\n")
     }
 
-    /// The origin node and the command of a control message; nil when it is not one.
-    public static func decode(_ payload: ByteBuffer) -> (origin: String, command: Command)? {
+    /// The message of a control channel's payload; nil when it is not one.
+    public static func decode(_ payload: ByteBuffer) -> Message? {
         let fields = String(buffer: payload).split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         guard fields.count >= 4 else { return nil }
-        let origin = fields[0]
-        switch (fields[1], fields.count) {
-        case ("connection", 4): return (origin, .disconnectConnection(id: fields[2], reason: fields[3]))
-        case ("user", 4): return (origin, .disconnectUser(id: fields[2], reason: fields[3]))
-        case ("ip", 4): return (origin, .disconnectIP(fields[2], reason: fields[3]))
-        case ("block", 5):
-            guard let seconds = Int(fields[3]), seconds > 0 else { return nil }
-            return (origin, .block(ip: fields[2], seconds: seconds, reason: fields[4]))
+        let (sender, request) = (fields[0], fields[1])
+        switch (fields[2], fields.count) {
+        case ("connection", 5): return .command(.disconnectConnection(id: fields[3], reason: fields[4]), origin: sender, request: request)
+        case ("user", 5): return .command(.disconnectUser(id: fields[3], reason: fields[4]), origin: sender, request: request)
+        case ("ip", 5): return .command(.disconnectIP(fields[3], reason: fields[4]), origin: sender, request: request)
+        case ("block", 6):
+            guard let seconds = Int(fields[4]), seconds > 0 else { return nil }
+            return .command(.block(ip: fields[3], seconds: seconds, reason: fields[5]), origin: sender, request: request)
+        case ("reply", 4):
+            guard let closed = Int(fields[3]), closed >= 0 else { return nil }
+            return .reply(request: request, responder: sender, closed: closed)
         default: return nil
         }
     }
 
-    /// Sends `command` to every node (the sender skips its own by `origin`).
-    public func send(_ command: Command, origin: String, on connection: RedisConnection) async throws {
-        _ = try await connection.send(["PUBLISH", RESPArgument(channel), RESPArgument(Self.encode(command, origin: origin))])
+    /// Sends `command` to every node (a block is also stored with its expiry), in one round trip.
+    public func send(_ command: ClusterCommand, origin: String, request: String, on connection: RedisConnection) async throws {
+        var commands: [[RESPArgument]] = []
+        if case .block(let ip, let seconds, let reason) = command {
+            commands.append(["SET", RESPArgument(blockKey(ip)), RESPArgument(reason.replacingNewlines()), "EX", RESPArgument(seconds)])
+        }
+        commands.append(["PUBLISH", RESPArgument(channel), RESPArgument(Self.encode(.command(command, origin: origin, request: request)))])
+        let replies = try await connection.pipeline(commands)
+        if case .error(let message) = replies[0] { throw RedisClientError.server(message) }
     }
 
-    /// Stores a block with its expiry and tells every node, in one round trip.
-    public func block(_ ip: String, for seconds: Int, reason: String, origin: String, on connection: RedisConnection) async throws {
-        let replies = try await connection.pipeline([
-            ["SET", RESPArgument(blockKey(ip)), RESPArgument(reason.replacingNewlines()), "EX", RESPArgument(seconds)],
-            ["PUBLISH", RESPArgument(channel), RESPArgument(Self.encode(.block(ip: ip, seconds: seconds, reason: reason), origin: origin))],
+    /// Answers `request` of `origin`.
+    public func reply(to request: String, of origin: String, closed: Int, responder: String, on connection: RedisConnection) async throws {
+        _ = try await connection.send([
+            "PUBLISH", RESPArgument(replyChannel(of: origin)),
+            RESPArgument(Self.encode(.reply(request: request, responder: responder, closed: closed))),
         ])
-        if case .error(let message) = replies[0] { throw RedisClientError.server(message) }
     }
 
     /// The blocks in force, with the seconds each has left (for a node that starts or reconnects).

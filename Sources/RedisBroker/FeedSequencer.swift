@@ -12,6 +12,9 @@ public struct FeedSequencer<Message> {
     public struct Action {
         public var deliver: [(seq: UInt64, message: Message)] = []
         public var repair: ClosedRange<UInt64>?
+        /// Of a repaired gap: messages found in the history, and messages given up.
+        public var repaired = 0
+        public var lost = 0
     }
 
     /// The last `seq` handed on (0: none yet).
@@ -52,12 +55,34 @@ public struct FeedSequencer<Message> {
         var action = Action()
         while delivered < range.upperBound {
             delivered += 1
-            if let message = waiting.removeValue(forKey: delivered) { action.deliver.append((delivered, message)) } else { lost += 1 }
+            if let message = waiting.removeValue(forKey: delivered) {
+                action.deliver.append((delivered, message))
+                action.repaired += 1
+            } else {
+                lost += 1
+                action.lost += 1
+            }
         }
         let next = advance()
         action.deliver += next.deliver
         action.repair = next.repair
         return action
+    }
+
+    /// The channel's `seq` in Redis is `top` (read after a reconnect): messages up to it that never arrived
+    /// (the last ones before the feed was cut, which no later message reveals) are repaired now.
+    public mutating func caughtUp(to top: UInt64) -> Action {
+        guard repairing == nil, top > delivered else { return Action() }
+        let gap = (delivered + 1)...top
+        repairing = gap
+        return Action(repair: gap)
+    }
+
+    /// This node delivered `seq` itself (published while Redis was out of reach): the feed continues after it.
+    public mutating func skip(to seq: UInt64) {
+        guard seq > delivered else { return }
+        delivered = seq
+        waiting = waiting.filter { $0.key > seq }
     }
 
     /// Gives up the range being repaired (the history read failed, or too much waits behind the gap).

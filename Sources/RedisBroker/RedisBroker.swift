@@ -3,26 +3,52 @@ public import NIOCore
 public import RedisClient
 public import SwitchboardCore
 
-/// The cluster broker (SPEC §8), first part: publishes are sequenced in Redis by ``PublishScript`` and every
-/// node, the accepting one included, delivers them from the feed in one `seq` order per channel, each once,
-/// repairing gaps from the history stream (``FeedSequencer``). `userId` and `all: true` targets are resolved
-/// by each node for its own connections.
+/// The cluster broker (SPEC §8). Publishes are sequenced in Redis by ``PublishScript`` and every node, the
+/// accepting one included, delivers them from its feed in one `seq` order per channel, each once, repairing
+/// gaps from the history stream (``FeedSequencer``). `userId` and `all: true` targets are resolved by each
+/// node for its own connections. As a ``Cluster`` it also carries commands to every node (``ClusterControl``),
+/// keeps per-user leases (``UserLeases``), announces this node and reads the others (``NodeRegistry``), and
+/// loads a channel's history for a node that has not seen it.
 ///
-/// Not yet here (so `serve` does not offer it): cluster-wide throttle windows, recovery from Redis on a node
-/// that never saw a channel, the node registry and cluster stats, distributed per-user limits, disconnects and
-/// blocks on every node, and outage handling (reconnect, local fallback, resync).
-public final class RedisBroker: Broker, Sendable {
-    /// Where Redis is and how this cluster's names start.
+/// The link (one command connection, one pub/sub connection) is kept by a supervisor: when either connection
+/// ends, or stops answering the once-a-second `PING`, both are closed and made again with jittered backoff.
+/// While the link is down a publish reaches this node's subscribers only, numbered after the last `seq` the
+/// node saw (counted as not forwarded); on reconnect the node raises each channel's `seq` in Redis to at least
+/// its own, so `seq` never goes backwards, and repairs whatever it missed from the history streams.
+public final class RedisBroker: Broker, Cluster, Sendable {
+    /// Where Redis is, how this cluster's names start, and the link's timings.
     public struct Configuration: Sendable {
         public var url: RedisURL
         /// Prefix of every key and channel (`redis-prefix`).
         public var prefix: String
+        /// This node's id, unique in the cluster.
+        public var nodeId: String
         public var connection: RedisConnection.Configuration
+        /// How often the node pings both connections, announces itself and reads the other nodes.
+        public var heartbeat: Duration
+        /// How long a node's announcement lives: a node that stops announcing drops out after this.
+        public var registryTTL: Duration
+        /// How long a per-user lease lives without a refresh (a dead node's leases end after this).
+        public var leaseDuration: Duration
+        /// Reconnect delays.
+        public var backoff: Backoff
+        /// Messages every channel keeps in Redis at least, even without history, so gaps can be repaired.
+        public var repairWindow: Int
 
-        public init(url: RedisURL, prefix: String = "switchboard:", connection: RedisConnection.Configuration = .init()) {
+        public init(
+            url: RedisURL, prefix: String = "switchboard:", nodeId: String = "node", connection: RedisConnection.Configuration = .init(),
+            heartbeat: Duration = .seconds(1), registryTTL: Duration = .seconds(7), leaseDuration: Duration = .seconds(15),
+            backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)), repairWindow: Int = 100
+        ) {
             self.url = url
             self.prefix = prefix
+            self.nodeId = nodeId
             self.connection = connection
+            self.heartbeat = heartbeat
+            self.registryTTL = registryTTL
+            self.leaseDuration = leaseDuration
+            self.backoff = backoff
+            self.repairWindow = repairWindow
         }
     }
 
@@ -39,46 +65,261 @@ public final class RedisBroker: Broker, Sendable {
         case all
     }
 
+    /// A command sent to every node, waiting for their replies.
+    private struct Request {
+        /// Replies that end the wait early: every other live node's.
+        let expected: Int
+        /// A connection lives on one node only: the first reply that closed one ends the wait.
+        let endsAtFirstHit: Bool
+        var replies = 0
+        var closed = 0
+        let promise: EventLoopPromise<Int>
+    }
+
+    private struct State {
+        var commands: RedisConnection?
+        var feed: RedisSubscription?
+        var isUp = false
+        var sequencers: [FeedTarget: FeedSequencer<FeedMessage>] = [:]
+        /// Retaining channels whose history this node has read from Redis.
+        var prepared: Set<String> = []
+        weak var member: (any ClusterMember)?
+        var peers: [String: JSONValue] = [:]
+        var requests: [String: Request] = [:]
+        /// This node's leases, by user (renewed on the heartbeat).
+        var leases: [String: Set<String>] = [:]
+        var notForwarded = 0
+        var reconnects = 0
+        var lost: UInt64 = 0
+        var upWaiters: [EventLoopPromise<Void>] = []
+    }
+
     public let configuration: Configuration
     private let hub: Hub
     private let recipients: any LocalRecipients
     private let loop: any EventLoop
-    private let links = NIOLockedValueBox<(commands: RedisConnection?, feed: RedisSubscription?)>((nil, nil))
-    private let sequencers = NIOLockedValueBox<[FeedTarget: FeedSequencer<FeedMessage>]>([:])
-    /// Messages the feed lost and the history no longer held, summed over channels (for stats and metrics).
-    public var lostMessages: UInt64 { sequencers.withLockedValue { $0.values.reduce(0) { $0 + $1.lost } } }
+    private let state = NIOLockedValueBox(State())
+    private let supervisor = NIOLockedValueBox<Task<Void, Never>?>(nil)
+    private let control: ClusterControl
+    private let registry: NodeRegistry
+    private let userLeases: UserLeases
 
     public init(hub: Hub, recipients: any LocalRecipients, configuration: Configuration, loop: any EventLoop) {
         self.hub = hub
         self.recipients = recipients
         self.configuration = configuration
         self.loop = loop
+        self.control = ClusterControl(prefix: configuration.prefix)
+        self.registry = NodeRegistry(prefix: configuration.prefix, ttlMilliseconds: Self.milliseconds(configuration.registryTTL))
+        self.userLeases = UserLeases(prefix: configuration.prefix, leaseMilliseconds: Self.milliseconds(configuration.leaseDuration))
     }
 
-    /// Connects the command connection and the feed (one pattern subscription for every feed channel).
-    public func start() async throws {
-        let commands = try await RedisConnection.connect(to: configuration.url, configuration: configuration.connection, on: loop)
+    private var statistics: NodeStatistics { hub.statistics }
+
+    /// Messages the feed lost and the history no longer held, summed over channels.
+    public var lostMessages: UInt64 { state.withLockedValue { $0.lost } }
+
+    // MARK: The link
+
+    /// Starts keeping the link (once; later calls only wait) and waits until it is up or `timeout` passed.
+    /// - Throws: ``BrokerError`` when the link is not up within `timeout` (the supervisor keeps trying).
+    public func start(timeout: Duration = .seconds(5)) async throws {
+        supervisor.withLockedValue { task in
+            if task == nil { task = Task { await self.superviseLink() } }
+        }
+        let promise = loop.makePromise(of: Void.self)
+        let isUp = state.withLockedValue { state in
+            if !state.isUp { state.upWaiters.append(promise) }
+            return state.isUp
+        }
+        if isUp { return }
+        let timer = loop.scheduleTask(in: .nanoseconds(Int64(Self.milliseconds(timeout)) * 1_000_000)) { [self] in
+            let waiting = state.withLockedValue { state in
+                guard let index = state.upWaiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
+                state.upWaiters.remove(at: index)
+                return true
+            }
+            if waiting { promise.fail(BrokerError("not up in time")) }
+        }
+        defer { timer.cancel() }
+        do { try await promise.futureResult.get() } catch { throw BrokerError("Redis at \(configuration.url) not reachable") }
+    }
+
+    /// Leaves the registry (so `stats` drops this node at once) and closes the link.
+    public func stop() async {
+        let task = supervisor.withLockedValue { task in
+            defer { task = nil }
+            return task
+        }
+        if let commands = state.withLockedValue({ $0.commands }) {
+            try? await registry.leave(configuration.nodeId, on: commands)
+        }
+        task?.cancel()
+        await task?.value
+    }
+
+    /// Keeps the link until cancelled: the command connection, and over it the feed. When the feed ends (Redis
+    /// cut it, or it stopped answering pings) only the feed is made again, and publishes keep going to Redis
+    /// meanwhile (this node's subscribers get them from the history once the feed is back); when the command
+    /// connection ends, both are made again. Each attempt after a failure waits a jittered backoff.
+    private func superviseLink() async {
+        var backoff = configuration.backoff
+        var connectedBefore = false
+        while !Task.isCancelled {
+            guard let commands = try? await RedisConnection.connect(to: configuration.url, configuration: configuration.connection, on: loop)
+            else {
+                try? await Task.sleep(for: backoff.next())
+                continue
+            }
+            state.withLockedValue { $0.commands = commands }
+            while !Task.isCancelled && commands.channel.isActive {
+                guard let feed = try? await connectFeed() else {
+                    try? await Task.sleep(for: backoff.next())
+                    continue
+                }
+                if connectedBefore {
+                    statistics.recordRedisReconnect()
+                    state.withLockedValue { $0.reconnects += 1 }
+                }
+                connectedBefore = true
+                backoff.reset()
+                await resynchronise(commands)
+                markUp(feed)
+                await serve(commands, feed)
+                markDown(keeping: commands)
+                await feed.close()
+            }
+            markDown(keeping: nil)
+            await commands.close()
+            if !Task.isCancelled { try? await Task.sleep(for: backoff.next()) }
+        }
+        markDown(keeping: nil)
+    }
+
+    /// The feed, subscribed to every feed channel, the control channel and this node's reply channel.
+    private func connectFeed() async throws -> RedisSubscription {
         let feed = try await RedisSubscription.connect(to: configuration.url, configuration: configuration.connection, on: loop) {
             [weak self] message in self?.received(message)
         }
-        try await feed.psubscribe(["\(configuration.prefix)feed:*"])
-        links.withLockedValue { $0 = (commands, feed) }
+        do {
+            try await feed.psubscribe(["\(configuration.prefix)feed:*"])
+            try await feed.subscribe([control.channel, control.replyChannel(of: configuration.nodeId)])
+            statistics.recordRedisCommands(2)
+            return feed
+        } catch {
+            await feed.close()
+            throw error
+        }
     }
 
-    /// Closes both connections.
-    public func stop() async {
-        let (commands, feed) = links.withLockedValue { links in
-            defer { links = (nil, nil) }
-            return links
+    /// After (re)connecting: `seq` in Redis raised to at least what this node delivered or numbered itself
+    /// (Redis may have restarted empty), what was missed repaired from the history, and the stored blocks loaded.
+    private func resynchronise(_ commands: RedisConnection) async {
+        let known = state.withLockedValue { state in state.sequencers.map { ($0.key, $0.value.delivered) } }
+        if !known.isEmpty, let results = try? await commands.run(known.map { target, delivered in
+            (Self.raiseScript, [RESPArgument(keys(of: target).sequence)], [RESPArgument(delivered)])
+        }) {
+            statistics.recordRedisCommands(known.count)
+            for ((target, _), result) in zip(known, results) {
+                guard case .success(let reply) = result, let top = reply.integer, top > 0 else { continue }
+                let action = state.withLockedValue { $0.sequencers[target]?.caughtUp(to: UInt64(top)) } ?? .init()
+                perform(action, for: target, on: commands)
+            }
         }
-        await commands?.close()
-        await feed?.close()
+        if let blocks = try? await control.storedBlocks(on: commands) {
+            statistics.recordRedisCommands(1 + 2 * blocks.count)
+            let member = state.withLockedValue { $0.member }
+            for block in blocks {
+                _ = member?.perform(.block(ip: block.ip, seconds: block.seconds, reason: block.reason))
+            }
+        }
+    }
+
+    /// Raises a channel's `seq` counter to at least ARGV[1] and returns it.
+    static let raiseScript = RedisScript(
+        """
+        local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+        local floor = tonumber(ARGV[1])
+        if current < floor then
+          redis.call('SET', KEYS[1], floor)
+          return floor
+        end
+        return current
+        """)
+
+    private func markUp(_ feed: RedisSubscription) {
+        let waiters = state.withLockedValue { state in
+            state.feed = feed
+            state.isUp = true
+            defer { state.upWaiters = [] }
+            return state.upWaiters
+        }
+        statistics.recordRedisLink(up: true)
+        for waiter in waiters { waiter.succeed() }
+    }
+
+    /// The feed is gone; `commands`, if still connected, keeps taking publishes.
+    private func markDown(keeping commands: RedisConnection?) {
+        state.withLockedValue { state in
+            state.commands = commands
+            state.feed = nil
+            state.isUp = false
+        }
+        statistics.recordRedisLink(up: false)
+    }
+
+    /// The heartbeat, until either connection ends: ping both (a ping that times out closes its connection: a
+    /// silently dead link is noticed within the command timeout), announce this node, read the others, renew
+    /// leases.
+    private func serve(_ commands: RedisConnection, _ feed: RedisSubscription) async {
+        let (ended, end) = AsyncStream.makeStream(of: Void.self)
+        commands.closeFuture.whenComplete { _ in end.yield() }
+        feed.closeFuture.whenComplete { _ in end.yield() }
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Ends at the first close, or when the supervisor is cancelled.
+                for await _ in ended { break }
+            }
+            group.addTask { [self] in
+                var beat = 0
+                while !Task.isCancelled {
+                    await self.heartbeat(commands, feed, renewLeases: beat % 5 == 0)
+                    beat += 1
+                    try? await Task.sleep(for: configuration.heartbeat)
+                }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+        end.finish()
+    }
+
+    private func heartbeat(_ commands: RedisConnection, _ feed: RedisSubscription, renewLeases: Bool) async {
+        async let pinged: Void? = try? feed.ping()
+        let (member, leases) = state.withLockedValue { ($0.member, $0.leases) }
+        let figures = member?.figures() ?? .object([:])
+        try? await registry.announce(configuration.nodeId, figures: figures.jsonText, on: commands)
+        if let nodes = try? await registry.liveNodes(on: commands) {
+            var peers: [String: JSONValue] = [:]
+            for (id, text) in nodes where id != configuration.nodeId {
+                peers[id] = (try? JSONValue.parse(Array(text.utf8))) ?? .object([:])
+            }
+            state.withLockedValue { $0.peers = peers }
+        }
+        var sent = 3
+        if renewLeases {
+            for (userId, members) in leases {
+                try? await userLeases.refresh(Array(members), of: userId, on: commands)
+                sent += 1
+            }
+        }
+        _ = await pinged
+        statistics.recordRedisCommands(sent)
     }
 
     // MARK: Publishing
 
     public func publish(_ publication: Publication, to target: BrokerTarget) async throws(BrokerError) -> Hub.PublishResult {
-        guard let commands = links.withLockedValue({ $0.commands }) else { throw BrokerError("not connected to Redis") }
         let feedTarget: FeedTarget
         let history: Int
         var tag = PublishScript.Tag.channel
@@ -94,22 +335,40 @@ public final class RedisBroker: Broker, Sendable {
             feedTarget = .all
             history = 0
         }
+        guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else {
+            return publishLocally(publication, to: target, feedTarget: feedTarget)
+        }
         let parts = publication.encodedAroundSeq(timestampMs: Hub.wallClockMilliseconds(), global: feedTarget == .all)
-        let keys = keys(of: feedTarget)
         let seq: UInt64
         do {
             seq = try await PublishScript.publish(
-                [(PublishScript.Frame(head: parts.head, tail: parts.tail), keys, history, tag)], on: commands)[0].get()
+                [(PublishScript.Frame(head: parts.head, tail: parts.tail), keys(of: feedTarget),
+                  max(history, configuration.repairWindow), tag)], on: commands)[0].get()
+            statistics.recordRedisCommands(1)
         } catch {
+            // The link broke during the call: Redis may or may not have run the script, so the message is not
+            // also delivered locally (it could then arrive twice); the publisher is told and may retry.
             throw BrokerError("Redis: \(error)")
         }
         // Counted as published by the accepting node only (each node counts its own deliveries); delivered from
         // the feed on every node, so no recipients are known here.
         switch target {
-        case .channel(let namespace), .user(_, let namespace): hub.statistics.recordPublished(namespace: namespace.name)
-        case .all: hub.statistics.recordPublished(namespace: "")
+        case .channel(let namespace), .user(_, let namespace): statistics.recordPublished(namespace: namespace.name)
+        case .all: statistics.recordPublished(namespace: "")
         }
         return Hub.PublishResult(seq: seq, recipients: 0)
+    }
+
+    /// Redis is out of reach: this node's subscribers get the message, numbered after the last `seq` the node
+    /// saw; the feed continues after it, and on reconnect Redis's `seq` is raised past it.
+    private func publishLocally(_ publication: Publication, to target: BrokerTarget, feedTarget: FeedTarget) -> Hub.PublishResult {
+        let result = LocalBroker(hub: hub, recipients: recipients).publish(publication, to: target)
+        statistics.recordNotForwarded()
+        state.withLockedValue { state in
+            state.notForwarded += 1
+            if let seq = result.seq { state.sequencers[feedTarget, default: FeedSequencer(delivered: seq)].skip(to: seq) }
+        }
+        return result
     }
 
     /// Redis names of a feed target: `c:<channel>`, or `all` (which no channel name can be).
@@ -132,37 +391,46 @@ public final class RedisBroker: Broker, Sendable {
         return nil
     }
 
-    /// A feed message, on the feed connection's loop, in the order Redis sent them.
+    /// A pub/sub message, on the feed connection's loop, in the order Redis sent them.
     private func received(_ message: RedisMessage) {
-        guard let target = target(ofFeed: message.channel), let (seq, tag, frame) = PublishScript.parseFeedMessage(message.payload)
-        else { return }
-        let action = sequencers.withLockedValue { sequencers in
-            sequencers[target, default: FeedSequencer()].received(seq, FeedMessage(payload: frame, tag: tag))
+        guard message.pattern != nil else {
+            receivedControl(message)
+            return
         }
-        perform(action, for: target)
+        guard let target = target(ofFeed: message.channel), let (seq, tag, frame) = PublishScript.parseFeedMessage(message.payload),
+            seq > 0
+        else { return }
+        let (action, commands) = state.withLockedValue { state in
+            // The first message of a channel this node has not seen sets where its feed starts.
+            let action = state.sequencers[target, default: FeedSequencer(delivered: seq - 1)]
+                .received(seq, FeedMessage(payload: frame, tag: tag))
+            return (action, state.commands)
+        }
+        perform(action, for: target, on: commands)
     }
 
-    private func perform(_ action: FeedSequencer<FeedMessage>.Action, for target: FeedTarget) {
+    private func perform(_ action: FeedSequencer<FeedMessage>.Action, for target: FeedTarget, on commands: RedisConnection?) {
+        if action.repaired > 0 || action.lost > 0 {
+            statistics.recordGap(repaired: action.repaired, lost: action.lost)
+            state.withLockedValue { $0.lost += UInt64(action.lost) }
+        }
         for (seq, message) in action.deliver { deliver(seq: seq, message, to: target) }
-        if let range = action.repair { repair(range, of: target) }
+        if let range = action.repair { repair(range, of: target, on: commands) }
     }
 
     /// Reads a gap from the history stream and hands what it held to the sequencer.
-    private func repair(_ range: ClosedRange<UInt64>, of target: FeedTarget) {
-        guard let commands = links.withLockedValue({ $0.commands }) else { return }
+    private func repair(_ range: ClosedRange<UInt64>, of target: FeedTarget, on commands: RedisConnection?) {
         let history = keys(of: target).history
         loop.makeFutureWithTask { [self] in
-            let found: [(seq: UInt64, message: FeedMessage)]
-            do {
-                let entries = try await commands.send([
-                    "XRANGE", RESPArgument(history), RESPArgument("\(range.lowerBound)-0"), RESPArgument("\(range.upperBound)-0"),
-                ])
+            var found: [(seq: UInt64, message: FeedMessage)] = []
+            if let commands, let entries = try? await commands.send([
+                "XRANGE", RESPArgument(history), RESPArgument("\(range.lowerBound)-0"), RESPArgument("\(range.upperBound)-0"),
+            ]) {
+                statistics.recordRedisCommands(1)
                 found = (entries.array ?? []).compactMap(Self.historyEntry)
-            } catch {
-                found = []
             }
-            let action = sequencers.withLockedValue { $0[target]?.repaired(found) } ?? .init()
-            perform(action, for: target)
+            let action = state.withLockedValue { $0.sequencers[target]?.repaired(found) } ?? .init()
+            perform(action, for: target, on: commands)
         }.whenFailure { _ in }
     }
 
@@ -187,5 +455,137 @@ public final class RedisBroker: Broker, Sendable {
         case .all:
             hub.deliverGlobalSequenced(seq: seq, payload: message.payload, to: recipients.allSubscribers)
         }
+    }
+
+    // MARK: Cluster
+
+    public func attach(_ member: any ClusterMember) {
+        state.withLockedValue { $0.member = member }
+    }
+
+    public var linkStatus: ClusterLinkStatus {
+        state.withLockedValue { ClusterLinkStatus(isUp: $0.isUp, notForwarded: $0.notForwarded, reconnects: $0.reconnects) }
+    }
+
+    public func peers() async -> [String: JSONValue] {
+        state.withLockedValue { $0.peers }
+    }
+
+    /// A command or a reply on the control channels.
+    private func receivedControl(_ message: RedisMessage) {
+        switch ClusterControl.decode(message.payload) {
+        case .command(let command, let origin, let request)? where origin != configuration.nodeId:
+            let (member, commands) = state.withLockedValue { ($0.member, $0.commands) }
+            let closed = member?.perform(command) ?? 0
+            guard let commands else { return }
+            let control = self.control
+            let nodeId = configuration.nodeId
+            loop.makeFutureWithTask {
+                try await control.reply(to: request, of: origin, closed: closed, responder: nodeId, on: commands)
+            }.whenFailure { _ in }
+        case .reply(let request, _, let closed)?:
+            let finished = state.withLockedValue { state -> (EventLoopPromise<Int>, Int)? in
+                guard var waiting = state.requests[request] else { return nil }
+                waiting.replies += 1
+                waiting.closed += closed
+                if waiting.replies >= waiting.expected || (waiting.endsAtFirstHit && closed > 0) {
+                    state.requests[request] = nil
+                    return (waiting.promise, waiting.closed)
+                }
+                state.requests[request] = waiting
+                return nil
+            }
+            if let (promise, closed) = finished { promise.succeed(closed) }
+        default:
+            break
+        }
+    }
+
+    public func perform(_ command: ClusterCommand) async throws(BrokerError) -> Int {
+        let (commands, peers) = state.withLockedValue { ($0.isUp ? $0.commands : nil, $0.peers.count) }
+        // Without the link the command reaches no other node; a block is loaded by the others when they read
+        // the stored blocks, which they do on their next reconnect.
+        guard let commands else { throw BrokerError("Redis is not reachable: the command reached this node only") }
+        let request = String(UInt64.random(in: 0...UInt64.max), radix: 36)
+        let promise = loop.makePromise(of: Int.self)
+        var endsAtFirstHit = false
+        if case .disconnectConnection = command { endsAtFirstHit = true }
+        state.withLockedValue {
+            $0.requests[request] = Request(expected: peers, endsAtFirstHit: endsAtFirstHit, promise: promise)
+        }
+        do {
+            try await control.send(command, origin: configuration.nodeId, request: request, on: commands)
+            statistics.recordRedisCommands(1)
+        } catch {
+            state.withLockedValue { $0.requests[request] = nil }
+            promise.succeed(0)
+            throw BrokerError("Redis: \(error)")
+        }
+        let answered: Int?
+        if peers == 0 {
+            state.withLockedValue { $0.requests[request] = nil }
+            promise.succeed(0)
+            answered = 0
+        } else {
+            let timer = loop.scheduleTask(in: .seconds(1)) { [self] in
+                let waiting = state.withLockedValue { state in
+                    defer { state.requests[request] = nil }
+                    return state.requests[request]
+                }
+                if let waiting { waiting.promise.succeed(waiting.closed) }
+            }
+            answered = try? await promise.futureResult.get()
+            timer.cancel()
+        }
+        return answered ?? 0
+    }
+
+    public func acquireUserSlot(userId: String, connectionId: String, limit: Int) async -> Bool {
+        guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else { return true }
+        let member = leaseMember(connectionId)
+        guard let taken = try? await userLeases.acquire(member, of: userId, limit: limit, on: commands) else { return true }
+        statistics.recordRedisCommands(1)
+        if taken { state.withLockedValue { $0.leases[userId, default: []].insert(member) } }
+        return taken
+    }
+
+    public func releaseUserSlot(userId: String, connectionId: String) {
+        let member = leaseMember(connectionId)
+        let commands = state.withLockedValue { state -> RedisConnection? in
+            guard state.leases[userId]?.remove(member) != nil else { return nil }
+            if state.leases[userId]?.isEmpty == true { state.leases[userId] = nil }
+            return state.commands
+        }
+        guard let commands else { return }
+        let leases = userLeases
+        loop.makeFutureWithTask { try await leases.release(member, of: userId, on: commands) }.whenFailure { _ in }
+    }
+
+    private func leaseMember(_ connectionId: String) -> String { "\(configuration.nodeId)|\(connectionId)" }
+
+    public func needsPreparation(channel: String, namespace: Namespace) -> Bool {
+        namespace.retainsMessages && !state.withLockedValue { $0.prepared.contains(channel) }
+    }
+
+    public func prepare(channel: String, namespace: Namespace) async {
+        guard namespace.retainsMessages, let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else { return }
+        let keys = keys(of: .channel(channel))
+        let count = max(namespace.history, 1)
+        guard let replies = try? await commands.pipeline([
+            ["GET", RESPArgument(keys.sequence)],
+            ["XREVRANGE", RESPArgument(keys.history), "+", "-", "COUNT", RESPArgument(count)],
+        ]) else { return }
+        statistics.recordRedisCommands(2)
+        let top = replies[0].string.flatMap { UInt64($0) } ?? 0
+        let messages = (replies[1].array ?? []).compactMap(Self.historyEntry).map { ($0.seq, $0.message.payload) }
+        hub.seed(channel: channel, namespace: namespace, lastSeq: top, messages: messages)
+        state.withLockedValue { state in
+            state.prepared.insert(channel)
+            if state.sequencers[.channel(channel)] == nil { state.sequencers[.channel(channel)] = FeedSequencer(delivered: top) }
+        }
+    }
+
+    private static func milliseconds(_ duration: Duration) -> Int {
+        Int(duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000)
     }
 }

@@ -11,18 +11,25 @@ import Glibc
 /// `@unchecked Sendable`: its state is the `Process` (thread-safe for these calls) and constants.
 public final class RedisServer: @unchecked Sendable {
     public let port: Int
-    let process = Process()
+    private var process = Process()
     private let directory: URL
+    private let arguments: [String]
 
     /// Starts one and waits until it accepts connections.
     /// - Parameter arguments: extra `redis-server` arguments (`--requirepass`, ...).
     public init(arguments: [String] = []) async throws {
         port = try Self.freePort()
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("redis-\(UUID().uuidString)")
+        self.arguments = arguments
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try await launch()
+    }
+
+    private func launch() async throws {
         guard let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
             throw RedisClientError.server("redis-server is not installed (scripts/test installs it: apt-get install redis-server)")
         }
+        process = Process()
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = [
             "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path,
@@ -41,18 +48,30 @@ public final class RedisServer: @unchecked Sendable {
         }
     }
 
+    /// Kills the server and starts a new, empty one on the same port (a Redis that crashed and came back
+    /// without its data).
+    public func restart() async throws {
+        kill()
+        try await launch()
+    }
+
+    /// Kills the server and leaves it down (until ``restart()``).
+    public func kill() {
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+    }
+
     public var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
 
     /// SIGSTOP: Redis stops answering, but its sockets stay open (a hung server). Neither can be blocked.
-    public func pause() { kill(process.processIdentifier, SIGSTOP) }
-    public func resume() { kill(process.processIdentifier, SIGCONT) }
+    public func pause() { Glibc.kill(process.processIdentifier, SIGSTOP) }
+    public func resume() { Glibc.kill(process.processIdentifier, SIGCONT) }
 
     /// SIGKILL (nothing to save): a child started from a test thread inherits its blocked signals, SIGTERM included.
     public func stop() {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        kill()
         try? FileManager.default.removeItem(at: directory)
     }
 

@@ -6,6 +6,7 @@ public import Logging
 public import NIOCore
 public import NIOPosix
 public import Prometheus
+import RedisBroker
 import SwitchboardCore
 
 /// Builds a Switchboard node: the router, the gateway child channel and the node's services.
@@ -50,6 +51,8 @@ public func buildApplication(
 
     // Services are shut down in reverse order: the WebSocket drain goes last, after the server.
     var services: [any Service] = [WebSocketDrain(node: node), Housekeeping(node: node)]
+    // The Redis link goes after everything else, so the drain's last messages can still be forwarded.
+    if let broker = node.broker as? RedisBroker { services.insert(ClusterLink(broker: broker, logger: node.logger), at: 0) }
     if settings.demo { services.append(DemoFeed(node: node)) }
 
     return Application(

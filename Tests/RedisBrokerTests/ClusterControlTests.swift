@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import RedisClient
 import RedisTestSupport
+import SwitchboardCore
 import Testing
 
 @testable import RedisBroker
@@ -10,41 +11,48 @@ import Testing
 @Suite struct ClusterControlTests {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
 
-    @Test func commandsRoundTripAndForeignMessagesAreRefused() {
-        let commands: [ClusterControl.Command] = [
+    @Test func messagesRoundTripAndForeignOnesAreRefused() {
+        let commands: [ClusterCommand] = [
             .disconnectConnection(id: "k3j", reason: "bye"), .disconnectUser(id: "alice", reason: "ban"),
             .disconnectIP("203.0.113.9", reason: "abuse"), .block(ip: "203.0.113.9", seconds: 60, reason: "abuse\nsecond line"),
         ]
         for command in commands {
-            let decoded = ClusterControl.decode(ByteBuffer(string: ClusterControl.encode(command, origin: "node-a")))
-            #expect(decoded?.origin == "node-a")
-            if case .block(let ip, let seconds, let reason)? = decoded?.command {
+            let decoded = ClusterControl.decode(ByteBuffer(string: ClusterControl.encode(.command(command, origin: "node-a", request: "r1"))))
+            guard case .command(let received, let origin, let request)? = decoded else {
+                Issue.record("\(command) did not round-trip")
+                continue
+            }
+            #expect(origin == "node-a" && request == "r1")
+            if case .block(let ip, let seconds, let reason) = received {
                 #expect(ip == "203.0.113.9" && seconds == 60 && reason == "abuse second line", "newlines cannot break the framing")
             } else {
-                #expect(decoded?.command == command)
+                #expect(received == command)
             }
         }
-        #expect(ClusterControl.decode(ByteBuffer(string: "node\nexplode\nx\ny")) == nil)
-        #expect(ClusterControl.decode(ByteBuffer(string: "node\nblock\nip\n-5\nr")) == nil)
+        let reply = ClusterControl.Message.reply(request: "r1", responder: "node-b", closed: 3)
+        #expect(ClusterControl.decode(ByteBuffer(string: ClusterControl.encode(reply))) == reply)
+        #expect(ClusterControl.decode(ByteBuffer(string: "node\nr\nexplode\nx\ny")) == nil)
+        #expect(ClusterControl.decode(ByteBuffer(string: "node\nr\nblock\nip\n-5\nr")) == nil)
+        #expect(ClusterControl.decode(ByteBuffer(string: "node\nr\nreply\n-1")) == nil)
         #expect(ClusterControl.decode(ByteBuffer(string: "garbage")) == nil)
     }
 
     @Test func everyNodeHearsACommandAndALateNodeLoadsTheBlocks() async throws {
         try await RedisServer.with { server in
             let control = ClusterControl(prefix: "t:")
-            let (heard, hear) = AsyncStream.makeStream(of: (String, ClusterControl.Command).self)
+            let (heard, hear) = AsyncStream.makeStream(of: ClusterControl.Message.self)
             let listener = try await RedisSubscription.connect(to: server.url, on: loop) { message in
                 if let decoded = ClusterControl.decode(message.payload) { hear.yield(decoded) }
             }
-            try await listener.subscribe([control.channel])
+            try await listener.subscribe([control.channel, control.replyChannel(of: "node-a")])
             let redis = try await RedisConnection.connect(to: server.url, on: loop)
-            try await control.send(.disconnectUser(id: "alice", reason: "ban"), origin: "node-a", on: redis)
-            try await control.block("203.0.113.9", for: 60, reason: "abuse", origin: "node-a", on: redis)
+            try await control.send(.disconnectUser(id: "alice", reason: "ban"), origin: "node-a", request: "1", on: redis)
+            try await control.send(.block(ip: "203.0.113.9", seconds: 60, reason: "abuse"), origin: "node-a", request: "2", on: redis)
+            try await control.reply(to: "2", of: "node-a", closed: 4, responder: "node-b", on: redis)
             var iterator = heard.makeAsyncIterator()
-            let first = try #require(await iterator.next())
-            #expect(first.0 == "node-a" && first.1 == .disconnectUser(id: "alice", reason: "ban"))
-            let second = try #require(await iterator.next())
-            #expect(second.1 == .block(ip: "203.0.113.9", seconds: 60, reason: "abuse"))
+            #expect(await iterator.next() == .command(.disconnectUser(id: "alice", reason: "ban"), origin: "node-a", request: "1"))
+            #expect(await iterator.next() == .command(.block(ip: "203.0.113.9", seconds: 60, reason: "abuse"), origin: "node-a", request: "2"))
+            #expect(await iterator.next() == .reply(request: "2", responder: "node-b", closed: 4))
             // A node that starts now finds the block and how long it has left.
             let stored = try await control.storedBlocks(on: redis)
             #expect(stored.count == 1 && stored[0].ip == "203.0.113.9" && stored[0].reason == "abuse")

@@ -11,28 +11,44 @@ import WebSocketTestClient
 
 @testable import SwitchboardServer
 
-/// Two live nodes sharing one Redis of the test's own, through ``RedisBroker`` (SPEC §8, first part).
+/// Live cluster nodes sharing one Redis of the test's own (SPEC §8): every test runs two or three real nodes in
+/// `redis-url` mode, with real WebSocket clients.
 @Suite struct ClusterTests {
     static let feed = Namespace(name: "feed", topic: .optional, history: 100)
+    static let last = Namespace(name: "last", topic: .required, lastValue: true)
 
-    /// Runs `body` with two nodes on one Redis; their brokers are started before it.
-    static func withCluster(_ body: (TestNode, TestNode) async throws -> Void) async throws {
+    /// Settings of a cluster node on `redis`.
+    static func clusterSettings(_ redis: RedisServer, _ configure: @escaping (inout Settings) -> Void = { _ in }) -> (inout Settings) -> Void {
+        { settings in
+            settings.namespaces += [Self.feed, Self.last]
+            settings.redisURL = redis.url.description
+            settings.redisPrefix = "test:"
+            configure(&settings)
+        }
+    }
+
+    /// Runs `body` with `count` nodes on one Redis, each joined to the cluster before it.
+    static func withCluster(
+        nodes count: Int = 2, _ configure: @escaping (inout Settings) -> Void = { _ in },
+        _ body: ([TestNode], RedisServer) async throws -> Void
+    ) async throws {
         try await RedisServer.with { redis in
-            let configuration = RedisBroker.Configuration(url: redis.url, prefix: "test:")
-            let brokers = NIOLockedValueBox<[RedisBroker]>([])
-            let make = { (hub: Hub, recipients: any LocalRecipients) -> any Broker in
-                let broker = RedisBroker(
-                    hub: hub, recipients: recipients, configuration: configuration, loop: MultiThreadedEventLoopGroup.singleton.next())
-                brokers.withLockedValue { $0.append(broker) }
-                return broker
-            }
-            try await TestNode.with({ $0.namespaces.append(Self.feed) }, makeBroker: make) { first in
-                try await TestNode.with({ $0.namespaces.append(Self.feed) }, makeBroker: make) { second in
-                    for broker in brokers.withLockedValue({ $0 }) { try await broker.start() }
-                    try await body(first, second)
-                    for broker in brokers.withLockedValue({ $0 }) { await broker.stop() }
-                }
-            }
+            try await withNodes(count, on: redis, configure) { nodes in try await body(nodes, redis) }
+        }
+    }
+
+    /// `count` nodes on `redis`, joined before `body` (nested, so each is shut down gracefully after it).
+    static func withNodes(
+        _ count: Int, on redis: RedisServer, _ configure: @escaping (inout Settings) -> Void = { _ in }, started: [TestNode] = [],
+        _ body: ([TestNode]) async throws -> Void
+    ) async throws {
+        guard started.count < count else {
+            try await body(started)
+            return
+        }
+        try await TestNode.with(clusterSettings(redis, configure)) { node in
+            try await node.joined()
+            try await withNodes(count, on: redis, configure, started: started + [node], body)
         }
     }
 
@@ -48,7 +64,8 @@ import WebSocketTestClient
     }
 
     @Test func publishesThroughEitherNodeReachEveryClientOnceInOneOrder() async throws {
-        try await Self.withCluster { first, second in
+        try await Self.withCluster { nodes, _ in
+            let (first, second) = (nodes[0], nodes[1])
             var clients: [TestClient] = []
             for node in [first, second, first, second] {
                 let client = try await node.client()
@@ -81,7 +98,8 @@ import WebSocketTestClient
     }
 
     @Test func userAndGlobalTargetsAreResolvedByEachNodeForItsOwnConnections() async throws {
-        try await Self.withCluster { first, second in
+        try await Self.withCluster { nodes, _ in
+            let (first, second) = (nodes[0], nodes[1])
             let aliceOnSecond = try await second.client(token: try await second.token("alice"))
             let bystanderOnFirst = try await first.client()
             let admin = try await first.token("ops", role: .admin)
@@ -113,13 +131,15 @@ import WebSocketTestClient
             let hub = Hub(directory: ChannelDirectory(namespaces: [Self.feed]), scheduler: MultiThreadedEventLoopGroup.singleton.next())
             let recipients = NoRecipients()
             let loop = MultiThreadedEventLoopGroup.singleton.next()
-            let configuration = RedisBroker.Configuration(url: redis.url, prefix: "t:")
+            let configuration = RedisBroker.Configuration(url: redis.url, prefix: "t:", nodeId: "listener")
             let listener = RedisBroker(hub: hub, recipients: recipients, configuration: configuration, loop: loop)
             try await listener.start()
             let subscriber = Recorder()
             hub.subscribe(subscriber, to: try #require(ChannelName("feed:x")), namespace: Self.feed) { _ in Delivery(payload: ByteBuffer()) }
             let otherHub = Hub(directory: ChannelDirectory(namespaces: [Self.feed]), scheduler: loop)
-            let publisher = RedisBroker(hub: otherHub, recipients: recipients, configuration: configuration, loop: loop)
+            var publisherConfiguration = configuration
+            publisherConfiguration.nodeId = "publisher"
+            let publisher = RedisBroker(hub: otherHub, recipients: recipients, configuration: publisherConfiguration, loop: loop)
             try await publisher.start()
             for n in 1...3 { _ = try await publisher.publish(Publication(channel: "feed:x", event: "e", data: "\(n)"), to: .channel(Self.feed)) }
             try await waitUntil { subscriber.seqs.count == 3 }
@@ -140,6 +160,44 @@ import WebSocketTestClient
             await publisher.stop()
             await listener.stop()
         }
+    }
+}
+
+extension TestNode {
+    /// Waits until this cluster node's Redis link is up.
+    func joined() async throws {
+        let broker = try #require(node.broker as? RedisBroker, "a cluster node")
+        try await broker.start()
+    }
+
+    /// Waits until this node has read `count` other live nodes from the registry.
+    func seesPeers(_ count: Int) async throws {
+        let cluster = try #require(node.cluster)
+        let deadline = ContinuousClock.now + .seconds(10)
+        while await cluster.peers().count != count {
+            guard ContinuousClock.now < deadline else {
+                Issue.record("node \(node.settings.nodeId) sees \(await cluster.peers().count) peers, not \(count)")
+                return
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// `GET /health`'s status.
+    func healthStatus() async throws -> String? {
+        try await request("GET", "/api/v1/websocket/health").json["status"] as? String
+    }
+}
+
+/// Waits (up to `timeout`) until `condition` holds, asking it again every 50 ms.
+func eventually(timeout: Duration = .seconds(15), _ what: String, _ condition: () async throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + timeout
+    while try await !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("not within \(timeout): \(what)")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(50))
     }
 }
 

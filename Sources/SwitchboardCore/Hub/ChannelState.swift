@@ -100,6 +100,21 @@ final class ChannelState: Sendable {
         }
     }
 
+    /// Merges messages read from the cluster's history into what this channel keeps (see ``Hub/seed``).
+    func seed(lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
+        state.withLock { state in
+            let known = Set(state.history.map(\.seq))
+            var merged = Array(state.history)
+            for (seq, payload) in messages where !known.contains(seq) && (namespace.history > 0 || seq > (state.lastValue?.seq ?? 0)) {
+                merged.append(.message(seq: seq, payload: payload, conflationKey: nil, namespace: namespace.name))
+            }
+            merged.sort { $0.seq < $1.seq }
+            if namespace.history > 0 { state.history = Deque(merged.suffix(namespace.history)) }
+            if namespace.lastValue, let newest = merged.last, newest.seq > (state.lastValue?.seq ?? 0) { state.lastValue = newest }
+            state.seq = max(state.seq, lastSeq, merged.last?.seq ?? 0)
+        }
+    }
+
     /// Keeps `delivery` (history, last value) and queues it for every subscriber and extra recipient. Lock held.
     private func distribute(_ delivery: Delivery, extraRecipients: [any Subscriber], state: inout State) -> Hub.PublishResult {
         if namespace.history > 0 {

@@ -78,7 +78,7 @@ public final class Hub: Sendable {
         globalSeq.withLock { seq in
             seq += 1
             statistics.recordPublished(namespace: "")
-            deliverGlobalSequenced(seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), to: recipients)
+            fanOutGlobal(seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), to: recipients)
             return PublishResult(seq: seq, recipients: recipients.count)
         }
     }
@@ -101,11 +101,32 @@ public final class Hub: Sendable {
         return state.deliverSequenced(seq: seq, payload: payload, key: key, extraRecipients: extraRecipients)
     }
 
-    /// Delivers a global message (`all: true`) a broker sequenced elsewhere to `recipients`.
+    /// Delivers a global message (`all: true`) a broker sequenced elsewhere to `recipients`; a later local
+    /// global publish (a cluster node cut off from Redis) continues after its `seq`.
     public func deliverGlobalSequenced(seq: UInt64, payload: ByteBuffer, to recipients: [any Subscriber]) {
+        globalSeq.withLock { $0 = max($0, seq) }
+        fanOutGlobal(seq: seq, payload: payload, to: recipients)
+    }
+
+    private func fanOutGlobal(seq: UInt64, payload: ByteBuffer, to recipients: [any Subscriber]) {
         let delivery = Delivery.message(seq: seq, payload: payload, conflationKey: nil)
         for recipient in recipients { recipient.deliver(delivery) }
         statistics.recordDelivered(namespace: "", recipients: recipients.count)
+    }
+
+    /// Adds what a cluster holds of a channel this node has not seen whole (a node that started after some of
+    /// its messages): `messages` (complete message JSON by `seq`, any order) go into the history and last value
+    /// below what the node already keeps, and the channel's `seq` is raised to `lastSeq`, so that a subscribe
+    /// with `since` answers as on every other node. A channel that retains nothing is left alone.
+    public func seed(channel: String, namespace: Namespace, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
+        guard namespace.retainsMessages else { return }
+        let state = channels.withLock { channels in
+            if let existing = channels[channel] { return existing }
+            let created = makeChannel(channel, namespace)
+            channels[channel] = created
+            return created
+        }
+        state.seed(lastSeq: lastSeq, messages: messages)
     }
 
     private func makeChannel(_ name: String, _ namespace: Namespace) -> ChannelState {

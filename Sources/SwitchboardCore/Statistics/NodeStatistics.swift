@@ -72,6 +72,27 @@ public final class NodeStatistics: Sendable {
     private let slowConsumerCounter: Counter
     private let securityEventCounters: [SecurityEventKind: Counter]
     private let latency: CoreMetrics.Timer
+    private let redisLink: RedisLinkMetrics?
+
+    /// The Redis link's metrics, made in cluster mode only (a single node exports none of them).
+    private struct RedisLinkMetrics: Sendable {
+        let up: Meter
+        let reconnects: Counter
+        let commands: Counter
+        let notForwarded: Counter
+        let gapRepaired: Counter
+        let gapLost: Counter
+
+        init(factory: any MetricsFactory) {
+            up = Meter(label: "switchboard_redis_up", factory: factory)
+            reconnects = Counter(label: "switchboard_redis_reconnects_total", factory: factory)
+            commands = Counter(label: "switchboard_redis_commands_total", factory: factory)
+            notForwarded = Counter(label: "switchboard_redis_not_forwarded_total", factory: factory)
+            gapRepaired = Counter(label: "switchboard_redis_gap_messages_total", dimensions: [("result", "repaired")], factory: factory)
+            gapLost = Counter(label: "switchboard_redis_gap_messages_total", dimensions: [("result", "lost")], factory: factory)
+            up.set(0)
+        }
+    }
 
     /// Samples of (published, delivered) once a second, for per-second rates over ``rateWindow``.
     private let samples = Mutex<Deque<(at: ContinuousClock.Instant, published: Int, delivered: Int, accepted: Int)>>([])
@@ -84,7 +105,9 @@ public final class NodeStatistics: Sendable {
     /// - Parameters:
     ///   - namespaces: the configured namespace names (the only values of the `namespace` label).
     ///   - factory: where the metrics live.
-    public init(namespaces: [String], factory: any MetricsFactory) {
+    ///   - clustered: whether the node is in cluster mode (it then exports the Redis link's metrics).
+    public init(namespaces: [String], factory: any MetricsFactory, clustered: Bool = false) {
+        redisLink = clustered ? RedisLinkMetrics(factory: factory) : nil
         connectionsByRole = Dictionary(uniqueKeysWithValues: Role.allCases.map { ($0, Tally()) })
         rateLimitedByLimit = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, Tally()) })
         securityEventsByKind = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { ($0, Tally()) })
@@ -216,6 +239,31 @@ public final class NodeStatistics: Sendable {
     /// Time from a publish being accepted to its frame being written to a socket.
     public func recordDeliveryLatency(nanoseconds: Int64) {
         latency.recordNanoseconds(max(0, nanoseconds))
+    }
+
+    // MARK: Recording the Redis link (cluster mode)
+
+    public func recordRedisLink(up: Bool) {
+        redisLink?.up.set(up ? 1 : 0)
+    }
+
+    public func recordRedisReconnect() {
+        redisLink?.reconnects.increment()
+    }
+
+    public func recordRedisCommands(_ count: Int) {
+        redisLink?.commands.increment(by: Int64(count))
+    }
+
+    /// A publish that reached only this node's subscribers because Redis was out of reach.
+    public func recordNotForwarded() {
+        redisLink?.notForwarded.increment()
+    }
+
+    /// Messages of a feed gap: read back from the history (`repaired`), or gone (`lost`).
+    public func recordGap(repaired: Int, lost: Int) {
+        if repaired > 0 { redisLink?.gapRepaired.increment(by: Int64(repaired)) }
+        if lost > 0 { redisLink?.gapLost.increment(by: Int64(lost)) }
     }
 
     /// Takes a sample for the per-second rates; call about once a second.

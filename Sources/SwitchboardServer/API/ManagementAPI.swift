@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import NIOCore
 import Prometheus
 import SwitchboardCore
@@ -48,12 +49,19 @@ struct ManagementAPI: Sendable {
     private func health() async -> Response {
         let slowLoops = await HealthCheck.unresponsiveLoops(of: node.eventLoopGroup, within: Self.responsiveWithin)
         let loopCount = node.eventLoopGroup.makeIterator().reduce(0) { count, _ in count + 1 }
-        let status = HealthCheck.status(unresponsiveLoops: slowLoops, of: loopCount)
+        var status = HealthCheck.status(unresponsiveLoops: slowLoops, of: loopCount)
+        var checks: [String: JSONValue] = [
+            "eventLoops": .string(slowLoops == 0 ? "ok" : "\(slowLoops) of \(loopCount) slower than \(Self.responsiveWithin)")
+        ]
+        if let cluster = node.cluster {
+            // SPEC §8: without Redis the node still serves its own clients, so it is degraded, not unhealthy.
+            let isUp = cluster.linkStatus.isUp
+            checks["redis"] = .string(isUp ? "ok" : "unreachable: publishes reach this node's subscribers only")
+            if !isUp && status == .ok { status = .degraded }
+        }
         let body: JSONValue = .object([
             "status": .string(status.rawValue),
-            "checks": .object([
-                "eventLoops": .string(slowLoops == 0 ? "ok" : "\(slowLoops) of \(loopCount) slower than \(Self.responsiveWithin)")
-            ]),
+            "checks": .object(checks),
             "uptimeSeconds": .int(Int64(node.uptimeSeconds)),
             "nodeId": .string(node.settings.nodeId),
         ])
@@ -97,7 +105,36 @@ struct ManagementAPI: Sendable {
             "slowConsumerDisconnects": int(counts.slowConsumerCloses),
             "securityEvents": .object(Dictionary(uniqueKeysWithValues: counts.securityEvents.map { ($0.key.rawValue, int($0.value)) })),
         ])
-        return Self.json(body)
+        guard let cluster = node.cluster, case .object(var fields) = body else { return Self.json(body) }
+        fields["cluster"] = await Self.clusterStats(of: node, in: cluster)
+        return Self.json(.object(fields))
+    }
+
+    /// `stats.cluster` (SPEC §8): every live node's announced figures (this one's as of now) and their totals,
+    /// and the state of the Redis link.
+    private static func clusterStats(of node: Node, in cluster: any Cluster) async -> JSONValue {
+        var nodes = await cluster.peers()
+        nodes[node.settings.nodeId] = node.figures()
+        var totals: [String: JSONValue] = [:]
+        for name in Node.summedFigures {
+            totals[name] = .int(nodes.values.reduce(0) { sum, figures in
+                if case .int(let value)? = figures[name] { return sum + value }
+                return sum
+            })
+        }
+        let link = cluster.linkStatus
+        return .object([
+            "nodes": .array(nodes.sorted { $0.key < $1.key }.map { id, figures in
+                guard case .object(var fields) = figures else { return .object(["nodeId": .string(id)]) }
+                fields["channels"] = nil
+                fields["nodeId"] = .string(id)
+                return .object(fields)
+            }),
+            "totals": .object(totals),
+            "redis": .object([
+                "up": .bool(link.isUp), "reconnects": .int(Int64(link.reconnects)), "notForwarded": .int(Int64(link.notForwarded)),
+            ]),
+        ])
     }
 
     private func channels(_ request: Request) async throws -> Response {
@@ -111,7 +148,8 @@ struct ManagementAPI: Sendable {
         }
         var body: [String: JSONValue] = ["namespaces": .array(readable.map(Self.describe))]
         if identity.role.isAdmin {
-            body["live"] = .array(node.hub.channelSummaries().map { summary in
+            // Cluster-wide counts in cluster mode (SPEC §8), as of each node's last announcement.
+            body["live"] = .array(await node.clusterChannelCounts().map { summary in
                 .object(["channel": .string(summary.name), "subscribers": .int(Int64(summary.subscribers))])
             })
         }
@@ -166,18 +204,32 @@ struct ManagementAPI: Sendable {
         let admin = try await requireAdmin(request)
         let id = try context.parameters.require("connectionId")
         let reason = try await Self.reason(in: request)
-        guard let connection = node.connections.connection(id: id) else { throw APIError.notFound("no open connection '\(id)'") }
-        disconnect([connection], by: admin, reason: reason, target: "connection \(id)")
+        var closed = 0
+        if let connection = node.connections.connection(id: id) {
+            closed = node.disconnectByAdmin([connection], target: "connection \(id)", by: Self.name(of: admin), reason: reason)
+        } else if let cluster = node.cluster {
+            // SPEC §8: the connection may be on another node; 404 only when no node has it.
+            guard cluster.linkStatus.isUp else {
+                throw APIError(
+                    status: .serviceUnavailable, code: .internalError,
+                    message: "no connection '\(id)' on this node, and Redis is not reachable to ask the others")
+            }
+            closed = await performed(.disconnectConnection(id: id, reason: reason), in: cluster)
+        }
+        guard closed > 0 else { throw APIError.notFound("no open connection '\(id)'") }
         return Self.json(.object(["disconnected": .int(1)]))
     }
 
-    /// Closes `connections` with 4000 and writes an `admin_disconnect` event for each.
-    private func disconnect(_ connections: [WebSocketConnection], by admin: Identity, reason: String, target: String) {
-        for connection in connections {
-            node.audit.record(SecurityEvent(
-                .adminDisconnect, ip: connection.ip, connectionId: connection.id,
-                detail: "\(target) by \(admin.userId ?? "?"): \(reason)"))
-            connection.disconnect(code: .disconnectedByAdmin, reason: reason)
+    private static func name(of admin: Identity) -> String { admin.userId ?? "?" }
+
+    /// How many connections the other nodes closed for `command`; 0 when Redis is out of reach (then the
+    /// command applied on this node only, and the log says so).
+    private func performed(_ command: ClusterCommand, in cluster: any Cluster) async -> Int {
+        do {
+            return try await cluster.perform(command)
+        } catch {
+            node.logger.warning("cluster command reached this node only", metadata: ["sb.error": "\(error)"])
+            return 0
         }
     }
 
@@ -185,9 +237,10 @@ struct ManagementAPI: Sendable {
         let admin = try await requireAdmin(request)
         let userId = try context.parameters.require("userId")
         let reason = try await Self.reason(in: request)
-        let connections = node.connections.connections(ofUser: userId)
-        disconnect(connections, by: admin, reason: reason, target: "user \(userId)")
-        return Self.json(.object(["disconnected": .int(Int64(connections.count))]))
+        var closed = node.disconnectByAdmin(
+            node.connections.connections(ofUser: userId), target: "user \(userId)", by: Self.name(of: admin), reason: reason)
+        if let cluster = node.cluster { closed += await performed(.disconnectUser(id: userId, reason: reason), in: cluster) }
+        return Self.json(.object(["disconnected": .int(Int64(closed))]))
     }
 
     private func disconnectIP(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
@@ -201,10 +254,15 @@ struct ManagementAPI: Sendable {
         case .int(let seconds)? where seconds > 0 && seconds <= 365 * 86_400: blockSeconds = seconds
         default: throw APIError.badRequest("blockSeconds: a whole number of seconds, 1 to 31536000")
         }
-        let connections = node.connections.all.filter { $0.ip == ip }
-        disconnect(connections, by: admin, reason: reason, target: "ip \(ip)")
-        if let blockSeconds { node.block(ip, for: .seconds(blockSeconds), reason: "by \(admin.userId ?? "?"): \(reason)") }
-        var result: [String: JSONValue] = ["disconnected": .int(Int64(connections.count))]
+        var closed = node.disconnectByAdmin(
+            node.connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: Self.name(of: admin), reason: reason)
+        if let blockSeconds {
+            // The block closes the IP's connections on the other nodes too.
+            closed += await node.block(ip, for: .seconds(blockSeconds), reason: "by \(Self.name(of: admin)): \(reason)")
+        } else if let cluster = node.cluster {
+            closed += await performed(.disconnectIP(ip, reason: reason), in: cluster)
+        }
+        var result: [String: JSONValue] = ["disconnected": .int(Int64(closed))]
         if let blockSeconds { result["blockedSeconds"] = .int(blockSeconds) }
         return Self.json(.object(result))
     }

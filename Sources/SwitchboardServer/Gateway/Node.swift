@@ -2,6 +2,8 @@ public import Logging
 public import NIOCore
 import NIOPosix
 public import Prometheus
+import RedisBroker
+import RedisClient
 public import SwitchboardCore
 
 /// Everything one Switchboard node shares between its connections and its API.
@@ -13,8 +15,10 @@ public final class Node: Sendable {
     public let connectRateLimiter: KeyedRateLimiter
     public let tokens: TokenVerifier
     public let connections: ConnectionRegistry
-    /// Sequences publishes and delivers them (``LocalBroker``: in this process).
+    /// Sequences publishes and delivers them (``LocalBroker``: in this process; ``RedisBroker`` in cluster mode).
     public let broker: any Broker
+    /// The cluster this node is part of (cluster mode, SPEC §8), else nil.
+    public let cluster: (any Cluster)?
     public let logger: Logger
     public let startedAt: ContinuousClock.Instant
     /// Counters for `stats` and `/metrics`.
@@ -40,7 +44,8 @@ public final class Node: Sendable {
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
-    ///   - makeBroker: the broker over this node's hub and connections (default: ``LocalBroker``).
+    ///   - makeBroker: the broker over this node's hub and connections when `redis-url` is not set (default:
+    ///     ``LocalBroker``); with it, the node is a cluster node over ``RedisBroker``.
     /// - Throws: when the audit log file cannot be opened.
     public init(
         settings: Settings, tokens: TokenVerifier, logger: Logger,
@@ -55,7 +60,13 @@ public final class Node: Sendable {
         self.eventLoopGroup = eventLoopGroup
         var factory = PrometheusMetricsFactory(registry: metrics)
         factory.durationHistogramBuckets[NodeStatistics.latencyMetricName] = Self.latencyBuckets
-        self.statistics = NodeStatistics(namespaces: settings.namespaces.map(\.name), factory: factory)
+        let redisURL: RedisURL?
+        do {
+            redisURL = try settings.redisURL.map { try RedisURL(parsing: $0) }
+        } catch {
+            throw SettingsError("redis-url: \(error)")
+        }
+        self.statistics = NodeStatistics(namespaces: settings.namespaces.map(\.name), factory: factory, clustered: redisURL != nil)
         self.hub = Hub(
             directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics)
         self.pools = ConnectionPools(
@@ -77,8 +88,19 @@ public final class Node: Sendable {
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
         self.connections = ConnectionRegistry()
-        self.broker = makeBroker(hub, connections)
+        if let redisURL {
+            let broker = RedisBroker(
+                hub: hub, recipients: connections,
+                configuration: .init(url: redisURL, prefix: settings.redisPrefix, nodeId: settings.nodeId),
+                loop: eventLoopGroup.next())
+            self.broker = broker
+            self.cluster = broker
+        } else {
+            self.broker = makeBroker(hub, connections)
+            self.cluster = nil
+        }
         self.startedAt = .now
+        cluster?.attach(self)
     }
 
     /// Buckets of the publish-to-write latency histogram: 100 µs to 5 s.
@@ -99,19 +121,35 @@ public final class Node: Sendable {
         statistics.recordAuth(succeeded: false)
         audit.record(SecurityEvent(.authFailed, ip: ip, connectionId: connectionId, detail: detail))
         if authFailures.recordFailure(from: ip) {
-            block(
-                ip, for: .seconds(Int64(settings.blockSeconds)),
-                reason: "\(settings.blockAfterFailures) failed authentications within 60 s")
+            let duration = Duration.seconds(Int64(settings.blockSeconds))
+            let reason = "\(settings.blockAfterFailures) failed authentications within 60 s"
+            blockHere(ip, for: duration, reason: reason)
+            if let cluster {
+                Task { _ = try? await cluster.perform(.block(ip: ip, seconds: Int(duration.components.seconds), reason: reason)) }
+            }
         }
     }
 
-    /// Blocks `ip` (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with 1008.
-    public func block(_ ip: String, for duration: Duration, reason: String) {
+    /// Blocks `ip` on every node (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with
+    /// 1008; answers how many connections were closed, in the cluster.
+    @discardableResult
+    public func block(_ ip: String, for duration: Duration, reason: String) async -> Int {
+        let closed = blockHere(ip, for: duration, reason: reason)
+        let seconds = Int(duration.components.seconds)
+        let remote = (try? await cluster?.perform(.block(ip: ip, seconds: seconds, reason: reason))) ?? 0
+        return closed + remote
+    }
+
+    /// Blocks `ip` on this node only; returns how many connections it closed.
+    @discardableResult
+    func blockHere(_ ip: String, for duration: Duration, reason: String) -> Int {
         blockList.block(ip, for: duration)
         audit.record(SecurityEvent(.ipBlocked, ip: ip, detail: "\(reason); for \(duration.components.seconds) s"))
-        for connection in connections.all where connection.ip == ip {
+        let closing = connections.all.filter { $0.ip == ip }
+        for connection in closing {
             connection.disconnect(code: .policyViolation, reason: "IP address blocked")
         }
+        return closing.count
     }
 
     /// Forgets expired blocks (writing `ip_unblocked` for each) and stale auth failures; called every second.

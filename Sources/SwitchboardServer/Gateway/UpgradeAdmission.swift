@@ -69,7 +69,7 @@ struct UpgradeAdmission: Sendable {
         } catch {
             admitted = loop.makeFailedFuture(error)
         }
-        return admitted.map { upgrade in
+        return admitted.flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }.map { upgrade in
             node.statistics.recordAttempt(.accepted)
             return upgrade
         }.flatMapErrorThrowing { error in
@@ -80,6 +80,23 @@ struct UpgradeAdmission: Sendable {
             throw rejection
         }
     }
+
+    /// In cluster mode, an authenticated user's connection also takes a slot of the user's cluster-wide pool
+    /// (SPEC §8: per-user limits hold across nodes); refused like the node's own per-user pool.
+    private func leaseClusterSlot(for upgrade: AdmittedUpgrade, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+        guard node.cluster != nil, let userId = upgrade.identity.userId else { return loop.makeSucceededFuture(upgrade) }
+        let limit = node.settings.maxConnectionsPerUser
+        return loop.makeFutureWithTask { () async throws -> AdmittedUpgrade in
+            guard await upgrade.reservation.leaseClusterSlot(of: userId, limit: limit) else {
+                upgrade.reservation.release()
+                throw Self.perUserPoolFull
+            }
+            return upgrade
+        }
+    }
+
+    static let perUserPoolFull = UpgradeRejection(
+        status: .tooManyRequests, code: .connectionLimit, message: "too many connections for this user")
 
     /// Counts a refusal and writes its security event.
     private func record(_ rejection: UpgradeRejection, ip: String) {
@@ -148,12 +165,12 @@ struct UpgradeAdmission: Sendable {
             case .perIP:
                 throw UpgradeRejection(status: .tooManyRequests, code: .connectionLimit, message: "too many connections from this IP address")
             case .perUser:
-                throw UpgradeRejection(status: .tooManyRequests, code: .connectionLimit, message: "too many connections for this user")
+                throw Self.perUserPoolFull
             }
         }
         return AdmittedUpgrade(
             identity: identity, ip: request.ip,
-            reservation: SlotReservation(pools: node.pools, ip: request.ip, userId: identity.userId),
+            reservation: SlotReservation(pools: node.pools, ip: request.ip, userId: identity.userId, cluster: node.cluster),
             wantsBatches: request.wantsBatches, subscriptions: request.subscriptions)
     }
 

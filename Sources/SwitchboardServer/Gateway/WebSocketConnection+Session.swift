@@ -80,16 +80,25 @@ extension WebSocketConnection {
     private func authenticate(token: String, id: RequestID?) {
         session.isWaiting = true
         let tokens = node.tokens
-        // JWTKit verifies asynchronously; the result comes back to the event loop before any later message.
-        let verification = eventLoop.makeFutureWithTask { () -> Result<Identity, TokenVerifier.Failure> in
-            do throws(TokenVerifier.Failure) { return .success(try await tokens.verify(token)) } catch { return .failure(error) }
+        let reservation = self.reservation
+        let userLimit = node.settings.maxConnectionsPerUser
+        // JWTKit verifies asynchronously; the result comes back to the event loop before any later message. In
+        // cluster mode the user's cluster-wide slot is taken in the same task (SPEC §8).
+        let verification = eventLoop.makeFutureWithTask { () -> (Result<Identity, TokenVerifier.Failure>, leased: Bool) in
+            do throws(TokenVerifier.Failure) {
+                let identity = try await tokens.verify(token)
+                guard let userId = identity.userId else { return (.success(identity), true) }
+                return (.success(identity), await reservation.leaseClusterSlot(of: userId, limit: userLimit))
+            } catch {
+                return (.failure(error), true)
+            }
         }
-        verification.whenSuccess { [self] result in
-            self.finishAuthentication(result, id: id)
+        verification.whenSuccess { [self] result, leased in
+            self.finishAuthentication(result, leased: leased, id: id)
         }
     }
 
-    private func finishAuthentication(_ result: Result<Identity, TokenVerifier.Failure>, id: RequestID?) {
+    private func finishAuthentication(_ result: Result<Identity, TokenVerifier.Failure>, leased: Bool, id: RequestID?) {
         session.isWaiting = false
         switch result {
         case .failure(let failure):
@@ -98,6 +107,7 @@ extension WebSocketConnection {
         case .success(let identity):
             if let userId = identity.userId {
                 do {
+                    guard leased else { throw ConnectionPools.Exhausted.perUser }
                     try reservation.reassign(to: userId)
                 } catch {
                     node.audit.record(SecurityEvent(
@@ -118,7 +128,7 @@ extension WebSocketConnection {
     }
 
     /// Handles the messages held back while a request was pending, in order, until one is pending again.
-    private func resumeDeferredMessages() {
+    func resumeDeferredMessages() {
         let deferred = session.deferred
         session.deferred.removeAll()
         for (index, payload) in deferred.enumerated() {
@@ -161,10 +171,48 @@ extension WebSocketConnection {
     /// The upgrade's `?subscribe=` channels, handled as `subscribe` messages without an `id`: each answered with
     /// `subscribed` or an error, in order, after `welcome`.
     func subscribeAtUpgrade(_ channels: [String]) {
-        for channel in channels { subscribe(to: channel, since: nil, id: nil) }
+        guard let cluster = node.cluster else {
+            for channel in channels { subscribe(to: channel, since: nil, id: nil) }
+            return
+        }
+        // A cluster node may first read some channels' history (see `subscribe`): all of them at once, then the
+        // replies in order.
+        let unprepared = channels.compactMap { name -> (String, Namespace)? in
+            guard let (_, namespace) = try? node.hub.directory.resolve(name), cluster.needsPreparation(channel: name, namespace: namespace)
+            else { return nil }
+            return (name, namespace)
+        }
+        waitForCluster({
+            await withTaskGroup(of: Void.self) { group in
+                for (name, namespace) in unprepared { group.addTask { await cluster.prepare(channel: name, namespace: namespace) } }
+            }
+        }, unless: unprepared.isEmpty) { [self] in
+            for channel in channels { subscribe(to: channel, since: nil, id: nil, prepared: true) }
+        }
     }
 
-    private func subscribe(to name: String, since: UInt64?, id: RequestID?) {
+    /// Runs `work` off the loop while later messages wait (as behind an `auth`), then `then` on the loop, unless
+    /// the connection ended meanwhile; with `skip`, runs `then` at once.
+    private func waitForCluster(_ work: @escaping @Sendable () async -> Void, unless skip: Bool, then: @escaping () -> Void) {
+        if skip {
+            then()
+            return
+        }
+        session.isWaiting = true
+        let done = eventLoop.makeFutureWithTask(work)
+        let connection = NIOLoopBound(self, eventLoop: eventLoop)
+        let next = NIOLoopBound(then, eventLoop: eventLoop)
+        done.whenComplete { _ in
+            let connection = connection.value
+            connection.session.isWaiting = false
+            guard !connection.tornDown else { return }
+            next.value()
+            connection.resumeDeferredMessages()
+        }
+    }
+
+    /// - Parameter prepared: a cluster node has already read what the cluster holds of the channel (or tried to).
+    private func subscribe(to name: String, since: UInt64?, id: RequestID?, prepared: Bool = false) {
         guard node.settings.allowAnonymous || session.identity.isAuthenticated else {
             send(ServerMessage.error(.unauthorized, "authenticate first: anonymous access is off", id: id))
             return
@@ -179,6 +227,14 @@ extension WebSocketConnection {
         }
         if !session.subscriptions.contains(name) && session.subscriptions.count >= node.settings.maxSubscriptions {
             send(ServerMessage.error(.subscriptionLimit, "at most \(node.settings.maxSubscriptions) subscriptions per connection", id: id))
+            return
+        }
+        // SPEC §8: history, last value and `since` answer the same on every node, so a node that has not seen
+        // the channel whole reads it from Redis first.
+        if !prepared, let cluster = node.cluster, cluster.needsPreparation(channel: name, namespace: namespace) {
+            waitForCluster({ await cluster.prepare(channel: name, namespace: namespace) }, unless: false) { [self] in
+                subscribe(to: name, since: since, id: id, prepared: true)
+            }
             return
         }
         if !session.subscriptions.contains(name) {

@@ -55,7 +55,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private(set) var shortWrites = 0
     private var context: ChannelHandlerContext?
     var session: SessionState
-    private var tornDown = false
+    private(set) var tornDown = false
     private var lastActivity = NIODeadline.now()
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
@@ -81,7 +81,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var drains: UInt = 0
 
     init(node: Node, admitted: AdmittedUpgrade, channel: any Channel) {
-        self.id = Self.makeId()
+        self.id = admitted.reservation.connectionId
         self.node = node
         self.channel = channel
         self.reservation = admitted.reservation
@@ -524,10 +524,5 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         reservation.release()
         if let fanoutMember { loopFanout.release(fanoutMember) }
         fanoutMember = nil
-    }
-
-    private static func makeId() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return String(generator.next() as UInt64, radix: 36)
     }
 }

@@ -29,6 +29,7 @@ extension Settings {
             int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
             int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
             bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
+            string("redis-prefix", \.redisPrefix),
             optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
             bool("demo", \.demo), logLevel(),
         ]

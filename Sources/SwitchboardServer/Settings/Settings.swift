@@ -1,4 +1,5 @@
 public import Logging
+import RedisClient
 public import SwitchboardCore
 
 /// Every setting of SPEC §10, with its documented default.
@@ -54,7 +55,10 @@ public struct Settings: Sendable {
     /// earlier ones are unacknowledged and sends them together (Nagle's algorithm): far less CPU per delivery,
     /// for tens of milliseconds of latency. Not in SPEC §10.
     public var tcpNoDelay = true
+    /// Cluster mode (SPEC §8): `redis://[user:password@]host:port[/db]`.
     public var redisURL: String?
+    /// Prefix of every Redis key and channel, so that several clusters may share one Redis.
+    public var redisPrefix = "switchboard:"
     public var metricsToken: String?
     public var auditLog: String?
     /// Run the synthetic market-data feed (`serve --demo`).
@@ -92,6 +96,16 @@ public struct Settings: Sendable {
         }
         guard (0...256).contains(threads) else { throw SettingsError("threads must be 0 (one per CPU) to 256, got \(threads)") }
         guard (0...65535).contains(port) else { throw SettingsError("port must be 0...65535, got \(port)") }
+        if let redisURL {
+            do {
+                _ = try RedisURL(parsing: redisURL)
+            } catch {
+                throw SettingsError("redis-url: \(error.description)")
+            }
+        }
+        guard !redisPrefix.isEmpty, redisPrefix.utf8.count <= 64, !redisPrefix.contains(where: { $0.isWhitespace || $0 == "*" }) else {
+            throw SettingsError("redis-prefix must be 1 to 64 characters without spaces or '*', got '\(redisPrefix)'")
+        }
         guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }
 }
