@@ -166,8 +166,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         var backoff = configuration.backoff
         var connectedBefore = false
         while !Task.isCancelled {
-            guard let commands = try? await RedisConnection.connect(to: configuration.url, configuration: configuration.connection, on: loop)
-            else {
+            guard let commands = try? await connectCommands() else {
                 try? await Task.sleep(for: backoff.next())
                 continue
             }
@@ -194,6 +193,20 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             if !Task.isCancelled { try? await Task.sleep(for: backoff.next()) }
         }
         markDown(keeping: nil)
+    }
+
+    /// The command connection, once Redis answered a `PING` on it (a hung Redis accepts TCP connections but
+    /// answers nothing: publishes must not be sent there).
+    private func connectCommands() async throws -> RedisConnection {
+        let commands = try await RedisConnection.connect(to: configuration.url, configuration: configuration.connection, on: loop)
+        do {
+            _ = try await commands.send(["PING"])
+            statistics.recordRedisCommands(1)
+            return commands
+        } catch {
+            await commands.close()
+            throw error
+        }
     }
 
     /// The feed, subscribed to every feed channel, the control channel and this node's reply channel.

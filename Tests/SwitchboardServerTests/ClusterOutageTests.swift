@@ -1,0 +1,113 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import RedisBroker
+import RedisClient
+import RedisTestSupport
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §8's outage behaviour with a real Redis that hangs, dies, comes back empty, or cuts a node's pub/sub
+/// connection.
+@Suite struct ClusterOutageTests {
+    /// Two nodes with one subscriber of `channel` each.
+    static func withSubscribedPair(
+        _ channel: String, _ body: (RedisServer, [TestNode], [TestClient]) async throws -> Void
+    ) async throws {
+        try await ClusterTests.withCluster(nodes: 2) { nodes, redis in
+            var clients: [TestClient] = []
+            for node in nodes {
+                let client = try await node.client()
+                try await client.subscribe(channel)
+                clients.append(client)
+            }
+            try await body(redis, nodes, clients)
+            for client in clients { await client.close() }
+        }
+    }
+
+    static func broker(of node: TestNode) throws -> RedisBroker {
+        try #require(node.node.broker as? RedisBroker)
+    }
+
+    @Test func aHungRedisDegradesTheNodeWhichKeepsServingItsClientsAndResumesWithoutGoingBack() async throws {
+        try await Self.withSubscribedPair("feed:hang") { redis, nodes, clients in
+            let (first, second) = (nodes[0], nodes[1])
+            _ = try await first.node.publish(Publication(channel: "feed:hang", event: "e", data: "1"))
+            #expect(try await ClusterTests.receive(1, on: clients[0]).map(\.seq) == [1])
+            #expect(try await ClusterTests.receive(1, on: clients[1]).map(\.seq) == [1])
+            redis.pause()
+            try await eventually("the node notices the hung Redis") { try await first.healthStatus() == "degraded" }
+            let health = try await first.request("GET", "/api/v1/websocket/health")
+            #expect(health.status == 200 && (health.json["checks"] as? [String: Any])?["redis"] as? String != "ok", "\(health.body)")
+            // Local publishes still reach local subscribers, numbered on from what the node saw.
+            let local = try await first.node.publish(Publication(channel: "feed:hang", event: "e", data: "2"))
+            #expect(local.seq == 2)
+            #expect(try await ClusterTests.receive(1, on: clients[0]).map(\.seq) == [2])
+            #expect(try Self.broker(of: first).linkStatus.notForwarded == 1)
+            redis.resume()
+            try await eventually("both nodes reconnect by themselves") {
+                let firstStatus = try await first.healthStatus()
+                let secondStatus = try await second.healthStatus()
+                return firstStatus == "ok" && secondStatus == "ok"
+            }
+            // Redis's seq was raised past the local one: the next publish, from the other node, is 3 everywhere.
+            let next = try await second.node.publish(Publication(channel: "feed:hang", event: "e", data: "3"))
+            #expect(next.seq == 3)
+            #expect(try await ClusterTests.receive(1, on: clients[0]).map(\.seq) == [3])
+            #expect(try await ClusterTests.receive(1, on: clients[1]).map(\.seq) == [3], "the other node never goes back either")
+            #expect(try Self.broker(of: first).linkStatus.reconnects >= 1)
+            let metrics = try await first.request("GET", "/metrics").body
+            #expect(metrics.contains("switchboard_redis_up 1") && metrics.contains("switchboard_redis_not_forwarded_total 1"), "\(metrics.prefix(300))")
+        }
+    }
+
+    @Test func aRedisThatDiesAndComesBackEmptyNeverMakesSeqGoBackwards() async throws {
+        try await Self.withSubscribedPair("feed:crash") { redis, nodes, clients in
+            let (first, second) = (nodes[0], nodes[1])
+            for n in 1...3 { _ = try await first.node.publish(Publication(channel: "feed:crash", event: "e", data: "\(n)")) }
+            for client in clients { #expect(try await ClusterTests.receive(3, on: client).map(\.seq) == [1, 2, 3]) }
+            try await redis.restart()
+            try await eventually("both nodes reconnect to the new Redis") {
+                let links = try [Self.broker(of: first), Self.broker(of: second)].map(\.linkStatus)
+                return links.allSatisfy { $0.isUp && $0.reconnects >= 1 }
+            }
+            let next = try await second.node.publish(Publication(channel: "feed:crash", event: "e", data: "4"))
+            #expect(next.seq == 4, "the empty Redis was raised to the nodes' seq")
+            for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [4]) }
+        }
+    }
+
+    @Test func aPubSubConnectionCutByRedisIsRepairedWithNoGap() async throws {
+        try await Self.withSubscribedPair("feed:cut") { redis, nodes, clients in
+            let (first, second) = (nodes[0], nodes[1])
+            let admin = try await RedisConnection.connect(to: redis.url, on: MultiThreadedEventLoopGroup.singleton.next())
+            var seqs: [UInt64] = []
+            for n in 1...300 {
+                if n == 100 {
+                    let killed = try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"])
+                    #expect(killed.integer == 2, "both nodes' feeds cut")
+                }
+                let publisher = n % 2 == 0 ? first : second
+                seqs.append(try #require(try await publisher.node.publish(Publication(channel: "feed:cut", event: "e", data: "\(n)")).seq))
+            }
+            #expect(seqs == Array(1...300), "every publish was taken by Redis: the command connections were not cut")
+            for client in clients {
+                let received = try await ClusterTests.receive(300, on: client)
+                #expect(received.map(\.seq) == Array(1...300) && received.map(\.data) == Array(1...300), "each once, in order, none missing")
+            }
+            // Cut again and publish one last message: no later one reveals the gap, so each node finds it by
+            // comparing its position with Redis's when its feed is back.
+            #expect(try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"]).integer == 2)
+            #expect(try await first.node.publish(Publication(channel: "feed:cut", event: "e", data: "301")).seq == 301)
+            for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [301]) }
+            #expect(try Self.broker(of: first).lostMessages == 0 && Self.broker(of: second).lostMessages == 0)
+            #expect(try Self.broker(of: second).linkStatus.reconnects >= 1)
+            await admin.close()
+        }
+    }
+}
+

@@ -1,0 +1,199 @@
+import Foundation
+import NIOCore
+import RedisBroker
+import RedisClient
+import RedisTestSupport
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §8 as users of several nodes see it: publishers of every kind on different nodes, recovery on a node
+/// that started later, commands and blocks from another node, cluster stats, per-user limits.
+@Suite struct ClusterServiceTests {
+    @Test func httpWebSocketAndBatchPublishersOnDifferentNodesShareOneOrder() async throws {
+        try await ClusterTests.withCluster(nodes: 2, { $0.messageBurst = 100 }) { nodes, _ in
+            let (first, second) = (nodes[0], nodes[1])
+            let admin = try await first.token("ops", role: .admin)
+            var clients: [TestClient] = []
+            for node in [first, second] {
+                let client = try await node.client()
+                try await client.subscribe("feed:mix")
+                clients.append(client)
+            }
+            let publisher = try await second.client(token: admin)
+            try await withThrowingTaskGroup(of: Void.self) { publishers in
+                publishers.addTask {  // 40 WebSocket publishes on the second node, each answered
+                    for n in 0..<40 {
+                        let reply = try await publisher.request(["type": "publish", "channel": "feed:mix", "event": "ws", "data": n])
+                        #expect(reply["type"] as? String == "published", "\(reply)")
+                    }
+                }
+                publishers.addTask {  // 40 HTTP broadcasts on the first
+                    for n in 0..<40 {
+                        let response = try await first.request(
+                            "POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"channel":"feed:mix","event":"http","data":\#(n)}"#)
+                        #expect(response.status == 200, "\(response.body)")
+                    }
+                }
+                publishers.addTask {  // and two batches of 20 on the second, over HTTP
+                    for batch in 0..<2 {
+                        let items = (0..<20).map { #"{"channel":"feed:mix","event":"batch","data":\#(batch * 20 + $0)}"# }
+                        let response = try await second.request(
+                            "POST", "/api/v1/websocket/broadcast/batch", token: admin, body: #"{"messages":[\#(items.joined(separator: ","))]}"#)
+                        #expect(response.status == 200, "\(response.body)")
+                    }
+                }
+                try await publishers.waitForAll()
+            }
+            var orders: [[String]] = []
+            for client in clients {
+                var seqs: [Int] = []
+                var order: [String] = []
+                while seqs.count < 120 {
+                    let message = try await client.next(timeout: .seconds(10))
+                    guard message["type"] as? String == "message" else { continue }
+                    seqs.append(message["seq"] as? Int ?? -1)
+                    order.append("\(message["event"] ?? "?")\(message["data"] ?? "?")")
+                }
+                #expect(seqs == Array(1...120), "every message once, in seq order")
+                #expect(Set(order).count == 120)
+                orders.append(order)
+            }
+            #expect(orders[0] == orders[1], "both nodes' subscribers saw one order")
+            for client in clients + [publisher] { await client.close() }
+        }
+    }
+
+    @Test func aNodeThatStartsLaterRecoversWithSinceAndServesTheLastValue() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(1, on: redis) { nodes in
+                let first = nodes[0]
+                for n in 1...5 {
+                    _ = try await first.node.publish(Publication(channel: "feed:late", event: "e", data: "\(n)"))
+                }
+                _ = try await first.node.publish(Publication(channel: "last:px", event: "px", data: "42"))
+                // A node that was not running when those were published.
+                try await ClusterTests.withNodes(1, on: redis) { later in
+                    let client = try await later[0].client()
+                    let reply = try await client.request(["type": "subscribe", "channel": "feed:late", "since": 2])
+                    #expect(reply["type"] as? String == "subscribed" && reply["recovered"] as? Bool == true, "\(reply)")
+                    let replayed = try await ClusterTests.receive(3, on: client)
+                    #expect(replayed.map(\.seq) == [3, 4, 5] && replayed.map(\.data) == [3, 4, 5])
+                    try await client.subscribe("last:px")
+                    let last = try await client.next()
+                    #expect(last["channel"] as? String == "last:px" && last["data"] as? Int == 42 && last["seq"] as? Int == 1, "\(last)")
+                    // Live messages continue right after, once each.
+                    _ = try await first.node.publish(Publication(channel: "feed:late", event: "e", data: "6"))
+                    let live = try await ClusterTests.receive(1, on: client)
+                    #expect(live.map(\.seq) == [6])
+                    // Too far back: not recovered, as on the node that saw everything.
+                    let tooOld = try await later[0].client()
+                    let refused = try await tooOld.request(["type": "subscribe", "channel": "feed:late", "since": 0])
+                    #expect(refused["recovered"] as? Bool == true, "since 0 with all 6 in history is recovered: \(refused)")
+                    await client.close()
+                    await tooOld.close()
+                }
+            }
+        }
+    }
+
+    @Test func disconnectsAndBlocksFromAnotherNodeApplyEverywhere() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(2, on: redis) { nodes in
+                let (first, second) = (nodes[0], nodes[1])
+                try await first.seesPeers(1)
+                try await second.seesPeers(1)
+                let admin = try await first.token("ops", role: .admin)
+                // By connection id: the connection is on the other node.
+                let anonymous = try await second.client()
+                let id = try #require(anonymous.welcome["connectionId"] as? String)
+                let byId = try await first.request("POST", "/api/v1/websocket/disconnect/\(id)", token: admin)
+                #expect(byId.status == 200 && byId.json["disconnected"] as? Int == 1, "\(byId.body)")
+                #expect(try await anonymous.closeCode() == 4000)
+                let unknown = try await first.request("POST", "/api/v1/websocket/disconnect/nosuchid", token: admin)
+                #expect(unknown.status == 404, "404 only when no node has it")
+                // By user: one connection on each node.
+                let aliceHere = try await first.client(token: try await first.token("alice"))
+                let aliceThere = try await second.client(token: try await second.token("alice"))
+                let byUser = try await first.request("POST", "/api/v1/websocket/disconnect/user/alice", token: admin)
+                #expect(byUser.json["disconnected"] as? Int == 2, "\(byUser.body)")
+                #expect(try await aliceHere.closeCode() == 4000)
+                #expect(try await aliceThere.closeCode() == 4000)
+                // By IP with a block: closed on the other node, refused there, and on a node that starts later.
+                let address = "127.0.0.31"
+                let victim = try await second.client(localAddress: address)
+                let blocked = try await first.request(
+                    "POST", "/api/v1/websocket/disconnect/ip/\(address)", token: admin, body: #"{"blockSeconds":60}"#)
+                #expect(blocked.json["disconnected"] as? Int == 1, "\(blocked.body)")
+                #expect(try await victim.closeCode() == 1008)
+                let refused = try #require(try await second.upgrade(localAddress: address).refusal)
+                #expect(refused.status == 403 && refused.errorCode == "IP_BLOCKED")
+                try await ClusterTests.withNodes(1, on: redis) { later in
+                    let refusedLater = try #require(try await later[0].upgrade(localAddress: address).refusal)
+                    #expect(refusedLater.status == 403 && refusedLater.errorCode == "IP_BLOCKED", "a node that started after the block")
+                }
+                #expect(try await second.upgrade(localAddress: "127.0.0.32").isUpgraded, "other IPs are not affected")
+            }
+        }
+    }
+
+    @Test func statsShowEveryLiveNodeAndTheTotalsAndANodeThatStopsDropsOut() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(2, on: redis) { nodes in
+                let (first, second) = (nodes[0], nodes[1])
+                let admin = try await first.token("ops", role: .admin)
+                let here = try await first.client()
+                let there = try await second.client()
+                try await here.subscribe("feed:count")
+                try await there.subscribe("feed:count")
+                func cluster() async throws -> [String: Any] {
+                    try await first.request("GET", "/api/v1/websocket/stats", token: admin).json["cluster"] as? [String: Any] ?? [:]
+                }
+                func nodeIds() async throws -> Set<String> {
+                    Set((try await cluster()["nodes"] as? [[String: Any]] ?? []).compactMap { $0["nodeId"] as? String })
+                }
+                try await eventually("both nodes in stats with their connections") {
+                    let totals = try await cluster()["totals"] as? [String: Any]
+                    return try await nodeIds() == [first.node.settings.nodeId, second.node.settings.nodeId]
+                        && totals?["connections"] as? Int == 2 && totals?["subscriptions"] as? Int == 2
+                }
+                #expect((try await cluster()["redis"] as? [String: Any])?["up"] as? Bool == true)
+                let channels = try await first.request("GET", "/api/v1/websocket/channels", token: admin).json
+                let live = (channels["live"] as? [[String: Any]] ?? []).first { $0["channel"] as? String == "feed:count" }
+                #expect(live?["subscribers"] as? Int == 2, "live counts are cluster-wide: \(channels)")
+                var thirdId = ""
+                try await ClusterTests.withNodes(1, on: redis) { later in
+                    thirdId = later[0].node.settings.nodeId
+                    try await eventually("a third node appears") { try await nodeIds().contains(thirdId) }
+                }
+                // Stopped: gone at once when it leaves cleanly (a node that dies drops out when its entry expires,
+                // 7 s: NodeRegistryTests).
+                try await eventually(timeout: .seconds(10), "the stopped node drops out") { try await !nodeIds().contains(thirdId) }
+                await here.close()
+                await there.close()
+            }
+        }
+    }
+
+    @Test func theUserLimitHoldsAcrossNodesUnderConcurrentUpgrades() async throws {
+        try await ClusterTests.withCluster(nodes: 3, { $0.maxConnectionsPerUser = 2 }) { nodes, _ in
+            let token = try await nodes[0].token("alice")
+            // Two upgrades on each of three nodes at once: each node alone would admit its two.
+            let outcomes = try await withThrowingTaskGroup(of: TestWebSocket.Outcome.self) { group in
+                for node in nodes + nodes {
+                    group.addTask { try await node.upgrade(path: "/ws?token=\(token)") }
+                }
+                var outcomes: [TestWebSocket.Outcome] = []
+                for try await outcome in group { outcomes.append(outcome) }
+                return outcomes
+            }
+            #expect(outcomes.filter(\.isUpgraded).count == 2, "exactly the limit, cluster-wide")
+            #expect(outcomes.compactMap(\.refusal).allSatisfy { $0.status == 429 && $0.errorCode == "CONNECTION_LIMIT" })
+            // The slots come back when those connections close.
+            for outcome in outcomes { if case .upgraded(let socket) = outcome { await socket.close() } }
+            try await eventually("a slot is free again") { try await nodes[2].upgrade(path: "/ws?token=\(token)").isUpgraded }
+        }
+    }
+}
