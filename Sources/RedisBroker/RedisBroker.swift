@@ -294,6 +294,12 @@ public final class RedisBroker: Broker, Cluster, Sendable {
                 for await _ in ended { break }
             }
             group.addTask { [self] in
+                while !Task.isCancelled {
+                    await self.sweepOverdueWindows(commands)
+                    try? await Task.sleep(for: Self.sweepInterval)
+                }
+            }
+            group.addTask { [self] in
                 var beat = 0
                 while !Task.isCancelled {
                     await self.heartbeat(commands, feed, renewLeases: beat % 5 == 0)
@@ -306,6 +312,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         }
         end.finish()
     }
+
+    /// How often every node looks for throttle windows past their end (those of a node that died).
+    static let sweepInterval: Duration = .milliseconds(250)
 
     private func heartbeat(_ commands: RedisConnection, _ feed: RedisSubscription, renewLeases: Bool) async {
         async let pinged: Void? = try? feed.ping()
@@ -352,6 +361,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             return publishLocally(publication, to: target, feedTarget: feedTarget)
         }
         let parts = publication.encodedAroundSeq(timestampMs: Hub.wallClockMilliseconds(), global: feedTarget == .all)
+        if case .channel(let namespace) = target, namespace.throttleMs > 0 {
+            return try await publishThrottled(publication, parts: parts, namespace: namespace, on: commands)
+        }
         let seq: UInt64
         do {
             seq = try await PublishScript.publish(
@@ -370,6 +382,88 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         case .all: statistics.recordPublished(namespace: "")
         }
         return Hub.PublishResult(seq: seq, recipients: 0)
+    }
+
+    // MARK: Throttled channels
+
+    /// A publish on a throttled namespace, through the cluster's windows (``ThrottleScript``): sent now (and
+    /// this node releases the window at its end), or held.
+    private func publishThrottled(
+        _ publication: Publication, parts: (head: ByteBuffer, tail: ByteBuffer), namespace: Namespace, on commands: RedisConnection
+    ) async throws(BrokerError) -> Hub.PublishResult {
+        let channel = publication.channel
+        let window = ThrottleScript.window(key: publication.key, conflate: namespace.conflate)
+        let keys = keys(of: .channel(channel))
+        let throttle = ThrottleScript.Keys(prefix: configuration.prefix, channel: channel)
+        let reply: Int
+        do {
+            let result = try await commands.run(
+                ThrottleScript.publish,
+                keys: [keys.sequence, keys.history, throttle.windows, throttle.held, throttle.queue].map { RESPArgument($0) },
+                arguments: [
+                    RESPArgument(max(namespace.history, configuration.repairWindow)), RESPArgument(parts.head), RESPArgument(parts.tail),
+                    RESPArgument(keys.feed), RESPArgument(PublishScript.Tag.channel.rawValue),
+                    RESPArgument(ThrottleScript.member(channel: channel, window: window)), RESPArgument(namespace.throttleMs),
+                    RESPArgument(window),
+                ])
+            statistics.recordRedisCommands(1)
+            guard let value = result.integer else { throw RedisClientError.server("throttle script answered \(result)") }
+            reply = Int(value)
+        } catch {
+            throw BrokerError("Redis: \(error)")
+        }
+        statistics.recordPublished(namespace: namespace.name)
+        switch reply {
+        case 1...:
+            scheduleRelease(channel: channel, window: window, namespace: namespace)
+            return Hub.PublishResult(seq: UInt64(reply), recipients: 0)
+        case -2:
+            statistics.recordDropped(namespace: namespace.name, reason: .conflated)
+            return Hub.PublishResult(seq: nil, recipients: 0, held: true)
+        default:
+            return Hub.PublishResult(seq: nil, recipients: 0, held: true)
+        }
+    }
+
+    /// Releases a window this node opened (or released last) at its end.
+    private func scheduleRelease(channel: String, window: String, namespace: Namespace) {
+        loop.scheduleTask(in: .milliseconds(Int64(namespace.throttleMs))) { [weak self] in
+            self?.release(channel: channel, window: window, namespace: namespace)
+        }
+    }
+
+    /// Sends what a due window holds; when it sent something the window runs another interval, which this node
+    /// then releases too.
+    private func release(channel: String, window: String, namespace: Namespace) {
+        guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else { return }
+        let keys = keys(of: .channel(channel))
+        let throttle = ThrottleScript.Keys(prefix: configuration.prefix, channel: channel)
+        let arguments: [RESPArgument] = [
+            RESPArgument(ThrottleScript.member(channel: channel, window: window)), RESPArgument(window),
+            RESPArgument(max(namespace.history, configuration.repairWindow)), RESPArgument(keys.feed),
+            RESPArgument(PublishScript.Tag.channel.rawValue), RESPArgument(namespace.throttleMs),
+        ]
+        loop.makeFutureWithTask { [self] in
+            let sent = try await commands.run(
+                ThrottleScript.release,
+                keys: [throttle.windows, keys.sequence, keys.history, throttle.held, throttle.queue].map { RESPArgument($0) },
+                arguments: arguments)
+            statistics.recordRedisCommands(1)
+            if let count = sent.integer, count > 0 { scheduleRelease(channel: channel, window: window, namespace: namespace) }
+        }.whenFailure { _ in }
+    }
+
+    /// Releases every overdue window of the cluster: those whose node died (or lost Redis) before their end.
+    private func sweepOverdueWindows(_ commands: RedisConnection) async {
+        let windows = ThrottleScript.Keys(prefix: configuration.prefix, channel: "").windows
+        guard let members = try? await commands.run(ThrottleScript.overdue, keys: [RESPArgument(windows)]).array else { return }
+        statistics.recordRedisCommands(1)
+        for member in members.compactMap(\.string) {
+            guard let (channel, window) = ThrottleScript.parse(member: member),
+                let (_, namespace) = try? hub.directory.resolve(channel), namespace.throttleMs > 0
+            else { continue }
+            release(channel: channel, window: window, namespace: namespace)
+        }
     }
 
     /// Redis is out of reach: this node's subscribers get the message, numbered after the last `seq` the node

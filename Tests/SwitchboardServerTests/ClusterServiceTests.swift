@@ -196,4 +196,54 @@ import WebSocketTestClient
             try await eventually("a slot is free again") { try await nodes[2].upgrade(path: "/ws?token=\(token)").isUpgraded }
         }
     }
+
+    @Test func throttleWindowsAreClusterWideAndTheLatestValueWinsAcrossNodes() async throws {
+        try await ClusterTests.withCluster(nodes: 2) { nodes, _ in
+            let (first, second) = (nodes[0], nodes[1])
+            var clients: [TestClient] = []
+            for node in nodes {
+                let client = try await node.client()
+                try await client.subscribe("tick:BTC")
+                clients.append(client)
+            }
+            func publish(_ value: Int, _ key: String, on node: TestNode) async throws -> Hub.PublishResult {
+                try await node.node.publish(Publication(channel: "tick:BTC", event: "px", data: "\(value)", key: key))
+            }
+            let opened = try await publish(1, "last", on: first)
+            #expect(opened.seq == 1 && !opened.held, "an idle window sends at once")
+            // Inside the window, from both nodes: each held, the latest replacing the one before.
+            for (value, node) in [(2, second), (3, first), (4, second)] {
+                let held = try await publish(value, "last", on: node)
+                #expect(held.held && held.seq == nil)
+            }
+            let keyless = try await publish(5, "other", on: second)
+            #expect(keyless.seq == 2, "another key has its own window: \(keyless)")
+            for client in clients {
+                let received = try await ClusterTests.receive(3, on: client)
+                #expect(received.map(\.data) == [1, 5, 4] && received.map(\.seq) == [1, 2, 3], "one value per window, the latest: \(received)")
+            }
+            #expect(first.node.statistics.snapshot().dropped + second.node.statistics.snapshot().dropped == 2, "2 and 3 were replaced")
+            for client in clients { await client.close() }
+        }
+    }
+
+    @Test func aWindowOpenedOnANodeThatStopsStillEnds() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(1, on: redis) { survivors in
+                let survivor = survivors[0]
+                let client = try await survivor.client()
+                try await client.subscribe("slow:ETH")
+                try await ClusterTests.withNodes(1, on: redis) { leaving in
+                    // The leaving node opens the window (1.5 s); the survivor's publish is held in it.
+                    _ = try await leaving[0].node.publish(Publication(channel: "slow:ETH", event: "px", data: "1", key: "p"))
+                    let held = try await survivor.node.publish(Publication(channel: "slow:ETH", event: "px", data: "2", key: "p"))
+                    #expect(held.held)
+                }
+                // The node that opened the window is gone; the survivor's sweep ends it.
+                let received = try await ClusterTests.receive(2, on: client)
+                #expect(received.map(\.data) == [1, 2] && received.map(\.seq) == [1, 2])
+                await client.close()
+            }
+        }
+    }
 }

@@ -16,11 +16,13 @@ import WebSocketTestClient
 @Suite struct ClusterTests {
     static let feed = Namespace(name: "feed", topic: .optional, history: 100)
     static let last = Namespace(name: "last", topic: .required, lastValue: true)
+    static let tick = Namespace(name: "tick", topic: .required, throttleMs: 300, conflate: true)
+    static let slow = Namespace(name: "slow", topic: .required, throttleMs: 1500, conflate: true)
 
     /// Settings of a cluster node on `redis`.
     static func clusterSettings(_ redis: RedisServer, _ configure: @escaping (inout Settings) -> Void = { _ in }) -> (inout Settings) -> Void {
         { settings in
-            settings.namespaces += [Self.feed, Self.last]
+            settings.namespaces += [Self.feed, Self.last, Self.tick, Self.slow]
             settings.redisURL = redis.url.description
             settings.redisPrefix = "test:"
             configure(&settings)
