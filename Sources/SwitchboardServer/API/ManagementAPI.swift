@@ -257,7 +257,7 @@ struct ManagementAPI: Sendable {
         var closed = node.disconnectByAdmin(
             node.connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: Self.name(of: admin), reason: reason)
         if let blockSeconds {
-            // The block closes the IP's connections on the other nodes too.
+            // The block closes the IP's connections on the other nodes too (this node's are closed above).
             closed += await node.block(ip, for: .seconds(blockSeconds), reason: "by \(Self.name(of: admin)): \(reason)")
         } else if let cluster = node.cluster {
             closed += await performed(.disconnectIP(ip, reason: reason), in: cluster)

@@ -131,13 +131,12 @@ public final class Node: Sendable {
     }
 
     /// Blocks `ip` on every node (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with
-    /// 1008; answers how many connections were closed, in the cluster.
+    /// 1008; answers how many connections the other nodes of the cluster closed.
     @discardableResult
     public func block(_ ip: String, for duration: Duration, reason: String) async -> Int {
-        let closed = blockHere(ip, for: duration, reason: reason)
+        blockHere(ip, for: duration, reason: reason)
         let seconds = Int(duration.components.seconds)
-        let remote = (try? await cluster?.perform(.block(ip: ip, seconds: seconds, reason: reason))) ?? 0
-        return closed + remote
+        return (try? await cluster?.perform(.block(ip: ip, seconds: seconds, reason: reason))) ?? 0
     }
 
     /// Blocks `ip` on this node only; returns how many connections it closed.
