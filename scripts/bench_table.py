@@ -58,3 +58,18 @@ if "switchboard" in light and "nchan" in light:
               f"total CPU per delivery {v['server_total_us_per_delivery'] / max(n['server_total_us_per_delivery'], 1e-9):.2f}, "
               f"p99 latency {v['latency_ms_p99'] / max(n['latency_ms_p99'], 1e-9):.2f}, "
               f"server + reader {both(v) / max(both(n), 1e-9):.2f}")
+# Cluster rows (scripts/bench --cluster): two nodes + Redis against one node and against two nginx + nchan + Redis.
+by_variant = {r.get("variant"): r for r in fan}
+one, pair, nchan_pair = by_variant.get("one node"), by_variant.get("2 nodes + Redis"), by_variant.get("2 nginx + nchan + Redis")
+if one and pair:
+    print()
+    print(f"cluster: Redis commands per publish {pair.get('redis_commands_per_publish')} "
+          f"(scripts {pair.get('redis_scripts_per_publish')}); "
+          f"p99 {pair['latency_ms_p99']} ms vs one node {one['latency_ms_p99']} ms (+{pair['latency_ms_p99'] - one['latency_ms_p99']:.2f} ms); "
+          f"total CPU per delivery (both nodes + Redis) / one node: "
+          f"{pair['server_total_us_per_delivery'] / max(one['server_total_us_per_delivery'], 1e-9):.2f}")
+    if nchan_pair:
+        print(f"cluster / nchan cluster: total CPU per delivery (servers + Redis) "
+              f"{pair['server_total_us_per_delivery'] / max(nchan_pair['server_total_us_per_delivery'], 1e-9):.2f}, "
+              f"p99 latency {pair['latency_ms_p99'] / max(nchan_pair['latency_ms_p99'], 1e-9):.2f}; "
+              f"nchan Redis commands per publish {nchan_pair.get('redis_commands_per_publish')}")

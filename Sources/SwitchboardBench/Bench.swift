@@ -20,6 +20,14 @@ struct Common: ParsableArguments {
     @Option(help: "Server PID, for its CPU time and memory.") var serverPid: Int32
     @Option(help: "Admin token (switchboard).") var token: String = ""
     @Option(help: "Channel to use.") var channel: String = "bench"
+    @Option(help: "More server ports (comma-separated): subscribers and publishers are spread over all of them (a cluster).")
+    var alsoPorts: String = ""
+    @Option(help: "More PIDs (comma-separated) whose CPU counts as the server's (the other nodes, Redis).") var alsoPids: String = ""
+
+    /// Every server port: subscriber i connects to `ports[i % count]`, publisher p publishes through `ports[p]`.
+    var ports: [Int] { [port] + alsoPorts.split(separator: ",").compactMap { Int($0) } }
+    /// Every PID whose CPU time is summed as the server's.
+    var serverPids: [Int32] { [serverPid] + alsoPids.split(separator: ",").compactMap { Int32($0) } }
 
     var peer: Target {
         get throws {
@@ -49,6 +57,7 @@ struct Audience {
         let start = ContinuousClock.now
         var channels: [any Channel] = []
         var handlers: [SubscriberHandler] = []
+        let ports = common.ports
         var path = peer.upgradePath(channel: common.channel, batch: batch)
         if subscribeInURL { path += (path.contains("?") ? "&" : "?") + "subscribe=\(common.channel)" }
         let request = ByteBuffer(string:
@@ -65,7 +74,8 @@ struct Audience {
                         let upgraded = loop.makePromise(of: Void.self)
                         let handler = try await loop.submit {
                             SubscriberHandler(
-                                request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded)
+                                request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded,
+                                publishers: ports.count)
                         }.get()
                         let channel = try await ClientBootstrap(group: loop)
                             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -73,7 +83,7 @@ struct Audience {
                             .channelInitializer { channel in
                                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
                             }
-                            .connect(host: "127.0.0.1", port: common.port).get()
+                            .connect(host: "127.0.0.1", port: ports[index % ports.count]).get()
                         // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
                         let timeout = loop.scheduleTask(in: .seconds(30)) { upgraded.fail(ChannelError.connectTimeout(.seconds(30))) }
                         defer { timeout.cancel() }
@@ -117,12 +127,18 @@ struct Fanout: AsyncParsableCommand {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let audience = try await Audience.open(count: subscribers, peer: peer, common: common, batch: batch, on: loop)
         try await Task.sleep(for: .seconds(1))  // subscriptions settle
-        let publisher = PublisherHandler()
-        let publishChannel = try await ClientBootstrap(group: loop)
-            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
-            .connect(host: "127.0.0.1", port: common.port).get()
+        // One publisher per server port; message n goes through publisher n % ports.
+        var publishers: [PublisherHandler] = []
+        var publishChannels: [any Channel] = []
+        for port in common.ports {
+            let publisher = PublisherHandler()
+            publishers.append(publisher)
+            publishChannels.append(try await ClientBootstrap(group: loop)
+                .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
+                .connect(host: "127.0.0.1", port: port).get())
+        }
         let pad = String(repeating: "x", count: padding)
-        let cpuBefore = ProcessStats.cpuTicks(pid: common.serverPid)
+        let cpuBefore = ProcessStats.cpuTicks(pids: common.serverPids)
         let generatorBefore = ProcessStats.cpuTicks(pid: getpid())
         let total = rate * seconds
         let started = NIODeadline.now()
@@ -147,9 +163,9 @@ struct Fanout: AsyncParsableCommand {
                     let request = peer.publishRequest(
                         channel: common.channel, n: count.value, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token,
                         padding: pad)
-                    publishChannel.write(request, promise: nil)
+                    publishChannels[count.value % publishChannels.count].write(request, promise: nil)
                 }
-                publishChannel.flush()
+                for channel in publishChannels { channel.flush() }
                 if count.value >= total {
                     task.cancel()
                     done.succeed(count.value)
@@ -171,10 +187,10 @@ struct Fanout: AsyncParsableCommand {
             if now == last && now > 0 { break }
             last = now
         }
-        let cpuAfter = ProcessStats.cpuTicks(pid: common.serverPid)
+        let cpuAfter = ProcessStats.cpuTicks(pids: common.serverPids)
         let generatorAfter = ProcessStats.cpuTicks(pid: getpid())
         let tally = try await audience.tally(on: loop)
-        let answered = try await loop.submit { publisher.answered }.get()
+        let answered = try await loop.submit { publishers.reduce(0) { $0 + $1.answered } }.get()
         let expected = sent * subscribers
         let utime = Double(cpuAfter.user - cpuBefore.user) / ProcessStats.ticksPerSecond
         let stime = Double(cpuAfter.system - cpuBefore.system) / ProcessStats.ticksPerSecond
@@ -184,7 +200,7 @@ struct Fanout: AsyncParsableCommand {
             / ProcessStats.ticksPerSecond
         func perDelivery(_ seconds: Double) -> Double { delivered > 0 ? round(seconds * 1e6 / Double(delivered) * 1000) / 1000 : 0 }
         var result: [String: Any] = [
-            "scenario": "fanout", "target": peer.rawValue, "batch": batch, "subscribers": subscribers, "rate": rate,
+            "scenario": "fanout", "target": peer.rawValue, "batch": batch, "nodes": common.ports.count, "subscribers": subscribers, "rate": rate,
             "seconds": seconds, "published": sent, "publish_seconds": round(publishSeconds * 100) / 100,
             "publishes_answered": answered, "delivered": delivered, "delivered_per_second": Int(Double(delivered) / publishSeconds),
             "lost": max(0, expected - delivered), "duplicated": tally.duplicates, "out_of_order": tally.outOfOrder,
@@ -201,7 +217,7 @@ struct Fanout: AsyncParsableCommand {
             result["stats_ms_max"] = ms(statsTimes[statsTimes.count - 1])
         }
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
-        try? await publishChannel.close()
+        for channel in publishChannels { try? await channel.close() }
         await audience.close()
     }
 
@@ -243,6 +259,11 @@ struct Idle: AsyncParsableCommand {
 /// CPU time and memory of a process, from /proc.
 enum ProcessStats {
     static let ticksPerSecond = Double(sysconf(Int32(_SC_CLK_TCK)))
+
+    /// utime and stime summed over several processes.
+    static func cpuTicks(pids: [Int32]) -> (user: Int, system: Int) {
+        pids.map(cpuTicks(pid:)).reduce((0, 0)) { ($0.0 + $1.user, $0.1 + $1.system) }
+    }
 
     /// utime and stime in clock ticks (/proc/PID/stat fields 14 and 15).
     static func cpuTicks(pid: Int32) -> (user: Int, system: Int) {

@@ -35,13 +35,18 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     private var buffer = ByteBuffer()
     private var isUpgraded = false
     private var isSubscribed = false
-    private var lastSeen = 0
+    /// The last `n` seen from each publisher (publisher `n % publishers`): each publisher's messages must arrive
+    /// in its order; several publishers' are interleaved however the servers took them.
+    private var lastSeen: [Int]
     private(set) var tally = Tally()
 
     /// Whether a `subscribed` reply comes (sent for the subscribe message, or for the upgrade's `?subscribe=`).
     private let awaitsSubscribed: Bool
 
-    init(request: ByteBuffer, subscribeMessage: ByteBuffer?, awaitsSubscribed: Bool, upgraded: EventLoopPromise<Void>) {
+    init(
+        request: ByteBuffer, subscribeMessage: ByteBuffer?, awaitsSubscribed: Bool, upgraded: EventLoopPromise<Void>, publishers: Int = 1
+    ) {
+        self.lastSeen = Array(repeating: 0, count: max(1, publishers))
         self.request = request
         self.subscribeMessage = subscribeMessage
         self.awaitsSubscribed = awaitsSubscribed
@@ -112,12 +117,13 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         while let n = Self.number(after: Self.nKey, in: payload, from: &index) {
             guard let sent = Self.number(after: Self.tKey, in: payload, from: &index) else { return }
             tally.received += 1
-            if n == lastSeen {
+            let stream = n % lastSeen.count
+            if n == lastSeen[stream] {
                 tally.duplicates += 1
-            } else if n < lastSeen {
+            } else if n < lastSeen[stream] {
                 tally.outOfOrder += 1
             } else {
-                lastSeen = n
+                lastSeen[stream] = n
             }
             _ = tally.latency.record(now > UInt64(sent) ? now - UInt64(sent) : 0)
         }
