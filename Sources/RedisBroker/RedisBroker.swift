@@ -342,88 +342,92 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     // MARK: Publishing
 
     public func publish(_ publication: Publication, to target: BrokerTarget) async throws(BrokerError) -> Hub.PublishResult {
-        let feedTarget: FeedTarget
-        let history: Int
-        var tag = PublishScript.Tag.channel
+        try await publishBatch([(publication, target)])[0].get()
+    }
+
+    /// One publish as a script call: ``PublishScript``, or ``ThrottleScript`` on a throttled namespace.
+    private struct ScriptedPublish {
+        let call: (script: RedisScript, keys: [RESPArgument], arguments: [RESPArgument])
+        /// The window, when throttled: a message sent now opens it, and this node releases it at its end.
+        let window: (channel: String, window: String, namespace: Namespace)?
+        let namespaceName: String
+    }
+
+    /// What a publication is on the feed: its feed target, history kept in Redis and tag.
+    private func feedTarget(of publication: Publication, _ target: BrokerTarget) -> (FeedTarget, history: Int, PublishScript.Tag) {
         switch target {
-        case .channel(let namespace):
-            feedTarget = .channel(publication.channel)
-            history = namespace.history
-        case .user(_, let namespace):
-            feedTarget = .channel(publication.channel)  // `user:<id>`: one sequence with that channel's publishes
-            history = namespace.history
-            tag = .user
-        case .all:
-            feedTarget = .all
-            history = 0
+        case .channel(let namespace): (.channel(publication.channel), namespace.history, .channel)
+        // `user:<id>`: one sequence with that channel's publishes.
+        case .user(_, let namespace): (.channel(publication.channel), namespace.history, .user)
+        case .all: (.all, 0, .channel)
         }
-        guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else {
-            return publishLocally(publication, to: target, feedTarget: feedTarget)
-        }
+    }
+
+    private func scripted(_ publication: Publication, to target: BrokerTarget) -> ScriptedPublish {
+        let (feedTarget, history, tag) = feedTarget(of: publication, target)
+        let keep = max(history, configuration.repairWindow)
         let parts = publication.encodedAroundSeq(timestampMs: Hub.wallClockMilliseconds(), global: feedTarget == .all)
+        let keys = keys(of: feedTarget)
+        let namespaceName: String = switch target {
+        case .channel(let namespace), .user(_, let namespace): namespace.name
+        case .all: ""
+        }
         if case .channel(let namespace) = target, namespace.throttleMs > 0 {
-            return try await publishThrottled(publication, parts: parts, namespace: namespace, on: commands)
+            let channel = publication.channel
+            let window = ThrottleScript.window(key: publication.key, conflate: namespace.conflate)
+            let throttle = ThrottleScript.Keys(prefix: configuration.prefix, channel: channel)
+            let call = (
+                ThrottleScript.publish,
+                [keys.sequence, keys.history, throttle.windows, throttle.held, throttle.queue].map { RESPArgument($0) },
+                [
+                    RESPArgument(keep), RESPArgument(parts.head), RESPArgument(parts.tail), RESPArgument(keys.feed),
+                    RESPArgument(tag.rawValue), RESPArgument(ThrottleScript.member(channel: channel, window: window)),
+                    RESPArgument(namespace.throttleMs), RESPArgument(window),
+                ])
+            return ScriptedPublish(call: call, window: (channel, window, namespace), namespaceName: namespaceName)
         }
-        let seq: UInt64
+        let call = PublishScript.call(PublishScript.Frame(head: parts.head, tail: parts.tail), keys: keys, history: keep, tag: tag)
+        return ScriptedPublish(call: call, window: nil, namespaceName: namespaceName)
+    }
+
+    /// Publishes a batch as one pipelined write of one script call per message (one round trip for the whole
+    /// batch, in order). Each message is counted as published by this node (the accepting one); every node
+    /// counts its own deliveries from the feed, so no recipients are known here.
+    public func publishBatch(_ items: [(publication: Publication, target: BrokerTarget)]) async -> [Result<Hub.PublishResult, BrokerError>] {
+        guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else {
+            return items.map { .success(publishLocally($0.publication, to: $0.target)) }
+        }
+        let publishes = items.map { scripted($0.publication, to: $0.target) }
+        let replies: [Result<RESPValue, RedisClientError>]
         do {
-            seq = try await PublishScript.publish(
-                [(PublishScript.Frame(head: parts.head, tail: parts.tail), keys(of: feedTarget),
-                  max(history, configuration.repairWindow), tag)], on: commands)[0].get()
-            statistics.recordRedisCommands(1)
+            replies = try await commands.run(publishes.map(\.call))
+            statistics.recordRedisCommands(publishes.count)
         } catch {
-            // The link broke during the call: Redis may or may not have run the script, so the message is not
-            // also delivered locally (it could then arrive twice); the publisher is told and may retry.
-            throw BrokerError("Redis: \(error)")
+            // The link broke during the call: Redis may or may not have run the scripts, so the messages are not
+            // also delivered locally (they could then arrive twice); the publisher is told and may retry.
+            return items.map { _ in .failure(BrokerError("Redis: \(error)")) }
         }
-        // Counted as published by the accepting node only (each node counts its own deliveries); delivered from
-        // the feed on every node, so no recipients are known here.
-        switch target {
-        case .channel(let namespace), .user(_, let namespace): statistics.recordPublished(namespace: namespace.name)
-        case .all: statistics.recordPublished(namespace: "")
+        return zip(publishes, replies).map { publish, reply in
+            guard case .success(let value) = reply, let answer = value.integer else {
+                return .failure(BrokerError("Redis: \(reply)"))
+            }
+            statistics.recordPublished(namespace: publish.namespaceName)
+            switch answer {
+            case 1...:
+                if let (channel, window, namespace) = publish.window { scheduleRelease(channel: channel, window: window, namespace: namespace) }
+                return .success(Hub.PublishResult(seq: UInt64(answer), recipients: 0))
+            case -2:
+                statistics.recordDropped(namespace: publish.namespaceName, reason: .conflated)
+                return .success(Hub.PublishResult(seq: nil, recipients: 0, held: true))
+            case -1:
+                return .success(Hub.PublishResult(seq: nil, recipients: 0, held: true))
+            default:
+                return .failure(BrokerError("Redis: the publish script answered \(answer)"))
+            }
         }
-        return Hub.PublishResult(seq: seq, recipients: 0)
     }
 
     // MARK: Throttled channels
-
-    /// A publish on a throttled namespace, through the cluster's windows (``ThrottleScript``): sent now (and
-    /// this node releases the window at its end), or held.
-    private func publishThrottled(
-        _ publication: Publication, parts: (head: ByteBuffer, tail: ByteBuffer), namespace: Namespace, on commands: RedisConnection
-    ) async throws(BrokerError) -> Hub.PublishResult {
-        let channel = publication.channel
-        let window = ThrottleScript.window(key: publication.key, conflate: namespace.conflate)
-        let keys = keys(of: .channel(channel))
-        let throttle = ThrottleScript.Keys(prefix: configuration.prefix, channel: channel)
-        let reply: Int
-        do {
-            let result = try await commands.run(
-                ThrottleScript.publish,
-                keys: [keys.sequence, keys.history, throttle.windows, throttle.held, throttle.queue].map { RESPArgument($0) },
-                arguments: [
-                    RESPArgument(max(namespace.history, configuration.repairWindow)), RESPArgument(parts.head), RESPArgument(parts.tail),
-                    RESPArgument(keys.feed), RESPArgument(PublishScript.Tag.channel.rawValue),
-                    RESPArgument(ThrottleScript.member(channel: channel, window: window)), RESPArgument(namespace.throttleMs),
-                    RESPArgument(window),
-                ])
-            statistics.recordRedisCommands(1)
-            guard let value = result.integer else { throw RedisClientError.server("throttle script answered \(result)") }
-            reply = Int(value)
-        } catch {
-            throw BrokerError("Redis: \(error)")
-        }
-        statistics.recordPublished(namespace: namespace.name)
-        switch reply {
-        case 1...:
-            scheduleRelease(channel: channel, window: window, namespace: namespace)
-            return Hub.PublishResult(seq: UInt64(reply), recipients: 0)
-        case -2:
-            statistics.recordDropped(namespace: namespace.name, reason: .conflated)
-            return Hub.PublishResult(seq: nil, recipients: 0, held: true)
-        default:
-            return Hub.PublishResult(seq: nil, recipients: 0, held: true)
-        }
-    }
 
     /// Releases a window this node opened (or released last) at its end.
     private func scheduleRelease(channel: String, window: String, namespace: Namespace) {
@@ -468,7 +472,8 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     /// Redis is out of reach: this node's subscribers get the message, numbered after the last `seq` the node
     /// saw; the feed continues after it, and on reconnect Redis's `seq` is raised past it.
-    private func publishLocally(_ publication: Publication, to target: BrokerTarget, feedTarget: FeedTarget) -> Hub.PublishResult {
+    private func publishLocally(_ publication: Publication, to target: BrokerTarget) -> Hub.PublishResult {
+        let (feedTarget, _, _) = feedTarget(of: publication, target)
         let result = LocalBroker(hub: hub, recipients: recipients).publish(publication, to: target)
         statistics.recordNotForwarded()
         state.withLockedValue { state in

@@ -66,6 +66,24 @@ import WebSocketTestClient
         }
     }
 
+    @Test func aBatchOfAThousandGoesOutWholeAndInOrderOnEveryNode() async throws {
+        try await ClusterTests.withCluster(nodes: 2) { nodes, _ in
+            let (first, second) = (nodes[0], nodes[1])
+            let subscriber = try await second.client()
+            try await subscriber.subscribe("feed:batch")
+            let items = (0..<1000).map { #"{"channel":"feed:batch","event":"b","data":\#($0)}"# }
+            let response = try await first.request(
+                "POST", "/api/v1/websocket/broadcast/batch", token: try await first.token("ops", role: .admin),
+                body: #"{"messages":[\#(items.joined(separator: ","))]}"#)
+            #expect(response.status == 200 && response.json["published"] as? Int == 1000, "\(response.body.prefix(200))")
+            let seqs = (response.json["results"] as? [[String: Any]] ?? []).compactMap { $0["seq"] as? Int }
+            #expect(seqs == Array(1...1000), "one seq per message, in the batch's order")
+            let received = try await ClusterTests.receive(1000, on: subscriber)
+            #expect(received.map(\.seq) == Array(1...1000) && received.map(\.data) == Array(0..<1000))
+            await subscriber.close()
+        }
+    }
+
     @Test func aNodeThatStartsLaterRecoversWithSinceAndServesTheLastValue() async throws {
         try await RedisServer.with { redis in
             try await ClusterTests.withNodes(1, on: redis) { nodes in

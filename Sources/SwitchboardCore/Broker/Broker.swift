@@ -13,10 +13,23 @@ public protocol Broker: Sendable {
     /// Publishes without waiting when this broker can (it sequences in process): the result, or nil when
     /// the caller must use ``publish(_:to:)``. Lets a connection's event loop publish without a task.
     func publishImmediately(_ publication: Publication, to target: BrokerTarget) -> Hub.PublishResult?
+
+    /// Publishes several messages in order, each with its own result (a cluster broker sends them in one
+    /// round trip).
+    func publishBatch(_ items: [(publication: Publication, target: BrokerTarget)]) async -> [Result<Hub.PublishResult, BrokerError>]
 }
 
 extension Broker {
     public func publishImmediately(_ publication: Publication, to target: BrokerTarget) -> Hub.PublishResult? { nil }
+
+    public func publishBatch(_ items: [(publication: Publication, target: BrokerTarget)]) async -> [Result<Hub.PublishResult, BrokerError>] {
+        var results: [Result<Hub.PublishResult, BrokerError>] = []
+        results.reserveCapacity(items.count)
+        for (publication, target) in items {
+            do throws(BrokerError) { results.append(.success(try await publish(publication, to: target))) } catch { results.append(.failure(error)) }
+        }
+        return results
+    }
 }
 
 /// A publish target resolved by the node: the namespace of its channel is known and allowed.

@@ -319,9 +319,9 @@ struct ManagementAPI: Sendable {
         guard problems.isEmpty else {
             throw APIError.badRequest("\(problems.count) of \(items.count) messages are invalid; nothing was sent", details: problems)
         }
-        var results: [JSONValue] = []
-        results.reserveCapacity(broadcasts.count)
-        for broadcast in broadcasts { results.append(try await send(broadcast)) }
+        // One call for the whole batch: a cluster node sends it to Redis in one pipelined write.
+        let published = await node.publishBatch(broadcasts.map { ($0.publication, $0.target) })
+        let results = try zip(published, broadcasts).map { result, broadcast in try Self.describe(result, of: broadcast) }
         for (namespace, items) in Dictionary(grouping: broadcasts, by: \.auditNamespace).sorted(by: { $0.key < $1.key }) {
             node.audit.recordBroadcast(
                 by: admin.userId, namespace: namespace, messages: items.count,
@@ -332,10 +332,21 @@ struct ManagementAPI: Sendable {
 
     /// Publishes one validated broadcast and describes the result as SPEC's `{"channel","seq","recipients"}`.
     private func send(_ broadcast: BroadcastRequest) async throws -> JSONValue {
-        let result: Hub.PublishResult
+        let result: Result<Hub.PublishResult, Node.PublishError>
         do {
-            result = try await node.publish(broadcast.publication, to: broadcast.target)
+            result = .success(try await node.publish(broadcast.publication, to: broadcast.target))
         } catch {
+            result = .failure(error)
+        }
+        return try Self.describe(result, of: broadcast)
+    }
+
+    /// SPEC's `{"channel","seq","recipients"}` for a publish, or the API error for its refusal.
+    private static func describe(_ result: Result<Hub.PublishResult, Node.PublishError>, of broadcast: BroadcastRequest) throws -> JSONValue {
+        let published: Hub.PublishResult
+        switch result {
+        case .success(let result): published = result
+        case .failure(let error):
             switch error {
             case .target:
                 // Validation resolved the channel already; only a namespace table without `user` gets here.
@@ -350,9 +361,9 @@ struct ManagementAPI: Sendable {
         case .all: .null
         }
         var fields: [String: JSONValue] = [
-            "channel": channel, "seq": result.seq.map { .int(Int64($0)) } ?? .null, "recipients": .int(Int64(result.recipients)),
+            "channel": channel, "seq": published.seq.map { .int(Int64($0)) } ?? .null, "recipients": .int(Int64(published.recipients)),
         ]
-        if result.held { fields["held"] = .bool(true) }
+        if published.held { fields["held"] = .bool(true) }
         return .object(fields)
     }
 

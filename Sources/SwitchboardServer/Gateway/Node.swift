@@ -194,6 +194,26 @@ public final class Node: Sendable {
         }
     }
 
+    /// Publishes several messages in order, each with its own result; a cluster node sends them to Redis in one
+    /// round trip.
+    public func publishBatch(_ items: [(publication: Publication, target: Target)]) async -> [Result<Hub.PublishResult, PublishError>] {
+        var results = [Result<Hub.PublishResult, PublishError>?](repeating: nil, count: items.count)
+        var resolved: [(publication: Publication, target: BrokerTarget)] = []
+        var positions: [Int] = []
+        for (index, item) in items.enumerated() {
+            do throws(PublishError) {
+                resolved.append(try resolve(item.publication, to: item.target))
+                positions.append(index)
+            } catch {
+                results[index] = .failure(error)
+            }
+        }
+        for (index, result) in zip(positions, await broker.publishBatch(resolved)) {
+            results[index] = result.mapError { .broker($0) }
+        }
+        return results.map { $0 ?? .failure(.broker(BrokerError("not published"))) }
+    }
+
     /// Publishes on the publication's own channel.
     public func publish(_ publication: Publication) async throws(PublishError) -> Hub.PublishResult {
         try await publish(publication, to: .channel(publication.channel))
