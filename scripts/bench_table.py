@@ -64,7 +64,7 @@ one, pair, nchan_pair = by_variant.get("one node"), by_variant.get("2 nodes + Re
 if one and pair:
     print()
     print(f"cluster: Redis commands per publish {pair.get('redis_commands_per_publish')} "
-          f"(scripts {pair.get('redis_scripts_per_publish')}); "
+          f"(scripts {pair.get('redis_scripts_per_publish')}), Redis CPU per publish {pair.get('redis_cpu_us_per_publish')} us; "
           f"p99 {pair['latency_ms_p99']} ms vs one node {one['latency_ms_p99']} ms (+{pair['latency_ms_p99'] - one['latency_ms_p99']:.2f} ms); "
           f"total CPU per delivery (both nodes + Redis) / one node: "
           f"{pair['server_total_us_per_delivery'] / max(one['server_total_us_per_delivery'], 1e-9):.2f}")
