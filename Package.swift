@@ -93,7 +93,12 @@ let package = Package(
         // A redis-server of a test's own, for the Redis tests.
         .target(
             name: "RedisTestSupport",
-            dependencies: ["RedisClient"],
+            dependencies: [
+                "RedisClient",
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .target(

@@ -59,7 +59,11 @@ if "switchboard" in light and "nchan" in light:
               f"p99 latency {v['latency_ms_p99'] / max(n['latency_ms_p99'], 1e-9):.2f}, "
               f"server + reader {both(v) / max(both(n), 1e-9):.2f}")
 # Cluster rows (scripts/bench --cluster): two nodes + Redis against one node and against two nginx + nchan + Redis.
-by_variant = {r.get("variant"): r for r in fan}
+by_variant = {r.get("variant"): r for r in fan if r["rate"] == 100}
+for r in (r for r in fan if r.get("variant") == "2 nodes + Redis" and r["rate"] != 100):
+    print(f"cluster at {r['subscribers']} x {r['rate']} msg/s: Redis CPU per publish {r.get('redis_cpu_us_per_publish')} us, "
+          f"Redis commands per publish {r.get('redis_commands_per_publish')} (scripts {r.get('redis_scripts_per_publish')}), "
+          f"p99 {r['latency_ms_p99']} ms, total CPU per delivery {r['server_total_us_per_delivery']} us")
 one, pair, nchan_pair = by_variant.get("one node"), by_variant.get("2 nodes + Redis"), by_variant.get("2 nginx + nchan + Redis")
 if one and pair:
     print()

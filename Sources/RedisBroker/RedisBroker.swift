@@ -92,6 +92,8 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         var reconnects = 0
         var lost: UInt64 = 0
         var upWaiters: [EventLoopPromise<Void>] = []
+        /// Set by ``stop()``: the heartbeat no longer announces this node.
+        var isLeaving = false
     }
 
     public let configuration: Configuration
@@ -151,9 +153,11 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             defer { task = nil }
             return task
         }
-        if let commands = state.withLockedValue({ $0.commands }) {
-            try? await registry.leave(configuration.nodeId, on: commands)
+        let commands = state.withLockedValue { state in
+            state.isLeaving = true
+            return state.commands
         }
+        if let commands { try? await registry.leave(configuration.nodeId, on: commands) }
         task?.cancel()
         await task?.value
     }
@@ -318,9 +322,11 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     private func heartbeat(_ commands: RedisConnection, _ feed: RedisSubscription, renewLeases: Bool) async {
         async let pinged: Void? = try? feed.ping()
-        let (member, leases) = state.withLockedValue { ($0.member, $0.leases) }
-        let figures = member?.figures() ?? .object([:])
-        try? await registry.announce(configuration.nodeId, figures: figures.jsonText, on: commands)
+        let (member, leases, isLeaving) = state.withLockedValue { ($0.member, $0.leases, $0.isLeaving) }
+        if !isLeaving {
+            let figures = member?.figures() ?? .object([:])
+            try? await registry.announce(configuration.nodeId, figures: figures.jsonText, on: commands)
+        }
         if let nodes = try? await registry.liveNodes(on: commands) {
             var peers: [String: JSONValue] = [:]
             for (id, text) in nodes where id != configuration.nodeId {

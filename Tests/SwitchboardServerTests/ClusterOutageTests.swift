@@ -111,3 +111,30 @@ import WebSocketTestClient
     }
 }
 
+
+extension ClusterOutageTests {
+    @Test func aSilentlyDeadLinkWhileRedisIsUpIsNoticedAndMadeAgain() async throws {
+        try await RedisServer.with { redis in
+            let proxy = try await SilenceableProxy(forwardingTo: redis.port)
+            // The first node reaches Redis through the proxy; the second directly.
+            try await TestNode.with(ClusterTests.clusterSettings(redis) { $0.redisURL = "redis://127.0.0.1:\(proxy.port)" }) { first in
+                try await first.joined()
+                try await ClusterTests.withNodes(1, on: redis) { others in
+                    let second = others[0]
+                    let client = try await first.client()
+                    try await client.subscribe("feed:quiet")
+                    proxy.silenceOpenConnections()  // Redis is up; the first node's connections just carry nothing
+                    for n in 1...20 {
+                        _ = try await second.node.publish(Publication(channel: "feed:quiet", event: "e", data: "\(n)"))
+                        try await Task.sleep(for: .milliseconds(200))
+                    }
+                    let received = try await ClusterTests.receive(20, on: client)
+                    #expect(received.map(\.seq) == Array(1...20), "the node noticed, reconnected and repaired: \(received.map(\.seq))")
+                    #expect(try Self.broker(of: first).linkStatus.reconnects >= 1)
+                    await client.close()
+                }
+            }
+            await proxy.close()
+        }
+    }
+}
