@@ -139,6 +139,12 @@ let package = Package(
             dependencies: ["RedisClient", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
+        // libFuzzer target for the Engine.IO / Socket.IO packet decoders (`scripts/fuzz socketio`).
+        .executableTarget(
+            name: "FuzzSocketIOPacket",
+            dependencies: ["SwitchboardCore", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
         // The load generator of scripts/bench.
         .executableTarget(
             name: "SwitchboardBench",

@@ -663,7 +663,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         let member = leaseMember(connectionId)
         guard let taken = try? await userLeases.acquire(member, of: userId, limit: limit, on: commands) else { return true }
         statistics.recordRedisCommands(1)
-        if taken { state.withLockedValue { $0.leases[userId, default: []].insert(member) } }
+        if taken { state.withLockedValue { _ = $0.leases[userId, default: []].insert(member) } }
         return taken
     }
 

@@ -1,4 +1,4 @@
-public import RedisClient
+import RedisClient
 
 /// SPEC §5's throttle and conflation across a cluster (SPEC §8: for a `(channel, key)` the latest value wins
 /// across nodes, and a window opened on a node that dies still ends), kept in Redis so every node sees the

@@ -1,5 +1,8 @@
 import Foundation
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#endif
 import RedisBroker
 import RedisClient
 import RedisTestSupport
@@ -261,6 +264,33 @@ import WebSocketTestClient
                 let received = try await ClusterTests.receive(2, on: client)
                 #expect(received.map(\.data) == [1, 2] && received.map(\.seq) == [1, 2])
                 await client.close()
+            }
+        }
+    }
+}
+
+extension ClusterServiceTests {
+    @Test func aKilledNodeDropsOutOfStatsWithin10Seconds() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(1, on: redis) { nodes in
+                let survivor = nodes[0]
+                let admin = try await survivor.token("ops", role: .admin)
+                // Another node, a real `switchboard serve` process, killed with SIGKILL: it never leaves cleanly.
+                let killed = try CommandLineTests.ServerProcess(arguments: [
+                    "serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", TestNode.secret, "--node-id", "doomed",
+                    "--redis-url", redis.url.description, "--redis-prefix", "test:",
+                ])
+                defer { killed.terminate() }
+                _ = try killed.listeningPort()
+                func nodeIds() async throws -> [String] {
+                    let cluster = try await survivor.request("GET", "/api/v1/websocket/stats", token: admin).json["cluster"] as? [String: Any]
+                    return (cluster?["nodes"] as? [[String: Any]] ?? []).compactMap { $0["nodeId"] as? String }
+                }
+                try await eventually("the other node is seen") { try await nodeIds().contains("doomed") }
+                kill(killed.process.processIdentifier, SIGKILL)
+                let killedAt = ContinuousClock.now
+                try await eventually(timeout: .seconds(12), "the killed node drops out") { try await !nodeIds().contains("doomed") }
+                #expect(ContinuousClock.now - killedAt < .seconds(10), "SPEC §8: within 10 s")
             }
         }
     }

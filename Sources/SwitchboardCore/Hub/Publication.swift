@@ -54,3 +54,11 @@ public struct Publication: Sendable {
         buffer.writeStaticString("}")
     }
 }
+
+extension Publication {
+    /// Why `event` cannot be published, or nil: Socket.IO clients drop the connection on an event named like
+    /// one of their own (SPEC §9), so those names are refused on every path, whatever the subscriber's protocol.
+    public static func refusal(ofEvent event: String) -> String? {
+        SocketPacket.reservedEventNames.contains(event) ? "'\(event)' is reserved by Socket.IO clients; use another event name" : nil
+    }
+}

@@ -69,9 +69,9 @@ extension ClientRequest {
             command = .unsubscribe(channel: try reader.string("channel"))
         case .string("publish")?:
             guard let data = fields["data"] else { throw reader.error("missing field 'data'") }
-            command = .publish(
-                channel: try reader.string("channel"), event: try reader.string("event"), data: data.jsonText,
-                key: try reader.optionalString("key"))
+            let event = try reader.string("event")
+            if let refusal = Publication.refusal(ofEvent: event) { throw reader.error(refusal) }
+            command = .publish(channel: try reader.string("channel"), event: event, data: data.jsonText, key: try reader.optionalString("key"))
         case .string("ping")?:
             command = .ping
         case .string(let other)?:

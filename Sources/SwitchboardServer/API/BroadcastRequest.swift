@@ -15,6 +15,7 @@ struct BroadcastRequest: Sendable {
         guard case .string(let event)? = fields["event"], !event.isEmpty else {
             throw FieldError("event: required, a non-empty string")
         }
+        if let refusal = Publication.refusal(ofEvent: event) { throw FieldError("event: \(refusal)") }
         guard let data = fields["data"] else { throw FieldError("data: required") }
         let key: String?
         switch fields["key"] {
