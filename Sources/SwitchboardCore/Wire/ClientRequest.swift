@@ -19,6 +19,11 @@ public struct ClientRequest: Sendable, Equatable {
     public var id: RequestID?
     public var command: Command
 
+    public init(id: RequestID?, command: Command) {
+        self.id = id
+        self.command = command
+    }
+
     /// The `id` of a message that is not going to be carried out (refused by the rate limit, say), so the
     /// refusal can still carry it (SPEC §3); nil when the payload has none or is not a JSON object.
     public static func id(in bytes: some Collection<UInt8>) -> RequestID? {

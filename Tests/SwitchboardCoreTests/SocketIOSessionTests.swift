@@ -1,0 +1,75 @@
+import SwitchboardCore
+import Testing
+
+/// Socket.IO 5's session rules above Engine.IO (SPEC §9), without sockets.
+@Suite struct SocketIOSessionTests {
+    static func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+    @Test func connectAuthenticatesWithTheAuthTokenAndIsAnsweredWithTheSid() {
+        var session = SocketIOSession(now: 0)
+        #expect(session.received(Self.bytes(#"0{"token":"jwt"}"#)) == [.authenticate(token: "jwt")])
+        #expect(session.accepted(sid: "s9") == [.send(SocketPacket(.connect, payload: .object(["sid": .string("s9")])))])
+        #expect(session.isConnected)
+        var anonymous = SocketIOSession(now: 0)
+        #expect(anonymous.received(Self.bytes("0")) == [.authenticate(token: nil)])
+    }
+
+    @Test func otherNamespacesAreRefusedAndTheMainOneStillWorks() {
+        var session = SocketIOSession(now: 0)
+        let refused = session.received(Self.bytes("0/admin,"))
+        #expect(refused == [.send(SocketPacket(.connectError, namespace: "/admin", payload: .object(["message": .string("Invalid namespace")])))])
+        #expect(session.received(Self.bytes("0")) == [.authenticate(token: nil)])
+    }
+
+    @Test func aRefusedConnectEndsWithTheErrorCodeInData() {
+        var session = SocketIOSession(now: 0)
+        _ = session.received(Self.bytes(#"0{"token":"bad"}"#))
+        let actions = session.refused(code: "UNAUTHORIZED", message: "invalid token")
+        #expect(actions.first == .send(SocketPacket(
+            .connectError, payload: .object(["message": .string("invalid token"), "data": .object(["code": .string("UNAUTHORIZED")])]))))
+        #expect(actions.last == .close(reason: "connect refused: UNAUTHORIZED"))
+        #expect(session.received(Self.bytes(#"2["ping"]"#)) == [])
+    }
+
+    @Test func eventsBecomeTheProtocolsRequestsWithTheirAckIds() throws {
+        var session = SocketIOSession(now: 0)
+        _ = session.received(Self.bytes("0"))
+        _ = session.accepted(sid: "s")
+        #expect(session.received(Self.bytes(#"21["subscribe","market_data:AAPL"]"#))
+            == [.request(ClientRequest(id: .int(1), command: .subscribe(channel: "market_data:AAPL", since: nil)))])
+        #expect(session.received(Self.bytes(#"22["subscribe",{"channel":"market_data:AAPL","since":41}]"#))
+            == [.request(ClientRequest(id: .int(2), command: .subscribe(channel: "market_data:AAPL", since: 41)))])
+        #expect(session.received(Self.bytes(#"2["unsubscribe","x"]"#)) == [.request(ClientRequest(id: nil, command: .unsubscribe(channel: "x")))])
+        #expect(session.received(Self.bytes(#"23["auth",{"token":"t2"}]"#)) == [.request(ClientRequest(id: .int(3), command: .auth(token: "t2")))])
+        #expect(session.received(Self.bytes(#"24["publish",{"channel":"c","event":"e","data":{"a":1},"key":"k"}]"#))
+            == [.request(ClientRequest(id: .int(4), command: .publish(channel: "c", event: "e", data: #"{"a":1}"#, key: "k")))])
+        let unknown = session.received(Self.bytes(#"25["explode"]"#))
+        guard case .send(let ack)? = unknown.first else {
+            Issue.record("no ack for an unknown event")
+            return
+        }
+        #expect(ack.kind == .ack && ack.ackId == 5 && ack.payload?.jsonText.contains("BAD_REQUEST") == true)
+        let reserved = session.received(Self.bytes(#"26["publish",{"channel":"c","event":"disconnect","data":1}]"#))
+        #expect(reserved.count == 1 && reserved.first.map { if case .send = $0 { true } else { false } } == true, "reserved names refused here too")
+        #expect(session.received(Self.bytes(#"2["explode"]"#)) == [], "without an ack id there is no one to tell")
+        #expect(session.received(Self.bytes("1")) == [.close(reason: "the client disconnected")])
+    }
+
+    @Test func packetsBeforeConnectBadPacketsAndTheTimeoutEndTheSession() {
+        var early = SocketIOSession(now: 0)
+        #expect(early.received(Self.bytes(#"2["subscribe","x"]"#)) == [.close(reason: "packet before the session was connected")])
+        var garbled = SocketIOSession(now: 0)
+        #expect(garbled.received(Self.bytes("9")).first.map { if case .close = $0 { true } else { false } } == true)
+        var slow = SocketIOSession(now: 0, connectTimeoutMs: 100)
+        #expect(slow.tick(now: 99) == [])
+        #expect(slow.tick(now: 100) == [.close(reason: "no CONNECT in time")])
+    }
+
+    @Test func aServerDisconnectSendsDisconnectSoTheClientStaysAway() {
+        var session = SocketIOSession(now: 0)
+        _ = session.received(Self.bytes("0"))
+        _ = session.accepted(sid: "s")
+        #expect(session.disconnect(reason: "admin") == [.send(SocketPacket(.disconnect)), .close(reason: "admin")])
+        #expect(session.disconnect(reason: "again") == [])
+    }
+}
