@@ -30,9 +30,12 @@ struct Serve: AsyncParsableCommand {
                 settings.jwtSecret = Self.randomSecret()
                 logger.notice("demo: no jwt-secret set, using a random one for this run")
             }
-            let token = try await TokenIssuer(secret: settings.jwtSecret ?? "").token(userId: "demo-admin", role: .admin, ttl: .seconds(86_400))
+            let issuer = try await TokenIssuer(secret: settings.jwtSecret ?? "")
+            let token = try await issuer.token(userId: "demo-admin", role: .admin, ttl: .seconds(86_400))
+            let trader = try await issuer.token(userId: "demo-trader", role: .user, tier: "premium", ttl: .seconds(86_400))
             // Written unbuffered so a script reading our stdout sees the token at once (SPEC §11: a line of its own).
             FileHandle.standardOutput.write(Data("demo admin token (valid 24 h):\n\(token)\n".utf8))
+            FileHandle.standardOutput.write(Data(Self.demoGuide(settings: settings, admin: token, trader: trader).utf8))
         }
         // Process-wide metrics are bootstrapped here only; the node renders the same registry at /metrics.
         let registry = PrometheusCollectorRegistry()
@@ -46,6 +49,22 @@ struct Serve: AsyncParsableCommand {
         // SPEC §1: in-flight work gets a bounded drain time after SIGTERM.
         configuration.maximumGracefulShutdownDuration = .milliseconds(settings.shutdownGraceMs)
         try await ServiceGroup(configuration: configuration).run()
+    }
+
+    /// What to try with the demo, printed after the admin token: the trader's token and two commands.
+    static func demoGuide(settings: Settings, admin: String, trader: String) -> String {
+        let host = settings.host == "0.0.0.0" || settings.host == "::" ? "127.0.0.1" : settings.host
+        let port = settings.port == 0 ? "PORT" : String(settings.port)
+        return """
+            demo premium trader token, user demo-trader (valid 24 h; receives trading_signals:* and its fills on user:demo-trader):
+            \(trader)
+            watch quotes, signals and fills (any WebSocket client; this one is PyPI's websockets):
+              python3 -m websockets 'ws://\(host):\(port)/ws?token=\(trader)&subscribe=market_data:BTC-USD,trading_signals:momentum'
+            broadcast to every connection:
+              curl -s -X POST -H 'Authorization: Bearer \(admin)' -H 'Content-Type: application/json' \\
+                -d '{"all":true,"event":"notice","data":{"text":"hello"}}' http://\(host):\(port)/api/v1/websocket/broadcast
+
+            """
     }
 
     static func randomSecret() -> String {

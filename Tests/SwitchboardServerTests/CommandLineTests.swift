@@ -200,6 +200,30 @@ import WebSocketTestClient
         #expect((quote["data"] as? [String: Any])?["symbol"] as? String == "AAPL")
         await socket.close()
     }
+
+    @Test func demoPrintsATraderTokenWhoseConnectionGetsSignalsAndFills() async throws {
+        let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
+        defer { server.terminate() }
+        let guide = try server.readStdout(until: { $0.contains("/api/v1/websocket/broadcast") })
+        let heading = try #require(guide.firstIndex { $0.hasPrefix("demo premium trader token") })
+        let trader = guide[heading + 1]
+        #expect(trader.split(separator: ".").count == 3)
+        #expect(guide.contains { $0.contains("ws://127.0.0.1:PORT/ws?token=") }, "ready-to-paste commands: \(guide)")
+        let socket = try await TestWebSocket.open(
+            port: try server.listeningPort(), path: "/ws?token=\(trader)&subscribe=trading_signals:momentum,trading_signals:breakout")
+        let welcome = try TestClient.parse(try await socket.nextText())
+        #expect(welcome["userId"] as? String == "demo-trader" && welcome["role"] as? String == "user", "\(welcome)")
+        var events: Set<String> = []
+        let deadline = ContinuousClock.now + .seconds(15)
+        while !(events.contains("signal") && events.contains("fill")) && ContinuousClock.now < deadline {
+            let message = try TestClient.parse(try await socket.nextText(timeout: .seconds(10)))
+            if message["type"] as? String == "subscribed" { continue }
+            if let event = message["event"] as? String { events.insert(event) }
+            if message["event"] as? String == "fill" { #expect(message["channel"] as? String == "user:demo-trader") }
+        }
+        #expect(events.contains("signal") && events.contains("fill"), "signals on trading_signals:*, fills on user:demo-trader: \(events)")
+        await socket.close()
+    }
 }
 
 /// A plain blocking TCP client with receive timeouts, for requests sent in pieces.
