@@ -6,7 +6,10 @@ struct Switchboard: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard",
         abstract: "Real-time WebSocket broadcaster for trading platforms.",
-        subcommands: [Serve.self, Token.self],
+        subcommands: [
+            Serve.self, Token.self, StatsCommand.self, ChannelsCommand.self, ConnectionsCommand.self, BroadcastCommand.self,
+            DisconnectCommand.self,
+        ],
         defaultSubcommand: Serve.self
     )
 }

@@ -1,0 +1,90 @@
+import Foundation
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// The operator commands of SPEC §1 (`stats`, `channels`, `connections`, `broadcast`, `disconnect`), run as the
+/// real executable against a live node: human output, `--json`, exit statuses and the server's messages.
+@Suite struct OperatorCommandTests {
+    /// The command's exit status, standard output and standard error. The process is waited for on a thread of
+    /// its own: blocking the concurrency pool would starve the node under test, which answers on it.
+    static func run(_ arguments: [String], input: String? = nil, environment: [String: String] = [:]) async throws -> (Int32, String, String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread {
+                continuation.resume(with: Result { try runBlocking(arguments, input: input, environment: environment) })
+            }
+        }
+    }
+
+    private static func runBlocking(_ arguments: [String], input: String?, environment: [String: String]) throws -> (Int32, String, String) {
+        let process = Process()
+        process.executableURL = try CommandLineTests.executable
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
+        let (output, errors, stdin) = (Pipe(), Pipe(), Pipe())
+        process.standardOutput = output
+        process.standardError = errors
+        process.standardInput = stdin
+        try process.run()
+        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+        try stdin.fileHandleForWriting.close()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, out, err)
+    }
+
+    @Test func everyCommandAnswersForHumansAndForScripts() async throws {
+        try await TestNode.with { node in
+            let admin = try await node.token("ops", role: .admin)
+            let api = ["--url", "http://127.0.0.1:\(node.port)", "--token", admin]
+            let alice = try await node.client(token: try await node.token("alice"))
+            try await alice.subscribe("market_data:AAPL")
+
+            let (status, stats, _) = try await Self.run(["stats"] + api)
+            #expect(status == 0 && stats.contains("connections") && stats.contains("1 (authenticated 1"), "\(stats)")
+            let (_, statsJSON, _) = try await Self.run(["stats", "--json"] + api)
+            let parsed = try JSONSerialization.jsonObject(with: Data(statsJSON.utf8)) as? [String: Any]
+            #expect((parsed?["connections"] as? [String: Any])?["total"] as? Int == 1, "--json is the server's answer")
+
+            let (_, channels, _) = try await Self.run(["channels"] + api)
+            #expect(channels.contains("market_data") && channels.contains("market_data:AAPL"), "\(channels)")
+
+            let (_, connections, _) = try await Self.run(["connections", "alice"] + api)
+            let id = try #require(alice.welcome["connectionId"] as? String)
+            #expect(connections.contains(id) && connections.contains("market_data:AAPL"), "\(connections)")
+
+            let (published, text, _) = try await Self.run(["broadcast", "--channel", "market_data:AAPL", "--event", "quote", #"{"px":1}"#] + api)
+            #expect(published == 0 && text.contains("seq 1"), "\(text)")
+            let quote = try await alice.next()
+            #expect(quote["event"] as? String == "quote" && (quote["data"] as? [String: Any])?["px"] as? Int == 1)
+            // Data from standard input, a user target, the environment for URL and token.
+            let environment = ["SWITCHBOARD_URL": "http://127.0.0.1:\(node.port)", "SWITCHBOARD_TOKEN": admin]
+            let (fromStdin, _, _) = try await Self.run(["broadcast", "--user", "alice", "--event", "fill"], input: #""done""#, environment: environment)
+            #expect(fromStdin == 0)
+            #expect(try await alice.next()["data"] as? String == "done")
+
+            let (disconnected, answer, _) = try await Self.run(["disconnect", "--user", "alice", "--json"] + api)
+            #expect(disconnected == 0 && answer.contains(#""disconnected":1"#), "\(answer)")
+            #expect(try await alice.closeCode() == 4000)
+        }
+    }
+
+    @Test func refusalsAndAnUnreachableNodeExitNonZeroWithTheirMessage() async throws {
+        try await TestNode.with { node in
+            let user = try await node.token("mallory")
+            let (refused, _, message) = try await Self.run(
+                ["broadcast", "--url", "http://127.0.0.1:\(node.port)", "--token", user, "--all", "--event", "x", "1"])
+            #expect(refused == 1 && message.contains("403 FORBIDDEN"), "the server's refusal, as it said it: \(message)")
+            let (missing, _, notFound) = try await Self.run(
+                ["disconnect", "--url", "http://127.0.0.1:\(node.port)", "--token", try await node.token("ops", role: .admin), "--connection", "nope"])
+            #expect(missing == 1 && notFound.contains("404 NOT_FOUND"), "\(notFound)")
+            let (badData, _, why) = try await Self.run(["broadcast", "--url", "http://127.0.0.1:\(node.port)", "--all", "--event", "x", "not json"])
+            #expect(badData != 0 && why.contains("data must be JSON"))
+        }
+        let (unreachable, _, message) = try await Self.run(["stats", "--url", "http://127.0.0.1:1", "--token", "t"])
+        #expect(unreachable == 2 && message.contains("cannot reach http://127.0.0.1:1"), "\(message)")
+    }
+}
