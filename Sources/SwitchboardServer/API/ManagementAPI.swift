@@ -17,7 +17,7 @@ struct ManagementAPI: Sendable {
     typealias Handler = @Sendable (Request, BasicRequestContext) async throws -> Response
 
     func register(on router: Router<BasicRequestContext>) {
-        let routes: [(HTTPRequest.Method, String, Handler)] = [
+        let apiRoutes: [(HTTPRequest.Method, String, Handler)] = [
             (.get, "\(Self.prefix)/health", { _, _ in await self.health() }),
             (.get, "\(Self.prefix)/stats", { request, _ in try await self.stats(request) }),
             (.get, "\(Self.prefix)/channels", { request, _ in try await self.channels(request) }),
@@ -33,6 +33,10 @@ struct ManagementAPI: Sendable {
                     "\(UpgradeAdmission.path) is a WebSocket endpoint: send an upgrade request (Upgrade: websocket, Sec-WebSocket-Version: 13)")
             }),
         ]
+        let pages: [(HTTPRequest.Method, String, Handler)] = Dashboard.routes.map { page in
+            (.get, page.path, { _, _ in Dashboard.response(contentType: page.contentType, body: page.body) })
+        }
+        let routes = apiRoutes + pages
         var table = RouteTable()
         for (method, path, _) in routes { table.add(method, path) }
         router.add(middleware: JSONErrorMiddleware(routes: table))
