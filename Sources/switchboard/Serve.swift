@@ -56,6 +56,7 @@ struct Serve: AsyncParsableCommand {
         let host = settings.host == "0.0.0.0" || settings.host == "::" ? "127.0.0.1" : settings.host
         let port = settings.port == 0 ? "PORT" : String(settings.port)
         return """
+            dashboard: http://\(host):\(port)/ (paste the admin token above for the operations panel)
             demo premium trader token, user demo-trader (valid 24 h; receives trading_signals:* and its fills on user:demo-trader):
             \(trader)
             watch quotes, signals and fills (any WebSocket client; this one is PyPI's websockets):

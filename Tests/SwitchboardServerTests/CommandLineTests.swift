@@ -209,6 +209,7 @@ import WebSocketTestClient
         let trader = guide[heading + 1]
         #expect(trader.split(separator: ".").count == 3)
         #expect(guide.contains { $0.contains("ws://127.0.0.1:PORT/ws?token=") }, "ready-to-paste commands: \(guide)")
+        #expect(guide.contains { $0.hasPrefix("dashboard: http://127.0.0.1:PORT/") })
         let socket = try await TestWebSocket.open(
             port: try server.listeningPort(), path: "/ws?token=\(trader)&subscribe=trading_signals:momentum,trading_signals:breakout")
         let welcome = try TestClient.parse(try await socket.nextText())

@@ -66,6 +66,16 @@ import WebSocketTestClient
             #expect(fromStdin == 0)
             #expect(try await alice.next()["data"] as? String == "done")
 
+            // --json is the server's answer for every command.
+            for command in [["channels"], ["connections", "alice"], ["broadcast", "--all", "--event", "ping", "1"]] {
+                let (code, json, _) = try await Self.run(command + ["--json"] + api)
+                let object = try? JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+                #expect(code == 0 && object != nil, "\(command): \(json)")
+            }
+            let (_, broadcastJSON, _) = try await Self.run(["broadcast", "--all", "--event", "ping", "2", "--json"] + api)
+            #expect(broadcastJSON.contains(#""seq":"#) && broadcastJSON.contains(#""channel":null"#), "\(broadcastJSON)")
+            _ = try await alice.next()
+            _ = try await alice.next()
             let (disconnected, answer, _) = try await Self.run(["disconnect", "--user", "alice", "--json"] + api)
             #expect(disconnected == 0 && answer.contains(#""disconnected":1"#), "\(answer)")
             #expect(try await alice.closeCode() == 4000)
