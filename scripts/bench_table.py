@@ -72,6 +72,11 @@ if one and pair:
           f"p99 {pair['latency_ms_p99']} ms vs one node {one['latency_ms_p99']} ms (+{pair['latency_ms_p99'] - one['latency_ms_p99']:.2f} ms); "
           f"total CPU per delivery (both nodes + Redis) / one node: "
           f"{pair['server_total_us_per_delivery'] / max(one['server_total_us_per_delivery'], 1e-9):.2f}")
+    quiet = by_variant.get("2 nodes + Redis, tcp-nodelay=false")
+    if quiet and nchan_pair:
+        print(f"cluster with tcp-nodelay=false / nchan cluster: total CPU per delivery "
+              f"{quiet['server_total_us_per_delivery'] / max(nchan_pair['server_total_us_per_delivery'], 1e-9):.2f}, "
+              f"p99 latency {quiet['latency_ms_p99'] / max(nchan_pair['latency_ms_p99'], 1e-9):.2f}")
     if nchan_pair:
         print(f"cluster / nchan cluster: total CPU per delivery (servers + Redis) "
               f"{pair['server_total_us_per_delivery'] / max(nchan_pair['server_total_us_per_delivery'], 1e-9):.2f}, "
