@@ -22,9 +22,13 @@ struct APIOptions: ParsableArguments {
         }
     }
 
-    /// Prints an answer: its JSON with `--json`, else what `human` makes of it.
-    func show(_ answer: [String: Any], _ raw: Data, human: ([String: Any]) -> String) {
-        print(json ? String(decoding: raw, as: UTF8.self) : human(answer))
+    /// Sends one request and prints the answer: its JSON with `--json`, else what `human` makes of it. A refusal
+    /// or an unreachable node prints its message and exits non-zero.
+    func request(_ method: String, _ path: String, body: [String: Any]? = nil, human: ([String: Any]) -> String) async throws {
+        try await runOperatorCommand {
+            let (answer, raw) = try await client.send(method, "api/v1/websocket/" + path, body: body)
+            print(json ? String(decoding: raw, as: UTF8.self) : human(answer))
+        }
     }
 }
 
@@ -114,33 +118,30 @@ struct StatsCommand: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
 
     func run() async throws {
-        try await runOperatorCommand {
-            let (stats, raw) = try await api.client.send("GET", "api/v1/websocket/stats")
-            api.show(stats, raw) { stats in
-                let connections = stats["connections"] as? [String: Any] ?? [:]
-                let channels = stats["channels"] as? [String: Any] ?? [:]
-                let messages = stats["messages"] as? [String: Any] ?? [:]
-                var rows: [[String]] = [
-                    ["node", describe(stats["nodeId"])], ["uptime (s)", describe(stats["uptimeSeconds"])],
-                    ["connections", "\(describe(connections["total"])) (authenticated \(describe(connections["authenticated"])), anonymous \(describe(connections["anonymous"])), peak \(describe(connections["peak"])))"],
-                    ["channels", "\(describe(channels["total"])) (subscriptions \(describe(channels["subscriptions"])))"],
-                    ["messages", "published \(describe(messages["published"])), delivered \(describe(messages["delivered"])), dropped \(describe(messages["dropped"]))"],
-                    ["per second", "published \(describe(messages["publishedPerSecond"])), delivered \(describe(messages["deliveredPerSecond"]))"],
-                    ["blocked IPs", describe(stats["blockedIPs"])],
-                    ["slow consumers closed", describe(stats["slowConsumerDisconnects"])],
-                    ["rate limited", describe((stats["rateLimited"] as? [String: Any])?["total"])],
-                ]
-                var text = table(["figure", "value"], rows)
-                if let cluster = stats["cluster"] as? [String: Any], let nodes = cluster["nodes"] as? [[String: Any]] {
-                    rows = nodes.map { node in
-                        ["nodeId", "connections", "subscriptions", "published", "delivered"].map { describe(node[$0]) }
-                    }
-                    let redis = cluster["redis"] as? [String: Any] ?? [:]
-                    text += "\n\ncluster (Redis \((redis["up"] as? Bool) == true ? "up" : "DOWN"))\n"
-                        + table(["node", "connections", "subscriptions", "published", "delivered"], rows)
+        try await api.request("GET", "stats") { stats in
+            let connections = stats["connections"] as? [String: Any] ?? [:]
+            let channels = stats["channels"] as? [String: Any] ?? [:]
+            let messages = stats["messages"] as? [String: Any] ?? [:]
+            var rows: [[String]] = [
+                ["node", describe(stats["nodeId"])], ["uptime (s)", describe(stats["uptimeSeconds"])],
+                ["connections", "\(describe(connections["total"])) (authenticated \(describe(connections["authenticated"])), anonymous \(describe(connections["anonymous"])), peak \(describe(connections["peak"])))"],
+                ["channels", "\(describe(channels["total"])) (subscriptions \(describe(channels["subscriptions"])))"],
+                ["messages", "published \(describe(messages["published"])), delivered \(describe(messages["delivered"])), dropped \(describe(messages["dropped"]))"],
+                ["per second", "published \(describe(messages["publishedPerSecond"])), delivered \(describe(messages["deliveredPerSecond"]))"],
+                ["blocked IPs", describe(stats["blockedIPs"])],
+                ["slow consumers closed", describe(stats["slowConsumerDisconnects"])],
+                ["rate limited", describe((stats["rateLimited"] as? [String: Any])?["total"])],
+            ]
+            var text = table(["figure", "value"], rows)
+            if let cluster = stats["cluster"] as? [String: Any], let nodes = cluster["nodes"] as? [[String: Any]] {
+                rows = nodes.map { node in
+                    ["nodeId", "connections", "subscriptions", "published", "delivered"].map { describe(node[$0]) }
                 }
-                return text
+                let redis = cluster["redis"] as? [String: Any] ?? [:]
+                text += "\n\ncluster (Redis \((redis["up"] as? Bool) == true ? "up" : "DOWN"))\n"
+                    + table(["node", "connections", "subscriptions", "published", "delivered"], rows)
             }
+            return text
         }
     }
 }
@@ -151,19 +152,16 @@ struct ChannelsCommand: AsyncParsableCommand {
     @OptionGroup var api: APIOptions
 
     func run() async throws {
-        try await runOperatorCommand {
-            let (answer, raw) = try await api.client.send("GET", "api/v1/websocket/channels")
-            api.show(answer, raw) { answer in
-                let namespaces = (answer["namespaces"] as? [[String: Any]] ?? []).map { namespace in
-                    ["name", "topic", "minRole", "throttleMs"].map { describe(namespace[$0]) }
-                        + [(namespace["lastValue"] as? Bool) == true ? "yes" : "no", describe(namespace["history"])]
-                }
-                var text = table(["namespace", "topic", "min role", "throttle ms", "last value", "history"], namespaces)
-                if let live = answer["live"] as? [[String: Any]] {
-                    text += "\n\n" + table(["live channel", "subscribers"], live.map { [describe($0["channel"]), describe($0["subscribers"])] })
-                }
-                return text
+        try await api.request("GET", "channels") { answer in
+            let namespaces = (answer["namespaces"] as? [[String: Any]] ?? []).map { namespace in
+                ["name", "topic", "minRole", "throttleMs"].map { describe(namespace[$0]) }
+                    + [(namespace["lastValue"] as? Bool) == true ? "yes" : "no", describe(namespace["history"])]
             }
+            var text = table(["namespace", "topic", "min role", "throttle ms", "last value", "history"], namespaces)
+            if let live = answer["live"] as? [[String: Any]] {
+                text += "\n\n" + table(["live channel", "subscribers"], live.map { [describe($0["channel"]), describe($0["subscribers"])] })
+            }
+            return text
         }
     }
 }
@@ -175,14 +173,11 @@ struct ConnectionsCommand: AsyncParsableCommand {
     @Argument(help: "The user id.") var user: String
 
     func run() async throws {
-        try await runOperatorCommand {
-            let (answer, raw) = try await api.client.send("GET", "api/v1/websocket/connections/\(user)")
-            api.show(answer, raw) { answer in
-                let rows = (answer["connections"] as? [[String: Any]] ?? []).map { connection in
-                    ["id", "ip", "role", "connectedAt", "channels", "messagesIn", "messagesOut"].map { describe(connection[$0]) }
-                }
-                return rows.isEmpty ? "no open connections for \(user)" : table(["id", "ip", "role", "connected at", "channels", "in", "out"], rows)
+        try await api.request("GET", "connections/\(user)") { answer in
+            let rows = (answer["connections"] as? [[String: Any]] ?? []).map { connection in
+                ["id", "ip", "role", "connectedAt", "channels", "messagesIn", "messagesOut"].map { describe(connection[$0]) }
             }
+            return rows.isEmpty ? "no open connections for \(user)" : table(["id", "ip", "role", "connected at", "channels", "in", "out"], rows)
         }
     }
 }
@@ -221,13 +216,10 @@ struct BroadcastCommand: AsyncParsableCommand {
         if let user { body["userId"] = user }
         if all { body["all"] = true }
         if let key { body["key"] = key }
-        try await runOperatorCommand {
-            let (answer, raw) = try await api.client.send("POST", "api/v1/websocket/broadcast", body: body)
-            api.show(answer, raw) { answer in
-                let target = (answer["channel"] as? String).map { "channel \($0)" } ?? "every connection"
-                let held = answer["held"] as? Bool == true ? " (held by the throttle)" : ""
-                return "published to \(target): seq \(describe(answer["seq"])), \(describe(answer["recipients"])) recipients on this node\(held)"
-            }
+        try await api.request("POST", "broadcast", body: body) { answer in
+            let target = (answer["channel"] as? String).map { "channel \($0)" } ?? "every connection"
+            let held = answer["held"] as? Bool == true ? " (held by the throttle)" : ""
+            return "published to \(target): seq \(describe(answer["seq"])), \(describe(answer["recipients"])) recipients on this node\(held)"
         }
     }
 }
@@ -253,20 +245,17 @@ struct DisconnectCommand: AsyncParsableCommand {
     func run() async throws {
         let path: String
         if let connection {
-            path = "api/v1/websocket/disconnect/\(connection)"
+            path = "disconnect/\(connection)"
         } else if let user {
-            path = "api/v1/websocket/disconnect/user/\(user)"
+            path = "disconnect/user/\(user)"
         } else {
-            path = "api/v1/websocket/disconnect/ip/\(ip ?? "")"
+            path = "disconnect/ip/\(ip ?? "")"
         }
         var body: [String: Any] = [:]
         if let reason { body["reason"] = reason }
         if let blockSeconds { body["blockSeconds"] = blockSeconds }
-        try await runOperatorCommand {
-            let (answer, raw) = try await api.client.send("POST", path, body: body)
-            api.show(answer, raw) { answer in
-                "disconnected \(describe(answer["disconnected"]))" + (answer["blockedSeconds"].map { ", blocked for \($0) s" } ?? "")
-            }
+        try await api.request("POST", path, body: body) { answer in
+            "disconnected \(describe(answer["disconnected"]))" + (answer["blockedSeconds"].map { ", blocked for \($0) s" } ?? "")
         }
     }
 }
