@@ -177,9 +177,10 @@ import WebSocketTestClient
     }
 
     @Test func connectionAnsweringPingsStaysOpen() async throws {
-        try await TestNode.with({ $0.heartbeatMs = 200 }) { node in
+        // Three ping intervals; each long enough for a loaded 2-core CI machine to answer (200 ms was not, once).
+        try await TestNode.with({ $0.heartbeatMs = 600 }) { node in
             let client = try await node.client(answerPings: true)
-            try await Task.sleep(for: .milliseconds(900))
+            try await Task.sleep(for: .milliseconds(2_000))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             await client.close()
         }

@@ -224,11 +224,13 @@ import WebSocketTestClient
             var clients: [TestClient] = []
             for node in nodes {
                 let client = try await node.client()
-                try await client.subscribe("tick:BTC")
+                try await client.subscribe("slow:BTC")
                 clients.append(client)
             }
+            // A 1.5 s window (the `slow` namespace), so the publishes below all land inside it however loaded the
+            // machine is.
             func publish(_ value: Int, _ key: String, on node: TestNode) async throws -> Hub.PublishResult {
-                try await node.node.publish(Publication(channel: "tick:BTC", event: "px", data: "\(value)", key: key))
+                try await node.node.publish(Publication(channel: "slow:BTC", event: "px", data: "\(value)", key: key))
             }
             let opened = try await publish(1, "last", on: first)
             #expect(opened.seq == 1 && !opened.held, "an idle window sends at once")
@@ -237,8 +239,8 @@ import WebSocketTestClient
                 let held = try await publish(value, "last", on: node)
                 #expect(held.held && held.seq == nil)
             }
-            let keyless = try await publish(5, "other", on: second)
-            #expect(keyless.seq == 2, "another key has its own window: \(keyless)")
+            let otherKey = try await publish(5, "other", on: second)
+            #expect(otherKey.seq == 2, "another key has its own window, idle: sent at once: \(otherKey)")
             for client in clients {
                 let received = try await ClusterTests.receive(3, on: client)
                 #expect(received.map(\.data) == [1, 5, 4] && received.map(\.seq) == [1, 2, 3], "one value per window, the latest: \(received)")
