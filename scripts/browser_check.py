@@ -99,6 +99,20 @@ try:
         wait.until(lambda b: b.find_element(By.ID, "disconnect-result").text != "")
         check(text("disconnect-result") == "disconnected 1", f"the form shows it: {text('disconnect-result')!r}")
 
+    # The node restarts: the board notices, reconnects with backoff and ticks again.
+    import subprocess
+    before = {r.get_attribute("data-symbol"): r.find_elements(By.TAG_NAME, "td")[5].text
+              for r in browser.find_elements(By.CSS_SELECTOR, "#quotes tbody tr")}
+    subprocess.run([f"{out}/restart-node"], check=True, timeout=30)
+    WebDriverWait(browser, 20).until(lambda b: b.find_element(By.ID, "feed-status").text == "live")
+    time.sleep(1.5)
+    after = {r.get_attribute("data-symbol"): r.find_elements(By.TAG_NAME, "td")[5].text
+             for r in browser.find_elements(By.CSS_SELECTOR, "#quotes tbody tr")}
+    check(all(after[s] != before[s] for s in before), "after a node restart the board reconnected and ticks again")
+    token = open(f"{out}/node.out").read().splitlines()[1]  # the new node's token
+    fill("token", token)
+    browser.find_element(By.CSS_SELECTOR, "#token-form button[type=submit]").click()
+
     # Screenshots from the top of the page, after a few stats refreshes: desktop, then phone width.
     time.sleep(4)
     browser.set_window_size(1280, 1700)
@@ -111,9 +125,10 @@ try:
     browser.save_screenshot(f"{out}/dashboard-phone.png")
     width = browser.execute_script("return document.documentElement.scrollWidth")
     check(width <= 400, f"no horizontal scrolling of the page at phone width (scroll width {width})")
-    # The one expected entry is the bad token's 401 above.
+    # Expected entries: the bad token's 401, and refused reconnects while the node restarted.
+    expected = ("status of 401", "ERR_CONNECTION_REFUSED")
     logs = [entry for entry in browser.get_log("browser")
-            if entry.get("level") == "SEVERE" and "status of 401" not in entry.get("message", "")]
+            if entry.get("level") == "SEVERE" and not any(e in entry.get("message", "") for e in expected)]
     check(not logs, f"no other errors in the browser console (CSP violations included): {logs[:3]}")
 finally:
     browser.quit()
