@@ -134,7 +134,10 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             if !state.isUp { state.upWaiters.append(promise) }
             return state.isUp
         }
-        if isUp { return }
+        if isUp {
+            promise.succeed()  // never left pending: NIO traps on a promise dropped uncompleted
+            return
+        }
         let timer = loop.scheduleTask(in: .nanoseconds(Int64(Self.milliseconds(timeout)) * 1_000_000)) { [self] in
             let waiting = state.withLockedValue { state in
                 guard let index = state.upWaiters.firstIndex(where: { $0.futureResult === promise.futureResult }) else { return false }
