@@ -242,8 +242,11 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             statistics.recordRedisCommands(known.count)
             for ((target, _), result) in zip(known, results) {
                 guard case .success(let reply) = result, let top = reply.integer, top > 0 else { continue }
-                let action = state.withLockedValue { $0.sequencers[target]?.caughtUp(to: UInt64(top)) } ?? .init()
-                perform(action, for: target, on: commands)
+                // On the feed's loop, like every other sequencer step (see `repair`).
+                loop.execute { [self] in
+                    let action = state.withLockedValue { $0.sequencers[target]?.caughtUp(to: UInt64(top)) } ?? .init()
+                    perform(action, for: target, on: commands)
+                }
             }
         }
         if let blocks = try? await control.storedBlocks(on: commands) {
@@ -540,19 +543,24 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     }
 
     /// Reads a gap from the history stream and hands what it held to the sequencer.
+    ///
+    /// What the read found is handed on from `loop`, the feed connection's loop, where every feed message is handled:
+    /// the sequencer decides in order under the lock, and running its deliveries on that one loop keeps them in
+    /// that order (handed on from the read's own task, a message released by the repair could reach the hub after
+    /// a later one, which the hub then drops as stale).
     private func repair(_ range: ClosedRange<UInt64>, of target: FeedTarget, on commands: RedisConnection?) {
         let history = keys(of: target).history
-        loop.makeFutureWithTask { [self] in
-            var found: [(seq: UInt64, message: FeedMessage)] = []
-            if let commands, let entries = try? await commands.send([
+        loop.makeFutureWithTask { [self] () -> [(seq: UInt64, message: FeedMessage)] in
+            guard let commands, let entries = try? await commands.send([
                 "XRANGE", RESPArgument(history), RESPArgument("\(range.lowerBound)-0"), RESPArgument("\(range.upperBound)-0"),
-            ]) {
-                statistics.recordRedisCommands(1)
-                found = (entries.array ?? []).compactMap(Self.historyEntry)
-            }
+            ]) else { return [] }
+            statistics.recordRedisCommands(1)
+            return (entries.array ?? []).compactMap(Self.historyEntry)
+        }.whenComplete { [self] result in
+            let found = (try? result.get()) ?? []
             let action = state.withLockedValue { $0.sequencers[target]?.repaired(found) } ?? .init()
             perform(action, for: target, on: commands)
-        }.whenFailure { _ in }
+        }
     }
 
     /// `[id, ["f", frame, "t", tag]]` of the history stream as a seq and its message.

