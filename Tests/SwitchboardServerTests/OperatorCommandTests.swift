@@ -8,17 +8,10 @@ import WebSocketTestClient
 /// The operator commands of SPEC §1 (`stats`, `channels`, `connections`, `broadcast`, `disconnect`), run as the
 /// real executable against a live node: human output, `--json`, exit statuses and the server's messages.
 @Suite struct OperatorCommandTests {
-    /// The command's exit status, standard output and standard error. The process is waited for on a thread of
-    /// its own: blocking the concurrency pool would starve the node under test, which answers on it.
+    /// The command's exit status, standard output and standard error. The process is started here, as the other
+    /// command-line tests start theirs, and waited for on a thread of its own: blocking the concurrency pool would
+    /// starve the node under test, which answers on it.
     static func run(_ arguments: [String], input: String? = nil, environment: [String: String] = [:]) async throws -> (Int32, String, String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread.detachNewThread {
-                continuation.resume(with: Result { try runBlocking(arguments, input: input, environment: environment) })
-            }
-        }
-    }
-
-    private static func runBlocking(_ arguments: [String], input: String?, environment: [String: String]) throws -> (Int32, String, String) {
         let process = Process()
         process.executableURL = try CommandLineTests.executable
         process.arguments = arguments
@@ -28,12 +21,16 @@ import WebSocketTestClient
         process.standardError = errors
         process.standardInput = stdin
         try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try stdin.fileHandleForWriting.close()
-        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, out, err)
+        return await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+                try? stdin.fileHandleForWriting.close()
+                let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                continuation.resume(returning: (process.terminationStatus, out, err))
+            }
+        }
     }
 
     @Test func everyCommandAnswersForHumansAndForScripts() async throws {
