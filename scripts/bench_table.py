@@ -82,3 +82,12 @@ if one and pair:
               f"{pair['server_total_us_per_delivery'] / max(nchan_pair['server_total_us_per_delivery'], 1e-9):.2f}, "
               f"p99 latency {pair['latency_ms_p99'] / max(nchan_pair['latency_ms_p99'], 1e-9):.2f}; "
               f"nchan Redis commands per publish {nchan_pair.get('redis_commands_per_publish')}")
+storms = [r for r in rows if r["scenario"] == "storm"]
+if storms:
+    print()
+    print(f"{'storm while receiving':<24}{'clients':>9}{'seconds':>9}{'conn+sub/s':>12}{'p99 before':>12}{'p99 during':>12}"
+          f"{'max during':>12}{'stats p99 before':>18}{'stats p99 during':>18}{'stats max':>11}")
+    for r in storms:
+        print(f"{r['target']:<24}{r['connections']:>9}{r['storm_seconds']:>9}{r['connects_subscribes_per_second']:>12}"
+              f"{r['baseline_latency_ms_p99']:>12}{r['storm_latency_ms_p99']:>12}{r['storm_latency_ms_max']:>12}"
+              f"{r['baseline_stats_ms_p99']:>18}{r['storm_stats_ms_p99']:>18}{r['storm_stats_ms_max']:>11}")

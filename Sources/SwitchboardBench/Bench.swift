@@ -3,6 +3,7 @@ import Foundation
 import Histogram
 import NIOCore
 import NIOPosix
+import NIOConcurrencyHelpers
 import Synchronization
 
 /// The load generator of `scripts/bench`: one process, one event loop, every loop bounded in count and time.
@@ -10,7 +11,7 @@ import Synchronization
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard-bench", abstract: "WebSocket fan-out load generator (loopback only).",
-        subcommands: [Fanout.self, Idle.self])
+        subcommands: [Fanout.self, Idle.self, Storm.self])
 }
 
 /// Options shared by every scenario.
@@ -253,6 +254,85 @@ struct Idle: AsyncParsableCommand {
         ]
         print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
         await audience.close()
+    }
+}
+
+/// `storm`: one subscriber receives R broadcasts a second while C other clients connect and subscribe (to another
+/// channel) as fast as the server takes them: how long the storm takes, and what the subscriber and `stats` see
+/// meanwhile against the seconds before it.
+struct Storm: AsyncParsableCommand {
+    @OptionGroup var common: Common
+    @Option(help: "Clients in the storm.") var connections: Int = 19_000
+    @Option(help: "Broadcasts per second to the watching subscriber.") var rate: Int = 20
+    @Option(help: "Seconds of broadcasts before the storm (the baseline).") var baselineSeconds: Int = 3
+
+    func run() async throws {
+        let peer = try common.peer
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let watcher = try await Audience.open(count: 1, peer: peer, common: common, batch: false, on: loop)
+        let publisher = PublisherHandler()
+        let publishChannel = try await ClientBootstrap(group: loop)
+            .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
+            .connect(host: "127.0.0.1", port: common.port).get()
+        let probeLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let probe = try await StatsProbe.connect(port: common.port, token: common.token, on: probeLoop.next())
+        // Broadcasts every 1/rate s on the loop, bounded: they stop when the run ends or after 10 minutes.
+        let started = NIODeadline.now()
+        let sent = NIOLockedValueBox(0)
+        let ticker = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(1000 / max(1, rate)))) { task in
+            let n = sent.withLockedValue { count -> Int in
+                count += 1
+                return count
+            }
+            guard NIODeadline.now() - started < .minutes(10) else { return task.cancel() }
+            publishChannel.writeAndFlush(
+                peer.publishRequest(channel: common.channel, n: n, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token, padding: "x"),
+                promise: nil)
+        }
+        func watcherTally() async throws -> Tally { try await watcher.tally(on: loop) }
+        func resetWatcher() async throws { try await loop.submit { watcher.handlers.forEach { $0.resetTally() } }.get() }
+        let stormDone = Atomic<Bool>(false)
+
+        // Baseline: broadcasts and stats with no storm.
+        let baselineProbe = Task { (try? await probe.run(every: .milliseconds(100), limit: 10 * baselineSeconds) { false }) ?? [] }
+        try await Task.sleep(for: .seconds(baselineSeconds))
+        let baselineStats = await baselineProbe.value.sorted()
+        let baseline = try await watcherTally()
+        try await resetWatcher()
+
+        // The storm, to another channel, with stats timed every 100 ms while it lasts.
+        var stormCommon = common
+        stormCommon.channel = common.channel + ":storm"  // same namespace, another topic
+        let stormProbe = Task { (try? await probe.run(every: .milliseconds(100), limit: 6_000) { stormDone.load(ordering: .relaxed) }) ?? [] }
+        let storm = try await Audience.open(count: connections, peer: peer, common: stormCommon, batch: false, on: loop)
+        stormDone.store(true, ordering: .relaxed)
+        let stormStats = await stormProbe.value.sorted()
+        let during = try await watcherTally()
+        ticker.cancel()
+        try? await probe.channel.close()
+        try? await probeLoop.shutdownGracefully()
+
+        func ms(_ nanoseconds: UInt64) -> Double { (Double(nanoseconds) / 1e4).rounded() / 100 }
+        func percentile(_ values: [UInt64], _ fraction: Double) -> Double {
+            values.isEmpty ? 0 : ms(values[min(values.count - 1, Int(Double(values.count) * fraction))])
+        }
+        let result: [String: Any] = [
+            "scenario": "storm", "target": peer.rawValue, "connections": connections, "rate": rate,
+            "storm_seconds": (storm.seconds * 100).rounded() / 100,
+            "connects_subscribes_per_second": Int(Double(connections) / storm.seconds),
+            "baseline_received": baseline.received, "baseline_latency_ms_p50": ms(baseline.latency.valueAtPercentile(50)),
+            "baseline_latency_ms_p99": ms(baseline.latency.valueAtPercentile(99)),
+            "storm_received": during.received, "storm_latency_ms_p50": ms(during.latency.valueAtPercentile(50)),
+            "storm_latency_ms_p99": ms(during.latency.valueAtPercentile(99)), "storm_latency_ms_max": ms(during.latency.maxRecorded),
+            "storm_out_of_order": during.outOfOrder, "storm_duplicated": during.duplicates,
+            "baseline_stats_ms_p50": percentile(baselineStats, 0.5), "baseline_stats_ms_p99": percentile(baselineStats, 0.99),
+            "storm_stats_requests": stormStats.count, "storm_stats_ms_p50": percentile(stormStats, 0.5),
+            "storm_stats_ms_p99": percentile(stormStats, 0.99), "storm_stats_ms_max": stormStats.last.map(ms) ?? 0,
+        ]
+        print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+        try? await publishChannel.close()
+        await storm.close()
+        await watcher.close()
     }
 }
 

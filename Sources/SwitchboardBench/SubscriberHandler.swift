@@ -40,6 +40,11 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     private var lastSeen: [Int]
     private(set) var tally = Tally()
 
+    /// Starts a new tally (the storm scenario measures the storm apart from the time before it).
+    func resetTally() {
+        tally = Tally()
+    }
+
     /// Whether a `subscribed` reply comes (sent for the subscribe message, or for the upgrade's `?subscribe=`).
     private let awaitsSubscribed: Bool
 
