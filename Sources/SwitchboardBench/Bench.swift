@@ -269,9 +269,13 @@ struct Storm: AsyncParsableCommand {
     func run() async throws {
         let peer = try common.peer
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let watcher = try await Audience.open(count: 1, peer: peer, common: common, batch: false, on: loop)
+        // The watcher and its publisher have a thread of their own, like the stats probe: on the storm's loop their
+        // reads would wait behind the generator's own work for 19,000 connections and time the generator.
+        let watcherLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let watcherLoop = watcherLoopGroup.next()
+        let watcher = try await Audience.open(count: 1, peer: peer, common: common, batch: false, on: watcherLoop)
         let publisher = PublisherHandler()
-        let publishChannel = try await ClientBootstrap(group: loop)
+        let publishChannel = try await ClientBootstrap(group: watcherLoop)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
             .connect(host: "127.0.0.1", port: common.port).get()
         let probeLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
@@ -279,7 +283,7 @@ struct Storm: AsyncParsableCommand {
         // Broadcasts every 1/rate s on the loop, bounded: they stop when the run ends or after 10 minutes.
         let started = NIODeadline.now()
         let sent = NIOLockedValueBox(0)
-        let ticker = loop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(1000 / max(1, rate)))) { task in
+        let ticker = watcherLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .milliseconds(Int64(1000 / max(1, rate)))) { task in
             let n = sent.withLockedValue { count -> Int in
                 count += 1
                 return count
@@ -289,8 +293,8 @@ struct Storm: AsyncParsableCommand {
                 peer.publishRequest(channel: common.channel, n: n, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token, padding: "x"),
                 promise: nil)
         }
-        func watcherTally() async throws -> Tally { try await watcher.tally(on: loop) }
-        func resetWatcher() async throws { try await loop.submit { watcher.handlers.forEach { $0.resetTally() } }.get() }
+        func watcherTally() async throws -> Tally { try await watcher.tally(on: watcherLoop) }
+        func resetWatcher() async throws { try await watcherLoop.submit { watcher.handlers.forEach { $0.resetTally() } }.get() }
         let stormDone = Atomic<Bool>(false)
 
         // Baseline: broadcasts and stats with no storm.
@@ -333,6 +337,7 @@ struct Storm: AsyncParsableCommand {
         try? await publishChannel.close()
         await storm.close()
         await watcher.close()
+        try? await watcherLoopGroup.shutdownGracefully()
     }
 }
 
