@@ -45,3 +45,26 @@ extension RedisURL {
         return username.map { ["AUTH", RESPArgument($0), RESPArgument(password)] } ?? ["AUTH", RESPArgument(password)]
     }
 }
+
+/// A Redis connection over one NIO channel whose handler lives on the channel's loop: how both kinds close, say
+/// they closed, and hand a request to their handler.
+public protocol RedisChannelLink: Sendable {
+    var channel: any Channel { get }
+}
+
+extension RedisChannelLink {
+    /// Closes the connection; requests waiting for replies fail with ``RedisClientError/connectionClosed``.
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// Completes when the connection has closed, for whatever reason.
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    /// Runs `send` on the channel's loop with a promise for its answer, and waits for the answer.
+    func onLoop<Value: Sendable>(_ send: @escaping @Sendable (EventLoopPromise<Value>) -> Void) async throws -> Value {
+        let promise = channel.eventLoop.makePromise(of: Value.self)
+        channel.eventLoop.execute { send(promise) }
+        return try await promise.futureResult.get()
+    }
+}

@@ -39,7 +39,7 @@ public struct RedisClientError: Error, Sendable, Equatable, CustomStringConverti
 
 /// One pipelined command connection to Redis: commands are written as they come (many in one write when
 /// sent together) and replies are matched to them in order, as RESP guarantees.
-public final class RedisConnection: Sendable {
+public final class RedisConnection: RedisChannelLink {
     /// Limits and timeouts of one connection.
     public struct Configuration: Sendable {
         /// Longest wait to establish the TCP connection.
@@ -103,19 +103,9 @@ public final class RedisConnection: Sendable {
     /// Sends `commands` in one write and returns their replies in order; error replies are returned, not thrown.
     public func pipeline(_ commands: [[RESPArgument]]) async throws -> [RESPValue] {
         guard !commands.isEmpty else { return [] }
-        let promise = channel.eventLoop.makePromise(of: [RESPValue].self)
         let handler = self.handler
-        channel.eventLoop.execute { handler.value.write(commands, promise: promise) }
-        return try await promise.futureResult.get()
+        return try await onLoop { promise in handler.value.write(commands, promise: promise) }
     }
-
-    /// Closes the connection; commands waiting for replies fail with ``RedisClientError/connectionClosed``.
-    public func close() async {
-        try? await channel.close()
-    }
-
-    /// Completes when the connection has closed, for whatever reason.
-    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
 }
 
 /// The pipeline handler behind ``RedisConnection``: encodes commands, parses replies and hands each to the

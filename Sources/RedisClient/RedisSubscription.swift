@@ -15,7 +15,7 @@ public struct RedisMessage: Sendable {
 ///
 /// A subscribed connection may only (un)subscribe and ping (Redis's rule), so commands go on a
 /// ``RedisConnection``; this one only listens.
-public final class RedisSubscription: Sendable {
+public final class RedisSubscription: RedisChannelLink {
     public let channel: any Channel
     private let handler: NIOLoopBound<RedisSubscriptionHandler>
 
@@ -68,17 +68,9 @@ public final class RedisSubscription: Sendable {
     }
 
     private func command(_ arguments: [RESPArgument], replies: Int = 1) async throws {
-        let promise = channel.eventLoop.makePromise(of: Void.self)
         let handler = self.handler
-        channel.eventLoop.execute { handler.value.send(arguments, replies: replies, promise: promise) }
-        try await promise.futureResult.get()
+        try await onLoop { promise in handler.value.send(arguments, replies: replies, promise: promise) }
     }
-
-    public func close() async {
-        try? await channel.close()
-    }
-
-    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
 }
 
 /// Parses a pub/sub connection's stream: messages to the callback, confirmations and pongs to the commands

@@ -57,14 +57,9 @@ public final class Hub: Sendable {
     /// - Parameter extraRecipients: connections that receive the message whether or not they subscribed
     ///   (a `userId` target); such a publish is never held by the throttle.
     public func publish(_ publication: Publication, namespace: Namespace, extraRecipients: [any Subscriber] = []) -> PublishResult {
-        let channel: ChannelState? = channels.withLock { channels in
-            if let existing = channels[publication.channel] { return existing }
-            guard namespace.retainsMessages || namespace.throttleMs > 0 || !extraRecipients.isEmpty else { return nil }
-            let created = makeChannel(publication.channel, namespace)
-            // A channel made only to reach extra recipients is dropped again unless it keeps something.
-            if namespace.retainsMessages || namespace.throttleMs > 0 { channels[publication.channel] = created }
-            return created
-        }
+        let channel = state(
+            of: publication.channel, namespace, keep: namespace.retainsMessages || namespace.throttleMs > 0,
+            reachesExtras: !extraRecipients.isEmpty)
         guard let channel else {
             statistics.recordPublished(namespace: namespace.name)
             return PublishResult(seq: nil, recipients: 0)
@@ -90,14 +85,8 @@ public final class Hub: Sendable {
     public func deliverSequenced(
         channel: String, namespace: Namespace, seq: UInt64, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber] = []
     ) -> Int {
-        let state: ChannelState? = channels.withLock { channels in
-            if let existing = channels[channel] { return existing }
-            guard namespace.retainsMessages || !extraRecipients.isEmpty else { return nil }
-            let created = makeChannel(channel, namespace)
-            if namespace.retainsMessages { channels[channel] = created }
-            return created
-        }
-        guard let state else { return 0 }
+        guard let state = state(of: channel, namespace, keep: namespace.retainsMessages, reachesExtras: !extraRecipients.isEmpty)
+        else { return 0 }
         return state.deliverSequenced(seq: seq, payload: payload, key: key, extraRecipients: extraRecipients)
     }
 
@@ -120,13 +109,20 @@ public final class Hub: Sendable {
     /// with `since` answers as on every other node. A channel that retains nothing is left alone.
     public func seed(channel: String, namespace: Namespace, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
         guard namespace.retainsMessages else { return }
-        let state = channels.withLock { channels in
-            if let existing = channels[channel] { return existing }
-            let created = makeChannel(channel, namespace)
-            channels[channel] = created
+        state(of: channel, namespace, keep: true, reachesExtras: false)?.seed(lastSeq: lastSeq, messages: messages)
+    }
+
+    /// The live channel `name`, or a new one: kept in the table when `keep` (it retains or throttles something),
+    /// made for this one message only when it just `reachesExtras` (a `userId` target's connections), else nil
+    /// (nobody would receive it).
+    private func state(of name: String, _ namespace: Namespace, keep: Bool, reachesExtras: Bool) -> ChannelState? {
+        channels.withLock { channels in
+            if let existing = channels[name] { return existing }
+            guard keep || reachesExtras else { return nil }
+            let created = makeChannel(name, namespace)
+            if keep { channels[name] = created }
             return created
         }
-        state.seed(lastSeq: lastSeq, messages: messages)
     }
 
     private func makeChannel(_ name: String, _ namespace: Namespace) -> ChannelState {
@@ -144,12 +140,7 @@ public final class Hub: Sendable {
         reply: (_ recovered: Bool?) -> Delivery
     ) -> Bool {
         while true {
-            let state = channels.withLock { channels in
-                if let existing = channels[channel.description] { return existing }
-                let created = makeChannel(channel.description, namespace)
-                channels[channel.description] = created
-                return created
-            }
+            guard let state = state(of: channel.description, namespace, keep: true, reachesExtras: false) else { return false }
             switch state.subscribe(subscriber, since: since, reply: reply) {
             case .subscribed: return true
             case .alreadySubscribed: return false

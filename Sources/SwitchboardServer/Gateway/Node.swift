@@ -11,6 +11,8 @@ public final class Node: Sendable {
     public let settings: Settings
     public let hub: Hub
     public let pools: ConnectionPools
+    /// The pools with the cluster's leases, as each connection's reservation holds them.
+    let slots: ConnectionSlots
     public let blockList: BlockList
     public let connectRateLimiter: KeyedRateLimiter
     public let tokens: TokenVerifier
@@ -99,6 +101,7 @@ public final class Node: Sendable {
             self.broker = makeBroker(hub, connections)
             self.cluster = nil
         }
+        self.slots = ConnectionSlots(pools: pools, cluster: cluster)
         self.startedAt = .now
         cluster?.attach(self)
     }

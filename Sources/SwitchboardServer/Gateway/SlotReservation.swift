@@ -8,16 +8,16 @@ import SwitchboardCore
 /// cluster mode an authenticated connection also holds a lease in its user's cluster-wide pool (SPEC §8),
 /// given back with the slot.
 final class SlotReservation: Sendable {
-    private let pools: ConnectionPools
-    private let cluster: (any Cluster)?
+    private let slots: ConnectionSlots
+    private var pools: ConnectionPools { slots.pools }
+    private var cluster: (any Cluster)? { slots.cluster }
     let ip: String
     /// The id the connection will have (made here so the cluster lease can name it).
     let connectionId: String
     private let state: Mutex<(userId: String?, leasedUser: String?, released: Bool)>
 
-    init(pools: ConnectionPools, ip: String, userId: String?, cluster: (any Cluster)? = nil) {
-        self.pools = pools
-        self.cluster = cluster
+    init(slots: ConnectionSlots, ip: String, userId: String?) {
+        self.slots = slots
         self.ip = ip
         self.connectionId = Self.makeId()
         self.state = Mutex((userId, nil, false))
@@ -68,5 +68,17 @@ final class SlotReservation: Sendable {
             return state.leasedUser
         }
         if let leased { cluster?.releaseUserSlot(userId: leased, connectionId: connectionId) }
+    }
+}
+
+/// Where a node's connection slots are held: its own pools and, in cluster mode, the cluster's per-user leases.
+/// One per node, so a connection's reservation holds one reference instead of both (memory per idle connection).
+final class ConnectionSlots: Sendable {
+    let pools: ConnectionPools
+    let cluster: (any Cluster)?
+
+    init(pools: ConnectionPools, cluster: (any Cluster)?) {
+        self.pools = pools
+        self.cluster = cluster
     }
 }

@@ -170,7 +170,7 @@ struct UpgradeAdmission: Sendable {
         }
         return AdmittedUpgrade(
             identity: identity, ip: request.ip,
-            reservation: SlotReservation(pools: node.pools, ip: request.ip, userId: identity.userId, cluster: node.cluster),
+            reservation: SlotReservation(slots: node.slots, ip: request.ip, userId: identity.userId),
             wantsBatches: request.wantsBatches, subscriptions: request.subscriptions)
     }
 

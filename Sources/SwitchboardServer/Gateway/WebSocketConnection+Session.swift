@@ -182,22 +182,22 @@ extension WebSocketConnection {
             else { return nil }
             return (name, namespace)
         }
+        guard !unprepared.isEmpty else {
+            for channel in channels { subscribe(to: channel, since: nil, id: nil, prepared: true) }
+            return
+        }
         waitForCluster({
             await withTaskGroup(of: Void.self) { group in
                 for (name, namespace) in unprepared { group.addTask { await cluster.prepare(channel: name, namespace: namespace) } }
             }
-        }, unless: unprepared.isEmpty) { [self] in
+        }) { [self] in
             for channel in channels { subscribe(to: channel, since: nil, id: nil, prepared: true) }
         }
     }
 
     /// Runs `work` off the loop while later messages wait (as behind an `auth`), then `then` on the loop, unless
-    /// the connection ended meanwhile; with `skip`, runs `then` at once.
-    private func waitForCluster(_ work: @escaping @Sendable () async -> Void, unless skip: Bool, then: @escaping () -> Void) {
-        if skip {
-            then()
-            return
-        }
+    /// the connection ended meanwhile.
+    private func waitForCluster(_ work: @escaping @Sendable () async -> Void, then: @escaping () -> Void) {
         session.isWaiting = true
         let done = eventLoop.makeFutureWithTask(work)
         let connection = NIOLoopBound(self, eventLoop: eventLoop)
@@ -232,7 +232,7 @@ extension WebSocketConnection {
         // SPEC §8: history, last value and `since` answer the same on every node, so a node that has not seen
         // the channel whole reads it from Redis first.
         if !prepared, let cluster = node.cluster, cluster.needsPreparation(channel: name, namespace: namespace) {
-            waitForCluster({ await cluster.prepare(channel: name, namespace: namespace) }, unless: false) { [self] in
+            waitForCluster({ await cluster.prepare(channel: name, namespace: namespace) }) { [self] in
                 subscribe(to: name, since: since, id: id, prepared: true)
             }
             return

@@ -16,8 +16,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
-    /// The connection id given in `welcome`.
-    public let id: String
+    /// The connection id given in `welcome` (made with the connection's pool slot, so the cluster lease can name it).
+    public var id: String { reservation.connectionId }
     let node: Node
     /// The connection's channel (thread-safe to hold; its pipeline is only touched on `eventLoop`).
     let channel: any Channel
@@ -81,7 +81,6 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     private var drains: UInt = 0
 
     init(node: Node, admitted: AdmittedUpgrade, channel: any Channel) {
-        self.id = admitted.reservation.connectionId
         self.node = node
         self.channel = channel
         self.reservation = admitted.reservation
