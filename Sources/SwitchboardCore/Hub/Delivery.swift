@@ -1,4 +1,5 @@
 public import NIOCore
+import Synchronization
 
 /// A frame on its way out, encoded once and shared by every recipient.
 ///
@@ -20,6 +21,9 @@ public final class Delivery: Sendable {
     public let namespace: String?
     /// When the publish was accepted, in `NIODeadline` uptime nanoseconds (for the delivery latency histogram).
     public let publishedAt: UInt64
+    /// This message in the Socket.IO codec, built by its first Socket.IO recipient and shared by the rest
+    /// (SPEC §9: one encoding per publication and codec in use, none for a channel without such recipients).
+    private let socketIOEncoding = Mutex<ByteBuffer?>(nil)
 
     /// A reply or another non-message frame.
     public convenience init(payload: ByteBuffer) {
@@ -34,6 +38,17 @@ public final class Delivery: Sendable {
         self.conflationKey = conflationKey
         self.namespace = namespace
         self.publishedAt = NIODeadline.now().uptimeNanoseconds
+    }
+
+    /// The frame of this delivery in another codec: `encode` runs for the first caller only, every later one
+    /// gets the same buffer (same storage). Cheap to call from any thread.
+    public func socketIOFrame(encodedBy encode: (Delivery) -> ByteBuffer) -> ByteBuffer {
+        socketIOEncoding.withLock { cached in
+            if let cached { return cached }
+            let frame = encode(self)
+            cached = frame
+            return frame
+        }
     }
 
     /// A `message` delivery.

@@ -182,7 +182,7 @@ struct ManagementAPI: Sendable {
         guard identity.role.isAdmin || identity.userId == userId else {
             throw APIError.forbidden("only admins and the user '\(userId)' may list these connections")
         }
-        var descriptions: [WebSocketConnection.Description] = []
+        var descriptions: [ConnectionDescription] = []
         for connection in node.connections.connections(ofUser: userId) {
             // A connection closing meanwhile is simply left out.
             if let description = try? await connection.describe() { descriptions.append(description) }
@@ -193,7 +193,8 @@ struct ManagementAPI: Sendable {
             "userId": .string(userId),
             "connections": .array(descriptions.sorted { $0.connectedAt < $1.connectedAt }.map { description in
                 .object([
-                    "id": .string(description.id), "ip": .string(description.ip), "role": .string(description.role.rawValue),
+                    "id": .string(description.id), "transport": .string(description.transport), "ip": .string(description.ip),
+                    "role": .string(description.role.rawValue),
                     "connectedAt": .string(formatter.string(from: description.connectedAt)),
                     "channels": .array(description.channels.map(JSONValue.string)),
                     "messagesIn": .int(Int64(description.messagesIn)), "messagesOut": .int(Int64(description.messagesOut)),

@@ -1,19 +1,19 @@
 public import SwitchboardCore
 import Synchronization
 
-/// The node's open WebSocket connections by id and by user, for targeted and global messages, the admin
+/// The node's open client connections (native and Socket.IO) by id and by user, for targeted and global messages, the admin
 /// API and shutdown.
 public final class ConnectionRegistry: Sendable {
     private struct Index {
-        var byId: [String: WebSocketConnection] = [:]
-        var byUser: [String: [String: WebSocketConnection]] = [:]
+        var byId: [String: any ClientConnection] = [:]
+        var byUser: [String: [String: any ClientConnection]] = [:]
     }
 
     private let index = Mutex(Index())
 
     public init() {}
 
-    func add(_ connection: WebSocketConnection, userId: String?) {
+    func add(_ connection: any ClientConnection, userId: String?) {
         index.withLock { index in
             index.byId[connection.id] = connection
             if let userId { index.byUser[userId, default: [:]][connection.id] = connection }
@@ -21,7 +21,7 @@ public final class ConnectionRegistry: Sendable {
     }
 
     /// Moves a connection to another user after an in-band `auth`.
-    func changeUser(_ connection: WebSocketConnection, from oldUserId: String?, to newUserId: String?) {
+    func changeUser(_ connection: any ClientConnection, from oldUserId: String?, to newUserId: String?) {
         guard oldUserId != newUserId else { return }
         index.withLock { index in
             if let oldUserId { Self.remove(connection.id, of: oldUserId, from: &index) }
@@ -29,7 +29,7 @@ public final class ConnectionRegistry: Sendable {
         }
     }
 
-    func remove(_ connection: WebSocketConnection, userId: String?) {
+    func remove(_ connection: any ClientConnection, userId: String?) {
         index.withLock { index in
             index.byId[connection.id] = nil
             if let userId { Self.remove(connection.id, of: userId, from: &index) }
@@ -37,17 +37,17 @@ public final class ConnectionRegistry: Sendable {
     }
 
     /// The connection with this id, if open.
-    public func connection(id: String) -> WebSocketConnection? {
+    public func connection(id: String) -> (any ClientConnection)? {
         index.withLock { $0.byId[id] }
     }
 
     /// Every open connection of `userId`.
-    public func connections(ofUser userId: String) -> [WebSocketConnection] {
+    public func connections(ofUser userId: String) -> [any ClientConnection] {
         index.withLock { Array(($0.byUser[userId] ?? [:]).values) }
     }
 
     /// Every open connection.
-    public var all: [WebSocketConnection] { index.withLock { Array($0.byId.values) } }
+    public var all: [any ClientConnection] { index.withLock { Array($0.byId.values) } }
 
     /// Number of open connections.
     public var count: Int { index.withLock { $0.byId.count } }

@@ -18,7 +18,7 @@ extension Node: ClusterMember {
 
     /// Closes `connections` with 4000 and writes an `admin_disconnect` event for each; returns how many.
     @discardableResult
-    func disconnectByAdmin(_ connections: [WebSocketConnection], target: String, by admin: String, reason: String) -> Int {
+    func disconnectByAdmin(_ connections: [any ClientConnection], target: String, by admin: String, reason: String) -> Int {
         for connection in connections {
             audit.record(SecurityEvent(
                 .adminDisconnect, ip: connection.ip, connectionId: connection.id, detail: "\(target) by \(admin): \(reason)"))

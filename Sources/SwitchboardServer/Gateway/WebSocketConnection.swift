@@ -12,12 +12,14 @@ import SwitchboardCore
 ///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from other threads, which only touches the
 /// thread-safe ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
-public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unchecked Sendable {
+public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
     /// The connection id given in `welcome` (made with the connection's pool slot, so the cluster lease can name it).
     public var id: String { reservation.connectionId }
+    /// The client's IP address.
+    public var ip: String { reservation.ip }
     let node: Node
     /// The connection's channel (thread-safe to hold; its pipeline is only touched on `eventLoop`).
     let channel: any Channel
@@ -237,28 +239,8 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     private func receive(_ payload: ByteBuffer, isText: Bool) {
         messagesIn += 1
-        switch session.rateLimiter.check() {
-        case .allow: break
-        case .limit:
-            node.statistics.recordRateLimited(.messageRate)
-            if !session.reportedRateLimit {
-                session.reportedRateLimit = true
-                node.audit.record(
-                    SecurityEvent(
-                        .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate"))
-            }
-            // SPEC §3: the refusal carries the request's id when the message can be read.
-            let id = isText ? ClientRequest.id(in: payload.readableBytesView) : nil
-            send(ServerMessage.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute", id: id))
-            return
-        case .abuse:
-            node.statistics.recordRateLimited(.messageAbuse)
-            node.audit.record(
-                SecurityEvent(
-                    .rateLimited, ip: ip, userId: session.identity.userId, connectionId: id, detail: "message rate abuse: closed with 4008"))
-            close(code: .rateLimitAbuse, reason: "message rate limit abused")
-            return
-        }
+        // SPEC §3: a refusal carries the request's id when the message can be read.
+        guard admitMessage(id: { isText ? ClientRequest.id(in: payload.readableBytesView) : nil }) else { return }
         guard isText else {
             send(ServerMessage.error(.badRequest, "binary frames are not supported: send JSON text frames", id: nil))
             return
@@ -267,7 +249,17 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
             send(ServerMessage.error(.badRequest, "text frame is not valid UTF-8", id: nil))
             return
         }
-        handleMessage(payload)
+        handle(Result { () throws(ClientRequestError) in try ClientRequest.decode(payload.readableBytesView) })
+    }
+
+    // MARK: Session host
+
+    func encode(_ reply: SessionReply, id: RequestID?) -> Delivery {
+        ServerMessage.encode(reply, id: id)
+    }
+
+    func terminate(code: CloseCode, reason: String) {
+        close(code: code, reason: reason)
     }
 
     // MARK: Outbound
@@ -443,23 +435,11 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
 
     // MARK: Admin API
 
-    /// What the admin API shows of a connection (SPEC §6).
-    struct Description: Sendable {
-        let id: String
-        let ip: String
-        let role: Role
-        let userId: String?
-        let connectedAt: Date
-        let channels: [String]
-        let messagesIn: Int
-        let messagesOut: Int
-    }
-
     /// Reads the connection's state on its event loop.
-    func describe() async throws -> Description {
+    public func describe() async throws -> ConnectionDescription {
         try await eventLoop.submit { [self] in
-            Description(
-                id: id, ip: reservation.ip, role: session.identity.role, userId: session.identity.userId,
+            ConnectionDescription(
+                transport: "websocket", id: id, ip: reservation.ip, role: session.identity.role, userId: session.identity.userId,
                 connectedAt: connectedAt, channels: session.subscriptions.sorted(), messagesIn: messagesIn,
                 messagesOut: messagesOut + (fanoutMember.map { loopFanout.messagesOut(of: $0) } ?? 0))
         }.get()
@@ -469,9 +449,6 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
     public func disconnect(code: CloseCode, reason: String) {
         eventLoop.execute { self.close(code: code, reason: reason) }
     }
-
-    /// The client's IP address.
-    public var ip: String { reservation.ip }
 
     // MARK: Closing
 
@@ -517,7 +494,7 @@ public final class WebSocketConnection: ChannelInboundHandler, Subscriber, @unch
         closing = true
         heartbeats.remove(self)
         outbox.close()
-        endSession()
+        releaseSession()
         node.connections.remove(self, userId: session.identity.userId)
         node.statistics.recordDisconnected(role: session.identity.role)
         reservation.release()

@@ -1,8 +1,32 @@
 import NIOCore
 import SwitchboardCore
 
-/// Server -> client replies of SPEC §3, encoded straight to bytes.
+/// A reply of the session protocol (SPEC §3) before a codec encodes it: the native codec as a JSON frame
+/// (``ServerMessage``), the Socket.IO codec as an ACK (``SocketIOCodec``).
+enum SessionReply: Sendable, Equatable {
+    case authenticated(Identity)
+    case subscribed(channel: String, recovered: Bool?)
+    case unsubscribed(channel: String)
+    /// `seq` is null when the message was held by the throttle or had nobody to go to.
+    case published(channel: String, seq: UInt64?)
+    case pong
+    case error(ErrorCode, String)
+}
+
+/// Server -> client frames of the native protocol (SPEC §3), encoded straight to bytes.
 enum ServerMessage {
+    /// `reply` as a native frame carrying the request's `id`.
+    static func encode(_ reply: SessionReply, id: RequestID?) -> Delivery {
+        switch reply {
+        case .authenticated(let identity): authenticated(identity, id: id)
+        case .subscribed(let channel, let recovered): subscribed(channel: channel, recovered: recovered, id: id)
+        case .unsubscribed(let channel): unsubscribed(channel: channel, id: id)
+        case .published(let channel, let seq): published(channel: channel, seq: seq, id: id)
+        case .pong: pong(id: id)
+        case .error(let code, let message): error(code, message, id: id)
+        }
+    }
+
     static func welcome(connectionId: String, identity: Identity, heartbeatMs: Int) -> Delivery {
         encode { buffer in
             buffer.writeStaticString("{\"type\":\"welcome\",\"connectionId\":")

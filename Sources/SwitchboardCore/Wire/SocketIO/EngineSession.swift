@@ -46,6 +46,8 @@ public struct EngineSession: Sendable {
     public private(set) var transport: EngineTransport
     public private(set) var isClosed = false
     private var pollPending = false
+    /// A poll GET is held, waiting for packets.
+    public var isPollPending: Bool { pollPending }
     /// A probe was answered: the pending GET (or the next one) is answered with a `noop`.
     private var upgrading = false
     private var queue: [EnginePacket] = []

@@ -11,7 +11,7 @@ struct SessionState {
     /// An in-band `auth` is being verified, or a `publish` waits for the broker: later messages wait in
     /// `deferred`, so replies keep the order of their requests.
     var isWaiting = false
-    var deferred: [ByteBuffer] = []
+    var deferred: [Result<ClientRequest, ClientRequestError>] = []
     /// The one timer that can end the session: the auth timeout before authentication, the token's expiry
     /// after (never both, so one field: it is per connection).
     var deadline: Scheduled<Void>?
@@ -24,17 +24,41 @@ struct SessionState {
     }
 }
 
-/// The protocol of SPEC §3 on one connection: `auth`, `subscribe`, `unsubscribe`, `publish`, `ping`.
-extension WebSocketConnection {
+/// A connection that runs the session protocol of SPEC §3 (`auth`, `subscribe`, `unsubscribe`, `publish`,
+/// `ping`, limits and token expiry), whatever its wire protocol: the native WebSocket connection and the
+/// Socket.IO client share this logic and differ only in how replies are encoded and how a session ends.
+///
+/// Every member is used on ``eventLoop`` only.
+protocol SessionHost: ClientConnection {
+    var node: Node { get }
+    var eventLoop: any EventLoop { get }
+    var reservation: SlotReservation { get }
+    var session: SessionState { get set }
+    /// The connection ended: late results of asynchronous work are dropped.
+    var tornDown: Bool { get }
+    /// `reply` in the host's codec, for the hub to queue ahead of a subscription's replay.
+    func encode(_ reply: SessionReply, id: RequestID?) -> Delivery
+    /// Queues a delivery for the client.
+    func send(_ delivery: Delivery)
+    /// Ends the session for `code` (SPEC §3's close codes; a Socket.IO client gets what its protocol says).
+    func terminate(code: CloseCode, reason: String)
+}
+
+extension SessionHost {
+    /// Queues `reply` in the host's codec.
+    func reply(_ reply: SessionReply, id: RequestID?) {
+        send(encode(reply, id: id))
+    }
+
     /// Most messages held back while an `auth` or `publish` is pending; more is abuse.
-    static let maxDeferredMessages = 64
+    var maxDeferredMessages: Int { 64 }
 
     func startSession() {
         if !node.settings.allowAnonymous && !session.identity.isAuthenticated {
             let timeout = TimeAmount.milliseconds(Int64(node.settings.authTimeoutMs))
             session.deadline = eventLoop.scheduleTask(in: timeout) { [self] in
                 if !self.session.identity.isAuthenticated {
-                    self.close(code: .authTimeout, reason: "not authenticated in time")
+                    self.terminate(code: .authTimeout, reason: "not authenticated in time")
                 }
             }
         } else {
@@ -42,27 +66,57 @@ extension WebSocketConnection {
         }
     }
 
-    func endSession() {
+    /// Drops the session's timer and subscriptions (the connection ended).
+    func releaseSession() {
         session.deadline?.cancel()
         for channel in session.subscriptions {
             removeSubscription(channel)
         }
     }
 
-    func handleMessage(_ payload: ByteBuffer) {
+    /// Applies the message rate limit (SPEC §3) to one inbound message: false when it is refused (answered with
+    /// `RATE_LIMITED`, carrying `id()` when the message can be read) or the session ended for abuse.
+    func admitMessage(id: () -> RequestID?) -> Bool {
+        switch session.rateLimiter.check() {
+        case .allow:
+            return true
+        case .limit:
+            node.statistics.recordRateLimited(.messageRate)
+            if !session.reportedRateLimit {
+                session.reportedRateLimit = true
+                node.audit.record(
+                    SecurityEvent(
+                        .rateLimited, ip: ip, userId: session.identity.userId, connectionId: self.id, detail: "message rate"))
+            }
+            reply(.error(.rateLimited, "too many messages: at most \(node.settings.messageRate) per minute"), id: id())
+            return false
+        case .abuse:
+            node.statistics.recordRateLimited(.messageAbuse)
+            node.audit.record(
+                SecurityEvent(
+                    .rateLimited, ip: ip, userId: session.identity.userId, connectionId: self.id,
+                    detail: "message rate abuse: closed with 4008"))
+            terminate(code: .rateLimitAbuse, reason: "message rate limit abused")
+            return false
+        }
+    }
+
+    /// Handles one decoded request (or the refusal of one that could not be decoded), after the requests
+    /// before it: while one is pending, later ones wait in order.
+    func handle(_ decoded: Result<ClientRequest, ClientRequestError>) {
         if session.isWaiting {
-            guard session.deferred.count < Self.maxDeferredMessages else {
-                close(code: .rateLimitAbuse, reason: "too many messages while a request is pending")
+            guard session.deferred.count < maxDeferredMessages else {
+                terminate(code: .rateLimitAbuse, reason: "too many messages while a request is pending")
                 return
             }
-            session.deferred.append(payload)
+            session.deferred.append(decoded)
             return
         }
         let request: ClientRequest
-        do {
-            request = try ClientRequest.decode(payload.readableBytesView)
-        } catch {
-            send(ServerMessage.error(.badRequest, error.message, id: error.id))
+        switch decoded {
+        case .success(let decoded): request = decoded
+        case .failure(let error):
+            reply(.error(.badRequest, error.message), id: error.id)
             return
         }
         switch request.command {
@@ -71,7 +125,7 @@ extension WebSocketConnection {
         case .unsubscribe(let channel): unsubscribe(from: channel, id: request.id)
         case .publish(let channel, let event, let data, let key):
             publish(Publication(channel: channel, event: event, data: data, key: key), id: request.id)
-        case .ping: send(ServerMessage.pong(id: request.id))
+        case .ping: reply(.pong, id: request.id)
         }
     }
 
@@ -102,7 +156,7 @@ extension WebSocketConnection {
         session.isWaiting = false
         switch result {
         case .failure(let failure):
-            send(ServerMessage.error(.unauthorized, failure.description, id: id))
+            reply(.error(.unauthorized, failure.description), id: id)
             node.authenticationFailed(ip: ip, connectionId: self.id, detail: "in-band auth: \(failure.description)")
         case .success(let identity):
             if let userId = identity.userId {
@@ -112,7 +166,7 @@ extension WebSocketConnection {
                 } catch {
                     node.audit.record(SecurityEvent(
                         .connectionLimit, ip: ip, userId: userId, connectionId: self.id, detail: "per-user pool full after auth"))
-                    close(code: .poolLimit, reason: "too many connections for this user")
+                    terminate(code: .poolLimit, reason: "too many connections for this user")
                     return
                 }
             }
@@ -122,7 +176,7 @@ extension WebSocketConnection {
             session.identity = identity
             revokeSubscriptionsNoLongerAllowed()
             scheduleExpiry()
-            send(ServerMessage.authenticated(identity, id: id))
+            reply(.authenticated(identity), id: id)
         }
         resumeDeferredMessages()
     }
@@ -131,8 +185,8 @@ extension WebSocketConnection {
     func resumeDeferredMessages() {
         let deferred = session.deferred
         session.deferred.removeAll()
-        for (index, payload) in deferred.enumerated() {
-            handleMessage(payload)
+        for (index, request) in deferred.enumerated() {
+            handle(request)
             if session.isWaiting {
                 // Another request is pending: keep the rest waiting behind it, in order.
                 session.deferred.insert(contentsOf: deferred[(index + 1)...], at: 0)
@@ -148,7 +202,7 @@ extension WebSocketConnection {
                 try node.hub.directory.authorizeSubscribe(channel, by: session.identity)
             } catch {
                 removeSubscription(channel)
-                send(ServerMessage.unsubscribed(channel: channel, id: nil))
+                reply(.unsubscribed(channel: channel), id: nil)
             }
         }
     }
@@ -161,7 +215,7 @@ extension WebSocketConnection {
         let remainingMs = Int64((expiresAt - Double(Hub.wallClockMilliseconds()) / 1000) * 1000)
         session.deadline = eventLoop.scheduleTask(in: .milliseconds(max(0, remainingMs))) { [self] in
             if let current = self.session.identity.expiresAt, current <= expiresAt {
-                self.close(code: .tokenExpired, reason: "token expired")
+                self.terminate(code: .tokenExpired, reason: "token expired")
             }
         }
     }
@@ -214,7 +268,7 @@ extension WebSocketConnection {
     /// - Parameter prepared: a cluster node has already read what the cluster holds of the channel (or tried to).
     private func subscribe(to name: String, since: UInt64?, id: RequestID?, prepared: Bool = false) {
         guard node.settings.allowAnonymous || session.identity.isAuthenticated else {
-            send(ServerMessage.error(.unauthorized, "authenticate first: anonymous access is off", id: id))
+            reply(.error(.unauthorized, "authenticate first: anonymous access is off"), id: id)
             return
         }
         let channel: ChannelName
@@ -222,11 +276,11 @@ extension WebSocketConnection {
         do {
             (channel, namespace) = try node.hub.directory.authorizeSubscribe(name, by: session.identity)
         } catch {
-            send(ServerMessage.error(error.code, error.message, id: id))
+            reply(.error(error.code, error.message), id: id)
             return
         }
         if !session.subscriptions.contains(name) && session.subscriptions.count >= node.settings.maxSubscriptions {
-            send(ServerMessage.error(.subscriptionLimit, "at most \(node.settings.maxSubscriptions) subscriptions per connection", id: id))
+            reply(.error(.subscriptionLimit, "at most \(node.settings.maxSubscriptions) subscriptions per connection"), id: id)
             return
         }
         // SPEC §8: history, last value and `since` answer the same on every node, so a node that has not seen
@@ -242,17 +296,17 @@ extension WebSocketConnection {
             node.statistics.recordSubscribed(namespace: namespace.name)
         }
         node.hub.subscribe(self, to: channel, namespace: namespace, since: since) { recovered in
-            ServerMessage.subscribed(channel: name, recovered: recovered, id: id)
+            encode(.subscribed(channel: name, recovered: recovered), id: id)
         }
     }
 
     private func unsubscribe(from name: String, id: RequestID?) {
         guard ChannelName(name) != nil else {
-            send(ServerMessage.error(.badRequest, "invalid channel name", id: id))
+            reply(.error(.badRequest, "invalid channel name"), id: id)
             return
         }
         removeSubscription(name)
-        send(ServerMessage.unsubscribed(channel: name, id: id))
+        reply(.unsubscribed(channel: name), id: id)
     }
 
     /// Drops one subscription from the session, the hub and the counters.
@@ -265,7 +319,7 @@ extension WebSocketConnection {
 
     private func publish(_ publication: Publication, id: RequestID?) {
         guard session.identity.role.isAdmin else {
-            send(ServerMessage.error(.forbidden, "only admins may publish", id: id))
+            reply(.error(.forbidden, "only admins may publish"), id: id)
             return
         }
         let target: BrokerTarget
@@ -273,13 +327,13 @@ extension WebSocketConnection {
         do {
             (resolved, target) = try node.resolve(publication, to: .channel(publication.channel))
         } catch {
-            send(ServerMessage.error(error.code, error.message, id: id))
+            reply(.error(error.code, error.message), id: id)
             return
         }
         // An in-process broker answers at once; one that needs a round trip answers later, and the messages
         // after this one wait for it (as behind an `auth`), so replies keep their order.
         if let result = node.broker.publishImmediately(resolved, to: target) {
-            send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
+            reply(.published(channel: publication.channel, seq: result.seq), id: id)
             return
         }
         session.isWaiting = true
@@ -290,10 +344,10 @@ extension WebSocketConnection {
         published.whenSuccess { [self] result in
             self.session.isWaiting = false
             switch result {
-            case .success(let result): self.send(ServerMessage.published(channel: publication.channel, seq: result.seq, id: id))
+            case .success(let result): self.reply(.published(channel: publication.channel, seq: result.seq), id: id)
             case .failure(let error):
                 let failure = Node.PublishError.broker(error)
-                self.send(ServerMessage.error(failure.code, failure.message, id: id))
+                self.reply(.error(failure.code, failure.message), id: id)
             }
             self.resumeDeferredMessages()
         }
