@@ -20,6 +20,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Time to authenticate when anonymous access is off, ms (default 5000).") var authTimeoutMs: String?
     @Option(help: "Server ping interval, ms (default 25000).") var heartbeatMs: String?
     @Option(help: "Largest inbound frame in bytes (default 65536).") var maxMessageBytes: String?
+    @Option(name: .customLong("socketio-ping-timeout-ms"), help: "Engine.IO pingTimeout, ms (default 20000).") var socketIOPingTimeoutMs: String?
     @Option(help: "Inbound messages per connection per minute (default 100).") var messageRate: String?
     @Option(help: "Inbound message burst (default 20).") var messageBurst: String?
     @Option(help: "Channels per connection (default 50).") var maxSubscriptions: String?
@@ -48,7 +49,7 @@ struct SettingsOptions: ParsableArguments {
             ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
             ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
             ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
-            ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
+            ("socketio-ping-timeout-ms", socketIOPingTimeoutMs), ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),
             ("request-timeout-ms", requestTimeoutMs), ("threads", threads), ("batch-write-delay-ms", batchWriteDelayMs),

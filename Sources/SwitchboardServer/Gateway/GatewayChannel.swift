@@ -29,6 +29,27 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let node: Node
     let responder: HTTPChannelHandler.Responder
 
+    /// What an accepted upgrade becomes: a native connection, a new Engine.IO session on WebSocket, or the
+    /// WebSocket that takes over a polling session.
+    enum AcceptedUpgrade: Sendable {
+        case native(AdmittedUpgrade)
+        case engineHandshake(ip: String)
+        case engineUpgrade(EngineConnection)
+    }
+
+    /// - Parameter responder: the router's; Engine.IO's polling requests are answered before it (``EnginePolling``).
+    init(node: Node, responder: @escaping HTTPChannelHandler.Responder) {
+        self.node = node
+        let polling = EnginePolling(node: node)
+        self.responder = { request, writer, channel in
+            if EnginePolling.handles(request.uri.path) {
+                try await polling.respond(to: request, writer: writer, channel: channel)
+            } else {
+                try await responder(request, writer, channel)
+            }
+        }
+    }
+
     /// Receive buffers start small: NIO keeps a connection's last receive buffer for reuse, and a subscriber
     /// sends little after its upgrade request (the buffer still grows for bigger reads).
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
@@ -37,12 +58,21 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
-            let admitted = NIOLoopBoundBox<AdmittedUpgrade?>(nil, eventLoop: channel.eventLoop)
+            let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
             let admission = UpgradeAdmission(node: node)
             let upgrader = WebSocketUpgrader<Negotiated>(
                 shouldUpgrade: { channel, head in
-                    admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
-                        admitted.value = upgrade
+                    if EnginePolling.handles(URI(head.uri).path) {
+                        do throws(UpgradeRejection) {
+                            admitted.value = try engineUpgrade(head, channel: channel, admission: admission)
+                            return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+                        } catch {
+                            rejection.value = error
+                            return channel.eventLoop.makeSucceededFuture(nil)
+                        }
+                    }
+                    return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
+                        admitted.value = .native(upgrade)
                         // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
                         return HTTPHeaders()
                     }.flatMapErrorThrowing { error in
@@ -67,8 +97,23 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         if !node.settings.tcpNoDelay {
                             try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
                         }
-                        try channel.pipeline.syncOperations.addHandler(
-                            WebSocketConnection(node: node, admitted: upgrade, channel: channel))
+                        switch upgrade {
+                        case .native(let upgrade):
+                            try channel.pipeline.syncOperations.addHandler(
+                                WebSocketConnection(node: node, admitted: upgrade, channel: channel))
+                        case .engineHandshake(let ip):
+                            let socket = EngineWebSocket(channel: channel, maxMessageBytes: node.settings.maxMessageBytes)
+                            try channel.pipeline.syncOperations.addHandler(socket)
+                            let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
+                            socket.attach(to: connection)
+                            connection.openWebSocket(socket)
+                        case .engineUpgrade(let connection):
+                            let socket = EngineWebSocket(channel: channel, maxMessageBytes: node.settings.maxMessageBytes)
+                            try channel.pipeline.syncOperations.addHandler(socket)
+                            socket.attach(to: connection)
+                            let probe = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
+                            if connection.eventLoop.inEventLoop { probe() } else { connection.eventLoop.execute(probe) }
+                        }
                         return Negotiated.webSocket
                     }
                 }
@@ -119,6 +164,28 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             }
         } catch {
             logger.trace("connection ended during negotiation", metadata: ["sb.error": "\(error)"])
+        }
+    }
+
+    /// Checks a WebSocket upgrade on `/socket.io/` (SPEC §9): a new session (`transport=websocket`, after SPEC
+    /// §3's checks before the token, which comes in CONNECT), or the upgrade of a polling session by its `sid`.
+    private func engineUpgrade(_ head: HTTPRequestHead, channel: any Channel, admission: UpgradeAdmission) throws(UpgradeRejection) -> AcceptedUpgrade {
+        let query = Dictionary(URI(head.uri).queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first })
+        guard WebSocketHandshake.key(of: head) != nil else {
+            throw UpgradeRejection(status: .badRequest, code: .badRequest, message: "invalid WebSocket handshake")
+        }
+        switch EngineRequest.classify(method: "GET", query: query, isWebSocketUpgrade: true) {
+        case .failure(let error):
+            throw UpgradeRejection(status: .badRequest, code: .badRequest, message: error.message)
+        case .success(.upgrade(let sid)):
+            guard let connection = node.engineSessions.session(sid: sid) else {
+                throw UpgradeRejection(status: .badRequest, code: .badRequest, message: EngineHTTPError.unknownSession.message)
+            }
+            return .engineUpgrade(connection)
+        case .success:
+            let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"].first)
+            try admission.screenHandshake(ip: ip, origin: head.headers["Origin"].first)
+            return .engineHandshake(ip: ip)
         }
     }
 

@@ -17,6 +17,8 @@ public final class Node: Sendable {
     public let connectRateLimiter: KeyedRateLimiter
     public let tokens: TokenVerifier
     public let connections: ConnectionRegistry
+    /// Open Engine.IO sessions by `sid` (SPEC §9), admitted or not yet.
+    let engineSessions = EngineSessions()
     /// Sequences publishes and delivers them (``LocalBroker``: in this process; ``RedisBroker`` in cluster mode).
     public let broker: any Broker
     /// The cluster this node is part of (cluster mode, SPEC §8), else nil.

@@ -84,6 +84,14 @@ final class Outbox: Sendable {
         }
     }
 
+    /// Refuses further deliveries and keeps what is queued, for a last drain.
+    func seal() {
+        state.withLock { $0.closed = true }
+    }
+
+    /// Whether deliveries wait to be drained.
+    var hasQueued: Bool { state.withLock { !$0.queue.isEmpty } }
+
     /// Refuses further deliveries and drops what is queued.
     func close() {
         state.withLock { state in

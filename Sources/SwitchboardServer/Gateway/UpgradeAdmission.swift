@@ -47,27 +47,59 @@ struct UpgradeAdmission: Sendable {
     /// check is synchronous and the future is already complete: a reconnect storm of such clients creates no
     /// task and crosses no thread. Only a token seen for the first time is verified asynchronously.
     func admit(_ head: HTTPRequestHead, peer: SocketAddress?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
-        let ip = ClientAddress.resolve(
-            peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first, trustedProxies: node.settings.trustedProxies)
-        let admitted: EventLoopFuture<AdmittedUpgrade>
+        let ip = clientIP(peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first)
         do {
-            let request = try check(head, ip: ip)
-            if let token = request.token, let identity = node.tokens.rememberedIdentity(of: token) {
-                admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: identity) })
-            } else if let token = request.token {
-                let tokens = node.tokens
-                admitted = loop.makeFutureWithTask { () async throws -> Identity in
-                    do throws(TokenVerifier.Failure) {
-                        return try await tokens.verify(token)
-                    } catch {
-                        throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
-                    }
-                }.flatMapThrowing { identity in try reserve(request, for: identity) }
-            } else {
-                admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: .anonymous) })
-            }
+            return admit(try check(head, ip: ip), on: loop)
         } catch {
-            admitted = loop.makeFailedFuture(error)
+            record(error, ip: ip)
+            return loop.makeFailedFuture(error)
+        }
+    }
+
+    /// The client's IP address (SPEC §3), from the TCP peer and a trusted proxy's `X-Forwarded-For`.
+    func clientIP(peer: SocketAddress?, forwardedFor: String?) -> String {
+        ClientAddress.resolve(peer: peer, forwardedFor: forwardedFor, trustedProxies: node.settings.trustedProxies)
+    }
+
+    /// A Socket.IO handshake (SPEC §9): the checks before the token (block list, origin, connect rate),
+    /// counted and recorded like an upgrade's when they refuse. The token comes later, in CONNECT.
+    func screenHandshake(ip: String, origin: String?) throws(UpgradeRejection) {
+        do {
+            try screen(ip: ip, origin: origin)
+        } catch {
+            record(error, ip: ip)
+            throw error
+        }
+    }
+
+    /// A Socket.IO CONNECT after its handshake passed ``screenHandshake(ip:origin:)``: the token and the pools.
+    func admitConnect(ip: String, token: String?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+        guard token != nil || node.settings.allowAnonymous else {
+            // Counted, but no failed authentication (as a `/ws` upgrade without a token is not one).
+            node.statistics.recordAttempt(.unauthorized)
+            return loop.makeFailedFuture(
+                UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "a token is required: anonymous access is off"))
+        }
+        return admit(CheckedRequest(ip: ip, token: token, wantsBatches: false, subscriptions: []), on: loop)
+    }
+
+    /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools. Without a token,
+    /// or with one verified lately, every step is synchronous and the future is already complete.
+    private func admit(_ request: CheckedRequest, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+        let admitted: EventLoopFuture<AdmittedUpgrade>
+        if let token = request.token, let identity = node.tokens.rememberedIdentity(of: token) {
+            admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: identity) })
+        } else if let token = request.token {
+            let tokens = node.tokens
+            admitted = loop.makeFutureWithTask { () async throws -> Identity in
+                do throws(TokenVerifier.Failure) {
+                    return try await tokens.verify(token)
+                } catch {
+                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+                }
+            }.flatMapThrowing { identity in try reserve(request, for: identity) }
+        } else {
+            admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: .anonymous) })
         }
         return admitted.flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }.map { upgrade in
             node.statistics.recordAttempt(.accepted)
@@ -76,7 +108,7 @@ struct UpgradeAdmission: Sendable {
             let rejection =
                 error as? UpgradeRejection
                 ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
-            record(rejection, ip: ip)
+            record(rejection, ip: request.ip)
             throw rejection
         }
     }
@@ -135,11 +167,21 @@ struct UpgradeAdmission: Sendable {
                 status: .badRequest, code: .badRequest,
                 message: "invalid WebSocket handshake: send one 16-byte base64 Sec-WebSocket-Key and Sec-WebSocket-Version: 13")
         }
+        try screen(ip: ip, origin: head.headers["Origin"].first)
+        let query = target.queryParameters
+        let settings = node.settings
+        return CheckedRequest(
+            ip: ip, token: Self.token(in: head, query: query), wantsBatches: query["batch"] == "true",
+            subscriptions: Self.subscriptions(in: query, limit: settings.maxSubscriptions))
+    }
+
+    /// SPEC §3 steps 1-3: block list, origin, connect rate.
+    private func screen(ip: String, origin: String?) throws(UpgradeRejection) {
         let settings = node.settings
         guard !node.blockList.isBlocked(ip) else {
             throw UpgradeRejection(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
         }
-        if let origin = head.headers["Origin"].first, !settings.allowedOrigins.isEmpty, !settings.allowedOrigins.contains(origin) {
+        if let origin, !settings.allowedOrigins.isEmpty, !settings.allowedOrigins.contains(origin) {
             throw UpgradeRejection(status: .forbidden, code: .originNotAllowed, message: "origin '\(origin.prefix(200))' is not allowed")
         }
         guard node.connectRateLimiter.allow(ip) else {
@@ -147,10 +189,6 @@ struct UpgradeAdmission: Sendable {
                 status: .tooManyRequests, code: .rateLimited,
                 message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
         }
-        let query = target.queryParameters
-        return CheckedRequest(
-            ip: ip, token: Self.token(in: head, query: query), wantsBatches: query["batch"] == "true",
-            subscriptions: Self.subscriptions(in: query, limit: settings.maxSubscriptions))
     }
 
     /// Step 5, after the token: reserves the connection's slot in the pools.

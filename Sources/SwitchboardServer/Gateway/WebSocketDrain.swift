@@ -17,6 +17,11 @@ struct WebSocketDrain: Service {
         } catch {
             return  // cancelled: nothing to wait for
         }
+        // Polling Socket.IO sessions have no channel for the server to quiesce: end their transport (SPEC §9:
+        // the client reconnects, to another node).
+        for session in node.engineSessions.all {
+            session.eventLoop.execute { session.end(code: .goingAway, reason: "server shutting down") }
+        }
         let deadline = ContinuousClock.now + .nanoseconds(WebSocketConnection.closeGrace.nanoseconds) + .seconds(1)
         while node.connections.count > 0 && ContinuousClock.now < deadline {
             do {

@@ -23,6 +23,7 @@ extension Settings {
             int("max-connections-per-ip", \.maxConnectionsPerIP), int("max-connections-per-user", \.maxConnectionsPerUser),
             int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
             int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
+            int("socketio-ping-timeout-ms", \.socketIOPingTimeoutMs),
             int("message-rate", \.messageRate), int("message-burst", \.messageBurst),
             int("max-subscriptions", \.maxSubscriptions), int("block-after-failures", \.blockAfterFailures),
             int("block-seconds", \.blockSeconds), int("outbound-buffer-bytes", \.outboundBufferBytes),

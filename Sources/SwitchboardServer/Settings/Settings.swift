@@ -32,6 +32,8 @@ public struct Settings: Sendable {
     public var connectRatePerIP = 60
     public var authTimeoutMs = 5_000
     public var heartbeatMs = 25_000
+    /// Engine.IO's pingTimeout (SPEC §9): how long a Socket.IO client has to answer a ping.
+    public var socketIOPingTimeoutMs = 20_000
     public var maxMessageBytes = 65_536
     /// Inbound messages per connection per minute, and the burst.
     public var messageRate = 100
@@ -86,6 +88,7 @@ public struct Settings: Sendable {
             ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
             ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
             ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
+            ("socketio-ping-timeout-ms", socketIOPingTimeoutMs),
             ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("request-timeout-ms", requestTimeoutMs),

@@ -46,6 +46,12 @@ public struct EngineHTTPError: Error, Sendable, Equatable {
     public let message: String
     public let status: Int
 
+    public init(code: Int, message: String, status: Int) {
+        self.code = code
+        self.message = message
+        self.status = status
+    }
+
     public static let unknownTransport = EngineHTTPError(code: 0, message: "Transport unknown", status: 400)
     public static let unknownSession = EngineHTTPError(code: 1, message: "Session ID unknown", status: 400)
     public static let badHandshakeMethod = EngineHTTPError(code: 2, message: "Bad handshake method", status: 400)

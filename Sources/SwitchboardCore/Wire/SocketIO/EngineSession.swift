@@ -48,6 +48,8 @@ public struct EngineSession: Sendable {
     private var pollPending = false
     /// A poll GET is held, waiting for packets.
     public var isPollPending: Bool { pollPending }
+    /// Packets wait for the next poll.
+    public var hasQueuedPackets: Bool { !queue.isEmpty }
     /// A probe was answered: the pending GET (or the next one) is answered with a `noop`.
     private var upgrading = false
     private var queue: [EnginePacket] = []

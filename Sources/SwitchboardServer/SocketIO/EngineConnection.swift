@@ -1,0 +1,340 @@
+import Logging
+import NIOCore
+import SwitchboardCore
+
+/// One Engine.IO 4 session and the Socket.IO 5 session inside it (SPEC §9), on one event loop: the glue that
+/// carries out what the pure state machines (``EngineSession``, ``SocketIOSession``) decide, over whichever
+/// transport the client uses at the moment (held polling GETs, then a WebSocket).
+///
+/// Until the client's CONNECT is admitted there is no ``SocketIOClient``: the session holds no pool slot and
+/// is dropped after the connect timeout (`auth-timeout-ms`).
+///
+/// `@unchecked Sendable`: every member is confined to `eventLoop`; other threads reach it through
+/// `eventLoop.execute` (see ``SocketIOClient``).
+final class EngineConnection: @unchecked Sendable {
+    let node: Node
+    let eventLoop: any EventLoop
+    let ip: String
+    var sid: String { engine.sid }
+    private var engine: EngineSession
+    private var socketIO: SocketIOSession
+    /// The admitted Socket.IO session, from CONNECT to the end.
+    private(set) var client: SocketIOClient?
+    /// The held poll GET, answered with packets.
+    private var pendingPoll: EventLoopPromise<[EnginePacket]>?
+    /// The session's WebSocket (opened on it, or upgraded to it), and one probing an upgrade.
+    private var webSocket: EngineWebSocket?
+    private var probe: EngineWebSocket?
+    private var ticker: RepeatedTask?
+    /// The Socket.IO session ended (a DISCONNECT or CONNECT_ERROR waits to be written): the transport closes
+    /// once everything queued is out, or at `closeDeadline`.
+    private var closeDeadline: NIODeadline?
+    private var closeCode: CloseCode = .normal
+    private(set) var isFinished = false
+
+    init(node: Node, eventLoop: any EventLoop, ip: String, transport: EngineTransport) {
+        self.node = node
+        self.eventLoop = eventLoop
+        self.ip = ip
+        let settings = node.settings
+        let configuration = EngineSession.Configuration(
+            pingIntervalMs: Int64(settings.heartbeatMs), pingTimeoutMs: Int64(settings.socketIOPingTimeoutMs),
+            maxPayload: settings.maxMessageBytes)
+        let now = Self.now()
+        self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
+        self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
+    }
+
+    /// Milliseconds on the monotonic clock the state machines run on.
+    static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
+
+    private static func makeSid() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() as UInt64, radix: 36) + String(generator.next() as UInt64, radix: 36)
+    }
+
+    /// How often the clocks of the state machines are advanced (pings, timeouts).
+    private var tickInterval: TimeAmount {
+        .milliseconds(max(20, min(1_000, Int64(node.settings.heartbeatMs) / 5)))
+    }
+
+    // MARK: Opening
+
+    /// Starts a polling session: the answer to its handshake GET.
+    func openPolling() -> [EnginePacket] {
+        eventLoop.assertInEventLoop()
+        start()
+        return [engine.openPacket]
+    }
+
+    /// Starts a session on `webSocket`: the open packet is its first frame.
+    func openWebSocket(_ webSocket: EngineWebSocket) {
+        eventLoop.assertInEventLoop()
+        self.webSocket = webSocket
+        start()
+        perform(engine.opened())
+    }
+
+    private func start() {
+        node.engineSessions.add(self)
+        ticker = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [self] _ in tick() }
+    }
+
+    // MARK: Polling
+
+    /// A poll GET: answered with packets at once or when some arrive (or a ping is due).
+    func poll() -> EventLoopFuture<[EnginePacket]> {
+        eventLoop.assertInEventLoop()
+        let promise = eventLoop.makePromise(of: [EnginePacket].self)
+        // A second GET while one is held: the engine refuses it (through `request`) and answers the held one.
+        if pendingPoll == nil { pendingPoll = promise }
+        perform(engine.poll(), request: promise)
+        drainOutbox()
+        return promise.futureResult
+    }
+
+    /// A POST of packets: its answer is `ok` unless the engine refuses it.
+    func post(_ body: ByteBuffer) -> EventLoopFuture<Void> {
+        eventLoop.assertInEventLoop()
+        let promise = eventLoop.makePromise(of: [EnginePacket].self)
+        perform(engine.posted(body.readableBytesView), request: promise)
+        promise.succeed([])
+        return promise.futureResult.map { _ in }
+    }
+
+    // MARK: WebSocket
+
+    /// A WebSocket asks to take over this polling session (`transport=websocket&sid=…`).
+    func attachProbe(_ webSocket: EngineWebSocket) -> Bool {
+        eventLoop.assertInEventLoop()
+        guard !isFinished, engine.transport == .polling, probe == nil else { return false }
+        probe = webSocket
+        return true
+    }
+
+    /// A text frame from the session's WebSocket or from its upgrade probe.
+    func webSocketReceived(_ text: ByteBuffer, from socket: EngineWebSocket) {
+        guard !isFinished, socket === webSocket || socket === probe else { return }
+        let packet: EnginePacket
+        do {
+            packet = try EnginePacket.decode(text: text.readableBytesView)
+        } catch {
+            socket.close(code: .protocolError, reason: "bad Engine.IO packet")
+            if socket === webSocket { finish(reason: "bad packet: \(error.description)") }
+            return
+        }
+        let wasPolling = engine.transport == .polling
+        perform(engine.webSocketReceived(packet))
+        if wasPolling, engine.transport == .websocket, let probe {
+            // The upgrade completed: the probe is the session's transport now; what waited is already written.
+            webSocket = probe
+            self.probe = nil
+            client?.transport = .webSocket
+            drainOutbox()
+        }
+    }
+
+    /// A binary frame: Switchboard carries JSON only.
+    func webSocketReceivedBinary(from socket: EngineWebSocket) {
+        guard socket === webSocket else { return }
+        perform(engine.webSocketReceived(.binary([])))
+    }
+
+    /// A WebSocket ended: the session's ends the session; a probe's leaves it on polling.
+    func webSocketClosed(_ socket: EngineWebSocket) {
+        if socket === probe {
+            probe = nil
+        } else if socket === webSocket {
+            webSocket = nil
+            perform(engine.transportClosed(reason: "WebSocket closed"))
+        }
+    }
+
+    // MARK: Outbound
+
+    /// Moves what the client's outbox holds to the transport, when the transport can take it: a writable
+    /// WebSocket, or a held poll GET. Otherwise it waits in the outbox, which bounds it (SPEC §5).
+    func drainOutbox() {
+        guard !isFinished, let client else { return }
+        if engine.transport == .websocket {
+            guard let webSocket, webSocket.isWritable else { return }
+            let deliveries = client.takeQueued()
+            guard !deliveries.isEmpty else { return closeIfFlushed() }
+            for delivery in deliveries { webSocket.write(Self.frame(of: delivery)) }
+            webSocket.flush()
+            client.recordWritten(deliveries)
+            closeIfFlushed()
+        } else {
+            guard engine.isPollPending else { return }
+            let deliveries = client.takeQueued()
+            guard !deliveries.isEmpty else { return }
+            for delivery in deliveries {
+                let packet = delivery.isMessage ? SocketIOCodec.messagePacket(of: delivery) : delivery.payload
+                guard let decoded = try? EnginePacket.decode(text: packet.readableBytesView) else { continue }
+                perform(engine.send(decoded))
+            }
+            client.recordWritten(deliveries)
+            perform(engine.flush())
+        }
+    }
+
+    /// The WebSocket frame of a delivery: a message's shared Socket.IO frame, or a reply's own.
+    private static func frame(of delivery: Delivery) -> ByteBuffer {
+        delivery.isMessage ? SocketIOCodec.messageFrame(of: delivery) : delivery.frame
+    }
+
+    /// Sends a Socket.IO packet ahead of the client's outbox (the CONNECT answer, a refusal before the client exists).
+    private func sendDirectly(_ packet: SocketPacket) {
+        var data = ByteBuffer()
+        packet.write(into: &data)
+        perform(engine.send(EnginePacket(.message, data: Array(data.readableBytesView))))
+        perform(engine.flush())
+    }
+
+    // MARK: Socket.IO
+
+    private func socketIOReceived(_ data: [UInt8]) {
+        for action in socketIO.received(data) {
+            switch action {
+            case .authenticate(let token): authenticate(token: token)
+            case .request(let request): client?.receive(request)
+            case .send(let packet):
+                if let client { client.send(SocketIOCodec.delivery(packet)) } else { sendDirectly(packet) }
+            case .close(let reason): finish(reason: reason)
+            }
+        }
+    }
+
+    private func authenticate(token: String?) {
+        let admission = UpgradeAdmission(node: node)
+        admission.admitConnect(ip: ip, token: token, on: eventLoop).whenComplete { [self] result in
+            guard !isFinished else {
+                if case .success(let admitted) = result { admitted.reservation.release() }
+                return
+            }
+            switch result {
+            case .success(let admitted):
+                let client = SocketIOClient(engine: self, admitted: admitted)
+                self.client = client
+                for action in socketIO.accepted(sid: client.id) {
+                    if case .send(let packet) = action { sendDirectly(packet) }
+                }
+                client.start(transport: engine.transport == .websocket ? .webSocket : .polling)
+                drainOutbox()
+            case .failure(let error):
+                let rejection = error as? UpgradeRejection
+                let code = rejection?.code ?? .internalError
+                for action in socketIO.refused(code: code.description, message: rejection?.message ?? "connect failed") {
+                    switch action {
+                    case .send(let packet): sendDirectly(packet)
+                    case .close: endAfterFlush(code: .normal)
+                    default: break
+                    }
+                }
+            }
+        }
+    }
+
+    /// Ends the session for `code` (SPEC §9): an admin disconnect, a block, an expired token or abuse end the
+    /// Socket.IO session with DISCONNECT (the client does not reconnect); shutdown and a slow consumer end the
+    /// transport only (the client reconnects).
+    func end(code: CloseCode, reason: String) {
+        eventLoop.assertInEventLoop()
+        guard !isFinished, closeDeadline == nil else { return }
+        node.logger.debug("closing Socket.IO session", metadata: ["sb.conn.id": "\(client?.id ?? sid)", "sb.close.code": "\(code.rawValue)"])
+        switch code {
+        case .goingAway, .slowConsumer:
+            if engine.transport == .polling {
+                perform(engine.send(EnginePacket(.close)))
+                perform(engine.flush())
+                endAfterFlush(code: code)
+            } else {
+                webSocket?.close(code: code, reason: reason)
+                finish(reason: reason)
+            }
+        default:
+            for action in socketIO.disconnect(reason: reason) {
+                if case .send(let packet) = action { client?.send(SocketIOCodec.delivery(packet)) }
+            }
+            endAfterFlush(code: .normal)
+        }
+    }
+
+    /// The session ends once what is queued has gone out (bounded: at most one poll interval of waiting).
+    private func endAfterFlush(code: CloseCode) {
+        closeCode = code
+        closeDeadline = .now() + .seconds(5)
+        client?.closeOutbox()
+        drainOutbox()
+        closeIfFlushed()
+    }
+
+    private func closeIfFlushed() {
+        guard closeDeadline != nil, !isFinished, client?.hasQueued != true else { return }
+        if engine.transport == .websocket {
+            webSocket?.close(code: closeCode, reason: "")
+            finish(reason: "session ended")
+        } else if !engine.hasQueuedPackets {
+            finish(reason: "session ended")
+        }
+    }
+
+    // MARK: Actions
+
+    /// Carries out the engine's actions; `request` is the HTTP request being handled (its refusal).
+    private func perform(_ actions: [EngineSession.Action], request: EventLoopPromise<[EnginePacket]>? = nil) {
+        for action in actions {
+            switch action {
+            case .answerPoll(let packets):
+                pendingPoll?.succeed(packets)
+                pendingPoll = nil
+                closeIfFlushed()
+            case .writeWebSocket(let packet):
+                webSocket?.write(SocketIOCodec.frame(packet))
+                webSocket?.flush()
+            case .writeProbe(let packet):
+                probe?.write(SocketIOCodec.frame(packet))
+                probe?.flush()
+            case .received(let data):
+                socketIOReceived(data)
+            case .refuse(let error):
+                if let request {
+                    request.fail(error)
+                    if pendingPoll?.futureResult === request.futureResult { pendingPoll = nil }
+                }
+            case .close(let reason):
+                finish(reason: reason)
+            }
+            if isFinished { break }
+        }
+    }
+
+    private func tick() {
+        guard !isFinished else { return }
+        let now = Self.now()
+        perform(engine.tick(now: now))
+        for action in socketIO.tick(now: now) {
+            if case .close(let reason) = action { finish(reason: reason) }
+        }
+        if let closeDeadline, NIODeadline.now() >= closeDeadline { finish(reason: "session ended") }
+    }
+
+    /// Ends everything: transports, the Socket.IO client (its slot, subscriptions and counters), the timer.
+    func finish(reason: String) {
+        guard !isFinished else { return }
+        isFinished = true
+        node.logger.debug("Socket.IO session ended", metadata: ["sb.conn.id": "\(client?.id ?? sid)", "sb.reason": "\(reason)"])
+        ticker?.cancel()
+        ticker = nil
+        pendingPoll?.succeed([EnginePacket(.close)])
+        pendingPoll = nil
+        _ = engine.transportClosed(reason: reason)
+        webSocket?.close(code: closeCode, reason: "")
+        probe?.close(code: .normal, reason: "")
+        webSocket = nil
+        probe = nil
+        client?.tearDown()
+        client = nil
+        node.engineSessions.remove(self)
+    }
+}
