@@ -230,7 +230,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client()
             try await client.subscribe("system_status")
-            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             let (before, queued) = try await connection.eventLoop.submit {
                 let before = connection.lanesMayWriteDirectly
                 connection.send(Delivery(payload: ByteBuffer(string: #"{"type":"pong"}"#)))
@@ -249,7 +249,7 @@ import WebSocketTestClient
             try await client.subscribe("system_status")
             for n in 1...20 { _ = try await node.node.publish(Publication(channel: "system_status", event: "e", data: "\(n)")) }
             for _ in 1...20 { #expect(try await client.next()["type"] as? String == "message") }
-            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             // welcome, subscribed and the 20 messages.
             #expect(try await connection.describe().messagesOut == 22)
         }
@@ -261,7 +261,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client(query: query, receiveBufferBytes: 4096)
             try await client.subscribe("system_status")
-            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             #expect(try await connection.eventLoop.submit { connection.directWrites.enabled }.get(), "frames go straight to the socket")
             // Small kernel buffers and a client that stops reading: the socket takes part of a write, NIO the rest,
             // and later frames must wait behind it.
@@ -304,7 +304,7 @@ import WebSocketTestClient
         try await TestNode.with({ $0.outboundBufferBytes = limit }) { node in
             let stalled = try await node.client(query: stalledQuery, receiveBufferBytes: 4096)
             try await stalled.subscribe("system_status")
-            let stalledConnection = try #require(node.node.connections.connection(id: stalled.welcome["connectionId"] as? String ?? ""))
+            let stalledConnection = try #require(node.node.connections.connection(id: stalled.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             // A closed TCP window: small kernel buffers on both ends, and the client stops reading.
             try await stalledConnection.channel.setOption(.socketOption(.so_sndbuf), value: 8192)
             try await stalled.socket.pauseReading()

@@ -13,7 +13,7 @@ import WebSocketTestClient
     func webSocketSocketsFollowTheTCPNoDelaySetting(noDelay: Bool) async throws {
         try await TestNode.with({ $0.tcpNoDelay = noDelay }) { node in
             let client = try await node.client()
-            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? ""))
+            let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             let option = try await connection.channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
             #expect((option != 0) == noDelay)
             try await client.subscribe("system_status")

@@ -1,0 +1,506 @@
+"""Socket.IO compatibility (SPEC §9) checked with a client no one here wrote: PyPI's python-socketio.
+
+Run by scripts/socketio-check (part of the test command), which installs the client into .venv-socketio and
+passes the `switchboard` binary. Each test runs against a live node on a loopback port started here, with
+both client configurations where it matters: the default transports (polling, then the upgrade to
+WebSocket) and transports=['websocket'].
+"""
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import aiohttp
+import socketio
+
+BIN = os.environ["SWITCHBOARD_BIN"]
+SECRET = "socketio-check-" + "s" * 32
+HEARTBEAT_MS = 400
+TRANSPORTS = {"default": None, "websocket": ["websocket"]}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def token(sub, role="user", tier=None, ttl="1h"):
+    args = [BIN, "token", "--sub", sub, "--role", role, "--ttl", ttl, "--jwt-secret", SECRET]
+    if tier:
+        args += ["--tier", tier]
+    return subprocess.run(args, check=True, capture_output=True, text=True, timeout=30).stdout.strip()
+
+
+class Node:
+    """A `switchboard serve` process on a free loopback port, stopped by PID."""
+
+    def __init__(self, *flags):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = tempfile.TemporaryFile()
+        self.process = subprocess.Popen(
+            [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--jwt-secret", SECRET,
+             "--heartbeat-ms", str(HEARTBEAT_MS), "--socketio-ping-timeout-ms", "1500",
+             "--connect-rate-per-ip", "100000", "--max-connections-per-ip", "1000", "--block-after-failures", "1000",
+             *flags],
+            stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("switchboard did not start")
+
+    def stop(self):
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()
+
+
+NODE = None
+ADMIN = None
+
+
+def setUpModule():
+    global NODE, ADMIN
+    NODE = Node()
+    ADMIN = token("check-admin", role="admin")
+
+
+def tearDownModule():
+    NODE.stop()
+
+
+class Recorder:
+    """A python-socketio AsyncClient that records every event it receives."""
+
+    def __init__(self, transports=None, **client_options):
+        self.client = socketio.AsyncClient(reconnection=False, **client_options)
+        self.transports = transports
+        self.events = []
+        self.disconnected = asyncio.Event()
+        self.client.on("*", self._record)
+        self.client.on("disconnect", self._disconnect)
+
+    async def _record(self, event, *args):
+        self.events.append((event, args[0] if args else None))
+
+    async def _disconnect(self, *args):
+        self.disconnected.set()
+
+    async def connect(self, auth=None, url=None):
+        await self.client.connect(url or NODE.url, transports=self.transports, auth=auth, wait_timeout=10)
+        return self
+
+    async def call(self, event, data=None, timeout=10):
+        return await self.client.call(event, data, timeout=timeout)
+
+    def messages(self, channel):
+        return [data for _, data in self.events if isinstance(data, dict) and data.get("channel") == channel and "seq" in data]
+
+    async def wait_for(self, channel, count, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.messages(channel)) < count and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return self.messages(channel)
+
+    async def close(self):
+        if self.client.connected:
+            await self.client.disconnect()
+
+
+async def api(method, path, body=None, bearer=None, url=None):
+    headers = {"Authorization": f"Bearer {bearer or ADMIN}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.request(method, (url or NODE.url) + path, json=body, headers=headers) as response:
+            text = await response.text()
+            return response.status, (json.loads(text) if text else None)
+
+
+async def broadcast(channel, data, event="quote", url=None):
+    status, body = await api("POST", "/api/v1/websocket/broadcast", {"channel": channel, "event": event, "data": data}, url=url)
+    assert status == 200, (status, body)
+    return body
+
+
+def run(coroutine):
+    return asyncio.run(asyncio.wait_for(coroutine, 60))
+
+
+class ConnectTests(unittest.TestCase):
+    def test_connect_without_and_with_a_token_on_both_transports(self):
+        async def check(name, transports):
+            anonymous = await Recorder(transports).connect()
+            self.assertTrue(anonymous.client.connected, name)
+            user = await Recorder(transports).connect(auth={"token": token(f"sio-{name}")})
+            status, body = await api("GET", f"/api/v1/websocket/connections/sio-{name}")
+            self.assertEqual(status, 200)
+            [connection] = body["connections"]
+            self.assertEqual(connection["role"], "user")
+            self.assertTrue(connection["transport"].startswith("socketio-"), connection)
+            await anonymous.close()
+            await user.close()
+
+        for name, transports in TRANSPORTS.items():
+            run(check(name, transports))
+
+    def test_a_bad_token_is_a_connect_error_with_the_spec_code_and_no_reconnect(self):
+        async def check(transports):
+            client = socketio.AsyncClient(reconnection=True)
+            errors = []
+            client.on("connect_error", lambda data: errors.append(data))
+            with self.assertRaises(socketio.exceptions.ConnectionError):
+                await client.connect(NODE.url, transports=transports, auth={"token": "not-a-jwt"}, wait_timeout=10)
+            self.assertEqual(len(errors), 1, errors)
+            self.assertEqual(errors[0]["data"]["code"], "UNAUTHORIZED")
+            await asyncio.sleep(1.0)
+            self.assertFalse(client.connected)
+            self.assertEqual(len(errors), 1, "the client must not try again by itself")
+
+        for transports in TRANSPORTS.values():
+            run(check(transports))
+
+    def test_other_namespaces_are_refused(self):
+        async def check():
+            client = socketio.AsyncClient(reconnection=False)
+            with self.assertRaises(socketio.exceptions.ConnectionError):
+                await client.connect(NODE.url, namespaces=["/other"], transports=["websocket"], wait_timeout=5)
+        run(check())
+
+    def test_idle_sessions_outlive_three_ping_intervals(self):
+        async def check(transports):
+            client = await Recorder(transports).connect()
+            await asyncio.sleep(4 * HEARTBEAT_MS / 1000 + 0.3)
+            self.assertTrue(client.client.connected)
+            self.assertEqual(await client.call("ping"), {"ok": True})
+            await client.close()
+
+        for transports in TRANSPORTS.values():
+            run(check(transports))
+
+
+class ChannelTests(unittest.TestCase):
+    def test_subscribe_acks_and_forbidden(self):
+        async def check(transports):
+            client = await Recorder(transports).connect()
+            self.assertEqual(await client.call("subscribe", "market_data:SIO1"), {"ok": True, "channel": "market_data:SIO1"})
+            denied = await client.call("subscribe", "admin")
+            self.assertEqual((denied["ok"], denied["code"]), (False, "FORBIDDEN"))
+            bad = await client.call("subscribe", "no such channel!")
+            self.assertEqual((bad["ok"], bad["code"]), (False, "BAD_REQUEST"))
+            self.assertEqual(await client.call("unsubscribe", "market_data:SIO1"), {"ok": True, "channel": "market_data:SIO1"})
+            await client.close()
+
+        for transports in TRANSPORTS.values():
+            run(check(transports))
+
+    def test_broadcasts_from_the_api_arrive_once_and_in_order(self):
+        async def check(name, transports):
+            channel = f"trading_signals:sio-order-{name}"
+            client = await Recorder(transports).connect(auth={"token": token("trader", tier="premium")})
+            self.assertTrue((await client.call("subscribe", channel))["ok"])
+            for index in range(40):
+                await broadcast(channel, {"i": index}, event="signal")
+            received = await client.wait_for(channel, 40)
+            self.assertEqual([m["data"]["i"] for m in received], list(range(40)))
+            self.assertEqual([m["seq"] for m in received], list(range(1, 41)))
+            self.assertTrue(all(isinstance(m["ts"], int) for m in received))
+            self.assertTrue(all(event == "signal" for event, data in client.events if data in received))
+            await client.close()
+
+        for name, transports in TRANSPORTS.items():
+            run(check(name, transports))
+
+    def test_recovery_with_since(self):
+        async def check(name, transports):
+            channel = f"trading_signals:sio-recover-{name}"
+            for index in range(5):
+                await broadcast(channel, {"i": index}, event="signal")
+            client = await Recorder(transports).connect(auth={"token": token("trader", tier="premium")})
+            ack = await client.call("subscribe", {"channel": channel, "since": 2})
+            self.assertEqual(ack, {"ok": True, "channel": channel, "recovered": True})
+            received = await client.wait_for(channel, 3)
+            self.assertEqual([m["seq"] for m in received], [3, 4, 5])
+            await client.close()
+
+        for name, transports in TRANSPORTS.items():
+            run(check(name, transports))
+
+    def test_admins_publish_users_do_not_and_reserved_names_are_refused(self):
+        async def check():
+            admin = await Recorder(["websocket"]).connect(auth={"token": ADMIN})
+            watcher = await Recorder(["websocket"]).connect()
+            channel = "market_data:SIO-PUB"
+            await watcher.call("subscribe", channel)
+            published = await admin.call("publish", {"channel": channel, "event": "quote", "data": {"up": True}})
+            self.assertTrue(published["ok"], published)
+            [message] = await watcher.wait_for(channel, 1)
+            self.assertEqual(message["data"], {"up": True})
+            refused = await admin.call("publish", {"channel": "system_status", "event": "disconnect", "data": 1})
+            self.assertEqual((refused["ok"], refused["code"]), (False, "BAD_REQUEST"))
+            user = await Recorder(["websocket"]).connect(auth={"token": token("sio-user")})
+            denied = await user.call("publish", {"channel": "system_status", "event": "status", "data": 1})
+            self.assertEqual((denied["ok"], denied["code"]), (False, "FORBIDDEN"))
+            status, _ = await api("POST", "/api/v1/websocket/broadcast", {"channel": "system_status", "event": "connect", "data": 1})
+            self.assertEqual(status, 400)
+            for client in (admin, watcher, user):
+                await client.close()
+        run(check())
+
+    def test_a_fresh_token_in_an_auth_event(self):
+        async def check():
+            client = await Recorder(["websocket"]).connect(auth={"token": token("sio-refresh", ttl="30s")})
+            ack = await client.call("auth", token("sio-refresh", tier="premium"))
+            self.assertEqual((ack["ok"], ack["userId"], ack["tier"]), (True, "sio-refresh", "premium"))
+            bad = await client.call("auth", "nope")
+            self.assertEqual((bad["ok"], bad["code"]), (False, "UNAUTHORIZED"))
+            await client.close()
+        run(check())
+
+
+class SessionEndTests(unittest.TestCase):
+    def test_an_admin_disconnect_ends_the_session_without_reconnecting(self):
+        async def check(name, transports):
+            client = socketio.AsyncClient(reconnection=True, reconnection_delay=0.1)
+            reconnects = []
+            client.on("connect", lambda: reconnects.append(1))
+            gone = asyncio.Event()
+            reasons = []
+            client.on("disconnect", lambda *args: (reasons.append(args[0] if args else None), gone.set()))
+            await client.connect(NODE.url, transports=transports, auth={"token": token(f"sio-kick-{name}")}, wait_timeout=10)
+            status, body = await api("POST", f"/api/v1/websocket/disconnect/user/sio-kick-{name}", {"reason": "bye"})
+            self.assertEqual((status, body["disconnected"]), (200, 1))
+            await asyncio.wait_for(gone.wait(), 10)
+            self.assertEqual(reasons, [client.reason.SERVER_DISCONNECT])
+            await asyncio.sleep(1.0)
+            self.assertEqual(len(reconnects), 1, "a server DISCONNECT must not be followed by a reconnect")
+            self.assertFalse(client.connected)
+            status, body = await api("GET", f"/api/v1/websocket/connections/sio-kick-{name}")
+            self.assertEqual(body["connections"], [])
+            await client.disconnect()
+
+        for name, transports in TRANSPORTS.items():
+            run(check(name, transports))
+
+    def test_a_shutdown_ends_the_transport_and_the_client_reconnects(self):
+        async def check():
+            node = Node()
+            try:
+                client = socketio.AsyncClient(reconnection=False)
+                gone = asyncio.Event()
+                reasons = []
+                client.on("disconnect", lambda *args: (reasons.append(args[0] if args else None), gone.set()))
+                await client.connect(node.url, transports=["websocket"], wait_timeout=10)
+                node.process.terminate()
+                await asyncio.wait_for(gone.wait(), 15)
+                # The transport ended, not the Socket.IO session: a client with reconnection on tries again.
+                self.assertEqual(len(reasons), 1)
+                self.assertNotEqual(reasons[0], client.reason.SERVER_DISCONNECT)
+                await client.disconnect()
+            finally:
+                node.stop()
+        run(check())
+
+
+class UpgradeTests(unittest.TestCase):
+    def test_the_default_client_upgrades_to_websocket(self):
+        async def check():
+            client = await Recorder(None).connect()
+            self.assertEqual(client.client.transport(), "websocket")
+            await client.close()
+        run(check())
+
+    def test_a_publish_stream_runs_through_the_upgrade_with_every_seq_once_and_in_order(self):
+        # python-socketio upgrades before it sends CONNECT, so no event of its crosses the upgrade. This client
+        # is Engine.IO by hand (aiohttp) to hold the session on polling while messages flow, then upgrade it.
+        async def check():
+            stop = asyncio.Event()
+            sent = 0
+
+            async def publish():
+                nonlocal sent
+                while not stop.is_set() and sent < 5000:
+                    status, _ = await api("POST", "/api/v1/websocket/broadcast", {"userId": "sio-upgrade", "event": "fill", "data": {"i": sent}})
+                    self.assertEqual(status, 200)
+                    sent += 1
+
+            received = []  # (transport, seq)
+
+            def take(packet, transport):
+                if packet.startswith("42"):
+                    name, data = json.loads(packet[2:])
+                    if name == "fill":
+                        received.append((transport, data["seq"]))
+
+            async with aiohttp.ClientSession() as session:
+                url = NODE.url + "/socket.io/?EIO=4&transport=polling"
+                async with session.get(url) as response:
+                    sid = json.loads((await response.text())[1:])["sid"]
+                url += "&sid=" + sid
+                async with session.post(url, data="40" + json.dumps({"token": token("sio-upgrade")})) as response:
+                    self.assertEqual(await response.text(), "ok")
+                publisher = asyncio.create_task(publish())
+
+                async def poll_until_noop():
+                    while True:
+                        async with session.get(url) as response:
+                            body = await response.text()
+                        for packet in body.split("\x1e"):
+                            if packet == "6":
+                                return
+                            if packet == "2":
+                                async with session.post(url, data="3"):
+                                    pass
+                            take(packet, "polling")
+
+                polling = asyncio.create_task(poll_until_noop())
+                deadline = time.monotonic() + 10
+                while len(received) < 30 and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                ws = await session.ws_connect(NODE.url.replace("http", "ws") + f"/socket.io/?EIO=4&transport=websocket&sid={sid}")
+                await ws.send_str("2probe")
+                self.assertEqual((await ws.receive()).data, "3probe")
+                await asyncio.wait_for(polling, 10)
+                await ws.send_str("5")
+                upgraded_at = time.monotonic()
+                while time.monotonic() < upgraded_at + 0.5:
+                    try:
+                        message = await asyncio.wait_for(ws.receive(), 0.5)
+                    except asyncio.TimeoutError:
+                        break
+                    if message.data == "2":
+                        await ws.send_str("3")
+                    take(message.data, "websocket")
+                stop.set()
+                await publisher
+                deadline = time.monotonic() + 10
+                while (not received or received[-1][1] < sent) and time.monotonic() < deadline:
+                    try:
+                        message = await asyncio.wait_for(ws.receive(), 1)
+                    except asyncio.TimeoutError:
+                        continue
+                    if message.data == "2":
+                        await ws.send_str("3")
+                    take(message.data, "websocket")
+                await ws.close()
+            seqs = [seq for _, seq in received]
+            self.assertEqual(seqs, list(range(seqs[0], sent + 1)), f"{len(seqs)} received from seq {seqs[0]} of {sent}")
+            transports = [transport for transport, _ in received]
+            self.assertGreaterEqual(transports.count("polling"), 30)
+            self.assertGreater(transports.count("websocket"), 10)
+            self.assertEqual(transports, sorted(transports, key=lambda t: t == "websocket"), "polling after websocket")
+        run(check())
+
+
+class MixedTests(unittest.TestCase):
+    def test_native_and_socketio_clients_see_the_same_messages_with_the_same_seq(self):
+        async def check():
+            channel = "market_data:SIO-MIX"
+            polling = await Recorder(["polling"]).connect()
+            websocket = await Recorder(["websocket"]).connect()
+            for client in (polling, websocket):
+                self.assertTrue((await client.call("subscribe", channel))["ok"])
+            native = []
+            subscribed = asyncio.Event()
+            async with aiohttp.ClientSession() as session:
+                async with session.ws_connect(NODE.url.replace("http", "ws") + f"/ws?subscribe={channel}") as ws:
+                    async def read():
+                        # Reading all along also answers the server's pings (aiohttp's autoping).
+                        async for message in ws:
+                            frame = json.loads(message.data)
+                            if frame["type"] == "subscribed":
+                                subscribed.set()
+                            elif frame["type"] == "message":
+                                native.append({"channel": frame["channel"], "data": frame["data"], "seq": frame["seq"], "ts": frame["ts"]})
+                                if len(native) == 10:
+                                    return
+                    reader = asyncio.create_task(read())
+                    await asyncio.wait_for(subscribed.wait(), 10)
+                    for index in range(10):
+                        await broadcast(channel, {"price": index, "text": 'quote "x" \\ y'}, event="quote")
+                        await asyncio.sleep(0.15)  # past the 100 ms throttle window: every one goes out
+                    await asyncio.wait_for(reader, 10)
+            expected = native
+            self.assertEqual(len(expected), 10)
+            self.assertEqual(await polling.wait_for(channel, 10), expected)
+            self.assertEqual(await websocket.wait_for(channel, 10), expected)
+            for client in (polling, websocket):
+                await client.close()
+        run(check())
+
+
+class HostileInputTests(unittest.TestCase):
+    async def handshake(self, session):
+        async with session.get(NODE.url + "/socket.io/?EIO=4&transport=polling") as response:
+            self.assertEqual(response.status, 200)
+            text = await response.text()
+        return json.loads(text[1:])["sid"]
+
+    def test_engineio_errors(self):
+        async def check():
+            async with aiohttp.ClientSession() as session:
+                for query, status, code in [
+                    ("EIO=3&transport=polling", 400, 5),
+                    ("EIO=4&transport=carrier-pigeon", 400, 0),
+                    ("EIO=4&transport=polling&sid=unknown", 400, 1),
+                ]:
+                    async with session.get(NODE.url + "/socket.io/?" + query) as response:
+                        self.assertEqual(response.status, status, query)
+                        self.assertEqual((await response.json())["code"], code, query)
+                async with session.post(NODE.url + "/socket.io/?EIO=4&transport=polling") as response:
+                    self.assertEqual((response.status, (await response.json())["code"]), (400, 2))
+        run(check())
+
+    def test_bad_packets_huge_bodies_and_overlapping_polls_end_only_their_session(self):
+        async def check():
+            bystander = await Recorder(["websocket"]).connect()
+            await bystander.call("subscribe", "market_data:SIO-BYSTANDER")
+            async with aiohttp.ClientSession() as session:
+                base = NODE.url + "/socket.io/?EIO=4&transport=polling&sid="
+                # A packet of an unknown type: refused, and the session is gone.
+                sid = await self.handshake(session)
+                async with session.post(base + sid, data=b"9garbage") as response:
+                    self.assertEqual(response.status, 400)
+                async with session.get(base + sid) as response:
+                    self.assertEqual((await response.json())["code"], 1)
+                # A body over maxPayload (max-message-bytes): 413, the session ends.
+                sid = await self.handshake(session)
+                async with session.post(base + sid, data=b"4" + b"x" * 200_000) as response:
+                    self.assertEqual(response.status, 413)
+                await asyncio.sleep(0.1)
+                async with session.get(base + sid) as response:
+                    self.assertEqual((await response.json())["code"], 1)
+                # Two GETs at once: the second is refused and the session closes (the first gets a close packet).
+                sid = await self.handshake(session)
+                first = asyncio.create_task(session.get(base + sid))
+                await asyncio.sleep(0.2)
+                async with session.get(base + sid) as response:
+                    self.assertEqual(response.status, 400)
+                async with await first as response:
+                    self.assertEqual(await response.text(), "1")
+                # A flood of handshakes that never CONNECT: each is dropped after the connect timeout.
+                for _ in range(50):
+                    await self.handshake(session)
+            await broadcast("market_data:SIO-BYSTANDER", {"still": "here"})
+            messages = await bystander.wait_for("market_data:SIO-BYSTANDER", 1)
+            self.assertEqual(messages[-1]["data"], {"still": "here"})
+            self.assertTrue(bystander.client.connected)
+            await bystander.close()
+        run(check())
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
