@@ -16,7 +16,7 @@ struct Bench: AsyncParsableCommand {
 
 /// Options shared by every scenario.
 struct Common: ParsableArguments {
-    @Option(help: "switchboard, ws or nchan.") var target: String = "switchboard"
+    @Option(help: "switchboard, socketio (Switchboard's Socket.IO endpoint), ws or nchan.") var target: String = "switchboard"
     @Option(help: "Server port on 127.0.0.1.") var port: Int
     @Option(help: "Server PID, for its CPU time and memory.") var serverPid: Int32
     @Option(help: "Admin token (switchboard).") var token: String = ""
@@ -32,7 +32,7 @@ struct Common: ParsableArguments {
 
     var peer: Target {
         get throws {
-            guard let peer = Target(rawValue: target) else { throw ValidationError("--target must be switchboard, ws or nchan") }
+            guard let peer = Target(rawValue: target) else { throw ValidationError("--target must be switchboard, socketio, ws or nchan") }
             return peer
         }
     }
@@ -76,7 +76,7 @@ struct Audience {
                         let handler = try await loop.submit {
                             SubscriberHandler(
                                 request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded,
-                                publishers: ports.count)
+                                publishers: ports.count, handshake: peer.handshake, subscribedKey: peer.subscribedKey)
                         }.get()
                         let channel = try await ClientBootstrap(group: loop)
                             .channelOption(.socketOption(.so_reuseaddr), value: 1)

@@ -42,10 +42,13 @@ enum Target: String, CaseIterable {
     case ws
     /// nginx with nchan (scripts/peers/nchan.conf).
     case nchan
+    /// Switchboard's Socket.IO endpoint over WebSocket (SPEC §9), published to like `switchboard`.
+    case socketio
 
     func upgradePath(channel: String, batch: Bool) -> String {
         switch self {
         case .switchboard: batch ? "/ws?batch=true" : "/ws"
+        case .socketio: "/socket.io/?EIO=4&transport=websocket"
         case .ws: "/ws"
         case .nchan: "/sub/\(channel)"
         }
@@ -54,14 +57,25 @@ enum Target: String, CaseIterable {
     func subscribeMessage(channel: String) -> String? {
         switch self {
         case .switchboard, .ws: #"{"type":"subscribe","channel":"\#(channel)"}"#
+        case .socketio: #"420["subscribe","\#(channel)"]"#
         case .nchan: nil
         }
+    }
+
+    /// What a subscriber sends before subscribing, and the reply it waits for (Socket.IO's CONNECT).
+    var handshake: (send: String, reply: String)? {
+        self == .socketio ? ("40", "40{") : nil
+    }
+
+    /// The text that marks the subscribe's reply.
+    var subscribedKey: String {
+        self == .socketio ? "430[" : #""type":"subscribed""#
     }
 
     func publishRequest(channel: String, n: Int, sentAt: UInt64, token: String, padding: String) -> ByteBuffer {
         let data = #"{"n":\#(n),"t":\#(sentAt),"pad":"\#(padding)"}"#
         let (path, body, auth): (String, String, String) = switch self {
-        case .switchboard:
+        case .switchboard, .socketio:
             ("/api/v1/websocket/broadcast", #"{"channel":"\#(channel)","event":"tick","data":\#(data)}"#, "Authorization: Bearer \(token)\r\n")
         case .ws: ("/publish", #"{"channel":"\#(channel)","event":"tick","data":\#(data)}"#, "")
         case .nchan: ("/pub/\(channel)", data, "")

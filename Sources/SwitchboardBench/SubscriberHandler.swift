@@ -29,6 +29,10 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
 
     private let request: ByteBuffer
     private let subscribeMessage: ByteBuffer?
+    /// Sent after the upgrade, before the subscribe message, which waits for `reply` (Socket.IO's CONNECT).
+    private let handshake: (send: ByteBuffer, reply: [UInt8])?
+    private var handshakeDone: Bool
+    private let subscribedKey: [UInt8]
     /// Completed once the connection is subscribed: at the `subscribed` reply, or at the 101 for peers that
     /// subscribe by the upgrade's path (nchan).
     private let upgraded: EventLoopPromise<Void>
@@ -49,8 +53,12 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
     private let awaitsSubscribed: Bool
 
     init(
-        request: ByteBuffer, subscribeMessage: ByteBuffer?, awaitsSubscribed: Bool, upgraded: EventLoopPromise<Void>, publishers: Int = 1
+        request: ByteBuffer, subscribeMessage: ByteBuffer?, awaitsSubscribed: Bool, upgraded: EventLoopPromise<Void>, publishers: Int = 1,
+        handshake: (send: String, reply: String)? = nil, subscribedKey: String = #""type":"subscribed""#
     ) {
+        self.handshake = handshake.map { (ByteBuffer(string: $0.send), Array($0.reply.utf8)) }
+        self.handshakeDone = handshake == nil
+        self.subscribedKey = Array(subscribedKey.utf8)
         self.lastSeen = Array(repeating: 0, count: max(1, publishers))
         self.request = request
         self.subscribeMessage = subscribeMessage
@@ -86,7 +94,9 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
             }
             buffer.moveReaderIndex(forwardBy: end.upperBound - view.startIndex)
             isUpgraded = true
-            if let subscribeMessage {
+            if let handshake {
+                context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0x1, payload: handshake.send.readableBytesView)), promise: nil)
+            } else if let subscribeMessage {
                 context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0x1, payload: subscribeMessage.readableBytesView)), promise: nil)
             }
             if !awaitsSubscribed {
@@ -97,13 +107,23 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         let now = NIODeadline.now().uptimeNanoseconds
         while let (opcode, payloadRange) = Frames.next(in: buffer) {
             if opcode == 0x1 || opcode == 0x2 {
-                buffer.withUnsafeReadableBytes { bytes in
+                let reply = buffer.withUnsafeReadableBytes { bytes -> ByteBuffer? in
                     let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadRange])
-                    if !isSubscribed && payload.firstRange(of: Self.subscribedKey) != nil {
+                    // Engine.IO: the server pings with a `2` packet, answered `3`.
+                    if handshake != nil && payload.count == 1 && payload[0] == UInt8(ascii: "2") { return ByteBuffer(string: "3") }
+                    if !handshakeDone, let handshake, payload.starts(with: handshake.reply) {
+                        handshakeDone = true
+                        return subscribeMessage
+                    }
+                    if !isSubscribed && payload.firstRange(of: subscribedKey) != nil {
                         isSubscribed = true
                         upgraded.succeed()
                     }
                     record(payload, now: now)
+                    return nil
+                }
+                if let reply {
+                    context.writeAndFlush(wrapOutboundOut(WireParser.clientFrame(opcode: 0x1, payload: reply.readableBytesView)), promise: nil)
                 }
             } else if opcode == 0x9 {
                 let payload = buffer.getSlice(at: buffer.readerIndex + payloadRange.lowerBound, length: payloadRange.count) ?? ByteBuffer()
@@ -113,8 +133,6 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         buffer.discardReadBytes()
     }
-
-    private static let subscribedKey = Array(#""type":"subscribed""#.utf8)
 
     /// Finds every `"n":N ... "t":T` pair in a payload and records it.
     private func record(_ payload: UnsafeRawBufferPointer, now: UInt64) {
