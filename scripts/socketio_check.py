@@ -180,6 +180,34 @@ class ConnectTests(unittest.TestCase):
                 await client.connect(NODE.url, namespaces=["/other"], transports=["websocket"], wait_timeout=5)
         run(check())
 
+    def test_the_per_user_pool_refuses_a_connect_past_the_limit(self):
+        async def check():
+            user_token = token("sio-pool")
+            clients = [await Recorder(["websocket"]).connect(auth={"token": user_token}) for _ in range(10)]
+            client = socketio.AsyncClient(reconnection=False)
+            errors = []
+            client.on("connect_error", lambda data: errors.append(data))
+            with self.assertRaises(socketio.exceptions.ConnectionError):
+                await client.connect(NODE.url, auth={"token": user_token}, wait_timeout=10)
+            self.assertEqual(errors[0]["data"]["code"], "CONNECTION_LIMIT")
+            await clients[0].close()
+            await asyncio.sleep(0.2)
+            again = await Recorder(None).connect(auth={"token": user_token})  # the slot came back
+            for other in clients[1:] + [again]:
+                await other.close()
+        run(check())
+
+    def test_the_message_rate_limit_answers_through_the_ack(self):
+        async def check():
+            client = await Recorder(["websocket"]).connect()
+            replies = await asyncio.gather(*(client.call("ping") for _ in range(30)))
+            limited = [reply for reply in replies if not reply["ok"]]
+            self.assertTrue(limited, "30 pings at once are over the burst of 20")
+            self.assertTrue(all(reply["code"] == "RATE_LIMITED" for reply in limited), limited)
+            self.assertGreaterEqual(len(replies) - len(limited), 19)
+            await client.close()
+        run(check())
+
     def test_idle_sessions_outlive_three_ping_intervals(self):
         async def check(transports):
             client = await Recorder(transports).connect()
