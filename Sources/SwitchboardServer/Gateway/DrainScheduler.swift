@@ -12,6 +12,8 @@ import Synchronization
 final class DrainScheduler: Sendable {
     private struct Queue {
         var dirty: [WebSocketConnection] = []
+        /// Socket.IO sessions (a second list, so the native one stays a list of one concrete class).
+        var dirtySessions: [EngineConnection] = []
         var scheduled = false
     }
 
@@ -37,6 +39,16 @@ final class DrainScheduler: Sendable {
         } else {
             if now.withLock({ Self.enqueue(connection, into: &$0) }) { eventLoop.execute { self.run(delayed: false) } }
         }
+    }
+
+    /// Queues a Socket.IO session for draining on the loop (any thread), with the native connections.
+    func markDirty(_ session: EngineConnection) {
+        let schedule = now.withLock { queue in
+            queue.dirtySessions.append(session)
+            defer { queue.scheduled = true }
+            return !queue.scheduled
+        }
+        if schedule { eventLoop.execute { self.run(delayed: false) } }
     }
 
     /// Adds `connection`; true when the queue was idle and its run must be scheduled.
@@ -84,8 +96,17 @@ final class DrainScheduler: Sendable {
     static let slicePause: TimeAmount = .microseconds(50)
 
     private func run(delayed isDelayed: Bool) {
-        let dirty = isDelayed ? delayed.withLock { Self.takeAll(from: &$0) } : now.withLock { Self.takeAll(from: &$0) }
+        guard !isDelayed else {
+            drain(delayed.withLock { Self.takeAll(from: &$0) }[...])
+            return
+        }
+        let (dirty, sessions) = now.withLock { queue in
+            let sessions = queue.dirtySessions
+            if !sessions.isEmpty { queue.dirtySessions.removeAll(keepingCapacity: true) }
+            return (Self.takeAll(from: &queue), sessions)
+        }
         drain(dirty[...])
+        for session in sessions { session.drainOutbox() }
     }
 
     /// Drains a slice of `connections` and schedules the rest. A connection waiting in the rest keeps its drain

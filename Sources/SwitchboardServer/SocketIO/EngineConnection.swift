@@ -31,6 +31,9 @@ final class EngineConnection: @unchecked Sendable {
     private var closeDeadline: NIODeadline?
     private var closeCode: CloseCode = .normal
     private(set) var isFinished = false
+    /// The deliveries of the drain in progress (storage reused from drain to drain).
+    private var draining: [Delivery] = []
+    private let drainScheduler: DrainScheduler
 
     init(node: Node, eventLoop: any EventLoop, ip: String, transport: EngineTransport) {
         self.node = node
@@ -43,6 +46,7 @@ final class EngineConnection: @unchecked Sendable {
         let now = Self.now()
         self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
         self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
+        self.drainScheduler = node.drainSchedulers[eventLoop]
     }
 
     /// Milliseconds on the monotonic clock the state machines run on.
@@ -158,22 +162,31 @@ final class EngineConnection: @unchecked Sendable {
         guard !isFinished, let client else { return }
         if engine.transport == .websocket {
             guard let webSocket, webSocket.isWritable else { return }
-            let deliveries = client.takeQueued()
-            guard !deliveries.isEmpty else { return closeIfFlushed() }
-            for delivery in deliveries { webSocket.write(Self.frame(of: delivery)) }
-            webSocket.flush()
-            client.recordWritten(deliveries)
+            client.takeQueued(into: &draining)
+            defer { draining.removeAll(keepingCapacity: true) }
+            guard !draining.isEmpty else { return closeIfFlushed() }
+            if draining.count == 1 {
+                webSocket.send(Self.frame(of: draining[0]))
+            } else {
+                // One write for the whole drain, gathered in the loop's reused storage.
+                var frames = drainScheduler.takeGatherBuffer()
+                for delivery in draining { frames.append(Self.frame(of: delivery)) }
+                webSocket.send(frames.output)
+                drainScheduler.returnGatherBuffer(frames)
+            }
+            client.recordWritten(draining)
             closeIfFlushed()
         } else {
             guard engine.isPollPending else { return }
-            let deliveries = client.takeQueued()
-            guard !deliveries.isEmpty else { return }
-            for delivery in deliveries {
+            client.takeQueued(into: &draining)
+            defer { draining.removeAll(keepingCapacity: true) }
+            guard !draining.isEmpty else { return }
+            for delivery in draining {
                 let packet = delivery.isMessage ? SocketIOCodec.messagePacket(of: delivery) : delivery.payload
                 guard let decoded = try? EnginePacket.decode(text: packet.readableBytesView) else { continue }
                 perform(engine.send(decoded))
             }
-            client.recordWritten(deliveries)
+            client.recordWritten(draining)
             perform(engine.flush())
         }
     }
@@ -290,11 +303,9 @@ final class EngineConnection: @unchecked Sendable {
                 pendingPoll = nil
                 closeIfFlushed()
             case .writeWebSocket(let packet):
-                webSocket?.write(SocketIOCodec.frame(packet))
-                webSocket?.flush()
+                webSocket?.send(SocketIOCodec.frame(packet))
             case .writeProbe(let packet):
-                probe?.write(SocketIOCodec.frame(packet))
-                probe?.flush()
+                probe?.send(SocketIOCodec.frame(packet))
             case .received(let data):
                 socketIOReceived(data)
             case .refuse(let error):

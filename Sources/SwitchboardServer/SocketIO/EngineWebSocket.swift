@@ -5,12 +5,14 @@ import SwitchboardCore
 /// nothing else. Each text frame is one Engine.IO packet, handed to the ``EngineConnection`` on its loop
 /// (which may differ from this channel's: a polling session upgraded over another connection).
 ///
-/// Unlike a native `/ws` connection it writes through NIO (no direct socket writes): Socket.IO messages are
-/// built per delivery once and shared, and the WebSocket path of a polling session must keep strict order
-/// with the packets it inherits.
+/// When the session runs on this channel's loop (always for a session opened on WebSocket), frames go straight
+/// to the socket under the rules of ``SocketWriter``, as on a native connection: nothing of this socket held by
+/// NIO, the channel writable and active; what the socket does not take goes through NIO. A session on another
+/// loop (a polling session upgraded over a connection that landed elsewhere) writes through NIO only.
 ///
-/// `@unchecked Sendable`: handler state is confined to the channel's loop; ``write(_:)``, ``flush()``,
-/// ``close(code:reason:)`` and ``isWritable`` go through the thread-safe `Channel`.
+/// `@unchecked Sendable`: handler state is confined to the channel's loop; ``send(_:)``, ``close(code:reason:)``
+/// and ``isWritable`` are called on the session's loop and go through the thread-safe `Channel` when that is
+/// another loop.
 final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -21,6 +23,12 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     private var connection: EngineConnection?
     private var inputEnded = false
     private var closing = false
+    /// Direct socket writes, when the session shares this channel's loop; nil from `channelInactive` on.
+    private var socket: SocketWriter?
+    /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none.
+    private var writesHeldByNIO = 0
+    /// The channel's writability as last reported (read on the loop instead of the channel's atomic).
+    private var writable = true
 
     init(channel: any Channel, maxMessageBytes: Int) {
         self.channel = channel
@@ -32,16 +40,40 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     func attach(to connection: EngineConnection) {
         channel.eventLoop.assertInEventLoop()
         self.connection = connection
+        writable = channel.isWritable
+        guard connection.eventLoop.inEventLoop, let writer = SocketWriter(channel: channel) else { return }
+        socket = writer
+        // The 101 response may still sit in NIO: direct writes start once NIO reports it written.
+        writeThroughNIO(ByteBuffer())
     }
 
-    var isWritable: Bool { channel.isWritable }
+    var isWritable: Bool { socket != nil ? writable : channel.isWritable }
 
-    func write(_ frame: ByteBuffer) {
-        channel.write(frame, promise: nil)
+    /// Writes and flushes `bytes` (one or more whole frames), straight to the socket when the rules allow.
+    func send(_ bytes: ByteBuffer) {
+        guard let socket, writesHeldByNIO == 0, writable, !closing else {
+            writeThroughNIO(bytes)
+            return
+        }
+        var rest = bytes
+        switch socket.send(bytes) {
+        case .complete: return
+        case .partial(let sent): rest.moveReaderIndex(forwardBy: sent)
+        case .failed: break
+        }
+        writeThroughNIO(rest)
     }
 
-    func flush() {
-        channel.flush()
+    private func writeThroughNIO(_ bytes: ByteBuffer) {
+        guard socket != nil else {
+            channel.writeAndFlush(bytes, promise: nil)
+            return
+        }
+        writesHeldByNIO += 1
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        // Called back on the loop, possibly from inside NIO's close0: it must not write.
+        written.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
+        channel.writeAndFlush(bytes, promise: written)
     }
 
     /// Sends a close frame and ends the TCP connection once it is written (RFC 6455 §7.1.1: a client that
@@ -50,7 +82,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         channel.eventLoop.execute { [self] in
             guard !closing else { return }
             closing = true
-            channel.writeAndFlush(WebSocketWireFrame.close(code: code.rawValue, reason: reason), promise: nil)
+            writeThroughNIO(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
             let channel = self.channel
             channel.eventLoop.scheduleTask(in: WebSocketConnection.closeGrace) { channel.close(promise: nil) }
         }
@@ -90,7 +122,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         case InboundFrame.binary:
             toConnection { connection, socket in connection.webSocketReceivedBinary(from: socket) }
         case InboundFrame.ping:
-            context.writeAndFlush(wrapOutboundOut(WebSocketWireFrame.frame(.pong, payload: frame.payload)), promise: nil)
+            send(WebSocketWireFrame.frame(.pong, payload: frame.payload))
         case InboundFrame.pong:
             break
         case InboundFrame.close:
@@ -99,7 +131,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
                 closing = true
                 var data = frame.payload
                 let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal.rawValue
-                context.writeAndFlush(wrapOutboundOut(WebSocketWireFrame.close(code: code, reason: "")), promise: nil)
+                writeThroughNIO(WebSocketWireFrame.close(code: code, reason: ""))
             }
             context.close(promise: nil)
         default:
@@ -117,12 +149,15 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        // From here on the descriptor may be closed (see SocketWriter). (Only ever set for a session on this loop.)
+        if socket != nil { socket = nil }
         toConnection { connection, socket in connection.webSocketClosed(socket) }
         context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { toConnection { connection, _ in connection.drainOutbox() } }
+        writable = context.channel.isWritable
+        if writable { toConnection { connection, _ in connection.drainOutbox() } }
         context.fireChannelWritabilityChanged()
     }
 

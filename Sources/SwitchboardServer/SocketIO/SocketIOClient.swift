@@ -21,7 +21,7 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
     private var engine: EngineConnection?
     let eventLoop: any EventLoop
     private let outbox: Outbox
-    private var draining: [Delivery] = []
+    private let drainScheduler: DrainScheduler
     var transport: Transport = .polling
     let connectedAt = Date()
     private var messagesIn = 0
@@ -37,6 +37,7 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         self.reservation = admitted.reservation
         self.session = SessionState(identity: admitted.identity, settings: engine.node.settings)
         self.outbox = Outbox(limit: engine.node.settings.outboundBufferBytes)
+        self.drainScheduler = engine.node.drainSchedulers[engine.eventLoop]
     }
 
     /// The session is open: counted, registered and reachable.
@@ -65,7 +66,8 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         case .queued, .closed:
             break
         case .needsDrain:
-            eventLoop.execute { self.engine?.drainOutbox() }
+            // One task per loop drains every session (and native connection) marked meanwhile.
+            if let engine { drainScheduler.markDirty(engine) }
         case .replaced(let namespace):
             node.statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
         case .overflow(let discarded):
@@ -79,11 +81,9 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         }
     }
 
-    /// Everything queued, in order, for the engine to write.
-    func takeQueued() -> [Delivery] {
-        outbox.takeAll(into: &draining)
-        defer { draining = [] }
-        return draining
+    /// Moves everything queued, in order, into `deliveries` (empty), for the engine to write.
+    func takeQueued(into deliveries: inout [Delivery]) {
+        outbox.takeAll(into: &deliveries)
     }
 
     var hasQueued: Bool { outbox.hasQueued }
