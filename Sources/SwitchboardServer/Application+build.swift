@@ -54,6 +54,7 @@ public func buildApplication(
     // The Redis link goes after everything else, so the drain's last messages can still be forwarded.
     if let broker = node.broker as? RedisBroker { services.insert(ClusterLink(broker: broker, logger: node.logger), at: 0) }
     if settings.demo { services.append(DemoFeed(node: node)) }
+    if let tls = node.tls { services.append(TLSReloader(tls: tls, logger: node.logger)) }
 
     return Application(
         router: router,

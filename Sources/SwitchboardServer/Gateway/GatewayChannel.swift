@@ -5,6 +5,7 @@ import NIOCore
 import NIOHTTP1
 import NIOHTTPTypes
 import NIOHTTPTypesHTTP1
+import NIOSSL
 import NIOWebSocket
 import SwitchboardCore
 
@@ -57,6 +58,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
+            // SPEC §12: TLS first, for HTTP and WebSocket alike; the context is the latest loaded (SIGHUP).
+            if let tls = node.tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current)) }
             let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
             let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
             let admission = UpgradeAdmission(node: node)
@@ -102,13 +105,15 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                             try channel.pipeline.syncOperations.addHandler(
                                 WebSocketConnection(node: node, admitted: upgrade, channel: channel))
                         case .engineHandshake(let ip):
-                            let socket = EngineWebSocket(channel: channel, maxMessageBytes: node.settings.maxMessageBytes)
+                            let socket = EngineWebSocket(
+                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil)
                             try channel.pipeline.syncOperations.addHandler(socket)
                             let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
                             socket.attach(to: connection)
                             connection.openWebSocket(socket)
                         case .engineUpgrade(let connection):
-                            let socket = EngineWebSocket(channel: channel, maxMessageBytes: node.settings.maxMessageBytes)
+                            let socket = EngineWebSocket(
+                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil)
                             try channel.pipeline.syncOperations.addHandler(socket)
                             socket.attach(to: connection)
                             let probe = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
@@ -122,7 +127,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 upgraders: [upgrader],
                 notUpgradingCompletionHandler: { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: false))
+                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: node.tls != nil))
                         try channel.pipeline.syncOperations.addHandler(
                             HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
                         let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(

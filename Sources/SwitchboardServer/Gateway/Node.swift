@@ -17,6 +17,8 @@ public final class Node: Sendable {
     public let connectRateLimiter: KeyedRateLimiter
     public let tokens: TokenVerifier
     public let connections: ConnectionRegistry
+    /// The TLS identity when `tls-cert` is set (SPEC §12); its connections never write to the socket directly.
+    public let tls: TLSCertificates?
     /// Open Engine.IO sessions by `sid` (SPEC §9), admitted or not yet.
     let engineSessions = EngineSessions()
     /// Sequences publishes and delivers them (``LocalBroker``: in this process; ``RedisBroker`` in cluster mode).
@@ -58,6 +60,9 @@ public final class Node: Sendable {
         makeBroker: (Hub, any LocalRecipients) -> any Broker = { LocalBroker(hub: $0, recipients: $1) }
     ) throws {
         self.settings = settings
+        self.tls = try settings.tlsCert.map { certificate in
+            try TLSCertificates(certificatePath: certificate, keyPath: settings.tlsKey ?? "")
+        }
         self.tokens = tokens
         self.logger = logger
         self.metrics = metrics

@@ -102,7 +102,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         self.context = context
         isWritable = context.channel.isWritable
         fanoutMember = loopFanout.register(self)
-        socket = SocketWriter(channel: context.channel)
+        // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
+        socket = node.tls == nil ? SocketWriter(channel: context.channel) : nil
         // NIO's upgrader writes the 101 response before handing over, but nothing promises it: direct writes
         // start once NIO reports everything before this empty write written.
         if socket != nil { writeThroughNIO(ByteBuffer(), context: context) }

@@ -30,6 +30,7 @@ extension Settings {
             int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
             int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
             bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
+            optionalString("tls-cert", \.tlsCert), optionalString("tls-key", \.tlsKey),
             string("redis-prefix", \.redisPrefix),
             optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
             bool("demo", \.demo), logLevel(),

@@ -61,6 +61,9 @@ public struct Settings: Sendable {
     public var redisURL: String?
     /// Prefix of every Redis key and channel, so that several clusters may share one Redis.
     public var redisPrefix = "switchboard:"
+    /// PEM certificate chain and private key (SPEC §12): the port then serves HTTPS and `wss://` only.
+    public var tlsCert: String?
+    public var tlsKey: String?
     public var metricsToken: String?
     public var auditLog: String?
     /// Run the synthetic market-data feed (`serve --demo`).
@@ -109,6 +112,7 @@ public struct Settings: Sendable {
         guard !redisPrefix.isEmpty, redisPrefix.utf8.count <= 64, !redisPrefix.contains(where: { $0.isWhitespace || $0 == "*" }) else {
             throw SettingsError("redis-prefix must be 1 to 64 characters without spaces or '*', got '\(redisPrefix)'")
         }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
         guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }
 }

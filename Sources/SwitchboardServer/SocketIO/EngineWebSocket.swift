@@ -30,7 +30,11 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     /// The channel's writability as last reported (read on the loop instead of the channel's atomic).
     private var writable = true
 
-    init(channel: any Channel, maxMessageBytes: Int) {
+    /// Whether frames may bypass the pipeline once attached (not under TLS: the bytes must be encrypted).
+    private let directWrites: Bool
+
+    init(channel: any Channel, maxMessageBytes: Int, directWrites: Bool) {
+        self.directWrites = directWrites
         self.channel = channel
         self.maxMessageBytes = maxMessageBytes
         self.frames = InboundFrameParser(maxFrameSize: maxMessageBytes)
@@ -41,7 +45,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         channel.eventLoop.assertInEventLoop()
         self.connection = connection
         writable = channel.isWritable
-        guard connection.eventLoop.inEventLoop, let writer = SocketWriter(channel: channel) else { return }
+        guard directWrites, connection.eventLoop.inEventLoop, let writer = SocketWriter(channel: channel) else { return }
         socket = writer
         // The 101 response may still sit in NIO: direct writes start once NIO reports it written.
         writeThroughNIO(ByteBuffer())
