@@ -157,6 +157,26 @@ class ConnectTests(unittest.TestCase):
         for name, transports in TRANSPORTS.items():
             run(check(name, transports))
 
+    def test_sessions_count_in_stats_and_in_metrics_under_their_transport(self):
+        async def check():
+            async def figures():
+                _, stats = await api("GET", "/api/v1/websocket/stats")
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(NODE.url + "/metrics") as response:
+                        metrics = await response.text()
+                line = next(l for l in metrics.splitlines() if l.startswith('switchboard_connections{role="user",transport="socketio"}'))
+                return stats["connections"]["total"], float(line.split()[-1])
+            before_total, before_gauge = await figures()
+            clients = [await Recorder(transports).connect(auth={"token": token("sio-metrics")}) for transports in TRANSPORTS.values()]
+            total, gauge = await figures()
+            self.assertEqual((total - before_total, gauge - before_gauge), (2, 2))
+            for client in clients:
+                await client.close()
+            await asyncio.sleep(0.3)
+            total, gauge = await figures()
+            self.assertEqual((total - before_total, gauge - before_gauge), (0, 0))
+        run(check())
+
     def test_a_bad_token_is_a_connect_error_with_the_spec_code_and_no_reconnect(self):
         async def check(transports):
             client = socketio.AsyncClient(reconnection=True)

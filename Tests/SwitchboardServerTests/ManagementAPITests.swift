@@ -250,7 +250,7 @@ import WebSocketTestClient
             let text = try await node.request("GET", "/metrics").body
             #expect(text.contains(#"switchboard_messages_published_total{namespace="system_status"} 3"#))
             #expect(text.contains(#"switchboard_messages_delivered_total{namespace="system_status"} 3"#))
-            #expect(text.contains(#"switchboard_connections{role="anonymous"} 1"#))
+            #expect(text.contains(#"switchboard_connections{role="anonymous",transport="websocket"} 1"#))
             #expect(text.contains(#"switchboard_subscriptions{namespace="system_status"} 1"#))
             #expect(text.contains(#"switchboard_connection_attempts_total{result="accepted"} 1"#))
             #expect(text.contains("switchboard_delivery_latency_seconds_bucket"))

@@ -63,7 +63,20 @@ public final class NodeStatistics: Sendable {
     }
 
     private let namespaceMetrics: [String: NamespaceMetrics]
-    private let connectionsGauge: [Role: Meter]
+    /// The wire protocol of a connection, the `transport` label of `switchboard_connections` (SPEC §9).
+    public enum Transport: String, CaseIterable, Sendable {
+        /// A native `/ws` connection.
+        case websocket
+        /// A Socket.IO session, over long-polling or WebSocket (one value: a session's upgrade does not move it).
+        case socketio
+    }
+
+    private struct ConnectionKey: Hashable {
+        let role: Role
+        let transport: Transport
+    }
+
+    private let connectionsGauge: [ConnectionKey: Meter]
     private let attemptCounters: [AttemptResult: Counter]
     private let rateLimitedCounters: [Limit: Counter]
     private let bytesReceivedCounter: Counter
@@ -126,8 +139,12 @@ public final class NodeStatistics: Sendable {
                 }),
                 subscriptions: Meter(label: "switchboard_subscriptions", dimensions: label, factory: factory)))
         })
-        connectionsGauge = Dictionary(uniqueKeysWithValues: Role.allCases.map { role in
-            (role, Meter(label: "switchboard_connections", dimensions: [("role", role.rawValue)], factory: factory))
+        connectionsGauge = Dictionary(uniqueKeysWithValues: Role.allCases.flatMap { role in
+            Transport.allCases.map { transport in
+                (ConnectionKey(role: role, transport: transport), Meter(
+                    label: "switchboard_connections", dimensions: [("role", role.rawValue), ("transport", transport.rawValue)],
+                    factory: factory))
+            }
         })
         attemptCounters = Dictionary(uniqueKeysWithValues: AttemptResult.allCases.map { result in
             (result, Counter(label: "switchboard_connection_attempts_total", dimensions: [("result", result.rawValue)], factory: factory))
@@ -178,9 +195,9 @@ public final class NodeStatistics: Sendable {
         if result == .accepted { upgradesAccepted.add(1, ordering: .relaxed) }
     }
 
-    public func recordConnected(role: Role) {
+    public func recordConnected(role: Role, transport: Transport = .websocket) {
         connectionsByRole[role]?.add(1)
-        connectionsGauge[role]?.increment()
+        connectionsGauge[ConnectionKey(role: role, transport: transport)]?.increment()
         let total = connectionsByRole.values.reduce(0) { $0 + $1.load() }
         var peak = peakConnections.load(ordering: .relaxed)
         while total > peak {
@@ -190,16 +207,16 @@ public final class NodeStatistics: Sendable {
         }
     }
 
-    public func recordDisconnected(role: Role) {
+    public func recordDisconnected(role: Role, transport: Transport = .websocket) {
         connectionsByRole[role]?.subtract(1)
-        connectionsGauge[role]?.decrement()
+        connectionsGauge[ConnectionKey(role: role, transport: transport)]?.decrement()
     }
 
-    public func recordRoleChange(from old: Role, to new: Role) {
+    public func recordRoleChange(from old: Role, to new: Role, transport: Transport = .websocket) {
         guard old != new else { return }
-        recordDisconnected(role: old)
+        recordDisconnected(role: old, transport: transport)
         connectionsByRole[new]?.add(1)
-        connectionsGauge[new]?.increment()
+        connectionsGauge[ConnectionKey(role: new, transport: transport)]?.increment()
     }
 
     public func recordBytesIn(_ count: Int) {

@@ -36,6 +36,8 @@ protocol SessionHost: ClientConnection {
     var session: SessionState { get set }
     /// The connection ended: late results of asynchronous work are dropped.
     var tornDown: Bool { get }
+    /// The `transport` label the connection counts under.
+    var metricsTransport: NodeStatistics.Transport { get }
     /// `reply` in the host's codec, for the hub to queue ahead of a subscription's replay.
     func encode(_ reply: SessionReply, id: RequestID?) -> Delivery
     /// Queues a delivery for the client.
@@ -172,7 +174,7 @@ extension SessionHost {
             }
             node.statistics.recordAuth(succeeded: true)
             node.connections.changeUser(self, from: session.identity.userId, to: identity.userId)
-            node.statistics.recordRoleChange(from: session.identity.role, to: identity.role)
+            node.statistics.recordRoleChange(from: session.identity.role, to: identity.role, transport: metricsTransport)
             session.identity = identity
             revokeSubscriptionsNoLongerAllowed()
             scheduleExpiry()

@@ -20,6 +20,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
     public var id: String { reservation.connectionId }
     /// The client's IP address.
     public var ip: String { reservation.ip }
+    var metricsTransport: NodeStatistics.Transport { .websocket }
     let node: Node
     /// The connection's channel (thread-safe to hold; its pipeline is only touched on `eventLoop`).
     let channel: any Channel

@@ -28,6 +28,7 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
     private var messagesOut = 0
 
     var id: String { reservation.connectionId }
+    var metricsTransport: NodeStatistics.Transport { .socketio }
     var ip: String { reservation.ip }
 
     init(engine: EngineConnection, admitted: AdmittedUpgrade) {
@@ -44,7 +45,7 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
     func start(transport: Transport) {
         self.transport = transport
         node.connections.add(self, userId: session.identity.userId)
-        node.statistics.recordConnected(role: session.identity.role)
+        node.statistics.recordConnected(role: session.identity.role, transport: .socketio)
         startSession()
     }
 
@@ -131,7 +132,7 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         outbox.close()
         releaseSession()
         node.connections.remove(self, userId: session.identity.userId)
-        node.statistics.recordDisconnected(role: session.identity.role)
+        node.statistics.recordDisconnected(role: session.identity.role, transport: .socketio)
         reservation.release()
         engine = nil
     }
