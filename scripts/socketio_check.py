@@ -497,6 +497,73 @@ class HostileInputTests(unittest.TestCase):
             text = await response.text()
         return json.loads(text[1:])["sid"]
 
+    def test_a_handshake_without_connect_and_a_client_that_stops_answering_pings_are_dropped(self):
+        async def check():
+            node = Node("--auth-timeout-ms", "500")
+            try:
+                async with aiohttp.ClientSession() as session:
+                    async with session.get(node.url + "/socket.io/?EIO=4&transport=polling") as response:
+                        sid = json.loads((await response.text())[1:])["sid"]
+                    await asyncio.sleep(1.2)
+                    async with session.get(node.url + f"/socket.io/?EIO=4&transport=polling&sid={sid}") as response:
+                        self.assertEqual((await response.json())["code"], 1, "no CONNECT within the connect timeout")
+                    # A WebSocket session that never answers a ping: gone after pingInterval + pingTimeout.
+                    ws = await session.ws_connect(node.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket")
+                    self.assertTrue((await ws.receive()).data.startswith("0{"))
+                    await ws.send_str("40")
+                    self.assertTrue((await ws.receive()).data.startswith("40{"))
+                    started = time.monotonic()
+                    pings = 0
+                    while True:
+                        message = await asyncio.wait_for(ws.receive(), 10)
+                        if message.type != aiohttp.WSMsgType.TEXT:
+                            break
+                        pings += message.data == "2"
+                    elapsed = time.monotonic() - started
+                    self.assertEqual(pings, 1)
+                    self.assertLess(elapsed, (HEARTBEAT_MS + 1500) / 1000 + 1.5)
+                    self.assertGreater(elapsed, 1.5)
+                    await ws.close()
+            finally:
+                node.stop()
+        run(check())
+
+    def test_a_slow_consumer_is_dropped_and_the_others_get_everything(self):
+        async def check():
+            node = Node("--outbound-buffer-bytes", "65536")
+            try:
+                channel = "trading_signals:sio-slow"
+                admin = token("check-admin", role="admin")
+                healthy = await Recorder(["websocket"]).connect(auth={"token": admin}, url=node.url)
+                self.assertTrue((await healthy.call("subscribe", channel))["ok"])
+                # A raw client with a small receive buffer that subscribes and then never reads again.
+                stalled = socket.socket()
+                stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                stalled.connect(("127.0.0.1", node.port))
+                stalled.sendall(b"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                                b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                def masked(text):  # a client text frame with a zero mask
+                    payload = text.encode()
+                    length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
+                    return bytes([0x81]) + length + bytes(4) + payload
+                stalled.sendall(masked("40" + json.dumps({"token": admin})))
+                await asyncio.sleep(0.3)
+                stalled.sendall(masked(f'420["subscribe","{channel}"]'))
+                await asyncio.sleep(0.3)
+                # 8 MB: more than the kernel's buffers on loopback, NIO's 64 KiB and the outbox's 64 KiB together.
+                padding = "x" * 16_000
+                for index in range(500):
+                    await broadcast(channel, {"i": index, "pad": padding}, event="signal", url=node.url)
+                received = await healthy.wait_for(channel, 500)
+                self.assertEqual([m["data"]["i"] for m in received], list(range(500)))
+                _, stats = await api("GET", "/api/v1/websocket/stats", bearer=admin, url=node.url)
+                self.assertEqual(stats["slowConsumerDisconnects"], 1)
+                stalled.close()
+                await healthy.close()
+            finally:
+                node.stop()
+        run(check())
+
     def test_engineio_errors(self):
         async def check():
             async with aiohttp.ClientSession() as session:
