@@ -47,6 +47,27 @@ protocol SessionHost: ClientConnection {
 }
 
 extension SessionHost {
+    /// Applies SPEC §5 to what a push into the connection's outbox did: `drain` schedules the drain it asks
+    /// for; replaced and dropped messages are counted; an overflow ends the connection as a slow consumer.
+    func apply(_ result: Outbox.PushResult, drain: () -> Void) {
+        switch result {
+        case .queued, .closed:
+            break
+        case .needsDrain:
+            drain()
+        case .replaced(let namespace):
+            node.statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
+        case .overflow(let discarded):
+            for (namespace, count) in discarded {
+                node.statistics.recordDropped(namespace: namespace, reason: .slowConsumer, count: count)
+            }
+            eventLoop.execute {
+                self.node.statistics.recordSlowConsumerClose()
+                self.terminate(code: .slowConsumer, reason: "slow consumer: outbound buffer full")
+            }
+        }
+    }
+
     /// Queues `reply` in the host's codec.
     func reply(_ reply: SessionReply, id: RequestID?) {
         send(encode(reply, id: id))

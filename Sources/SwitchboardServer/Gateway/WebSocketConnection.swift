@@ -281,22 +281,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         let result = outbox.push(delivery)
         // `fanoutMember` is read on the loop only.
         if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
-        switch result {
-        case .queued, .closed:
-            break
-        case .needsDrain:
+        apply(result) {
             // Replies go out at once even to batch clients; only channel messages wait for the batch delay.
             drainScheduler.markDirty(self, batched: wantsBatches && delivery.isMessage)
-        case .replaced(let namespace):
-            node.statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
-        case .overflow(let discarded):
-            for (namespace, count) in discarded {
-                node.statistics.recordDropped(namespace: namespace, reason: .slowConsumer, count: count)
-            }
-            eventLoop.execute {
-                self.node.statistics.recordSlowConsumerClose()
-                self.close(code: .slowConsumer, reason: "slow consumer: outbound buffer full")
-            }
         }
     }
 

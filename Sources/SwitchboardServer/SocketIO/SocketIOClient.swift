@@ -63,22 +63,9 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
     }
 
     func send(_ delivery: Delivery) {
-        switch outbox.push(delivery) {
-        case .queued, .closed:
-            break
-        case .needsDrain:
+        apply(outbox.push(delivery)) {
             // One task per loop drains every session (and native connection) marked meanwhile.
             if let engine { drainScheduler.markDirty(engine) }
-        case .replaced(let namespace):
-            node.statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
-        case .overflow(let discarded):
-            for (namespace, count) in discarded {
-                node.statistics.recordDropped(namespace: namespace, reason: .slowConsumer, count: count)
-            }
-            eventLoop.execute {
-                self.node.statistics.recordSlowConsumerClose()
-                self.terminate(code: .slowConsumer, reason: "slow consumer: outbound buffer full")
-            }
         }
     }
 
