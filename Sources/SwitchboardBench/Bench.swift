@@ -3,6 +3,7 @@ import Foundation
 import Histogram
 import NIOCore
 import NIOPosix
+import NIOSSL
 import NIOConcurrencyHelpers
 import Synchronization
 
@@ -24,6 +25,17 @@ struct Common: ParsableArguments {
     @Option(help: "More server ports (comma-separated): subscribers and publishers are spread over all of them (a cluster).")
     var alsoPorts: String = ""
     @Option(help: "More PIDs (comma-separated) whose CPU counts as the server's (the other nodes, Redis).") var alsoPids: String = ""
+
+    @Flag(help: "Connect subscribers and publishers over TLS (the server's certificate is not verified: loopback only).")
+    var tls = false
+
+    /// A TLS client context for `--tls` runs, nil otherwise.
+    func tlsContext() throws -> NIOSSLContext? {
+        guard tls else { return nil }
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        configuration.certificateVerification = .none
+        return try NIOSSLContext(configuration: configuration)
+    }
 
     /// Every server port: subscriber i connects to `ports[i % count]`, publisher p publishes through `ports[p]`.
     var ports: [Int] { [port] + alsoPorts.split(separator: ",").compactMap { Int($0) } }
@@ -66,6 +78,7 @@ struct Audience {
             + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         let subscribe = subscribeInURL ? nil : peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
         let awaitsSubscribed = subscribeInURL || subscribe != nil
+        let tls = try common.tlsContext()
         var opened = 0
         while opened < count {
             let batchSize = min(200, count - opened)
@@ -82,7 +95,10 @@ struct Audience {
                             .channelOption(.socketOption(.so_reuseaddr), value: 1)
                             .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index % Self.sourceAddresses)", port: 0))
                             .channelInitializer { channel in
-                                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(handler) }
+                                channel.eventLoop.makeCompletedFuture {
+                                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                                    try channel.pipeline.syncOperations.addHandler(handler)
+                                }
                             }
                             .connect(host: "127.0.0.1", port: ports[index % ports.count]).get()
                         // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
@@ -134,8 +150,14 @@ struct Fanout: AsyncParsableCommand {
         for port in common.ports {
             let publisher = PublisherHandler()
             publishers.append(publisher)
+            let tls = try common.tlsContext()
             publishChannels.append(try await ClientBootstrap(group: loop)
-                .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                        try channel.pipeline.syncOperations.addHandler(publisher)
+                    }
+                }
                 .connect(host: "127.0.0.1", port: port).get())
         }
         let pad = String(repeating: "x", count: padding)
