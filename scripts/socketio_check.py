@@ -546,10 +546,18 @@ class HostileInputTests(unittest.TestCase):
                     payload = text.encode()
                     length = bytes([0x80 | len(payload)]) if len(payload) < 126 else bytes([0x80 | 126]) + len(payload).to_bytes(2, "big")
                     return bytes([0x81]) + length + bytes(4) + payload
+                def read_until(marker):
+                    seen = b""
+                    stalled.settimeout(10)
+                    while marker not in seen:
+                        chunk = stalled.recv(4096)
+                        self.assertTrue(chunk, "closed before " + marker.decode())
+                        seen += chunk
+                read_until(b"0{")
                 stalled.sendall(masked("40" + json.dumps({"token": admin})))
-                await asyncio.sleep(0.3)
+                read_until(b"40{")  # a client emits only once CONNECT is answered
                 stalled.sendall(masked(f'420["subscribe","{channel}"]'))
-                await asyncio.sleep(0.3)
+                read_until(b"430[")
                 # 8 MB: more than the kernel's buffers on loopback, NIO's 64 KiB and the outbox's 64 KiB together.
                 padding = "x" * 16_000
                 for index in range(500):
