@@ -193,6 +193,27 @@ class ConnectTests(unittest.TestCase):
         for transports in TRANSPORTS.values():
             run(check(transports))
 
+    def test_events_sent_before_the_connect_is_answered_are_handled_after_it_in_order(self):
+        async def check():
+            async with aiohttp.ClientSession() as session:
+                ws = await session.ws_connect(NODE.url.replace("http", "ws") + "/socket.io/?EIO=4&transport=websocket")
+                self.assertTrue((await ws.receive()).data.startswith("0{"))
+                # A token not seen before is verified off the loop: both events arrive while it is checked.
+                await ws.send_str("40" + json.dumps({"token": token("sio-eager", tier="premium")}))
+                await ws.send_str('421["subscribe","trading_signals:eager"]')
+                await ws.send_str('422["ping"]')
+                frames = []
+                while len(frames) < 3:
+                    data = (await asyncio.wait_for(ws.receive(), 10)).data
+                    if data != "2":
+                        frames.append(data)
+                self.assertTrue(frames[0].startswith("40{"), frames)
+                self.assertEqual(json.loads(frames[1][3:]), [{"ok": True, "channel": "trading_signals:eager"}])
+                self.assertEqual(json.loads(frames[2][3:]), [{"ok": True}])
+                self.assertTrue(frames[1].startswith("431[") and frames[2].startswith("432["), frames)
+                await ws.close()
+        run(check())
+
     def test_other_namespaces_are_refused(self):
         async def check():
             client = socketio.AsyncClient(reconnection=False)

@@ -65,6 +65,29 @@ import Testing
         #expect(slow.tick(now: 100) == [.close(reason: "no CONNECT in time")])
     }
 
+    @Test func packetsWhileTheConnectIsCheckedAreHandledInOrderOnceItIsAccepted() {
+        var session = SocketIOSession(now: 0)
+        #expect(session.received(Self.bytes(#"0{"token":"jwt"}"#)) == [.authenticate(token: "jwt")])
+        #expect(session.received(Self.bytes(#"21["subscribe","a"]"#)) == [])
+        #expect(session.received(Self.bytes(#"22["subscribe","b"]"#)) == [])
+        let actions = session.accepted(sid: "s")
+        #expect(actions == [
+            .send(SocketPacket(.connect, payload: .object(["sid": .string("s")]))),
+            .request(ClientRequest(id: .int(1), command: .subscribe(channel: "a", since: nil))),
+            .request(ClientRequest(id: .int(2), command: .subscribe(channel: "b", since: nil))),
+        ])
+        // Bounded: a client that floods while its CONNECT is checked is dropped.
+        var flooding = SocketIOSession(now: 0)
+        _ = flooding.received(Self.bytes("0"))
+        for _ in 0..<SocketIOSession.maxPendingPackets { #expect(flooding.received(Self.bytes(#"2["ping"]"#)) == []) }
+        #expect(flooding.received(Self.bytes(#"2["ping"]"#)) == [.close(reason: "too many packets while CONNECT was checked")])
+        // Refused: what was kept is dropped with the session.
+        var refused = SocketIOSession(now: 0)
+        _ = refused.received(Self.bytes("0"))
+        _ = refused.received(Self.bytes(#"21["subscribe","a"]"#))
+        #expect(refused.refused(code: "UNAUTHORIZED", message: "no").count == 2)
+    }
+
     @Test func aServerDisconnectSendsDisconnectSoTheClientStaysAway() {
         var session = SocketIOSession(now: 0)
         _ = session.received(Self.bytes("0"))

@@ -207,7 +207,11 @@ final class EngineConnection: @unchecked Sendable {
     // MARK: Socket.IO
 
     private func socketIOReceived(_ data: [UInt8]) {
-        for action in socketIO.received(data) {
+        perform(socketIO.received(data))
+    }
+
+    private func perform(_ actions: some Sequence<SocketIOSession.Action>) {
+        for action in actions {
             switch action {
             case .authenticate(let token): authenticate(token: token)
             case .request(let request): client?.receive(request)
@@ -228,11 +232,13 @@ final class EngineConnection: @unchecked Sendable {
             switch result {
             case .success(let admitted):
                 let client = SocketIOClient(engine: self, admitted: admitted)
+                let actions = socketIO.accepted(sid: client.id)
+                // The CONNECT answer first (ahead of the client's outbox), then the session opens, then the
+                // packets that arrived while the CONNECT was checked.
+                if case .send(let packet)? = actions.first { sendDirectly(packet) }
                 self.client = client
-                for action in socketIO.accepted(sid: client.id) {
-                    if case .send(let packet) = action { sendDirectly(packet) }
-                }
                 client.start(transport: engine.transport == .websocket ? .webSocket : .polling)
+                perform(actions.dropFirst())
                 drainOutbox()
             case .failure(let error):
                 let rejection = error as? UpgradeRejection

@@ -22,12 +22,17 @@ public struct SocketIOSession: Sendable {
 
     private enum Phase: Sendable {
         case awaitingConnect(deadline: Int64)
-        case authenticating
+        /// The CONNECT is being checked; packets that arrive meanwhile (a client that does not wait for the
+        /// answer) are kept, in order, and handled once it is accepted.
+        case authenticating(pending: [[UInt8]])
         case connected
         case closed
     }
 
     private var phase: Phase
+
+    /// Most packets kept while a CONNECT is checked; more ends the session.
+    public static let maxPendingPackets = 16
 
     /// - Parameters:
     ///   - now: milliseconds on a monotonic clock.
@@ -44,6 +49,12 @@ public struct SocketIOSession: Sendable {
     /// The data of one Engine.IO message packet.
     public mutating func received(_ data: [UInt8]) -> [Action] {
         if case .closed = phase { return [] }
+        if case .authenticating(var pending) = phase {
+            guard pending.count < Self.maxPendingPackets else { return close("too many packets while CONNECT was checked") }
+            pending.append(data)
+            phase = .authenticating(pending: pending)
+            return []
+        }
         let packet: SocketPacket
         do {
             packet = try SocketPacket.decode(data)
@@ -54,11 +65,13 @@ public struct SocketIOSession: Sendable {
         case (.awaitingConnect, .connect) where packet.namespace != "/":
             return [.send(SocketPacket(.connectError, namespace: packet.namespace, payload: .object(["message": .string("Invalid namespace")])))]
         case (.awaitingConnect, .connect):
-            phase = .authenticating
+            phase = .authenticating(pending: [])
             guard case .string(let token)? = packet.payload?["token"] else { return [.authenticate(token: nil)] }
             return [.authenticate(token: token)]
-        case (.awaitingConnect, _), (.authenticating, _):
+        case (.awaitingConnect, _):
             return close("packet before the session was connected")
+        case (.authenticating, _):
+            return []  // kept above
         case (.connected, .event) where packet.namespace == "/":
             guard let (name, arguments) = packet.event else { return [] }
             do {
@@ -80,9 +93,11 @@ public struct SocketIOSession: Sendable {
 
     /// The node admitted the session: CONNECT is answered with its id.
     public mutating func accepted(sid: String) -> [Action] {
-        guard case .authenticating = phase else { return [] }
+        guard case .authenticating(let pending) = phase else { return [] }
         phase = .connected
-        return [.send(SocketPacket(.connect, payload: .object(["sid": .string(sid)])))]
+        var actions: [Action] = [.send(SocketPacket(.connect, payload: .object(["sid": .string(sid)])))]
+        for data in pending { actions += received(data) }
+        return actions
     }
 
     /// The node refused the session (SPEC §3): CONNECT_ERROR with the error code in `data`, then the end.
