@@ -139,6 +139,10 @@ class TLSTests(unittest.TestCase):
                     await self.broadcast(channel, {"n": 1})
                     await self.wait(lambda: received == [1] and sio_received == [1])
 
+                    async with self.session() as stats_session:
+                        async with stats_session.get(self.url + "/api/v1/websocket/stats", headers={"Authorization": f"Bearer {self.admin}"}) as response:
+                            connections = (await response.json())["connections"]
+                    self.assertEqual((connections["tls"], connections["total"]), (2, 2), connections)
                     self.assertEqual(self.serial()[0], 1001)
                     make_certificate(self.directory, 2002)
                     self.process.send_signal(signal.SIGHUP)

@@ -39,6 +39,7 @@ public final class NodeStatistics: Sendable {
     // MARK: Values read by stats
 
     private let connectionsByRole: [Role: Tally]
+    private let connectionsByTransport: [Transport: Tally]
     private let peakConnections = Atomic<Int>(0)
     private let upgradesAccepted = Atomic<Int>(0)
     private let subscriptionsTotal = Atomic<Int>(0)
@@ -122,6 +123,7 @@ public final class NodeStatistics: Sendable {
     public init(namespaces: [String], factory: any MetricsFactory, clustered: Bool = false) {
         redisLink = clustered ? RedisLinkMetrics(factory: factory) : nil
         connectionsByRole = Dictionary(uniqueKeysWithValues: Role.allCases.map { ($0, Tally()) })
+        connectionsByTransport = Dictionary(uniqueKeysWithValues: Transport.allCases.map { ($0, Tally()) })
         rateLimitedByLimit = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, Tally()) })
         securityEventsByKind = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { ($0, Tally()) })
         securityEventCounters = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { kind in
@@ -197,6 +199,7 @@ public final class NodeStatistics: Sendable {
 
     public func recordConnected(role: Role, transport: Transport = .websocket) {
         connectionsByRole[role]?.add(1)
+        connectionsByTransport[transport]?.add(1)
         connectionsGauge[ConnectionKey(role: role, transport: transport)]?.increment()
         let total = connectionsByRole.values.reduce(0) { $0 + $1.load() }
         var peak = peakConnections.load(ordering: .relaxed)
@@ -209,6 +212,7 @@ public final class NodeStatistics: Sendable {
 
     public func recordDisconnected(role: Role, transport: Transport = .websocket) {
         connectionsByRole[role]?.subtract(1)
+        connectionsByTransport[transport]?.subtract(1)
         connectionsGauge[ConnectionKey(role: role, transport: transport)]?.decrement()
     }
 
@@ -216,6 +220,7 @@ public final class NodeStatistics: Sendable {
         guard old != new else { return }
         recordDisconnected(role: old, transport: transport)
         connectionsByRole[new]?.add(1)
+        connectionsByTransport[transport]?.add(1)
         connectionsGauge[ConnectionKey(role: new, transport: transport)]?.increment()
     }
 
@@ -299,6 +304,7 @@ public final class NodeStatistics: Sendable {
     /// A consistent-enough copy of every counter (each read is atomic; the set is not one transaction).
     public struct Snapshot: Sendable {
         public var connectionsByRole: [Role: Int]
+        public var connectionsByTransport: [Transport: Int]
         public var peakConnections: Int
         public var subscriptions: Int
         public var published: Int
@@ -336,6 +342,7 @@ public final class NodeStatistics: Sendable {
         }
         return Snapshot(
             connectionsByRole: connectionsByRole.mapValues { $0.load() },
+            connectionsByTransport: connectionsByTransport.mapValues { $0.load() },
             peakConnections: peakConnections.load(ordering: .relaxed),
             subscriptions: subscriptionsTotal.load(ordering: .relaxed),
             published: published, delivered: delivered, dropped: dropped.load(ordering: .relaxed),

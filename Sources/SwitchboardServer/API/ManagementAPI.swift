@@ -89,6 +89,9 @@ struct ManagementAPI: Sendable {
                 "anonymous": int(counts.anonymousConnections),
                 "peak": int(counts.peakConnections),
                 "byRole": .object(Dictionary(uniqueKeysWithValues: counts.connectionsByRole.map { ($0.key.rawValue, int($0.value)) })),
+                "byTransport": .object(Dictionary(uniqueKeysWithValues: counts.connectionsByTransport.map { ($0.key.rawValue, int($0.value)) })),
+                // SPEC §12: with tls-cert set the port serves TLS only, so every connection is a TLS one.
+                "tls": int(node.tls == nil ? 0 : counts.connections),
                 "uniqueUsers": int(pools.uniqueUsers),
                 "uniqueIPs": int(pools.uniqueIPs),
                 "accepted": int(counts.upgradesAccepted),
