@@ -73,11 +73,14 @@ import WebSocketTestClient
     @Test func authenticatingInTimeKeepsConnectionWhenAnonymousIsOff() async throws {
         try await TestNode.with({
             $0.allowAnonymous = false
-            $0.authTimeoutMs = 800
+            // Long enough for a loaded machine to verify a first token in time, and slept past below.
+            $0.authTimeoutMs = 1_500
         }) { node in
+            let token = try await node.token("alice")
             let client = try await node.client()
-            _ = try await client.request(["type": "auth", "token": try await node.token("alice")])
-            try await Task.sleep(for: .milliseconds(1_000))
+            let reply = try await client.request(["type": "auth", "token": token])
+            #expect(reply["type"] as? String == "authenticated")
+            try await Task.sleep(for: .milliseconds(1_800))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             await client.close()
         }
