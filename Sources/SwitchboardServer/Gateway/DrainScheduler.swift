@@ -19,13 +19,15 @@ final class DrainScheduler: Sendable {
 
     private let eventLoop: any EventLoop
     private let batchDelay: TimeAmount
+    private let statistics: NodeStatistics
     private let now = Mutex(Queue())
     private let delayed = Mutex(Queue())
     /// Only touched on `eventLoop` (the locks are never contended).
     private let batchFrames = Mutex(BatchFrameCache())
     private let gatherStorage = Mutex<ByteBuffer?>(nil)
 
-    init(eventLoop: any EventLoop, batchDelay: TimeAmount) {
+    init(eventLoop: any EventLoop, batchDelay: TimeAmount, statistics: NodeStatistics) {
+        self.statistics = statistics
         self.eventLoop = eventLoop
         self.batchDelay = batchDelay
     }
@@ -106,7 +108,11 @@ final class DrainScheduler: Sendable {
             return (Self.takeAll(from: &queue), sessions)
         }
         drain(dirty[...])
-        for session in sessions { session.drainOutbox() }
+        guard !sessions.isEmpty else { return }
+        // The bytes of a whole run counted at once, as a lane counts a pass.
+        var bytes = 0
+        for session in sessions { bytes += session.drainOutbox(countingBytes: false) }
+        statistics.recordBytesOut(bytes)
     }
 
     /// Drains a slice of `connections` and schedules the rest. A connection waiting in the rest keeps its drain

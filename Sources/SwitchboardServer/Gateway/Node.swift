@@ -84,10 +84,12 @@ public final class Node: Sendable {
                 perUser: settings.maxConnectionsPerUser))
         self.blockList = BlockList()
         let batchDelay = TimeAmount.milliseconds(Int64(settings.batchWriteDelayMs))
-        self.drainSchedulers = PerEventLoop(group: eventLoopGroup) { DrainScheduler(eventLoop: $0, batchDelay: batchDelay) }
+        let statistics = self.statistics
+        self.drainSchedulers = PerEventLoop(group: eventLoopGroup) {
+            DrainScheduler(eventLoop: $0, batchDelay: batchDelay, statistics: statistics)
+        }
         let heartbeatInterval = TimeAmount.milliseconds(Int64(settings.heartbeatMs))
         self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
-        let statistics = self.statistics
         self.fanouts = PerEventLoop(group: eventLoopGroup) { LoopFanout(eventLoop: $0, statistics: statistics) }
         self.batchFanouts = PerEventLoop(group: eventLoopGroup) {
             LoopFanout(eventLoop: $0, statistics: statistics, gathering: batchDelay)

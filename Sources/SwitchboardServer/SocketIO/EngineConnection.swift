@@ -158,37 +158,51 @@ final class EngineConnection: @unchecked Sendable {
 
     /// Moves what the client's outbox holds to the transport, when the transport can take it: a writable
     /// WebSocket, or a held poll GET. Otherwise it waits in the outbox, which bounds it (SPEC §5).
-    func drainOutbox() {
-        guard !isFinished, let client else { return }
+    /// - Parameter countingBytes: add the bytes written to the node's counter (the loop's ``DrainScheduler``
+    ///   counts a whole run of sessions at once instead).
+    /// - Returns: the bytes written (or handed to the held poll).
+    @discardableResult
+    func drainOutbox(countingBytes: Bool = true) -> Int {
+        guard !isFinished, let client else { return 0 }
+        var bytes = 0
         if engine.transport == .websocket {
-            guard let webSocket, webSocket.isWritable else { return }
+            guard let webSocket, webSocket.isWritable else { return 0 }
             client.takeQueued(into: &draining)
             defer { draining.removeAll(keepingCapacity: true) }
-            guard !draining.isEmpty else { return closeIfFlushed() }
+            guard !draining.isEmpty else {
+                closeIfFlushed()
+                return 0
+            }
             if draining.count == 1 {
-                webSocket.send(Self.frame(of: draining[0]))
+                let frame = Self.frame(of: draining[0])
+                bytes = frame.readableBytes
+                webSocket.send(frame)
             } else {
                 // One write for the whole drain, gathered in the loop's reused storage.
                 var frames = drainScheduler.takeGatherBuffer()
                 for delivery in draining { frames.append(Self.frame(of: delivery)) }
+                bytes = frames.bytes
                 webSocket.send(frames.output)
                 drainScheduler.returnGatherBuffer(frames)
             }
-            client.recordWritten(draining)
+            client.recordWritten(draining.count)
             closeIfFlushed()
         } else {
-            guard engine.isPollPending else { return }
+            guard engine.isPollPending else { return 0 }
             client.takeQueued(into: &draining)
             defer { draining.removeAll(keepingCapacity: true) }
-            guard !draining.isEmpty else { return }
+            guard !draining.isEmpty else { return 0 }
             for delivery in draining {
                 let packet = delivery.isMessage ? SocketIOCodec.messagePacket(of: delivery) : delivery.payload
                 guard let decoded = try? EnginePacket.decode(text: packet.readableBytesView) else { continue }
+                bytes += packet.readableBytes
                 perform(engine.send(decoded))
             }
-            client.recordWritten(draining)
+            client.recordWritten(draining.count)
             perform(engine.flush())
         }
+        if countingBytes { node.statistics.recordBytesOut(bytes) }
+        return bytes
     }
 
     /// The WebSocket frame of a delivery: a message's shared Socket.IO frame, or a reply's own.

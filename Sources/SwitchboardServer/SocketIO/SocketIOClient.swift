@@ -81,11 +81,9 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         outbox.seal()
     }
 
-    func recordWritten(_ deliveries: [Delivery]) {
-        messagesOut += deliveries.count
-        var bytes = 0
-        for delivery in deliveries { bytes += delivery.frame.readableBytes }
-        node.statistics.recordBytesOut(bytes)
+    /// Counts messages written to the client (for the admin API's `messagesOut`).
+    func recordWritten(_ count: Int) {
+        messagesOut += count
     }
 
     // MARK: Session host
