@@ -19,16 +19,12 @@ import unittest
 import aiohttp
 import socketio
 
+from check_support import free_port, stop
+
 BIN = os.environ["SWITCHBOARD_BIN"]
 SECRET = "socketio-check-" + "s" * 32
 HEARTBEAT_MS = 400
 TRANSPORTS = {"default": None, "websocket": ["websocket"]}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def token(sub, role="user", tier=None, ttl="1h"):
@@ -61,13 +57,7 @@ class Node:
         raise RuntimeError("switchboard did not start")
 
     def stop(self):
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self.log.close()
+        stop(self.process, self.log)
 
 
 NODE = None
@@ -396,12 +386,12 @@ class UpgradeTests(unittest.TestCase):
         # python-socketio upgrades before it sends CONNECT, so no event of its crosses the upgrade. This client
         # is Engine.IO by hand (aiohttp) to hold the session on polling while messages flow, then upgrade it.
         async def check():
-            stop = asyncio.Event()
+            publishing = asyncio.Event()
             sent = 0
 
             async def publish():
                 nonlocal sent
-                while not stop.is_set() and sent < 5000:
+                while not publishing.is_set() and sent < 5000:
                     status, _ = await api("POST", "/api/v1/websocket/broadcast", {"userId": "sio-upgrade", "event": "fill", "data": {"i": sent}})
                     self.assertEqual(status, 200)
                     sent += 1
@@ -444,26 +434,23 @@ class UpgradeTests(unittest.TestCase):
                 self.assertEqual((await ws.receive()).data, "3probe")
                 await asyncio.wait_for(polling, 10)
                 await ws.send_str("5")
-                upgraded_at = time.monotonic()
-                while time.monotonic() < upgraded_at + 0.5:
-                    try:
-                        message = await asyncio.wait_for(ws.receive(), 0.5)
-                    except asyncio.TimeoutError:
-                        break
-                    if message.data == "2":
-                        await ws.send_str("3")
-                    take(message.data, "websocket")
-                stop.set()
+
+                async def read_websocket(until, seconds):
+                    """Takes the WebSocket's messages (answering pings) until `until()` or `seconds` pass."""
+                    deadline = time.monotonic() + seconds
+                    while not until() and time.monotonic() < deadline:
+                        try:
+                            message = await asyncio.wait_for(ws.receive(), 0.5)
+                        except asyncio.TimeoutError:
+                            continue
+                        if message.data == "2":
+                            await ws.send_str("3")
+                        take(message.data, "websocket")
+
+                await read_websocket(lambda: False, 0.5)  # the stream goes on over WebSocket for a while
+                publishing.set()
                 await publisher
-                deadline = time.monotonic() + 10
-                while (not received or received[-1][1] < sent) and time.monotonic() < deadline:
-                    try:
-                        message = await asyncio.wait_for(ws.receive(), 1)
-                    except asyncio.TimeoutError:
-                        continue
-                    if message.data == "2":
-                        await ws.send_str("3")
-                    take(message.data, "websocket")
+                await read_websocket(lambda: bool(received) and received[-1][1] >= sent, 10)
                 await ws.close()
             seqs = [seq for _, seq in received]
             self.assertEqual(seqs, list(range(seqs[0], sent + 1)), f"{len(seqs)} received from seq {seqs[0]} of {sent}")

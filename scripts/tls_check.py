@@ -10,15 +10,17 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import socket
 import ssl
-import subprocess
 import tempfile
 import time
 import unittest
 
 import aiohttp
 import socketio
+
+from check_support import free_port, stop
 
 BIN = os.environ["SWITCHBOARD_BIN"]
 SECRET = "tls-check-" + "t" * 32
@@ -39,12 +41,6 @@ def make_certificate(directory, serial):
     # Replaced by rename, as a deployment tool would: the server never reads half a file.
     os.replace(os.path.join(directory, "next.key"), os.path.join(directory, "server.key"))
     os.replace(os.path.join(directory, "next.pem"), os.path.join(directory, "server.pem"))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class TLSTests(unittest.TestCase):
@@ -76,13 +72,7 @@ class TLSTests(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        cls.process.terminate()
-        try:
-            cls.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            cls.process.kill()
-            cls.process.wait()
-        cls.log.close()
+        stop(cls.process, cls.log)
 
     @classmethod
     def serial(cls, **versions):

@@ -35,29 +35,27 @@ final class DrainScheduler: Sendable {
     /// Queues `connection` for draining on the loop (any thread), after the batch delay when `batched`.
     func markDirty(_ connection: WebSocketConnection, batched: Bool = false) {
         if batched && batchDelay > .zero {
-            if delayed.withLock({ Self.enqueue(connection, into: &$0) }) {
+            if delayed.withLock({ Self.enqueue(connection, into: &$0.dirty, scheduled: &$0.scheduled) }) {
                 eventLoop.scheduleTask(in: batchDelay) { self.run(delayed: true) }
             }
         } else {
-            if now.withLock({ Self.enqueue(connection, into: &$0) }) { eventLoop.execute { self.run(delayed: false) } }
+            if now.withLock({ Self.enqueue(connection, into: &$0.dirty, scheduled: &$0.scheduled) }) { eventLoop.execute { self.run(delayed: false) } }
         }
     }
 
     /// Queues a Socket.IO session for draining on the loop (any thread), with the native connections.
     func markDirty(_ session: EngineConnection) {
-        let schedule = now.withLock { queue in
-            queue.dirtySessions.append(session)
-            defer { queue.scheduled = true }
-            return !queue.scheduled
+        if now.withLock({ Self.enqueue(session, into: &$0.dirtySessions, scheduled: &$0.scheduled) }) {
+            eventLoop.execute { self.run(delayed: false) }
         }
-        if schedule { eventLoop.execute { self.run(delayed: false) } }
     }
 
-    /// Adds `connection`; true when the queue was idle and its run must be scheduled.
-    private static func enqueue(_ connection: WebSocketConnection, into queue: inout Queue) -> Bool {
-        queue.dirty.append(connection)
-        defer { queue.scheduled = true }
-        return !queue.scheduled
+    /// Adds `element` to one of a queue's lists; true when the queue was idle (`scheduled` was false) and its run
+    /// must be scheduled.
+    private static func enqueue<Element>(_ element: Element, into list: inout [Element], scheduled: inout Bool) -> Bool {
+        list.append(element)
+        defer { scheduled = true }
+        return !scheduled
     }
 
     private static func takeAll(from queue: inout Queue) -> [WebSocketConnection] {
