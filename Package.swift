@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "RedisClient", targets: ["RedisClient"]),
     ],
     dependencies: [
+        .package(url: "https://github.com/adam-fowler/compress-nio.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
@@ -51,6 +52,7 @@ let package = Package(
                 "RedisBroker",
                 "RedisClient",
                 "SwitchboardCore",
+                .product(name: "CompressNIO", package: "compress-nio"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -182,7 +184,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SwitchboardServerTests",
-            dependencies: ["SwitchboardServer", "WebSocketTestClient", "RedisBroker", "RedisTestSupport"],
+            dependencies: [
+                "SwitchboardServer", "WebSocketTestClient", "RedisBroker", "RedisTestSupport",
+                .product(name: "CompressNIO", package: "compress-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
     ]

@@ -10,11 +10,14 @@ public final class TestWebSocket: Sendable {
     }
 
     public let channel: any Channel
+    /// The headers of the server's `101` response.
+    public let handshakeHeaders: [(String, String)]
     private let frames: Mailbox<ServerFrame>
     private let end: EventLoopFuture<StreamEnd>
 
-    private init(channel: any Channel, frames: Mailbox<ServerFrame>, end: EventLoopFuture<StreamEnd>) {
+    private init(channel: any Channel, handshakeHeaders: [(String, String)], frames: Mailbox<ServerFrame>, end: EventLoopFuture<StreamEnd>) {
         self.channel = channel
+        self.handshakeHeaders = handshakeHeaders
         self.frames = frames
         self.end = end
     }
@@ -36,7 +39,9 @@ public final class TestWebSocket: Sendable {
             host: host, port: port, localAddress: localAddress, answerPings: answerPings, receiveBufferBytes: receiveBufferBytes)
         try await channel.writeAndFlush(ByteBuffer(string: request))
         let head = try await response.get()
-        if head.status == 101 { return .upgraded(TestWebSocket(channel: channel, frames: frames, end: end)) }
+        if head.status == 101 {
+            return .upgraded(TestWebSocket(channel: channel, handshakeHeaders: head.headers, frames: frames, end: end))
+        }
         try? await channel.close()
         return .refused(head)
     }

@@ -19,6 +19,8 @@ public struct ServerFrame: Sendable {
     public let payload: [UInt8]
     /// Whether the server (wrongly) masked it.
     public let masked: Bool
+    /// RSV1: a permessage-deflate compressed message (RFC 7692).
+    public let compressed: Bool
 
     public var text: String { String(decoding: payload, as: UTF8.self) }
     /// For a close frame: its code, if any.
@@ -74,7 +76,7 @@ public enum WireParser {
             return nil
         }
         if masked { for index in payload.indices { payload[index] ^= mask[index % 4] } }
-        return ServerFrame(fin: first & 0x80 != 0, opcode: first & 0x0F, payload: payload, masked: masked)
+        return ServerFrame(fin: first & 0x80 != 0, opcode: first & 0x0F, payload: payload, masked: masked, compressed: first & 0x40 != 0)
     }
 
     /// A client frame, masked unless told otherwise (RFC 6455 §5.3).

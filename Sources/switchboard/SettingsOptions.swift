@@ -39,6 +39,8 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Prefix of every Redis key and channel (default switchboard:).") var redisPrefix: String?
     @Option(help: "PEM certificate chain: the port serves HTTPS and wss:// (reloaded on SIGHUP).") var tlsCert: String?
     @Option(help: "PEM private key of tls-cert.") var tlsKey: String?
+    @Option(help: "Offer permessage-deflate to clients that ask: true or false (default false).") var compression: String?
+    @Option(help: "Smaller frames go uncompressed, bytes (default 256).") var compressionMinBytes: String?
     @Option(help: "Bearer token required by /metrics.") var metricsToken: String?
     @Option(help: "File that receives security events as JSON lines.") var auditLog: String?
     @Option(help: "JSON or YAML file with any of these settings and the namespaces table.") var config: String?
@@ -56,7 +58,7 @@ struct SettingsOptions: ParsableArguments {
             ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),
             ("request-timeout-ms", requestTimeoutMs), ("threads", threads), ("batch-write-delay-ms", batchWriteDelayMs),
             ("tcp-nodelay", tcpNoDelay), ("listen-backlog", listenBacklog), ("log-level", logLevel), ("redis-url", redisUrl), ("redis-prefix", redisPrefix),
-            ("tls-cert", tlsCert), ("tls-key", tlsKey),
+            ("tls-cert", tlsCert), ("tls-key", tlsKey), ("compression", compression), ("compression-min-bytes", compressionMinBytes),
             ("metrics-token", metricsToken), ("audit-log", auditLog), ("config", config),
         ]
         return Dictionary(uniqueKeysWithValues: pairs.compactMap { name, value in value.map { (name, $0) } })

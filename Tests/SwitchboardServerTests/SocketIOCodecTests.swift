@@ -35,7 +35,7 @@ import Testing
         let delivery = message(Publication(channel: "admin", event: "e", data: String(repeating: "9", count: 300)))
         var encodings = 0
         let frames = (0..<3).map { _ in
-            delivery.socketIOFrame { delivery in
+            delivery.frame(.socketIO) { delivery in
                 encodings += 1
                 return WebSocketWireFrame.frame(.text, payload: SocketIOCodec.messagePacket(fromNative: delivery.payload) ?? ByteBuffer())
             }
@@ -50,7 +50,7 @@ import Testing
         let frame = SocketIOCodec.messageFrame(of: delivery)
         #expect(frame.getInteger(at: frame.readerIndex, as: UInt8.self) == 0x81)
         #expect(frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) == 126)
-        #expect(SocketIOCodec.payload(ofTextFrame: frame) == SocketIOCodec.messagePacket(of: delivery))
+        #expect(WebSocketWireFrame.payload(of: frame) == SocketIOCodec.messagePacket(of: delivery))
     }
 
     @Test func repliesAreAcksWithTheirIdAndEventsWithout() {

@@ -21,9 +21,37 @@ public final class Delivery: Sendable {
     public let namespace: String?
     /// When the publish was accepted, in `NIODeadline` uptime nanoseconds (for the delivery latency histogram).
     public let publishedAt: UInt64
-    /// This message in the Socket.IO codec, built by its first Socket.IO recipient and shared by the rest
-    /// (SPEC §9: one encoding per publication and codec in use, none for a channel without such recipients).
-    private let socketIOEncoding = Mutex<ByteBuffer?>(nil)
+    /// This message's frame in the other encodings, each built by its first recipient that needs it and shared
+    /// by the rest (SPEC §9, §12: one encoding per publication and codec in use, none for one not in use).
+    private let encodings = Mutex<Encodings>(Encodings())
+
+    /// A frame of a delivery other than its native uncompressed ``frame``.
+    public enum Encoding: Sendable {
+        /// The Socket.IO codec's WebSocket frame (SPEC §9).
+        case socketIO
+        /// The native frame compressed with permessage-deflate (SPEC §12).
+        case deflated
+    }
+
+    private struct Encodings {
+        var socketIO: ByteBuffer?
+        var deflated: ByteBuffer?
+
+        subscript(encoding: Encoding) -> ByteBuffer? {
+            get {
+                switch encoding {
+                case .socketIO: socketIO
+                case .deflated: deflated
+                }
+            }
+            set {
+                switch encoding {
+                case .socketIO: socketIO = newValue
+                case .deflated: deflated = newValue
+                }
+            }
+        }
+    }
 
     /// A reply or another non-message frame.
     public convenience init(payload: ByteBuffer) {
@@ -40,13 +68,14 @@ public final class Delivery: Sendable {
         self.publishedAt = NIODeadline.now().uptimeNanoseconds
     }
 
-    /// The frame of this delivery in another codec: `encode` runs for the first caller only, every later one
-    /// gets the same buffer (same storage). Cheap to call from any thread.
-    public func socketIOFrame(encodedBy encode: (Delivery) -> ByteBuffer) -> ByteBuffer {
-        socketIOEncoding.withLock { cached in
-            if let cached { return cached }
+    /// The frame of this delivery in `encoding`: `encode` runs for the first caller only, every later one gets
+    /// the same buffer (same storage). Cheap to call from any thread; `encode` must not ask this delivery for
+    /// another encoding (it runs under the cache's lock).
+    public func frame(_ encoding: Encoding, encodedBy encode: (Delivery) -> ByteBuffer) -> ByteBuffer {
+        encodings.withLock { cached in
+            if let frame = cached[encoding] { return frame }
             let frame = encode(self)
-            cached = frame
+            cached[encoding] = frame
             return frame
         }
     }

@@ -48,6 +48,8 @@ public final class NodeStatistics: Sendable {
     private let dropped = Atomic<Int>(0)
     private let bytesIn = Atomic<Int>(0)
     private let bytesOut = Atomic<Int>(0)
+    private let compressedBytesOut = Atomic<Int>(0)
+    private let compressedFramesRawBytes = Atomic<Int>(0)
     private let authSuccesses = Atomic<Int>(0)
     private let authFailures = Atomic<Int>(0)
     private let rateLimitedByLimit: [Limit: Tally]
@@ -82,6 +84,8 @@ public final class NodeStatistics: Sendable {
     private let rateLimitedCounters: [Limit: Counter]
     private let bytesReceivedCounter: Counter
     private let bytesSentCounter: Counter
+    private let compressedBytesSentCounter: Counter
+    private let compressedRawBytesCounter: Counter
     private let authFailuresCounter: Counter
     private let slowConsumerCounter: Counter
     private let securityEventCounters: [SecurityEventKind: Counter]
@@ -156,6 +160,8 @@ public final class NodeStatistics: Sendable {
         })
         bytesReceivedCounter = Counter(label: "switchboard_bytes_received_total", factory: factory)
         bytesSentCounter = Counter(label: "switchboard_bytes_sent_total", factory: factory)
+        compressedBytesSentCounter = Counter(label: "switchboard_compressed_bytes_sent_total", factory: factory)
+        compressedRawBytesCounter = Counter(label: "switchboard_compressed_bytes_raw_total", factory: factory)
         authFailuresCounter = Counter(label: "switchboard_auth_failures_total", factory: factory)
         slowConsumerCounter = Counter(label: "switchboard_slow_consumer_disconnects_total", factory: factory)
         latency = CoreMetrics.Timer(label: Self.latencyMetricName, factory: factory)
@@ -232,6 +238,15 @@ public final class NodeStatistics: Sendable {
     public func recordBytesOut(_ count: Int) {
         bytesOut.add(count, ordering: .relaxed)
         bytesSentCounter.increment(by: Int64(count))
+    }
+
+    /// Frames written compressed (permessage-deflate, SPEC §12): their bytes on the wire (also counted by
+    /// ``recordBytesOut(_:)``) and the bytes the same frames would have taken uncompressed.
+    public func recordCompressedBytesOut(_ count: Int, raw: Int) {
+        compressedBytesOut.add(count, ordering: .relaxed)
+        compressedFramesRawBytes.add(raw, ordering: .relaxed)
+        compressedBytesSentCounter.increment(by: Int64(count))
+        compressedRawBytesCounter.increment(by: Int64(raw))
     }
 
     public func recordAuth(succeeded: Bool) {
@@ -318,6 +333,9 @@ public final class NodeStatistics: Sendable {
         public var upgradesAcceptedPerSecond: Double
         public var bytesIn: Int
         public var bytesOut: Int
+        /// Bytes of compressed frames written, and what those frames would have taken uncompressed.
+        public var compressedBytesOut: Int
+        public var compressedFramesRawBytes: Int
         public var authSuccesses: Int
         public var authFailures: Int
         public var rateLimited: [Limit: Int]
@@ -349,6 +367,8 @@ public final class NodeStatistics: Sendable {
             publishedPerSecond: publishedRate, deliveredPerSecond: deliveredRate,
             upgradesAccepted: upgradesAccepted.load(ordering: .relaxed), upgradesAcceptedPerSecond: acceptedRate,
             bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
+            compressedBytesOut: compressedBytesOut.load(ordering: .relaxed),
+            compressedFramesRawBytes: compressedFramesRawBytes.load(ordering: .relaxed),
             authSuccesses: authSuccesses.load(ordering: .relaxed), authFailures: authFailures.load(ordering: .relaxed),
             rateLimited: rateLimitedByLimit.mapValues { $0.load() },
             slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed),

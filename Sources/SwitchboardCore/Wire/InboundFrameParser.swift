@@ -7,6 +7,8 @@ public struct InboundFrame: Sendable {
     public let opcode: UInt8
     /// Whether the client masked the frame (RFC 6455 §5.1: a server must close the connection if not).
     public let isMasked: Bool
+    /// RSV1 on the first frame of a message: the message is compressed (RFC 7692 §6, permessage-deflate).
+    public let isCompressed: Bool
     public let payload: ByteBuffer
 
     public static let continuation: UInt8 = 0x0
@@ -23,7 +25,8 @@ public struct InboundFrame: Sendable {
 /// a `ByteToMessageHandler`, a pipeline stage of its own that keeps about 600 bytes of buffers and bookkeeping
 /// per connection; this parser is a field of the connection and holds bytes only while a frame is incomplete.
 /// It enforces what the decoder did (frame length limit, control frames final and at most 125 bytes) and
-/// also refuses RSV bits, since no extension is ever negotiated (RFC 6455 §5.2).
+/// also refuses RSV bits (RFC 6455 §5.2), except RSV1 on the first frame of a data message once
+/// permessage-deflate was negotiated (RFC 7692 §6).
 public struct InboundFrameParser {
     /// Why the byte stream cannot go on; the connection closes with the matching code.
     public enum Failure: Error, Equatable {
@@ -35,11 +38,14 @@ public struct InboundFrameParser {
 
     /// The largest payload accepted in one frame.
     public let maxFrameSize: Int
+    /// permessage-deflate was negotiated: RSV1 marks a compressed message.
+    public let acceptsCompressedMessages: Bool
     /// Received bytes not yet parsed into a frame (nil when there are none, so an idle connection holds nothing).
     private var pending: ByteBuffer?
 
-    public init(maxFrameSize: Int) {
+    public init(maxFrameSize: Int, acceptsCompressedMessages: Bool = false) {
         self.maxFrameSize = maxFrameSize
+        self.acceptsCompressedMessages = acceptsCompressedMessages
     }
 
     /// Adds bytes read from the socket.
@@ -63,7 +69,15 @@ public struct InboundFrameParser {
         else { return nil }
         let opcode = first & 0x0F
         let fin = first & 0x80 != 0
-        guard first & 0x70 == 0 else { throw .protocolViolation("reserved bits set without an extension") }
+        guard first & 0x30 == 0 else { throw .protocolViolation("reserved bits set without an extension") }
+        let isCompressed = first & 0x40 != 0
+        if isCompressed {
+            guard acceptsCompressedMessages else { throw .protocolViolation("reserved bits set without an extension") }
+            // RFC 7692 §6.1: RSV1 only on the first frame of a text or binary message.
+            guard opcode == InboundFrame.text || opcode == InboundFrame.binary else {
+                throw .protocolViolation("RSV1 set on a control or continuation frame")
+            }
+        }
         var headerLength = 2
         var length = UInt64(second & 0x7F)
         if length == 126 {
@@ -98,7 +112,7 @@ public struct InboundFrameParser {
                 for index in bytes.indices { bytes[index] ^= UInt8(truncatingIfNeeded: mask >> (24 - 8 * UInt32(index & 3))) }
             }
         }
-        return InboundFrame(fin: fin, opcode: opcode, isMasked: isMasked, payload: payload)
+        return InboundFrame(fin: fin, opcode: opcode, isMasked: isMasked, isCompressed: isCompressed, payload: payload)
     }
 
     /// Drops anything buffered (after a failure the rest of the stream is ignored).

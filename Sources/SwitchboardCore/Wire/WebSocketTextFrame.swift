@@ -13,9 +13,10 @@ public enum WebSocketWireFrame {
         case pong = 0xA
     }
 
-    /// The frame header for a final, unmasked frame of `length` bytes.
-    public static func writeHeader(opcode: Opcode, length: Int, into buffer: inout ByteBuffer) {
-        buffer.writeInteger(0x80 | opcode.rawValue)
+    /// The frame header for a final, unmasked frame of `length` bytes; `compressed` sets RSV1, which marks a
+    /// permessage-deflate message (RFC 7692 §6).
+    public static func writeHeader(opcode: Opcode, length: Int, into buffer: inout ByteBuffer, compressed: Bool = false) {
+        buffer.writeInteger(0x80 | (compressed ? 0x40 : 0) | opcode.rawValue)
         switch length {
         case ..<126:
             buffer.writeInteger(UInt8(length))
@@ -34,6 +35,23 @@ public enum WebSocketWireFrame {
         writeHeader(opcode: opcode, length: payload.readableBytes, into: &frame)
         frame.writeImmutableBuffer(payload)
         return frame
+    }
+
+    /// The payload of a frame written by this type (a view of the same storage).
+    public static func payload(of frame: ByteBuffer) -> ByteBuffer {
+        guard let second = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) else { return ByteBuffer() }
+        let header =
+            switch second & 0x7F {
+            case 126: 4
+            case 127: 10
+            default: 2
+            }
+        return frame.getSlice(at: frame.readerIndex + header, length: frame.readableBytes - header) ?? ByteBuffer()
+    }
+
+    /// Whether a frame written by this type is compressed (RSV1).
+    public static func isCompressed(_ frame: ByteBuffer) -> Bool {
+        (frame.getInteger(at: frame.readerIndex, as: UInt8.self) ?? 0) & 0x40 != 0
     }
 
     /// A close frame with `code` and a UTF-8 `reason` (cut to fit the 125-byte control-frame limit).

@@ -105,7 +105,12 @@ struct ManagementAPI: Sendable {
                 "published": int(counts.published), "delivered": int(counts.delivered), "dropped": int(counts.dropped),
                 "publishedPerSecond": .double(counts.publishedPerSecond), "deliveredPerSecond": .double(counts.deliveredPerSecond),
             ]),
-            "bytes": .object(["in": int(counts.bytesIn), "out": int(counts.bytesOut)]),
+            // SPEC §12: `out` counts every byte written; `compressedOut` the part written as compressed frames, and
+            // `compressedRaw` what those frames would have taken uncompressed (so the saving is their difference).
+            "bytes": .object([
+                "in": int(counts.bytesIn), "out": int(counts.bytesOut),
+                "compressedOut": int(counts.compressedBytesOut), "compressedRaw": int(counts.compressedFramesRawBytes),
+            ]),
             "auth": .object(["successes": int(counts.authSuccesses), "failures": int(counts.authFailures)]),
             "blockedIPs": int(node.blockList.count()),
             "rateLimited": .object(rateLimited),

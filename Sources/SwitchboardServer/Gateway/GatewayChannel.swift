@@ -33,7 +33,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// What an accepted upgrade becomes: a native connection, a new Engine.IO session on WebSocket, or the
     /// WebSocket that takes over a polling session.
     enum AcceptedUpgrade: Sendable {
-        case native(AdmittedUpgrade)
+        /// `compressed`: permessage-deflate was negotiated (SPEC §12).
+        case native(AdmittedUpgrade, compressed: Bool)
         case engineHandshake(ip: String)
         case engineUpgrade(EngineConnection)
     }
@@ -55,6 +56,13 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// sends little after its upgrade request (the buffer still grows for bigger reads).
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
 
+    /// The `Sec-WebSocket-Extensions` answer to a `/ws` upgrade: permessage-deflate when `compression` is on, the
+    /// client offers it acceptably and the loop's compressor is running (SPEC §12); nil for plain frames.
+    private func compressionResponse(to head: HTTPRequestHead, on loop: any EventLoop) -> String? {
+        guard node.settings.compression, node.deflaters[loop] != nil else { return nil }
+        return PerMessageDeflate.response(toOffers: head.headers["Sec-WebSocket-Extensions"])
+    }
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
@@ -75,9 +83,12 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         }
                     }
                     return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
-                        admitted.value = .native(upgrade)
+                        var headers = HTTPHeaders()
+                        let extensions = compressionResponse(to: head, on: channel.eventLoop)
+                        if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
+                        admitted.value = .native(upgrade, compressed: extensions != nil)
                         // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
-                        return HTTPHeaders()
+                        return headers
                     }.flatMapErrorThrowing { error in
                         rejection.value =
                             error as? UpgradeRejection
@@ -101,9 +112,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                             try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
                         }
                         switch upgrade {
-                        case .native(let upgrade):
+                        case .native(let upgrade, let compressed):
                             try channel.pipeline.syncOperations.addHandler(
-                                WebSocketConnection(node: node, admitted: upgrade, channel: channel))
+                                WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed))
                         case .engineHandshake(let ip):
                             let socket = EngineWebSocket(
                                 channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil)

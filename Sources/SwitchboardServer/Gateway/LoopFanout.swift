@@ -26,15 +26,19 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
     /// For `?batch=true` connections: how long a lane gathers messages before a pass, which writes them as one
     /// `batch` frame. Nil for plain connections (a pass starts at once, frames back to back).
     let gathering: TimeAmount?
+    /// For connections that negotiated permessage-deflate: the loop's compressor, through which every member
+    /// gets the shared compressed frames (SPEC §12). Nil for plain connections.
+    let deflater: MessageDeflater?
     private let statistics: NodeStatistics
     private var slots: [Slot] = []
     private var owners: [WebSocketConnection?] = []
     private var freeSlots: [Int] = []
 
-    init(eventLoop: any EventLoop, statistics: NodeStatistics, gathering: TimeAmount? = nil) {
+    init(eventLoop: any EventLoop, statistics: NodeStatistics, gathering: TimeAmount? = nil, deflater: MessageDeflater? = nil) {
         self.eventLoop = eventLoop
         self.statistics = statistics
         self.gathering = gathering
+        self.deflater = deflater
     }
 
     /// Runs a lane's next pass: at once for plain connections, after the gathering time for batch ones. Any thread.
@@ -48,7 +52,7 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
 
     /// The frames of one pass: one `batch` frame for batch connections when there are several messages.
     func batch(of deliveries: [Delivery]) -> LaneBatch {
-        LaneBatch(deliveries, asOneBatchFrame: gathering != nil)
+        LaneBatch(deliveries, asOneBatchFrame: gathering != nil, deflater: deflater)
     }
 
     func makeLane() -> any FanoutLane {
@@ -117,7 +121,11 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
                 owner?.finishDirectWrite(batch.frames, outcome: outcome)
             }
         }
-        if attempts > 0 { statistics.recordBytesOut(attempts * batch.frames.readableBytes) }
+        guard attempts > 0 else { return }
+        statistics.recordBytesOut(attempts * batch.frames.readableBytes)
+        if batch.compressed.bytes > 0 {
+            statistics.recordCompressedBytesOut(attempts * batch.compressed.bytes, raw: attempts * batch.compressed.raw)
+        }
     }
 
     /// Records the publish-to-write latency of a lane's pass, for its oldest message (the pass's worst case).
@@ -143,22 +151,37 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
 struct LaneBatch {
     let deliveries: [Delivery]
     let frames: ByteBuffer
+    /// Of ``frames``, the bytes of compressed frames and what they would have taken uncompressed.
+    let compressed: (bytes: Int, raw: Int)
 
     /// - Parameters:
     ///   - deliveries: at least one, in `seq` order.
     ///   - asOneBatchFrame: several messages go as one `{"type":"batch"}` frame (a lone one as it is).
-    init(_ deliveries: [Delivery], asOneBatchFrame: Bool) {
+    ///   - deflater: the loop's compressor, for members that negotiated permessage-deflate.
+    init(_ deliveries: [Delivery], asOneBatchFrame: Bool, deflater: MessageDeflater? = nil) {
         self.deliveries = deliveries
+        var compressed = (bytes: 0, raw: 0)
+        func counted(_ frame: ByteBuffer, plain: ByteBuffer) -> ByteBuffer {
+            if WebSocketWireFrame.isCompressed(frame) {
+                compressed.bytes += frame.readableBytes
+                compressed.raw += plain.readableBytes
+            }
+            return frame
+        }
         if deliveries.count == 1 {
-            frames = deliveries[0].frame
+            frames = counted(deflater.map { $0.frame(of: deliveries[0]) } ?? deliveries[0].frame, plain: deliveries[0].frame)
         } else if asOneBatchFrame {
-            frames = BatchFrame.frame(of: deliveries)
+            let batch = BatchFrame.frame(of: deliveries)
+            frames = counted(deflater.map { $0.compressedFrame(ofFrame: batch) } ?? batch, plain: batch)
         } else {
             var frames = ByteBuffer()
             frames.reserveCapacity(deliveries.reduce(0) { $0 + $1.frame.readableBytes })
-            for delivery in deliveries { frames.writeImmutableBuffer(delivery.frame) }
+            for delivery in deliveries {
+                frames.writeImmutableBuffer(counted(deflater.map { $0.frame(of: delivery) } ?? delivery.frame, plain: delivery.frame))
+            }
             self.frames = frames
         }
+        self.compressed = compressed
     }
 
     var firstSeq: UInt64 { deliveries[0].seq }

@@ -29,6 +29,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
     let reservation: SlotReservation
     /// `?batch=true`: consecutive messages leave in one `batch` frame.
     let wantsBatches: Bool
+    /// The loop's permessage-deflate compressor when the client negotiated it (SPEC §12): messages of at least
+    /// `compression-min-bytes` leave as the shared compressed frames, and the client may compress its own.
+    private let deflater: MessageDeflater?
     private let outbox: Outbox
     /// The deliveries of the drain in progress: swapped with the outbox's queue, so draining allocates nothing.
     private var draining: [Delivery] = []
@@ -73,6 +76,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
     /// A text message arriving in fragments (RFC 6455 §5.4).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
+    private var fragmentsAreCompressed = false
     /// When the upgrade completed.
     let connectedAt = Date()
     /// The upgrade's `?subscribe=` channels, until `handlerAdded` subscribes them.
@@ -83,7 +87,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
     /// Drains so far, for sampling the latency histogram.
     private var drains: UInt = 0
 
-    init(node: Node, admitted: AdmittedUpgrade, channel: any Channel) {
+    init(node: Node, admitted: AdmittedUpgrade, channel: any Channel, compressed: Bool = false) {
         self.node = node
         self.channel = channel
         self.reservation = admitted.reservation
@@ -92,9 +96,18 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
         self.drainScheduler = node.drainSchedulers[channel.eventLoop]
         self.heartbeats = node.heartbeats[channel.eventLoop]
-        self.loopFanout = admitted.wantsBatches ? node.batchFanouts[channel.eventLoop] : node.fanouts[channel.eventLoop]
+        let loop = channel.eventLoop
+        let deflater = compressed ? node.deflaters[loop] : nil
+        self.deflater = deflater
+        self.loopFanout =
+            switch (admitted.wantsBatches, deflater != nil) {
+            case (false, false): node.fanouts[loop]
+            case (true, false): node.batchFanouts[loop]
+            case (false, true): node.compressingFanouts[loop]
+            case (true, true): node.compressingBatchFanouts[loop]
+            }
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
-        self.frames = InboundFrameParser(maxFrameSize: node.settings.maxMessageBytes)
+        self.frames = InboundFrameParser(maxFrameSize: node.settings.maxMessageBytes, acceptsCompressedMessages: deflater != nil)
     }
 
     // MARK: Channel events
@@ -180,10 +193,11 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
                 return
             }
             if frame.fin {
-                receive(frame.payload, isText: frame.opcode == InboundFrame.text)
+                receive(frame.payload, isText: frame.opcode == InboundFrame.text, compressed: frame.isCompressed)
             } else {
                 fragments = frame.payload
                 fragmentsAreText = frame.opcode == InboundFrame.text
+                fragmentsAreCompressed = frame.isCompressed
             }
         case InboundFrame.continuation:
             guard var buffer = fragments else {
@@ -197,7 +211,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
             }
             fragments = nil
             buffer.writeBuffer(&data)
-            if frame.fin { receive(buffer, isText: fragmentsAreText) } else { fragments = buffer }
+            if frame.fin { receive(buffer, isText: fragmentsAreText, compressed: fragmentsAreCompressed) } else { fragments = buffer }
         case InboundFrame.ping:
             writeControl(.pong, payload: frame.payload)
         case InboundFrame.pong:
@@ -239,7 +253,24 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
 
     // MARK: Inbound messages
 
-    private func receive(_ payload: ByteBuffer, isText: Bool) {
+    private func receive(_ received: ByteBuffer, isText: Bool, compressed: Bool) {
+        let payload: ByteBuffer
+        if compressed, let deflater {
+            // SPEC §12: inflated within max-message-bytes; a message that inflates past it closes with 1009.
+            do throws(MessageDeflater.InflateFailure) {
+                payload = try deflater.inflate(received, limit: node.settings.maxMessageBytes)
+            } catch {
+                switch error {
+                case .tooLarge:
+                    refuseInput(code: .messageTooBig, reason: "message inflates to more than \(node.settings.maxMessageBytes) bytes")
+                case .corrupt:
+                    refuseInput(code: .protocolError, reason: "compressed message is not valid deflate data")
+                }
+                return
+            }
+        } else {
+            payload = received
+        }
         messagesIn += 1
         // SPEC §3: a refusal carries the request's id when the message can be read.
         guard admitMessage(id: { isText ? ClientRequest.id(in: payload.readableBytesView) : nil }) else { return }
@@ -303,20 +334,23 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         let oldestPublish = first.isMessage ? first.publishedAt : nil
         messagesOut += draining.count
         let written: Int
+        var compressed = CompressedBytes()
         if draining.count == 1 && !wantsBatches {
             // The common case at light load: one frame, one write.
-            written = first.frame.readableBytes
-            writeOut(first.frame, context: context)
+            let frame = outboundFrame(of: first, counting: &compressed)
+            written = frame.readableBytes
+            writeOut(frame, context: context)
         } else {
             // One write for everything drained: frames queued within one event-loop tick leave together.
             var frames = drainScheduler.takeGatherBuffer()
-            gather(draining, into: &frames)
+            gather(draining, into: &frames, counting: &compressed)
             written = frames.bytes
             writeOut(frames.output, context: context)
             drainScheduler.returnGatherBuffer(frames)
         }
         draining.removeAll(keepingCapacity: true)
         node.statistics.recordBytesOut(written)
+        if compressed.bytes > 0 { node.statistics.recordCompressedBytesOut(compressed.bytes, raw: compressed.raw) }
         // The latency histogram takes a lock: sample one drain in 16, for its oldest message (the drain's worst case).
         drains &+= 1
         if drains & 15 == 0, let oldestPublish {
@@ -324,10 +358,31 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         }
     }
 
+    /// Bytes of compressed frames in one drain, and their uncompressed size (for stats).
+    private struct CompressedBytes {
+        var bytes = 0
+        var raw = 0
+
+        mutating func count(_ frame: ByteBuffer, plain: ByteBuffer) {
+            guard WebSocketWireFrame.isCompressed(frame) else { return }
+            bytes += frame.readableBytes
+            raw += plain.readableBytes
+        }
+    }
+
+    /// The frame this connection gets for `delivery`: the shared compressed one if it negotiated
+    /// permessage-deflate and the message is big enough, the plain one otherwise.
+    private func outboundFrame(of delivery: Delivery, counting compressed: inout CompressedBytes) -> ByteBuffer {
+        guard let deflater else { return delivery.frame }
+        let frame = deflater.frame(of: delivery)
+        compressed.count(frame, plain: delivery.frame)
+        return frame
+    }
+
     /// Puts `deliveries`' frames into `frames`.
-    private func gather(_ deliveries: [Delivery], into frames: inout GatherBuffer) {
+    private func gather(_ deliveries: [Delivery], into frames: inout GatherBuffer, counting compressed: inout CompressedBytes) {
         guard wantsBatches else {
-            for delivery in deliveries { frames.append(delivery.frame) }
+            for delivery in deliveries { frames.append(outboundFrame(of: delivery, counting: &compressed)) }
             return
         }
         // Consecutive messages share one batch frame; replies and lone messages go as they are.
@@ -337,12 +392,20 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
             while end < deliveries.endIndex && deliveries[end].isMessage { end += 1 }
             switch end - start {
             case 0:
-                frames.append(deliveries[start].frame)
+                frames.append(outboundFrame(of: deliveries[start], counting: &compressed))
                 end = start + 1
             case 1:
-                frames.append(deliveries[start].frame)
+                frames.append(outboundFrame(of: deliveries[start], counting: &compressed))
             default:
-                frames.append(drainScheduler.batchFrame(of: deliveries[start..<end]))
+                let batch = drainScheduler.batchFrame(of: deliveries[start..<end])
+                if let deflater {
+                    // A batch frame is this connection's own (made per drain): compressed for it alone.
+                    let frame = deflater.compressedFrame(ofFrame: batch)
+                    compressed.count(frame, plain: batch)
+                    frames.append(frame)
+                } else {
+                    frames.append(batch)
+                }
             }
             start = end
         }

@@ -7,9 +7,9 @@ import SwitchboardCore
 enum SocketIOCodec {
     /// A channel message (`Delivery.isMessage`, natively encoded) as the WebSocket text frame of
     /// `42["<event>",{"channel":…,"data":…,"seq":N,"ts":N}]`. Built once per delivery and shared by every
-    /// Socket.IO recipient (``Delivery/socketIOFrame(encodedBy:)``); nil if the native text is not a message.
+    /// Socket.IO recipient (``Delivery/frame(_:encodedBy:)``); nil if the native text is not a message.
     static func messageFrame(of delivery: Delivery) -> ByteBuffer {
-        delivery.socketIOFrame { delivery in
+        delivery.frame(.socketIO) { delivery in
             guard let packet = messagePacket(fromNative: delivery.payload) else { return ByteBuffer() }
             return WebSocketWireFrame.frame(.text, payload: packet)
         }
@@ -18,18 +18,7 @@ enum SocketIOCodec {
     /// The Engine.IO packet text of a message delivery's Socket.IO frame (a view of the same storage).
     static func messagePacket(of delivery: Delivery) -> ByteBuffer {
         let frame = messageFrame(of: delivery)
-        return payload(ofTextFrame: frame)
-    }
-
-    /// The payload of a server text frame written by ``WebSocketWireFrame/frame(_:payload:allocator:)``.
-    static func payload(ofTextFrame frame: ByteBuffer) -> ByteBuffer {
-        guard let second = frame.getInteger(at: frame.readerIndex + 1, as: UInt8.self) else { return ByteBuffer() }
-        let header = switch second & 0x7F {
-        case 126: 4
-        case 127: 10
-        default: 2
-        }
-        return frame.getSlice(at: frame.readerIndex + header, length: frame.readableBytes - header) ?? ByteBuffer()
+        return WebSocketWireFrame.payload(of: frame)
     }
 
     /// Rewrites `{"type":"message","channel":C,"event":E,"data":D,"seq":N,"ts":T}` (``Publication``'s fixed

@@ -31,6 +31,7 @@ extension Settings {
             int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
             bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
             optionalString("tls-cert", \.tlsCert), optionalString("tls-key", \.tlsKey),
+            bool("compression", \.compression), int("compression-min-bytes", \.compressionMinBytes),
             string("redis-prefix", \.redisPrefix),
             optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
             bool("demo", \.demo), logLevel(),

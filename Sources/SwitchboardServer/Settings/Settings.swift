@@ -64,6 +64,10 @@ public struct Settings: Sendable {
     /// PEM certificate chain and private key (SPEC §12): the port then serves HTTPS and `wss://` only.
     public var tlsCert: String?
     public var tlsKey: String?
+    /// permessage-deflate for clients that offer it (SPEC §12): each publication compressed once, shared.
+    public var compression = false
+    /// Frames with a smaller payload go uncompressed even to compressing clients (deflate gains little on them).
+    public var compressionMinBytes = 256
     public var metricsToken: String?
     public var auditLog: String?
     /// Run the synthetic market-data feed (`serve --demo`).
@@ -113,6 +117,7 @@ public struct Settings: Sendable {
             throw SettingsError("redis-prefix must be 1 to 64 characters without spaces or '*', got '\(redisPrefix)'")
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
+        guard compressionMinBytes >= 0 else { throw SettingsError("compression-min-bytes must be 0 or more, got \(compressionMinBytes)") }
         guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }
 }

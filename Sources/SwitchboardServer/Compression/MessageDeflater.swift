@@ -1,0 +1,105 @@
+import CompressNIO
+import NIOCore
+import SwitchboardCore
+
+/// permessage-deflate for one event loop's connections (RFC 7692, SPEC §12): compresses outbound frames and
+/// inflates clients' compressed messages.
+///
+/// Negotiated with `server_no_context_takeover` and `client_no_context_takeover` (``PerMessageDeflate``), so
+/// every message is a deflate stream of its own: one compressor and one decompressor per loop serve all of its
+/// connections, reset after each message, and a connection holds no zlib state (zlib's is about 300 KiB).
+/// A publication is compressed once, by the first loop that needs it, and the frame is shared through
+/// ``Delivery/frame(_:encodedBy:)`` by every compressing recipient on every loop.
+///
+/// Event-loop confined (`@unchecked Sendable`): the node keeps one per loop and each is used on its loop only.
+final class MessageDeflater: @unchecked Sendable {
+    /// Why a client's compressed message was refused.
+    enum InflateFailure: Error {
+        /// It inflates to more than the limit (close 1009: a decompression bomb among others).
+        case tooLarge
+        /// It is not a valid deflate stream (close 1002).
+        case corrupt
+    }
+
+    /// Frames with a smaller payload go uncompressed (`compression-min-bytes`).
+    let minimumBytes: Int
+    private let compressor: ZlibCompressor
+    private let decompressor: ZlibDecompressor
+
+    /// Nil if zlib cannot start (out of memory).
+    init?(minimumBytes: Int) {
+        self.minimumBytes = minimumBytes
+        do {
+            compressor = try ZlibCompressor(algorithm: .deflate, configuration: .init(windowSize: 15, compressionLevel: 6, memoryLevel: 8))
+            decompressor = try ZlibDecompressor(algorithm: .deflate, windowSize: 15)
+        } catch {
+            return nil
+        }
+    }
+
+    /// The frame a compressing connection gets for `delivery`: compressed once and shared, or the plain frame
+    /// for small payloads. Either way it is the same buffer for every caller.
+    func frame(of delivery: Delivery) -> ByteBuffer {
+        delivery.frame(.deflated) { delivery in compressedFrame(ofText: delivery.payload) ?? delivery.frame }
+    }
+
+    /// A text frame with `payload` compressed and RSV1 set (RFC 7692 §7.2.1), or nil when the payload is below
+    /// ``minimumBytes`` or would not get smaller.
+    func compressedFrame(ofText payload: ByteBuffer) -> ByteBuffer? {
+        guard payload.readableBytes >= max(minimumBytes, 1) else { return nil }
+        defer { try? compressor.reset() }
+        var input = payload
+        var body = ByteBuffer()
+        body.reserveCapacity(compressor.maxSize(from: payload))
+        do {
+            try compressor.deflate(from: &input, to: &body, flush: .sync)
+        } catch {
+            return nil
+        }
+        // A sync flush ends with an empty stored block, 00 00 ff ff, which the receiver adds back (§7.2.1).
+        guard input.readableBytes == 0, body.readableBytes >= 4,
+            body.getBytes(at: body.writerIndex - 4, length: 4) == [0x00, 0x00, 0xFF, 0xFF]
+        else { return nil }
+        body.moveWriterIndex(to: body.writerIndex - 4)
+        guard body.readableBytes < payload.readableBytes else { return nil }
+        var frame = ByteBuffer()
+        frame.reserveCapacity(body.readableBytes + 10)
+        WebSocketWireFrame.writeHeader(opcode: .text, length: body.readableBytes, into: &frame, compressed: true)
+        frame.writeBuffer(&body)
+        return frame
+    }
+
+    /// The frame for compressing `batch` connections: a `batch` frame (built per pass) compressed the same way.
+    func compressedFrame(ofFrame frame: ByteBuffer) -> ByteBuffer {
+        compressedFrame(ofText: WebSocketWireFrame.payload(of: frame)) ?? frame
+    }
+
+    /// A client message's payload, inflated (RFC 7692 §7.2.2), at most `limit` bytes.
+    ///
+    /// Output grows as needed up to `limit` + 1 bytes, so a bomb costs at most that much memory and the time
+    /// to inflate it before it is refused.
+    func inflate(_ payload: ByteBuffer, limit: Int) throws(InflateFailure) -> ByteBuffer {
+        defer { try? decompressor.reset() }
+        var input = payload
+        input.writeBytes([0x00, 0x00, 0xFF, 0xFF])
+        var output = ByteBuffer()
+        output.reserveCapacity(min(limit + 1, max(256, payload.readableBytes * 4)))
+        while true {
+            do {
+                try decompressor.inflate(from: &input, to: &output)
+                break
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                // The output filled up: grow it, unless it already holds more than the limit.
+                guard output.readableBytes <= limit else { throw .tooLarge }
+                output.reserveCapacity(min(limit + 1, output.capacity * 2))
+            } catch let error as CompressNIOError where error == .inputBufferOverflow {
+                // Every byte was read and nothing more came out: the message is complete.
+                break
+            } catch {
+                throw .corrupt
+            }
+        }
+        guard output.readableBytes <= limit else { throw .tooLarge }
+        return output
+    }
+}
