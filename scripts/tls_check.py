@@ -1,9 +1,12 @@
-"""TLS on the node (SPEC §12) against a live `switchboard serve` with a test CA made here by openssl.
+"""TLS and compression on the node (SPEC §12) against a live `switchboard serve --compression true` with a
+test CA made here by openssl.
 
 Run by scripts/tls-check (part of the test command) with SWITCHBOARD_BIN set. Checks: HTTPS and wss:// on
 one port, TLS 1.2 and 1.3, plain HTTP refused, a native WebSocket and a Socket.IO client receiving
 broadcasts, a certificate reload on SIGHUP that new connections see while an open connection keeps
-receiving, and a bad new file refused with a log line while the current certificate stays.
+receiving, and a bad new file refused with a log line while the current certificate stays; and aiohttp's
+permessage-deflate client (not ours) beside a plain one on one channel: the same messages, its own
+compressed requests answered, compressed bytes counted in stats.
 """
 
 import asyncio
@@ -58,7 +61,7 @@ class TLSTests(unittest.TestCase):
         cls.process = subprocess.Popen(
             [BIN, "serve", "--host", "127.0.0.1", "--port", str(cls.port), "--jwt-secret", SECRET,
              "--tls-cert", os.path.join(cls.directory, "server.pem"), "--tls-key", os.path.join(cls.directory, "server.key"),
-             "--connect-rate-per-ip", "100000"],
+             "--connect-rate-per-ip", "100000", "--compression", "true"],
             stdout=cls.log, stderr=cls.log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -156,6 +159,41 @@ class TLSTests(unittest.TestCase):
                     reader.cancel()
 
         asyncio.run(asyncio.wait_for(check(), 60))
+
+    def test_a_deflate_client_and_a_plain_one_get_the_same_messages(self):
+        async def check():
+            channel = "system_status"
+            url = self.url.replace("https", "wss") + f"/ws?subscribe={channel}"
+            async with self.session() as session:
+                # aiohttp offers permessage-deflate with compress=15 and inflates what it receives itself.
+                async with session.ws_connect(url, compress=15) as deflating, session.ws_connect(url) as plain:
+                    self.assertEqual((deflating.compress, plain.compress), (15, 0))
+                    for ws in (deflating, plain):
+                        await self.receive_until(ws, "subscribed")
+                    # Its own messages go compressed too: the server inflates them.
+                    await deflating.send_str(json.dumps({"type": "ping", "id": 7}))
+                    self.assertEqual((await self.receive_until(deflating, "pong"))["id"], 7)
+                    quote = {"symbol": "AAPL", "bid": 189.42, "ask": 189.44, "venue": "consolidated", "padding": "x" * 300}
+                    for n in range(3):
+                        await self.broadcast(channel, dict(quote, n=n))
+                    for n in range(3):
+                        got = (await deflating.receive(timeout=10)).data
+                        expected = (await plain.receive(timeout=10)).data
+                        self.assertEqual(got, expected)
+                        self.assertEqual(json.loads(got)["data"]["n"], n)
+                    async with session.get(self.url + "/api/v1/websocket/stats", headers={"Authorization": f"Bearer {self.admin}"}) as response:
+                        counted = (await response.json())["bytes"]
+                    self.assertGreater(counted["compressedOut"], 0, counted)
+                    self.assertLess(counted["compressedOut"], counted["compressedRaw"], counted)
+
+        asyncio.run(asyncio.wait_for(check(), 60))
+
+    async def receive_until(self, ws, kind):
+        """The next frame of type `kind`, skipping others (welcome, replays)."""
+        while True:
+            frame = json.loads((await ws.receive(timeout=10)).data)
+            if frame["type"] == kind:
+                return frame
 
     def read_log(self):
         with open(self.log_path, "rb") as f:
