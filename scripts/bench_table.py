@@ -91,3 +91,15 @@ if storms:
         print(f"{r['target']:<24}{r['connections']:>9}{r['storm_seconds']:>9}{r['connects_subscribes_per_second']:>12}"
               f"{r['baseline_latency_ms_p99']:>12}{r['storm_latency_ms_p99']:>12}{r['storm_latency_ms_max']:>12}"
               f"{r['baseline_stats_ms_p99']:>18}{r['storm_stats_ms_p99']:>18}{r['storm_stats_ms_max']:>11}")
+quotes = [r for r in fan if r.get("quote")]
+if quotes:
+    print()
+    print(f"{'quote fanout':<24}{'wire B/deliv':>13}{'compressed':>12}{'total us/d':>12}{'lost':>6}")
+    for r in quotes:
+        print(f"{r['target'] + (' ' + r['variant'] if 'variant' in r else ''):<24}{r['wire_bytes_per_delivery']:>13}"
+              f"{r['compressed_frames']:>12}{r['server_total_us_per_delivery']:>12}{r['lost']:>6}")
+    plain = [r for r in quotes if not r.get("deflate")]
+    deflated = [r for r in quotes if r.get("deflate")]
+    for a, b in zip(plain, deflated):
+        print(f"deflate / plain: bytes {b['wire_bytes_per_delivery'] / max(1, a['wire_bytes_per_delivery']):.2f}x, "
+              f"CPU per delivery {b['server_total_us_per_delivery'] / max(1e-9, a['server_total_us_per_delivery']):.2f}x")

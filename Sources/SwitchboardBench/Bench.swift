@@ -28,6 +28,8 @@ struct Common: ParsableArguments {
 
     @Flag(help: "Connect subscribers and publishers over TLS (the server's certificate is not verified: loopback only).")
     var tls = false
+    @Flag(help: "Subscribers offer permessage-deflate (switchboard with compression on) and inflate what comes compressed.")
+    var deflate = false
 
     /// A TLS client context for `--tls` runs, nil otherwise.
     func tlsContext() throws -> NIOSSLContext? {
@@ -73,9 +75,12 @@ struct Audience {
         let ports = common.ports
         var path = peer.upgradePath(channel: common.channel, batch: batch)
         if subscribeInURL { path += (path.contains("?") ? "&" : "?") + "subscribe=\(common.channel)" }
+        let offer = common.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : ""
         let request = ByteBuffer(string:
             "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(common.port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
-            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+            + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\(offer)\r\n")
+        // Every subscriber lives on `loop`: one decompressor serves them all (messages are independent streams).
+        let inflater = common.deflate ? try MessageInflater() : nil
         let subscribe = subscribeInURL ? nil : peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
         let awaitsSubscribed = subscribeInURL || subscribe != nil
         let tls = try common.tlsContext()
@@ -89,7 +94,8 @@ struct Audience {
                         let handler = try await loop.submit {
                             SubscriberHandler(
                                 request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded,
-                                publishers: ports.count, handshake: peer.handshake, subscribedKey: peer.subscribedKey)
+                                publishers: ports.count, handshake: peer.handshake, subscribedKey: peer.subscribedKey,
+                                inflater: inflater)
                         }.get()
                         let channel = try await ClientBootstrap(group: loop)
                             .channelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -136,6 +142,8 @@ struct Fanout: AsyncParsableCommand {
     @Option(help: "Publishes per second.") var rate: Int = 100
     @Option(help: "Seconds of publishing.") var seconds: Int = 10
     @Option(help: "Bytes of padding in each message.") var padding: Int = 60
+    @Flag(help: "Send a market quote (the demo's fields and more, about 380 bytes as delivered) instead of padding.")
+    var quote = false
     @Flag(help: "Open subscribers with ?batch=true (switchboard).") var batch = false
     @Flag(help: "Time GET /stats (switchboard) every 100 ms while publishing.") var probeStats = false
 
@@ -185,7 +193,7 @@ struct Fanout: AsyncParsableCommand {
                     count.value += 1
                     let request = peer.publishRequest(
                         channel: common.channel, n: count.value, sentAt: NIODeadline.now().uptimeNanoseconds, token: common.token,
-                        padding: pad)
+                        padding: pad, quote: quote)
                     publishChannels[count.value % publishChannels.count].write(request, promise: nil)
                 }
                 for channel in publishChannels { channel.flush() }
@@ -232,6 +240,9 @@ struct Fanout: AsyncParsableCommand {
             "server_cpu_user_s": utime, "server_cpu_system_s": stime,
             "server_user_us_per_delivery": perDelivery(utime), "server_total_us_per_delivery": perDelivery(utime + stime),
             "generator_cpu_s": generatorSeconds, "generator_total_us_per_delivery": perDelivery(generatorSeconds),
+            "deflate": common.deflate, "quote": quote,
+            "wire_bytes_per_delivery": delivered > 0 ? Double(tally.wireBytes / max(1, tally.received)) : 0,
+            "compressed_frames": tally.compressedFrames,
         ]
         if !statsTimes.isEmpty {
             result["stats_requests"] = statsTimes.count

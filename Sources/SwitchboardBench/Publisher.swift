@@ -62,6 +62,15 @@ enum Target: String, CaseIterable {
         }
     }
 
+    /// A market quote whose prices move with `n` (so that no two compress alike), with `n` and `t` first.
+    static func quote(n: Int, sentAt: UInt64) -> String {
+        let last = 189.0 + Double(n % 997) / 100
+        let volume = 48_000_000 + n * 37
+        return #"{"n":\#(n),"t":\#(sentAt),"symbol":"AAPL","bid":\#(last - 0.01),"ask":\#(last + 0.01),"last":\#(last),"#
+            + #""volume":\#(volume),"open":187.10,"high":\#(last + 0.6),"low":186.95,"change":\#(last - 187.10),"#
+            + #""exchange":"XNAS","currency":"USD","venue":"consolidated","halted":false,"sequence":\#(918_273 + n)}"#
+    }
+
     /// What a subscriber sends before subscribing, and the reply it waits for (Socket.IO's CONNECT).
     var handshake: (send: String, reply: String)? {
         self == .socketio ? ("40", "40{") : nil
@@ -72,8 +81,8 @@ enum Target: String, CaseIterable {
         self == .socketio ? "430[" : #""type":"subscribed""#
     }
 
-    func publishRequest(channel: String, n: Int, sentAt: UInt64, token: String, padding: String) -> ByteBuffer {
-        let data = #"{"n":\#(n),"t":\#(sentAt),"pad":"\#(padding)"}"#
+    func publishRequest(channel: String, n: Int, sentAt: UInt64, token: String, padding: String, quote: Bool = false) -> ByteBuffer {
+        let data = quote ? Self.quote(n: n, sentAt: sentAt) : #"{"n":\#(n),"t":\#(sentAt),"pad":"\#(padding)"}"#
         let (path, body, auth): (String, String, String) = switch self {
         case .switchboard, .socketio:
             ("/api/v1/websocket/broadcast", #"{"channel":"\#(channel)","event":"tick","data":\#(data)}"#, "Authorization: Bearer \(token)\r\n")

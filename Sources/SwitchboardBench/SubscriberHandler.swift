@@ -1,3 +1,4 @@
+import CompressNIO
 import Histogram
 import NIOCore
 import WebSocketTestClient
@@ -7,12 +8,17 @@ struct Tally: Sendable {
     var received = 0
     var duplicates = 0
     var outOfOrder = 0
+    /// Bytes of data frames as received (headers included), and how many came compressed.
+    var wireBytes = 0
+    var compressedFrames = 0
     var latency = Histogram<UInt64>(highestTrackableValue: 120_000_000_000, numberOfSignificantValueDigits: .three)
 
     mutating func add(_ other: Tally) {
         received += other.received
         duplicates += other.duplicates
         outOfOrder += other.outOfOrder
+        wireBytes += other.wireBytes
+        compressedFrames += other.compressedFrames
         latency.add(other.latency)
     }
 }
@@ -49,13 +55,18 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         tally = Tally()
     }
 
+    /// Inflates permessage-deflate frames (`--deflate`); shared by the subscribers of one loop.
+    private let inflater: MessageInflater?
+
     /// Whether a `subscribed` reply comes (sent for the subscribe message, or for the upgrade's `?subscribe=`).
     private let awaitsSubscribed: Bool
 
     init(
         request: ByteBuffer, subscribeMessage: ByteBuffer?, awaitsSubscribed: Bool, upgraded: EventLoopPromise<Void>, publishers: Int = 1,
-        handshake: (send: String, reply: String)? = nil, subscribedKey: String = #""type":"subscribed""#
+        handshake: (send: String, reply: String)? = nil, subscribedKey: String = #""type":"subscribed""#,
+        inflater: MessageInflater? = nil
     ) {
+        self.inflater = inflater
         self.handshake = handshake.map { (ByteBuffer(string: $0.send), Array($0.reply.utf8)) }
         self.handshakeDone = handshake == nil
         self.subscribedKey = Array(subscribedKey.utf8)
@@ -106,7 +117,17 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
         }
         let now = NIODeadline.now().uptimeNanoseconds
         while let (opcode, payloadRange) = Frames.next(in: buffer) {
-            if opcode == 0x1 || opcode == 0x2 {
+            if (opcode == 0x1 || opcode == 0x2) && isSubscribed {
+                tally.wireBytes += payloadRange.upperBound
+            }
+            if (opcode == 0x1 || opcode == 0x2), let inflater,
+                let first = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), first & 0x40 != 0
+            {
+                tally.compressedFrames += 1
+                let compressed = buffer.getSlice(at: buffer.readerIndex + payloadRange.lowerBound, length: payloadRange.count) ?? ByteBuffer()
+                let text = inflater.inflate(compressed)
+                text.withUnsafeReadableBytes { record($0, now: now) }
+            } else if opcode == 0x1 || opcode == 0x2 {
                 let reply = buffer.withUnsafeReadableBytes { bytes -> ByteBuffer? in
                     let payload = UnsafeRawBufferPointer(rebasing: bytes[payloadRange])
                     // Engine.IO: the server pings with a `2` packet, answered `3`.
@@ -176,6 +197,27 @@ final class SubscriberHandler: ChannelInboundHandler, @unchecked Sendable {
             index += 1
         }
         return nil
+    }
+}
+
+/// One loop's permessage-deflate decompressor for the generator's subscribers (`--deflate`).
+// @unchecked Sendable: used on its subscribers' event loop only.
+final class MessageInflater: @unchecked Sendable {
+    private let decompressor: ZlibDecompressor
+
+    init() throws {
+        decompressor = try ZlibDecompressor(algorithm: .deflate)
+    }
+
+    /// A compressed message's text (RFC 7692 §7.2.2); whatever inflated before an error.
+    func inflate(_ payload: ByteBuffer) -> ByteBuffer {
+        defer { try? decompressor.reset() }
+        var input = payload
+        input.writeBytes([0x00, 0x00, 0xFF, 0xFF])
+        var output = ByteBuffer()
+        output.reserveCapacity(payload.readableBytes * 8 + 256)
+        try? decompressor.inflate(from: &input, to: &output)
+        return output
     }
 }
 

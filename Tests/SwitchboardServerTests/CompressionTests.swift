@@ -140,6 +140,31 @@ import WebSocketTestClient
         }
     }
 
+    @Test func socketIOOverWebSocketCompressesToo() async throws {
+        try await TestNode.with({ $0.compression = true }) { node in
+            let socket = try await TestWebSocket.open(port: node.port, path: "/socket.io/?EIO=4&transport=websocket", headers: [Self.offer])
+            #expect(Self.extensions(of: socket).count == 1)
+            #expect(try await socket.nextText().hasPrefix("0{"))
+            try await socket.send("40")
+            #expect(try await socket.nextText().hasPrefix("40{"))
+            try await socket.send(#"420["subscribe","system_status"]"#)
+            #expect(try await socket.nextText().hasPrefix("430["))
+            // The client's own packets may come compressed: an ack proves the server inflated this one.
+            try await socket.sendRaw(try Self.compressedClientFrame(#"421["subscribe","admin"]"#))
+            let refused = try await socket.nextText()
+            #expect(refused.hasPrefix("431[") && refused.contains("FORBIDDEN"), "\(refused)")
+            let admin = try await node.token("ops", role: .admin)
+            let response = try await node.request(
+                "POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"channel":"system_status","event":"quote","data":\#(Self.quote)}"#)
+            #expect(response.status == 200)
+            let frame = try await Self.nextDataFrame(socket)
+            #expect(frame.compressed)
+            let packet = try Self.inflate(frame.payload)
+            #expect(packet.hasPrefix(#"42["quote",{"channel":"system_status","data":{"#) && packet.contains(#""symbol":"AAPL""#), "\(packet)")
+            await socket.close()
+        }
+    }
+
     // MARK: Helpers
 
     static func parse(_ text: String) throws -> [String: Any] { try TestClient.parse(text) }

@@ -31,23 +31,28 @@ public final class Delivery: Sendable {
         case socketIO
         /// The native frame compressed with permessage-deflate (SPEC §12).
         case deflated
+        /// The Socket.IO frame compressed with permessage-deflate.
+        case socketIODeflated
     }
 
     private struct Encodings {
         var socketIO: ByteBuffer?
         var deflated: ByteBuffer?
+        var socketIODeflated: ByteBuffer?
 
         subscript(encoding: Encoding) -> ByteBuffer? {
             get {
                 switch encoding {
                 case .socketIO: socketIO
                 case .deflated: deflated
+                case .socketIODeflated: socketIODeflated
                 }
             }
             set {
                 switch encoding {
                 case .socketIO: socketIO = newValue
                 case .deflated: deflated = newValue
+                case .socketIODeflated: socketIODeflated = newValue
                 }
             }
         }

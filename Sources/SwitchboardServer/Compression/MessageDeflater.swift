@@ -43,6 +43,13 @@ final class MessageDeflater: @unchecked Sendable {
         delivery.frame(.deflated) { delivery in compressedFrame(ofText: delivery.payload) ?? delivery.frame }
     }
 
+    /// The Socket.IO frame of a message delivery for a compressing Socket.IO WebSocket, shared the same way.
+    func socketIOFrame(of delivery: Delivery) -> ByteBuffer {
+        // Built first (under its own lock): the compressed frame is made from it.
+        let plain = SocketIOCodec.messageFrame(of: delivery)
+        return delivery.frame(.socketIODeflated) { _ in compressedFrame(ofFrame: plain) }
+    }
+
     /// A text frame with `payload` compressed and RSV1 set (RFC 7692 §7.2.1), or nil when the payload is below
     /// ``minimumBytes`` or would not get smaller.
     func compressedFrame(ofText payload: ByteBuffer) -> ByteBuffer? {

@@ -35,8 +35,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     enum AcceptedUpgrade: Sendable {
         /// `compressed`: permessage-deflate was negotiated (SPEC §12).
         case native(AdmittedUpgrade, compressed: Bool)
-        case engineHandshake(ip: String)
-        case engineUpgrade(EngineConnection)
+        case engineHandshake(ip: String, compressed: Bool)
+        case engineUpgrade(EngineConnection, compressed: Bool)
     }
 
     /// - Parameter responder: the router's; Engine.IO's polling requests are answered before it (``EnginePolling``).
@@ -56,7 +56,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// sends little after its upgrade request (the buffer still grows for bigger reads).
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 512, maximum: 65_536)
 
-    /// The `Sec-WebSocket-Extensions` answer to a `/ws` upgrade: permessage-deflate when `compression` is on, the
+    /// The `Sec-WebSocket-Extensions` answer to a `/ws` or Engine.IO WebSocket upgrade: permessage-deflate when `compression` is on, the
     /// client offers it acceptably and the loop's compressor is running (SPEC §12); nil for plain frames.
     private func compressionResponse(to head: HTTPRequestHead, on loop: any EventLoop) -> String? {
         guard node.settings.compression, node.deflaters[loop] != nil else { return nil }
@@ -75,8 +75,11 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 shouldUpgrade: { channel, head in
                     if EnginePolling.handles(URI(head.uri).path) {
                         do throws(UpgradeRejection) {
-                            admitted.value = try engineUpgrade(head, channel: channel, admission: admission)
-                            return channel.eventLoop.makeSucceededFuture(HTTPHeaders())
+                            let extensions = compressionResponse(to: head, on: channel.eventLoop)
+                            admitted.value = try engineUpgrade(head, channel: channel, admission: admission, compressed: extensions != nil)
+                            var headers = HTTPHeaders()
+                            if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
+                            return channel.eventLoop.makeSucceededFuture(headers)
                         } catch {
                             rejection.value = error
                             return channel.eventLoop.makeSucceededFuture(nil)
@@ -115,16 +118,18 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         case .native(let upgrade, let compressed):
                             try channel.pipeline.syncOperations.addHandler(
                                 WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed))
-                        case .engineHandshake(let ip):
+                        case .engineHandshake(let ip, let compressed):
                             let socket = EngineWebSocket(
-                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil)
+                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
+                                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
                             try channel.pipeline.syncOperations.addHandler(socket)
                             let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
                             socket.attach(to: connection)
                             connection.openWebSocket(socket)
-                        case .engineUpgrade(let connection):
+                        case .engineUpgrade(let connection, let compressed):
                             let socket = EngineWebSocket(
-                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil)
+                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
+                                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
                             try channel.pipeline.syncOperations.addHandler(socket)
                             socket.attach(to: connection)
                             let probe = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
@@ -185,7 +190,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
 
     /// Checks a WebSocket upgrade on `/socket.io/` (SPEC §9): a new session (`transport=websocket`, after SPEC
     /// §3's checks before the token, which comes in CONNECT), or the upgrade of a polling session by its `sid`.
-    private func engineUpgrade(_ head: HTTPRequestHead, channel: any Channel, admission: UpgradeAdmission) throws(UpgradeRejection) -> AcceptedUpgrade {
+    private func engineUpgrade(
+        _ head: HTTPRequestHead, channel: any Channel, admission: UpgradeAdmission, compressed: Bool
+    ) throws(UpgradeRejection) -> AcceptedUpgrade {
         let query = Dictionary(URI(head.uri).queryParameters.map { (String($0.key), String($0.value)) }, uniquingKeysWith: { first, _ in first })
         guard WebSocketHandshake.key(of: head) != nil else {
             throw UpgradeRejection(status: .badRequest, code: .badRequest, message: "invalid WebSocket handshake")
@@ -197,11 +204,11 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             guard let connection = node.engineSessions.session(sid: sid) else {
                 throw UpgradeRejection(status: .badRequest, code: .badRequest, message: EngineHTTPError.unknownSession.message)
             }
-            return .engineUpgrade(connection)
+            return .engineUpgrade(connection, compressed: compressed)
         case .success:
             let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"].first)
             try admission.screenHandshake(ip: ip, origin: head.headers["Origin"].first)
-            return .engineHandshake(ip: ip)
+            return .engineHandshake(ip: ip, compressed: compressed)
         }
     }
 

@@ -34,6 +34,8 @@ final class EngineConnection: @unchecked Sendable {
     /// The deliveries of the drain in progress (storage reused from drain to drain).
     private var draining: [Delivery] = []
     private let drainScheduler: DrainScheduler
+    /// This loop's permessage-deflate compressor (with `compression` on), used while the WebSocket negotiated it.
+    private let loopDeflater: MessageDeflater?
 
     init(node: Node, eventLoop: any EventLoop, ip: String, transport: EngineTransport) {
         self.node = node
@@ -47,6 +49,7 @@ final class EngineConnection: @unchecked Sendable {
         self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
         self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
         self.drainScheduler = node.drainSchedulers[eventLoop]
+        self.loopDeflater = node.deflaters[eventLoop]
     }
 
     /// Milliseconds on the monotonic clock the state machines run on.
@@ -173,18 +176,21 @@ final class EngineConnection: @unchecked Sendable {
                 closeIfFlushed()
                 return 0
             }
+            let deflater = webSocket.compresses ? loopDeflater : nil
+            var compressed = (bytes: 0, raw: 0)
             if draining.count == 1 {
-                let frame = Self.frame(of: draining[0])
+                let frame = Self.frame(of: draining[0], deflater: deflater, counting: &compressed)
                 bytes = frame.readableBytes
                 webSocket.send(frame)
             } else {
                 // One write for the whole drain, gathered in the loop's reused storage.
                 var frames = drainScheduler.takeGatherBuffer()
-                for delivery in draining { frames.append(Self.frame(of: delivery)) }
+                for delivery in draining { frames.append(Self.frame(of: delivery, deflater: deflater, counting: &compressed)) }
                 bytes = frames.bytes
                 webSocket.send(frames.output)
                 drainScheduler.returnGatherBuffer(frames)
             }
+            if compressed.bytes > 0 { node.statistics.recordCompressedBytesOut(compressed.bytes, raw: compressed.raw) }
             client.recordWritten(draining.count)
             closeIfFlushed()
         } else {
@@ -205,9 +211,20 @@ final class EngineConnection: @unchecked Sendable {
         return bytes
     }
 
-    /// The WebSocket frame of a delivery: a message's shared Socket.IO frame, or a reply's own.
-    private static func frame(of delivery: Delivery) -> ByteBuffer {
-        delivery.isMessage ? SocketIOCodec.messageFrame(of: delivery) : delivery.frame
+    /// The WebSocket frame of a delivery: a message's shared Socket.IO frame, or a reply's own; compressed
+    /// (and shared the same way) when the socket negotiated permessage-deflate and it is big enough.
+    private static func frame(
+        of delivery: Delivery, deflater: MessageDeflater?, counting compressed: inout (bytes: Int, raw: Int)
+    ) -> ByteBuffer {
+        let plain = delivery.isMessage ? SocketIOCodec.messageFrame(of: delivery) : delivery.frame
+        guard let deflater else { return plain }
+        // A reply's payload is its Engine.IO packet, so its native `.deflated` encoding is the compressed packet.
+        let frame = delivery.isMessage ? deflater.socketIOFrame(of: delivery) : deflater.frame(of: delivery)
+        if WebSocketWireFrame.isCompressed(frame) {
+            compressed.bytes += frame.readableBytes
+            compressed.raw += plain.readableBytes
+        }
+        return frame
     }
 
     /// Sends a Socket.IO packet ahead of the client's outbox (the CONNECT answer, a refusal before the client exists).

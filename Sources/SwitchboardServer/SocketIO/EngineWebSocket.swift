@@ -32,13 +32,21 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
 
     /// Whether frames may bypass the pipeline once attached (not under TLS: the bytes must be encrypted).
     private let directWrites: Bool
+    /// This channel's loop's compressor when the client negotiated permessage-deflate (SPEC §12): it inflates
+    /// the client's compressed packets; the session compresses what it sends with its own loop's.
+    private let deflater: MessageDeflater?
 
-    init(channel: any Channel, maxMessageBytes: Int, directWrites: Bool) {
+    /// - Parameter deflater: non-nil when permessage-deflate was negotiated.
+    init(channel: any Channel, maxMessageBytes: Int, directWrites: Bool, deflater: MessageDeflater? = nil) {
         self.directWrites = directWrites
         self.channel = channel
         self.maxMessageBytes = maxMessageBytes
-        self.frames = InboundFrameParser(maxFrameSize: maxMessageBytes)
+        self.deflater = deflater
+        self.frames = InboundFrameParser(maxFrameSize: maxMessageBytes, acceptsCompressedMessages: deflater != nil)
     }
+
+    /// Whether the client negotiated permessage-deflate: frames to it may be compressed.
+    var compresses: Bool { deflater != nil }
 
     /// Binds the socket to its session, on the channel's loop before any frame is read.
     func attach(to connection: EngineConnection) {
@@ -117,12 +125,24 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         }
         switch frame.opcode {
         case InboundFrame.text:
-            guard String(validating: frame.payload.readableBytesView, as: UTF8.self) != nil else {
+            var payload = frame.payload
+            if frame.isCompressed, let deflater {
+                do throws(MessageDeflater.InflateFailure) {
+                    payload = try deflater.inflate(frame.payload, limit: maxMessageBytes)
+                } catch {
+                    switch error {
+                    case .tooLarge: refuse(code: .messageTooBig, reason: "message inflates to more than \(maxMessageBytes) bytes", context: context)
+                    case .corrupt: refuse(code: .protocolError, reason: "compressed message is not valid deflate data", context: context)
+                    }
+                    return
+                }
+            }
+            guard String(validating: payload.readableBytesView, as: UTF8.self) != nil else {
                 refuse(code: .unsupportedData, reason: "text frame is not valid UTF-8", context: context)
                 return
             }
-            let payload = frame.payload
-            toConnection { connection, socket in connection.webSocketReceived(payload, from: socket) }
+            let packet = payload
+            toConnection { connection, socket in connection.webSocketReceived(packet, from: socket) }
         case InboundFrame.binary:
             toConnection { connection, socket in connection.webSocketReceivedBinary(from: socket) }
         case InboundFrame.ping:
