@@ -101,5 +101,5 @@ if quotes:
     plain = [r for r in quotes if not r.get("deflate")]
     deflated = [r for r in quotes if r.get("deflate")]
     for a, b in zip(plain, deflated):
-        print(f"deflate / plain: bytes {b['wire_bytes_per_delivery'] / max(1, a['wire_bytes_per_delivery']):.2f}x, "
+        print(f"{a['target']} deflate / plain: bytes {b['wire_bytes_per_delivery'] / max(1, a['wire_bytes_per_delivery']):.2f}x, "
               f"CPU per delivery {b['server_total_us_per_delivery'] / max(1e-9, a['server_total_us_per_delivery']):.2f}x")
