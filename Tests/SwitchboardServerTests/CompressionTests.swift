@@ -38,10 +38,11 @@ import WebSocketTestClient
         let first = try #require(MessageDeflater(minimumBytes: 256))
         let second = try #require(MessageDeflater(minimumBytes: 256))
         // Two loops' lanes (each with its own compressor) and a drain: one buffer, the same storage.
+        var counted = CompressedBytes()
         let frames = [
             LaneBatch([delivery], asOneBatchFrame: false, deflater: first).frames,
             LaneBatch([delivery], asOneBatchFrame: false, deflater: second).frames,
-            first.frame(of: delivery),
+            first.frame(of: delivery, counting: &counted),
         ]
         let addresses = Set(frames.map { frame in frame.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } })
         #expect(addresses.count == 1)
@@ -49,7 +50,7 @@ import WebSocketTestClient
         #expect(try Self.inflate(Array(WebSocketWireFrame.payload(of: frames[0]).readableBytesView)) == Self.quote)
         // A payload under the minimum goes as the plain frame itself.
         let small = Delivery.message(seq: 4, payload: ByteBuffer(string: #"{"a":1}"#), conflationKey: nil)
-        let plain = first.frame(of: small)
+        let plain = first.frame(of: small, counting: &counted)
         #expect(!WebSocketWireFrame.isCompressed(plain))
         #expect(plain == small.frame)
     }

@@ -19,6 +19,22 @@ final class MessageDeflater: @unchecked Sendable {
         case tooLarge
         /// It is not a valid deflate stream (close 1002).
         case corrupt
+
+        /// The close code the connection fails with.
+        var closeCode: CloseCode {
+            switch self {
+            case .tooLarge: .messageTooBig
+            case .corrupt: .protocolError
+            }
+        }
+
+        /// The close frame's reason, for a message limit of `limit` bytes.
+        func reason(limit: Int) -> String {
+            switch self {
+            case .tooLarge: "message inflates to more than \(limit) bytes"
+            case .corrupt: "compressed message is not valid deflate data"
+            }
+        }
     }
 
     /// Frames with a smaller payload go uncompressed (`compression-min-bytes`).
@@ -39,15 +55,19 @@ final class MessageDeflater: @unchecked Sendable {
 
     /// The frame a compressing connection gets for `delivery`: compressed once and shared, or the plain frame
     /// for small payloads. Either way it is the same buffer for every caller.
-    func frame(of delivery: Delivery) -> ByteBuffer {
-        delivery.frame(.deflated) { delivery in compressedFrame(ofText: delivery.payload) ?? delivery.frame }
+    func frame(of delivery: Delivery, counting compressed: inout CompressedBytes) -> ByteBuffer {
+        let frame = delivery.frame(.deflated) { delivery in compressedFrame(ofText: delivery.payload) ?? delivery.frame }
+        compressed.count(frame, plain: delivery.frame)
+        return frame
     }
 
     /// The Socket.IO frame of a message delivery for a compressing Socket.IO WebSocket, shared the same way.
-    func socketIOFrame(of delivery: Delivery) -> ByteBuffer {
+    func socketIOFrame(of delivery: Delivery, counting compressed: inout CompressedBytes) -> ByteBuffer {
         // Built first (under its own lock): the compressed frame is made from it.
         let plain = SocketIOCodec.messageFrame(of: delivery)
-        return delivery.frame(.socketIODeflated) { _ in compressedFrame(ofFrame: plain) }
+        let frame = delivery.frame(.socketIODeflated) { _ in compressedFrame(ofText: WebSocketWireFrame.payload(of: plain)) ?? plain }
+        compressed.count(frame, plain: plain)
+        return frame
     }
 
     /// A text frame with `payload` compressed and RSV1 set (RFC 7692 §7.2.1), or nil when the payload is below
@@ -77,8 +97,10 @@ final class MessageDeflater: @unchecked Sendable {
     }
 
     /// The frame for compressing `batch` connections: a `batch` frame (built per pass) compressed the same way.
-    func compressedFrame(ofFrame frame: ByteBuffer) -> ByteBuffer {
-        compressedFrame(ofText: WebSocketWireFrame.payload(of: frame)) ?? frame
+    func compressedFrame(ofFrame frame: ByteBuffer, counting compressed: inout CompressedBytes) -> ByteBuffer {
+        let result = compressedFrame(ofText: WebSocketWireFrame.payload(of: frame)) ?? frame
+        compressed.count(result, plain: frame)
+        return result
     }
 
     /// A client message's payload, inflated (RFC 7692 §7.2.2), at most `limit` bytes.
@@ -108,5 +130,25 @@ final class MessageDeflater: @unchecked Sendable {
         }
         guard output.readableBytes <= limit else { throw .tooLarge }
         return output
+    }
+}
+
+/// Bytes of compressed frames written and what they would have taken uncompressed, gathered over one drain or
+/// lane pass and recorded at once (SPEC §12: compressed versus raw bytes out).
+struct CompressedBytes {
+    private(set) var bytes = 0
+    private(set) var raw = 0
+
+    /// Counts `frame` if it went compressed; `plain` is the same message uncompressed.
+    mutating func count(_ frame: ByteBuffer, plain: ByteBuffer) {
+        guard WebSocketWireFrame.isCompressed(frame) else { return }
+        bytes += frame.readableBytes
+        raw += plain.readableBytes
+    }
+
+    /// Records what was counted, written `copies` times (a lane pass writes its frames to each member).
+    func record(in statistics: NodeStatistics, copies: Int = 1) {
+        guard bytes > 0 else { return }
+        statistics.recordCompressedBytesOut(bytes * copies, raw: raw * copies)
     }
 }

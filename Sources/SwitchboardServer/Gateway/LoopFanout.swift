@@ -123,9 +123,7 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
         }
         guard attempts > 0 else { return }
         statistics.recordBytesOut(attempts * batch.frames.readableBytes)
-        if batch.compressed.bytes > 0 {
-            statistics.recordCompressedBytesOut(attempts * batch.compressed.bytes, raw: attempts * batch.compressed.raw)
-        }
+        batch.compressed.record(in: statistics, copies: attempts)
     }
 
     /// Records the publish-to-write latency of a lane's pass, for its oldest message (the pass's worst case).
@@ -151,8 +149,8 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
 struct LaneBatch {
     let deliveries: [Delivery]
     let frames: ByteBuffer
-    /// Of ``frames``, the bytes of compressed frames and what they would have taken uncompressed.
-    let compressed: (bytes: Int, raw: Int)
+    /// Of ``frames``, the compressed ones' bytes and uncompressed size.
+    let compressed: CompressedBytes
 
     /// - Parameters:
     ///   - deliveries: at least one, in `seq` order.
@@ -160,24 +158,17 @@ struct LaneBatch {
     ///   - deflater: the loop's compressor, for members that negotiated permessage-deflate.
     init(_ deliveries: [Delivery], asOneBatchFrame: Bool, deflater: MessageDeflater? = nil) {
         self.deliveries = deliveries
-        var compressed = (bytes: 0, raw: 0)
-        func counted(_ frame: ByteBuffer, plain: ByteBuffer) -> ByteBuffer {
-            if WebSocketWireFrame.isCompressed(frame) {
-                compressed.bytes += frame.readableBytes
-                compressed.raw += plain.readableBytes
-            }
-            return frame
-        }
+        var compressed = CompressedBytes()
         if deliveries.count == 1 {
-            frames = counted(deflater.map { $0.frame(of: deliveries[0]) } ?? deliveries[0].frame, plain: deliveries[0].frame)
+            frames = deflater?.frame(of: deliveries[0], counting: &compressed) ?? deliveries[0].frame
         } else if asOneBatchFrame {
             let batch = BatchFrame.frame(of: deliveries)
-            frames = counted(deflater.map { $0.compressedFrame(ofFrame: batch) } ?? batch, plain: batch)
+            frames = deflater?.compressedFrame(ofFrame: batch, counting: &compressed) ?? batch
         } else {
             var frames = ByteBuffer()
             frames.reserveCapacity(deliveries.reduce(0) { $0 + $1.frame.readableBytes })
             for delivery in deliveries {
-                frames.writeImmutableBuffer(counted(deflater.map { $0.frame(of: delivery) } ?? delivery.frame, plain: delivery.frame))
+                frames.writeImmutableBuffer(deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame)
             }
             self.frames = frames
         }

@@ -260,12 +260,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
             do throws(MessageDeflater.InflateFailure) {
                 payload = try deflater.inflate(received, limit: node.settings.maxMessageBytes)
             } catch {
-                switch error {
-                case .tooLarge:
-                    refuseInput(code: .messageTooBig, reason: "message inflates to more than \(node.settings.maxMessageBytes) bytes")
-                case .corrupt:
-                    refuseInput(code: .protocolError, reason: "compressed message is not valid deflate data")
-                }
+                refuseInput(code: error.closeCode, reason: error.reason(limit: node.settings.maxMessageBytes))
                 return
             }
         } else {
@@ -350,7 +345,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         }
         draining.removeAll(keepingCapacity: true)
         node.statistics.recordBytesOut(written)
-        if compressed.bytes > 0 { node.statistics.recordCompressedBytesOut(compressed.bytes, raw: compressed.raw) }
+        compressed.record(in: node.statistics)
         // The latency histogram takes a lock: sample one drain in 16, for its oldest message (the drain's worst case).
         drains &+= 1
         if drains & 15 == 0, let oldestPublish {
@@ -358,25 +353,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         }
     }
 
-    /// Bytes of compressed frames in one drain, and their uncompressed size (for stats).
-    private struct CompressedBytes {
-        var bytes = 0
-        var raw = 0
-
-        mutating func count(_ frame: ByteBuffer, plain: ByteBuffer) {
-            guard WebSocketWireFrame.isCompressed(frame) else { return }
-            bytes += frame.readableBytes
-            raw += plain.readableBytes
-        }
-    }
-
     /// The frame this connection gets for `delivery`: the shared compressed one if it negotiated
     /// permessage-deflate and the message is big enough, the plain one otherwise.
     private func outboundFrame(of delivery: Delivery, counting compressed: inout CompressedBytes) -> ByteBuffer {
-        guard let deflater else { return delivery.frame }
-        let frame = deflater.frame(of: delivery)
-        compressed.count(frame, plain: delivery.frame)
-        return frame
+        deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame
     }
 
     /// Puts `deliveries`' frames into `frames`.
@@ -397,15 +377,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
             case 1:
                 frames.append(outboundFrame(of: deliveries[start], counting: &compressed))
             default:
+                // A batch frame is this connection's own (made per drain): compressed for it alone.
                 let batch = drainScheduler.batchFrame(of: deliveries[start..<end])
-                if let deflater {
-                    // A batch frame is this connection's own (made per drain): compressed for it alone.
-                    let frame = deflater.compressedFrame(ofFrame: batch)
-                    compressed.count(frame, plain: batch)
-                    frames.append(frame)
-                } else {
-                    frames.append(batch)
-                }
+                frames.append(deflater?.compressedFrame(ofFrame: batch, counting: &compressed) ?? batch)
             }
             start = end
         }

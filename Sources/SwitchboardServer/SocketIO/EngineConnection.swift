@@ -177,7 +177,7 @@ final class EngineConnection: @unchecked Sendable {
                 return 0
             }
             let deflater = webSocket.compresses ? loopDeflater : nil
-            var compressed = (bytes: 0, raw: 0)
+            var compressed = CompressedBytes()
             if draining.count == 1 {
                 let frame = Self.frame(of: draining[0], deflater: deflater, counting: &compressed)
                 bytes = frame.readableBytes
@@ -190,7 +190,7 @@ final class EngineConnection: @unchecked Sendable {
                 webSocket.send(frames.output)
                 drainScheduler.returnGatherBuffer(frames)
             }
-            if compressed.bytes > 0 { node.statistics.recordCompressedBytesOut(compressed.bytes, raw: compressed.raw) }
+            compressed.record(in: node.statistics)
             client.recordWritten(draining.count)
             closeIfFlushed()
         } else {
@@ -214,17 +214,12 @@ final class EngineConnection: @unchecked Sendable {
     /// The WebSocket frame of a delivery: a message's shared Socket.IO frame, or a reply's own; compressed
     /// (and shared the same way) when the socket negotiated permessage-deflate and it is big enough.
     private static func frame(
-        of delivery: Delivery, deflater: MessageDeflater?, counting compressed: inout (bytes: Int, raw: Int)
+        of delivery: Delivery, deflater: MessageDeflater?, counting compressed: inout CompressedBytes
     ) -> ByteBuffer {
-        let plain = delivery.isMessage ? SocketIOCodec.messageFrame(of: delivery) : delivery.frame
-        guard let deflater else { return plain }
+        guard let deflater else { return delivery.isMessage ? SocketIOCodec.messageFrame(of: delivery) : delivery.frame }
         // A reply's payload is its Engine.IO packet, so its native `.deflated` encoding is the compressed packet.
-        let frame = delivery.isMessage ? deflater.socketIOFrame(of: delivery) : deflater.frame(of: delivery)
-        if WebSocketWireFrame.isCompressed(frame) {
-            compressed.bytes += frame.readableBytes
-            compressed.raw += plain.readableBytes
-        }
-        return frame
+        return delivery.isMessage
+            ? deflater.socketIOFrame(of: delivery, counting: &compressed) : deflater.frame(of: delivery, counting: &compressed)
     }
 
     /// Sends a Socket.IO packet ahead of the client's outbox (the CONNECT answer, a refusal before the client exists).

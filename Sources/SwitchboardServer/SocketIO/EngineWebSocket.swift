@@ -130,10 +130,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
                 do throws(MessageDeflater.InflateFailure) {
                     payload = try deflater.inflate(frame.payload, limit: maxMessageBytes)
                 } catch {
-                    switch error {
-                    case .tooLarge: refuse(code: .messageTooBig, reason: "message inflates to more than \(maxMessageBytes) bytes", context: context)
-                    case .corrupt: refuse(code: .protocolError, reason: "compressed message is not valid deflate data", context: context)
-                    }
+                    refuse(code: error.closeCode, reason: error.reason(limit: maxMessageBytes), context: context)
                     return
                 }
             }
