@@ -83,7 +83,7 @@ import WebSocketTestClient
             let bytes = try #require(stats["bytes"] as? [String: Any])
             let compressedOut = try #require(bytes["compressedOut"] as? Int)
             let raw = try #require(bytes["compressedRaw"] as? Int)
-            #expect(compressedOut > 0 && compressedOut * 10 < raw * 7, "\(bytes)")
+            #expect(compressedOut > 0 && compressedOut * 10 < raw * 8, "\(bytes)")
             await compressing.close()
             await plain.close()
         }
