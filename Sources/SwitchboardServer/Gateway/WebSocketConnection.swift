@@ -31,7 +31,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
     let wantsBatches: Bool
     /// The loop's permessage-deflate compressor when the client negotiated it (SPEC §12): messages of at least
     /// `compression-min-bytes` leave as the shared compressed frames, and the client may compress its own.
-    private let deflater: MessageDeflater?
+    /// Read from the slot table (compressing connections sit in the compressing one): no field per connection.
+    private var deflater: MessageDeflater? { loopFanout.deflater }
     private let outbox: Outbox
     /// The deliveries of the drain in progress: swapped with the outbox's queue, so draining allocates nothing.
     private var draining: [Delivery] = []
@@ -98,7 +99,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         self.heartbeats = node.heartbeats[channel.eventLoop]
         let loop = channel.eventLoop
         let deflater = compressed ? node.deflaters[loop] : nil
-        self.deflater = deflater
         self.loopFanout =
             switch (admitted.wantsBatches, deflater != nil) {
             case (false, false): node.fanouts[loop]
