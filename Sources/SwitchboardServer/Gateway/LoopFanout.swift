@@ -1,15 +1,72 @@
 import NIOCore
 import SwitchboardCore
 
+/// What a lane hands a member connection when it cannot write to the connection's socket itself: native
+/// WebSocket connections and Socket.IO sessions on a WebSocket. On the member's event loop.
+protocol LaneMemberConnection: AnyObject {
+    /// Queues lane messages that could not be written directly, behind what the connection holds.
+    func queueFromLane(_ deliveries: ArraySlice<Delivery>)
+    /// Takes over what a direct write left: the rest of a short write, or all of a refused one.
+    func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome)
+}
+
+/// How a slot table's lanes frame messages: the wire protocol, `batch` frames, permessage-deflate.
+struct LaneFormat: Hashable, Sendable {
+    enum Codec: Sendable {
+        /// Native JSON frames (SPEC §3).
+        case native
+        /// Socket.IO event packets over Engine.IO's WebSocket transport (SPEC §9).
+        case socketIO
+    }
+
+    var codec: Codec = .native
+    /// Consecutive messages as one `batch` frame (`?batch=true`, native only).
+    var batches = false
+    /// The members negotiated permessage-deflate (SPEC §12).
+    var compressed = false
+
+    static let all: [LaneFormat] = [Codec.native, .socketIO].flatMap { codec in
+        [false, true].flatMap { compressed in
+            (codec == .native ? [false, true] : [false]).map { LaneFormat(codec: codec, batches: $0, compressed: compressed) }
+        }
+    }
+}
+
+/// One event loop's slot tables, one per ``LaneFormat``: the connections of a table get the same frames.
+struct LoopFanouts: Sendable {
+    private let tables: [LaneFormat: LoopFanout]
+    private let plain: LoopFanout
+
+    /// - Parameter deflater: the loop's compressor; without one, compressing connections share the plain tables.
+    init(eventLoop: any EventLoop, statistics: NodeStatistics, batchDelay: TimeAmount, deflater: MessageDeflater?) {
+        var tables: [LaneFormat: LoopFanout] = [:]
+        for format in LaneFormat.all where !format.compressed || deflater != nil {
+            tables[format] = LoopFanout(
+                eventLoop: eventLoop, statistics: statistics, format: format, gathering: format.batches ? batchDelay : nil,
+                deflater: format.compressed ? deflater : nil)
+        }
+        self.plain = tables[LaneFormat()] ?? LoopFanout(eventLoop: eventLoop, statistics: statistics)
+        self.tables = tables
+    }
+
+    /// The table for connections wanting `format` (its uncompressed twin when the loop has no compressor).
+    subscript(format: LaneFormat) -> LoopFanout {
+        var format = format
+        if tables[format] == nil { format.compressed = false }
+        return tables[format] ?? plain
+    }
+}
+
 /// One event loop's connections as their channels' lanes (``ChannelLane``) reach them: a compact table with a
-/// slot per connection.
+/// slot per connection, all of them getting the frames of one ``LaneFormat``.
 ///
 /// A broadcast's cost per recipient is, apart from the `send` itself, mostly the first touch of each
 /// recipient's objects (connection, outbox, queues), which the kernel's work between two sends has pushed out
 /// of the caches. A slot is twelve bytes: while the connection allows direct writes (nothing of it queued by
-/// the loop, nothing held by NIO, writable, not closing; see ``WebSocketConnection``) it holds the socket's
-/// descriptor, and -1 otherwise. A lane writes to a slot's descriptor without touching its connection, and
-/// hands the message to the connection only when the slot says no or the socket took less than all.
+/// the loop, nothing held by NIO, writable, not closing; see ``WebSocketConnection`` and ``SocketIOClient``)
+/// it holds the socket's descriptor, and -1 otherwise. A lane writes to a slot's descriptor without touching
+/// its connection, and hands the message to the connection only when the slot says no or the socket took
+/// less than all.
 ///
 /// Event-loop confined (`@unchecked Sendable`): the hub only keeps it as the lanes' ``FanoutGroup``.
 final class LoopFanout: FanoutGroup, @unchecked Sendable {
@@ -23,6 +80,7 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
     }
 
     let eventLoop: any EventLoop
+    let format: LaneFormat
     /// For `?batch=true` connections: how long a lane gathers messages before a pass, which writes them as one
     /// `batch` frame. Nil for plain connections (a pass starts at once, frames back to back).
     let gathering: TimeAmount?
@@ -31,11 +89,15 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
     let deflater: MessageDeflater?
     private let statistics: NodeStatistics
     private var slots: [Slot] = []
-    private var owners: [WebSocketConnection?] = []
+    private var owners: [(any LaneMemberConnection)?] = []
     private var freeSlots: [Int] = []
 
-    init(eventLoop: any EventLoop, statistics: NodeStatistics, gathering: TimeAmount? = nil, deflater: MessageDeflater? = nil) {
+    init(
+        eventLoop: any EventLoop, statistics: NodeStatistics, format: LaneFormat = LaneFormat(), gathering: TimeAmount? = nil,
+        deflater: MessageDeflater? = nil
+    ) {
         self.eventLoop = eventLoop
+        self.format = format
         self.statistics = statistics
         self.gathering = gathering
         self.deflater = deflater
@@ -52,7 +114,7 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
 
     /// The frames of one pass: one `batch` frame for batch connections when there are several messages.
     func batch(of deliveries: [Delivery]) -> LaneBatch {
-        LaneBatch(deliveries, asOneBatchFrame: gathering != nil, deflater: deflater)
+        LaneBatch(deliveries, codec: format.codec, asOneBatchFrame: gathering != nil, deflater: deflater)
     }
 
     func makeLane() -> any FanoutLane {
@@ -60,7 +122,7 @@ final class LoopFanout: FanoutGroup, @unchecked Sendable {
     }
 
     /// Gives `connection` a slot; returns its lane membership id. On the loop.
-    func register(_ connection: WebSocketConnection) -> UInt64 {
+    func register(_ connection: any LaneMemberConnection) -> UInt64 {
         eventLoop.preconditionInEventLoop()
         let index: Int
         if let free = freeSlots.popLast() {
@@ -154,25 +216,35 @@ struct LaneBatch {
 
     /// - Parameters:
     ///   - deliveries: at least one, in `seq` order.
-    ///   - asOneBatchFrame: several messages go as one `{"type":"batch"}` frame (a lone one as it is).
+    ///   - codec: the members' wire protocol.
+    ///   - asOneBatchFrame: several messages go as one `{"type":"batch"}` frame (a lone one as it is; native only).
     ///   - deflater: the loop's compressor, for members that negotiated permessage-deflate.
-    init(_ deliveries: [Delivery], asOneBatchFrame: Bool, deflater: MessageDeflater? = nil) {
+    init(_ deliveries: [Delivery], codec: LaneFormat.Codec = .native, asOneBatchFrame: Bool, deflater: MessageDeflater? = nil) {
         self.deliveries = deliveries
         var compressed = CompressedBytes()
         if deliveries.count == 1 {
-            frames = deflater?.frame(of: deliveries[0], counting: &compressed) ?? deliveries[0].frame
-        } else if asOneBatchFrame {
+            frames = Self.frame(of: deliveries[0], codec: codec, deflater: deflater, counting: &compressed)
+        } else if asOneBatchFrame && codec == .native {
             let batch = BatchFrame.frame(of: deliveries)
             frames = deflater?.compressedFrame(ofFrame: batch, counting: &compressed) ?? batch
         } else {
+            let each = deliveries.map { Self.frame(of: $0, codec: codec, deflater: deflater, counting: &compressed) }
             var frames = ByteBuffer()
-            frames.reserveCapacity(deliveries.reduce(0) { $0 + $1.frame.readableBytes })
-            for delivery in deliveries {
-                frames.writeImmutableBuffer(deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame)
-            }
+            frames.reserveCapacity(each.reduce(0) { $0 + $1.readableBytes })
+            for frame in each { frames.writeImmutableBuffer(frame) }
             self.frames = frames
         }
         self.compressed = compressed
+    }
+
+    /// A message's frame in `codec`, built once per delivery and shared (compressed when it is worth it).
+    private static func frame(
+        of delivery: Delivery, codec: LaneFormat.Codec, deflater: MessageDeflater?, counting compressed: inout CompressedBytes
+    ) -> ByteBuffer {
+        switch codec {
+        case .native: deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame
+        case .socketIO: deflater?.socketIOFrame(of: delivery, counting: &compressed) ?? SocketIOCodec.messageFrame(of: delivery)
+        }
     }
 
     var firstSeq: UInt64 { deliveries[0].seq }

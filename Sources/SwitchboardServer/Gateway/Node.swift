@@ -41,15 +41,11 @@ public final class Node: Sendable {
     let drainSchedulers: PerEventLoop<DrainScheduler>
     /// Per-event-loop heartbeat timers.
     let heartbeats: PerEventLoop<HeartbeatTimer>
-    /// Per-event-loop slot tables through which channel lanes write to connections.
-    let fanouts: PerEventLoop<LoopFanout>
-    /// The same for `?batch=true` connections, whose lanes gather messages into `batch` frames.
-    let batchFanouts: PerEventLoop<LoopFanout>
+    /// Per-event-loop slot tables through which channel lanes write to connections, one per way of framing.
+    let fanouts: PerEventLoop<LoopFanouts>
     /// With `compression`: each loop's permessage-deflate compressor (nil where zlib could not start: that
-    /// loop's connections then get plain frames), and the slot tables of its compressing connections.
+    /// loop's connections then get plain frames).
     let deflaters: PerEventLoop<MessageDeflater?>
-    let compressingFanouts: PerEventLoop<LoopFanout>
-    let compressingBatchFanouts: PerEventLoop<LoopFanout>
     /// Per-event-loop task executors: an HTTP connection's task runs on its channel's loop.
     let taskExecutors: PerEventLoop<LoopTaskExecutor>
 
@@ -95,21 +91,14 @@ public final class Node: Sendable {
         }
         let heartbeatInterval = TimeAmount.milliseconds(Int64(settings.heartbeatMs))
         self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
-        self.fanouts = PerEventLoop(group: eventLoopGroup) { LoopFanout(eventLoop: $0, statistics: statistics) }
-        self.batchFanouts = PerEventLoop(group: eventLoopGroup) {
-            LoopFanout(eventLoop: $0, statistics: statistics, gathering: batchDelay)
-        }
         let compression = settings.compression
         let minimumBytes = settings.compressionMinBytes
         let deflaters = PerEventLoop<MessageDeflater?>(group: eventLoopGroup) { _ in
             compression ? MessageDeflater(minimumBytes: minimumBytes) : nil
         }
         self.deflaters = deflaters
-        self.compressingFanouts = PerEventLoop(group: eventLoopGroup) {
-            LoopFanout(eventLoop: $0, statistics: statistics, deflater: deflaters[$0])
-        }
-        self.compressingBatchFanouts = PerEventLoop(group: eventLoopGroup) {
-            LoopFanout(eventLoop: $0, statistics: statistics, gathering: batchDelay, deflater: deflaters[$0])
+        self.fanouts = PerEventLoop(group: eventLoopGroup) {
+            LoopFanouts(eventLoop: $0, statistics: statistics, batchDelay: batchDelay, deflater: deflaters[$0])
         }
         self.taskExecutors = PerEventLoop(group: eventLoopGroup) { LoopTaskExecutor(eventLoop: $0) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)

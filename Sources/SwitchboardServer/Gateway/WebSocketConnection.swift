@@ -12,7 +12,7 @@ import SwitchboardCore
 ///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from other threads, which only touches the
 /// thread-safe ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
-public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unchecked Sendable {
+public final class WebSocketConnection: ChannelInboundHandler, SessionHost, LaneMemberConnection, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
@@ -98,16 +98,11 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, @unc
         self.drainScheduler = node.drainSchedulers[channel.eventLoop]
         self.heartbeats = node.heartbeats[channel.eventLoop]
         let loop = channel.eventLoop
-        let deflater = compressed ? node.deflaters[loop] : nil
-        self.loopFanout =
-            switch (admitted.wantsBatches, deflater != nil) {
-            case (false, false): node.fanouts[loop]
-            case (true, false): node.batchFanouts[loop]
-            case (false, true): node.compressingFanouts[loop]
-            case (true, true): node.compressingBatchFanouts[loop]
-            }
+        let loopFanout = node.fanouts[loop][LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
+        self.loopFanout = loopFanout
         self.session = SessionState(identity: admitted.identity, settings: node.settings)
-        self.frames = InboundFrameParser(maxFrameSize: node.settings.maxMessageBytes, acceptsCompressedMessages: deflater != nil)
+        self.frames = InboundFrameParser(
+            maxFrameSize: node.settings.maxMessageBytes, acceptsCompressedMessages: loopFanout.deflater != nil)
     }
 
     // MARK: Channel events

@@ -23,14 +23,14 @@ final class EngineConnection: @unchecked Sendable {
     /// The held poll GET, answered with packets.
     private var pendingPoll: EventLoopPromise<[EnginePacket]>?
     /// The session's WebSocket (opened on it, or upgraded to it), and one probing an upgrade.
-    private var webSocket: EngineWebSocket?
+    private var webSocket: EngineWebSocket? { didSet { updateLaneAccess() } }
     private var probe: EngineWebSocket?
     private var ticker: RepeatedTask?
     /// The Socket.IO session ended (a DISCONNECT or CONNECT_ERROR waits to be written): the transport closes
     /// once everything queued is out, or at `closeDeadline`.
-    private var closeDeadline: NIODeadline?
+    private var closeDeadline: NIODeadline? { didSet { updateLaneAccess() } }
     private var closeCode: CloseCode = .normal
-    private(set) var isFinished = false
+    private(set) var isFinished = false { didSet { updateLaneAccess() } }
     /// The deliveries of the drain in progress (storage reused from drain to drain).
     private var draining: [Delivery] = []
     private let drainScheduler: DrainScheduler
@@ -158,6 +158,35 @@ final class EngineConnection: @unchecked Sendable {
     }
 
     // MARK: Outbound
+
+    /// Whether the session's WebSocket compresses what it is sent.
+    var webSocketCompresses: Bool { webSocket?.compresses == true && loopDeflater != nil }
+
+    /// The descriptor the client's channel lanes may write to directly (see ``LoopFanout``): the session is on
+    /// its WebSocket, which allows direct writes, with frames of the lanes' kind; the client has nothing queued
+    /// by the loop; the session is not ending.
+    private var laneDescriptor: CInt? {
+        guard !isFinished, closeDeadline == nil, engine.transport == .websocket, let client, !client.queuedOnLoop,
+            let webSocket, webSocketCompresses == client.lanesCompress
+        else { return nil }
+        return webSocket.directDescriptor
+    }
+
+    /// Tells the client's slot table whether lanes may write directly (whenever an input changes). On the loop;
+    /// it never writes (it may run inside NIO's close).
+    func updateLaneAccess() {
+        client?.setLaneDescriptor(laneDescriptor)
+    }
+
+    /// The WebSocket's own direct-write state changed.
+    func directAccessChanged(of socket: EngineWebSocket) {
+        if socket === webSocket { updateLaneAccess() }
+    }
+
+    /// Hands what a lane's direct write left to the WebSocket (dropped if the session has left it).
+    func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
+        webSocket?.finishDirectWrite(bytes, outcome: outcome)
+    }
 
     /// Moves what the client's outbox holds to the transport, when the transport can take it: a writable
     /// WebSocket, or a held poll GET. Otherwise it waits in the outbox, which bounds it (SPEC §5).

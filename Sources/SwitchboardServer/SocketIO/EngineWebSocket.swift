@@ -22,13 +22,16 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     private var frames: InboundFrameParser
     private var connection: EngineConnection?
     private var inputEnded = false
-    private var closing = false
+    private var closing = false { didSet { directAccessChanged() } }
     /// Direct socket writes, when the session shares this channel's loop; nil from `channelInactive` on.
-    private var socket: SocketWriter?
+    private var socket: SocketWriter? { didSet { directAccessChanged() } }
     /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none.
-    private var writesHeldByNIO = 0
+    private var writesHeldByNIO = 0 { didSet { directAccessChanged() } }
     /// The channel's writability as last reported (read on the loop instead of the channel's atomic).
-    private var writable = true
+    private var writable = true { didSet { directAccessChanged() } }
+    /// Direct writes were set up (the session is on this loop): from then on the session hears of every change
+    /// of ``directDescriptor``, synchronously.
+    private var reportsDirectAccess = false
 
     /// Whether frames may bypass the pipeline once attached (not under TLS: the bytes must be encrypted).
     private let directWrites: Bool
@@ -54,6 +57,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         self.connection = connection
         writable = channel.isWritable
         guard directWrites, connection.eventLoop.inEventLoop, let writer = SocketWriter(channel: channel) else { return }
+        reportsDirectAccess = true
         socket = writer
         // The 101 response may still sit in NIO: direct writes start once NIO reports it written.
         writeThroughNIO(ByteBuffer())
@@ -61,14 +65,33 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
 
     var isWritable: Bool { socket != nil ? writable : channel.isWritable }
 
+    /// The descriptor bytes may be written to directly right now (by the session or its channels' lanes): the
+    /// session shares this loop, NIO holds none of this socket's bytes, it is writable and not closing.
+    var directDescriptor: CInt? {
+        guard let socket, writesHeldByNIO == 0, writable, !closing else { return nil }
+        return socket.descriptor
+    }
+
+    /// Tells the session that ``directDescriptor`` may have changed (only ever non-nil on the session's loop).
+    private func directAccessChanged() {
+        guard reportsDirectAccess, let connection else { return }
+        connection.directAccessChanged(of: self)
+    }
+
     /// Writes and flushes `bytes` (one or more whole frames), straight to the socket when the rules allow.
     func send(_ bytes: ByteBuffer) {
         guard let socket, writesHeldByNIO == 0, writable, !closing else {
             writeThroughNIO(bytes)
             return
         }
+        finishDirectWrite(bytes, outcome: socket.send(bytes))
+    }
+
+    /// Hands what a direct write of `bytes` left to NIO: the rest of a short write, or all of a refused one
+    /// (NIO meets the same error and closes). On the loop.
+    func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
         var rest = bytes
-        switch socket.send(bytes) {
+        switch outcome {
         case .complete: return
         case .partial(let sent): rest.moveReaderIndex(forwardBy: sent)
         case .failed: break

@@ -5,9 +5,13 @@ import SwitchboardCore
 /// An admitted Socket.IO session (SPEC §9): the same session protocol, pools, limits, stats and admin API as a
 /// `/ws` connection (``SessionHost``), speaking through the Socket.IO codec over its ``EngineConnection``.
 ///
+/// Channel messages reach it through its loop's Socket.IO lanes (``LoopFanout``), which write the shared
+/// Socket.IO frame straight to the socket while the session is on a WebSocket that allows it, as for a native
+/// connection, and otherwise queue it here.
+///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from any thread, which only touches the thread-safe
 /// ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
-final class SocketIOClient: SessionHost, @unchecked Sendable {
+final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendable {
     enum Transport: String {
         case polling = "socketio-polling"
         case webSocket = "socketio-websocket"
@@ -22,6 +26,12 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
     let eventLoop: any EventLoop
     private let outbox: Outbox
     private let drainScheduler: DrainScheduler
+    /// The loop's Socket.IO slot table (the compressing one when the session's WebSocket compresses at CONNECT).
+    private let loopFanout: LoopFanout
+    /// This client's slot in ``loopFanout``, from `start` to `tearDown`.
+    private var fanoutMember: UInt64?
+    /// Something the loop itself queued waits in the outbox: lanes queue behind it until a drain takes it.
+    private(set) var queuedOnLoop = false { didSet { engine?.updateLaneAccess() } }
     var transport: Transport = .polling
     let connectedAt = Date()
     private var messagesIn = 0
@@ -39,11 +49,14 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         self.session = SessionState(identity: admitted.identity, settings: engine.node.settings)
         self.outbox = Outbox(limit: engine.node.settings.outboundBufferBytes)
         self.drainScheduler = engine.node.drainSchedulers[engine.eventLoop]
+        self.loopFanout = engine.node.fanouts[engine.eventLoop][LaneFormat(codec: .socketIO, compressed: engine.webSocketCompresses)]
     }
 
     /// The session is open: counted, registered and reachable.
     func start(transport: Transport) {
         self.transport = transport
+        fanoutMember = loopFanout.register(self)
+        engine?.updateLaneAccess()
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role, transport: .socketio)
         startSession()
@@ -62,8 +75,16 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         send(delivery)
     }
 
+    /// Channel messages reach the client through its loop's Socket.IO lanes.
+    var fanout: FanoutMembership? {
+        fanoutMember.map { FanoutMembership(group: loopFanout, member: $0) }
+    }
+
     func send(_ delivery: Delivery) {
-        apply(outbox.push(delivery)) {
+        let result = outbox.push(delivery)
+        // `fanoutMember` is read on the loop only.
+        if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
+        apply(result) {
             // One task per loop drains every session (and native connection) marked meanwhile.
             if let engine { drainScheduler.markDirty(engine) }
         }
@@ -72,6 +93,29 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
     /// Moves everything queued, in order, into `deliveries` (empty), for the engine to write.
     func takeQueued(into deliveries: inout [Delivery]) {
         outbox.takeAll(into: &deliveries)
+        queuedOnLoop = false
+    }
+
+    // MARK: Lanes
+
+    /// Whether the lanes' frames are compressed (the session's WebSocket must match for direct writes).
+    var lanesCompress: Bool { loopFanout.deflater != nil }
+
+    /// Sets the descriptor lanes may write to directly (nil: none). On the loop.
+    func setLaneDescriptor(_ descriptor: CInt?) {
+        guard let fanoutMember else { return }
+        loopFanout.setDirectDescriptor(descriptor, of: fanoutMember)
+    }
+
+    /// Messages the lanes wrote straight to the socket. On the loop (for tests).
+    var laneWrites: Int { fanoutMember.map { loopFanout.messagesOut(of: $0) } ?? 0 }
+
+    func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
+        for delivery in deliveries { send(delivery) }
+    }
+
+    func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
+        engine?.finishDirectWrite(bytes, outcome: outcome)
     }
 
     var hasQueued: Bool { outbox.hasQueued }
@@ -106,7 +150,8 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         try await eventLoop.submit { [self] in
             ConnectionDescription(
                 transport: transport.rawValue, id: id, ip: ip, role: session.identity.role, userId: session.identity.userId,
-                connectedAt: connectedAt, channels: session.subscriptions.sorted(), messagesIn: messagesIn, messagesOut: messagesOut)
+                connectedAt: connectedAt, channels: session.subscriptions.sorted(), messagesIn: messagesIn,
+                messagesOut: messagesOut + laneWrites)
         }.get()
     }
 
@@ -119,6 +164,8 @@ final class SocketIOClient: SessionHost, @unchecked Sendable {
         node.connections.remove(self, userId: session.identity.userId)
         node.statistics.recordDisconnected(role: session.identity.role, transport: .socketio)
         reservation.release()
+        if let fanoutMember { loopFanout.release(fanoutMember) }
+        fanoutMember = nil
         engine = nil
     }
 }
