@@ -94,12 +94,15 @@ if storms:
 quotes = [r for r in fan if r.get("quote")]
 if quotes:
     print()
-    print(f"{'quote fanout':<24}{'wire B/deliv':>13}{'compressed':>12}{'total us/d':>12}{'lost':>6}")
+    def label(r):
+        name = f"{r['target']} {r['subscribers']}x{r['rate']}" + (" batch" if r.get("batch") else "")
+        return name + (" " + r["variant"] if "variant" in r else "")
+    print(f"{'quote fanout':<36}{'wire B/deliv':>13}{'compressed':>12}{'total us/d':>12}{'lost':>6}")
     for r in quotes:
-        print(f"{r['target'] + (' ' + r['variant'] if 'variant' in r else ''):<24}{r['wire_bytes_per_delivery']:>13}"
+        print(f"{label(r):<36}{r['wire_bytes_per_delivery']:>13}"
               f"{r['compressed_frames']:>12}{r['server_total_us_per_delivery']:>12}{r['lost']:>6}")
     plain = [r for r in quotes if not r.get("deflate")]
     deflated = [r for r in quotes if r.get("deflate")]
     for a, b in zip(plain, deflated):
-        print(f"{a['target']} deflate / plain: bytes {b['wire_bytes_per_delivery'] / max(1, a['wire_bytes_per_delivery']):.2f}x, "
+        print(f"{label(a)}: deflate / plain: bytes {b['wire_bytes_per_delivery'] / max(1, a['wire_bytes_per_delivery']):.2f}x, "
               f"CPU per delivery {b['server_total_us_per_delivery'] / max(1e-9, a['server_total_us_per_delivery']):.2f}x")

@@ -209,15 +209,25 @@ final class MessageInflater: @unchecked Sendable {
         decompressor = try ZlibDecompressor(algorithm: .deflate)
     }
 
-    /// A compressed message's text (RFC 7692 §7.2.2); whatever inflated before an error.
+    /// A compressed message's text (RFC 7692 §7.2.2); whatever inflated before an error. The output grows as
+    /// needed: a `batch` frame of many quotes inflates to far more than a few times its size.
     func inflate(_ payload: ByteBuffer) -> ByteBuffer {
         defer { try? decompressor.reset() }
         var input = payload
         input.writeBytes([0x00, 0x00, 0xFF, 0xFF])
         var output = ByteBuffer()
         output.reserveCapacity(payload.readableBytes * 8 + 256)
-        try? decompressor.inflate(from: &input, to: &output)
-        return output
+        while true {
+            do {
+                try decompressor.inflate(from: &input, to: &output)
+                return output
+            } catch let error as CompressNIOError where error == .bufferOverflow {
+                output.reserveCapacity(output.capacity * 2)
+            } catch {
+                // `.inputBufferOverflow`: every byte read, the message is complete; anything else: what came out.
+                return output
+            }
+        }
     }
 }
 
