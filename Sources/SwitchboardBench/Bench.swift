@@ -62,6 +62,15 @@ struct Audience {
     /// thousands of ports in TIME_WAIT, more than one address's ephemeral range holds.
     static let sourceAddresses = 8
 
+    /// Linux's `IP_BIND_ADDRESS_NO_PORT`: binding a source address leaves the port to `connect`, which picks one
+    /// free for the whole address pair, instead of `bind` searching every bound port of the address (most of
+    /// the generator's kernel time in a storm, which then throttled the rate it measured).
+    static let bindAddressNoPort = ChannelOptions.Types.SocketOption(
+        level: NIOBSDSocket.OptionLevel(rawValue: 0 /* IPPROTO_IP */), name: NIOBSDSocket.Option(rawValue: 24))
+
+    /// Clients dialling at once while a run opens its subscribers.
+    static let inFlight = 200
+
     /// Opens `count` subscribed connections, 200 at a time, spread over ``sourceAddresses`` source addresses;
     /// ``seconds`` runs until the last is subscribed (its `subscribed` reply read, or its upgrade for nchan).
     /// - Parameter subscribeInURL: Switchboard only: subscribe with the upgrade's `?subscribe=` (one round trip)
@@ -84,41 +93,50 @@ struct Audience {
         let subscribe = subscribeInURL ? nil : peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
         let awaitsSubscribed = subscribeInURL || subscribe != nil
         let tls = try common.tlsContext()
-        var opened = 0
-        while opened < count {
-            let batchSize = min(200, count - opened)
-            let results = try await withThrowingTaskGroup(of: (any Channel, SubscriberHandler).self) { group in
-                for index in opened..<(opened + batchSize) {
-                    group.addTask {
-                        let upgraded = loop.makePromise(of: Void.self)
-                        let handler = try await loop.submit {
-                            SubscriberHandler(
-                                request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded,
-                                publishers: ports.count, handshake: peer.handshake, subscribedKey: peer.subscribedKey,
-                                inflater: inflater)
-                        }.get()
-                        let channel = try await ClientBootstrap(group: loop)
-                            .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                            .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index % Self.sourceAddresses)", port: 0))
-                            .channelInitializer { channel in
-                                channel.eventLoop.makeCompletedFuture {
-                                    if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
-                                    try channel.pipeline.syncOperations.addHandler(handler)
-                                }
-                            }
-                            .connect(host: "127.0.0.1", port: ports[index % ports.count]).get()
-                        // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
-                        let timeout = loop.scheduleTask(in: .seconds(30)) { upgraded.fail(ChannelError.connectTimeout(.seconds(30))) }
-                        defer { timeout.cancel() }
-                        try await upgraded.futureResult.get()
-                        return (channel, handler)
+        /// Opens subscriber `index`: connected, upgraded and (where awaited) subscribed.
+        @Sendable func openOne(_ index: Int) async throws -> (any Channel, SubscriberHandler) {
+            let upgraded = loop.makePromise(of: Void.self)
+            let handler = try await loop.submit {
+                SubscriberHandler(
+                    request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded,
+                    publishers: ports.count, handshake: peer.handshake, subscribedKey: peer.subscribedKey,
+                    inflater: inflater)
+            }.get()
+            let channel = try await ClientBootstrap(group: loop)
+                .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                .channelOption(Self.bindAddressNoPort, value: 1)
+                .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index % Self.sourceAddresses)", port: 0))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                        try channel.pipeline.syncOperations.addHandler(handler)
                     }
                 }
-                return try await group.reduce(into: []) { $0.append($1) }
+                .connect(host: "127.0.0.1", port: ports[index % ports.count]).get()
+            // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
+            let timeout = loop.scheduleTask(in: .seconds(30)) { upgraded.fail(ChannelError.connectTimeout(.seconds(30))) }
+            defer { timeout.cancel() }
+            try await upgraded.futureResult.get()
+            return (channel, handler)
+        }
+        // A sliding window of `inFlight` clients dialling at once: each one done starts the next (waves of a
+        // fixed size would wait for each wave's slowest).
+        try await withThrowingTaskGroup(of: (any Channel, SubscriberHandler).self) { group in
+            var next = 0
+            while next < min(Self.inFlight, count) {
+                let index = next
+                group.addTask { try await openOne(index) }
+                next += 1
             }
-            channels += results.map(\.0)
-            handlers += results.map(\.1)
-            opened += batchSize
+            while let (channel, handler) = try await group.next() {
+                channels.append(channel)
+                handlers.append(handler)
+                if next < count {
+                    let index = next
+                    group.addTask { try await openOne(index) }
+                    next += 1
+                }
+            }
         }
         let elapsed = ContinuousClock.now - start
         return Audience(channels: channels, handlers: handlers, seconds: elapsed.seconds)
