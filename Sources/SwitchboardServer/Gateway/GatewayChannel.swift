@@ -8,6 +8,7 @@ import NIOHTTPTypesHTTP1
 import NIOSSL
 import NIOWebSocket
 import SwitchboardCore
+import Synchronization
 
 /// Switchboard's server child channel: HTTP/1.1 for the API and the WebSocket upgrade on one port.
 ///
@@ -68,104 +69,128 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             // SPEC §12: TLS first, for HTTP and WebSocket alike; the context is the latest loaded (SIGHUP).
             if let tls = node.tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current)) }
-            let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
-            let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
+            // A plain `/ws` upgrade is answered without NIO's HTTP pipeline; everything else gets it.
+            let negotiated = channel.eventLoop.makePromise(of: Negotiated.self)
             let admission = UpgradeAdmission(node: node)
-            let upgrader = WebSocketUpgrader<Negotiated>(
-                shouldUpgrade: { channel, head in
-                    if EnginePolling.handles(URI(head.uri).path) {
-                        do throws(UpgradeRejection) {
-                            let extensions = compressionResponse(to: head, on: channel.eventLoop)
-                            admitted.value = try engineUpgrade(head, channel: channel, admission: admission, compressed: extensions != nil)
-                            var headers = HTTPHeaders()
-                            if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
-                            return channel.eventLoop.makeSucceededFuture(headers)
-                        } catch {
-                            rejection.value = error
-                            return channel.eventLoop.makeSucceededFuture(nil)
+            try channel.pipeline.syncOperations.addHandler(
+                DirectUpgradeHandler(
+                    negotiated: negotiated,
+                    admit: { head, channel in
+                        admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade in
+                            (upgrade, extensions: compressionResponse(to: head, on: channel.eventLoop))
                         }
-                    }
-                    return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
-                        var headers = HTTPHeaders()
-                        let extensions = compressionResponse(to: head, on: channel.eventLoop)
-                        if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
-                        admitted.value = .native(upgrade, compressed: extensions != nil)
-                        // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
-                        return headers
-                    }.flatMapErrorThrowing { error in
-                        rejection.value =
-                            error as? UpgradeRejection
-                            ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
-                        return nil
-                    }
-                },
-                upgradePipelineHandler: { channel, _ in
-                    channel.eventLoop.makeCompletedFuture {
-                        guard let upgrade = admitted.value else { throw ChannelError.inappropriateOperationForState }
-                        // The write buffer's high mark bounds bytes queued in NIO; the Outbox bounds the rest.
-                        let limit = max(node.settings.outboundBufferBytes, 64 * 1024)
-                        try channel.syncOptions?.setOption(
-                            ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
-                        // The server allows half-closure for HTTP; a WebSocket has its own close handshake, so a
-                        // client's TCP FIN ends the connection at once instead of leaving it to the heartbeat.
-                        try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: false)
-                        // Accepted sockets inherit TCP_NODELAY from the listener (NIO sets it); `tcp-nodelay: false`
-                        // lets the kernel gather small frames instead.
-                        if !node.settings.tcpNoDelay {
-                            try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
-                        }
-                        switch upgrade {
-                        case .native(let upgrade, let compressed):
-                            try channel.pipeline.syncOperations.addHandler(
-                                WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed))
-                        case .engineHandshake(let ip, let compressed):
-                            let socket = EngineWebSocket(
-                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
-                                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
-                            try channel.pipeline.syncOperations.addHandler(socket)
-                            let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
-                            socket.attach(to: connection)
-                            connection.openWebSocket(socket)
-                        case .engineUpgrade(let connection, let compressed):
-                            let socket = EngineWebSocket(
-                                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
-                                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
-                            try channel.pipeline.syncOperations.addHandler(socket)
-                            socket.attach(to: connection)
-                            let probe = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
-                            if connection.eventLoop.inEventLoop { probe() } else { connection.eventLoop.execute(probe) }
-                        }
-                        return Negotiated.webSocket
-                    }
-                }
-            )
-            let configuration = NIOTypedHTTPServerUpgradeConfiguration<Negotiated>(
-                upgraders: [upgrader],
-                notUpgradingCompletionHandler: { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: node.tls != nil))
-                        try channel.pipeline.syncOperations.addHandler(
-                            HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
-                        let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
-                            wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                        if let refused = rejection.value { return .refused(http, refused) }
-                        // Includes upgrades with a bad handshake, which never reach our checks: the router answers them.
-                        return .http(http)
-                    }
-                }
-            )
-            var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
-            pipeline.enablePipelining = false
-            pipeline.enableErrorHandling = false
-            pipeline.enableResponseHeaderValidation = false
-            let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+                    },
+                    install: { upgrade, channel in try install(upgrade, on: channel) },
+                    standardPipeline: { channel in try configureHTTPPipeline(on: channel, admission: admission, logger: logger) },
+                    answered: { [node] in node.directUpgrades.add(1, ordering: .relaxed) }))
             // A connection must complete its first request or upgrade in time: sockets that connect and send
             // nothing, or half a request, are closed instead of held (`request-timeout-ms`).
             let timeout = channel.eventLoop.scheduleTask(in: .milliseconds(Int64(node.settings.requestTimeoutMs))) {
                 channel.close(promise: nil)
             }
-            negotiated.whenComplete { _ in timeout.cancel() }
-            return Value(negotiated: negotiated, channel: channel)
+            negotiated.futureResult.whenComplete { _ in timeout.cancel() }
+            return Value(negotiated: negotiated.futureResult, channel: channel)
+        }
+    }
+
+    /// NIO's HTTP/1 pipeline with the upgrade handler, for every connection that does not start with a plain
+    /// `/ws` upgrade: API requests, Socket.IO, and upgrades with anything unusual in them.
+    private func configureHTTPPipeline(
+        on channel: any Channel, admission: UpgradeAdmission, logger: Logger
+    ) throws -> EventLoopFuture<Negotiated> {
+        let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
+        let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
+        let upgrader = WebSocketUpgrader<Negotiated>(
+            shouldUpgrade: { channel, head in
+                if EnginePolling.handles(URI(head.uri).path) {
+                    do throws(UpgradeRejection) {
+                        let extensions = compressionResponse(to: head, on: channel.eventLoop)
+                        admitted.value = try engineUpgrade(head, channel: channel, admission: admission, compressed: extensions != nil)
+                        var headers = HTTPHeaders()
+                        if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
+                        return channel.eventLoop.makeSucceededFuture(headers)
+                    } catch {
+                        rejection.value = error
+                        return channel.eventLoop.makeSucceededFuture(nil)
+                    }
+                }
+                return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
+                    var headers = HTTPHeaders()
+                    let extensions = compressionResponse(to: head, on: channel.eventLoop)
+                    if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
+                    admitted.value = .native(upgrade, compressed: extensions != nil)
+                    // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
+                    return headers
+                }.flatMapErrorThrowing { error in
+                    rejection.value =
+                        error as? UpgradeRejection
+                        ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
+                    return nil
+                }
+            },
+            upgradePipelineHandler: { channel, _ in
+                channel.eventLoop.makeCompletedFuture {
+                    guard let upgrade = admitted.value else { throw ChannelError.inappropriateOperationForState }
+                    try install(upgrade, on: channel)
+                    return Negotiated.webSocket
+                }
+            }
+        )
+        let configuration = NIOTypedHTTPServerUpgradeConfiguration<Negotiated>(
+            upgraders: [upgrader],
+            notUpgradingCompletionHandler: { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: node.tls != nil))
+                    try channel.pipeline.syncOperations.addHandler(
+                        HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
+                    let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
+                        wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
+                    if let refused = rejection.value { return .refused(http, refused) }
+                    // Includes upgrades with a bad handshake, which never reach our checks: the router answers them.
+                    return .http(http)
+                }
+            }
+        )
+        var pipeline = NIOUpgradableHTTPServerPipelineConfiguration(upgradeConfiguration: configuration)
+        pipeline.enablePipelining = false
+        pipeline.enableErrorHandling = false
+        pipeline.enableResponseHeaderValidation = false
+        return try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+    }
+
+    /// Puts an accepted upgrade's handler in the pipeline, after the `101` response was written.
+    private func install(_ upgrade: AcceptedUpgrade, on channel: any Channel) throws {
+        // The write buffer's high mark bounds bytes queued in NIO; the Outbox bounds the rest.
+        let limit = max(node.settings.outboundBufferBytes, 64 * 1024)
+        try channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
+        // The server allows half-closure for HTTP; a WebSocket has its own close handshake, so a client's TCP FIN
+        // ends the connection at once instead of leaving it to the heartbeat.
+        try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: false)
+        // Accepted sockets inherit TCP_NODELAY from the listener (NIO sets it); `tcp-nodelay: false` lets the
+        // kernel gather small frames instead.
+        if !node.settings.tcpNoDelay {
+            try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
+        }
+        switch upgrade {
+        case .native(let upgrade, let compressed):
+            try channel.pipeline.syncOperations.addHandler(
+                WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed))
+        case .engineHandshake(let ip, let compressed):
+            let socket = EngineWebSocket(
+                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
+                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
+            try channel.pipeline.syncOperations.addHandler(socket)
+            let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
+            socket.attach(to: connection)
+            connection.openWebSocket(socket)
+        case .engineUpgrade(let connection, let compressed):
+            let socket = EngineWebSocket(
+                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
+                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
+            try channel.pipeline.syncOperations.addHandler(socket)
+            socket.attach(to: connection)
+            let probe: @Sendable () -> Void = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
+            if connection.eventLoop.inEventLoop { probe() } else { connection.eventLoop.execute(probe) }
         }
     }
 

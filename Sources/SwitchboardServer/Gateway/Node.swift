@@ -5,6 +5,7 @@ public import Prometheus
 import RedisBroker
 import RedisClient
 public import SwitchboardCore
+import Synchronization
 
 /// Everything one Switchboard node shares between its connections and its API.
 public final class Node: Sendable {
@@ -21,6 +22,8 @@ public final class Node: Sendable {
     public let tls: TLSCertificates?
     /// Open Engine.IO sessions by `sid` (SPEC §9), admitted or not yet.
     let engineSessions = EngineSessions()
+    /// `/ws` upgrades answered without NIO's HTTP pipeline (``DirectUpgradeHandler``), accepted or refused.
+    let directUpgrades = Atomic<Int>(0)
     /// Sequences publishes and delivers them (``LocalBroker``: in this process; ``RedisBroker`` in cluster mode).
     public let broker: any Broker
     /// The cluster this node is part of (cluster mode, SPEC §8), else nil.

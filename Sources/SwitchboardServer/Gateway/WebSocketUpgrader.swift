@@ -20,8 +20,6 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
     // Like NIO's own upgrader: the key and version are checked in buildUpgradeResponse, not listed in `Connection`.
     var requiredUpgradeHeaders: [String] { [] }
 
-    private static var guid: String { "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" }
-
     func buildUpgradeResponse(
         channel: any Channel, upgradeRequest: HTTPRequestHead, initialResponseHeaders: HTTPHeaders
     ) -> EventLoopFuture<HTTPHeaders> {
@@ -30,10 +28,9 @@ struct WebSocketUpgrader<Result: Sendable>: NIOTypedHTTPServerProtocolUpgrader {
             guard var headers = extraHeaders, let key = WebSocketHandshake.key(of: upgradeRequest) else {
                 throw NIOWebSocketUpgradeError.unsupportedWebSocketTarget
             }
-            let digest = Insecure.SHA1.hash(data: Data((key + Self.guid).utf8))
             headers.replaceOrAdd(name: "Upgrade", value: "websocket")
             headers.replaceOrAdd(name: "Connection", value: "upgrade")
-            headers.add(name: "Sec-WebSocket-Accept", value: Data(digest).base64EncodedString())
+            headers.add(name: "Sec-WebSocket-Accept", value: WebSocketHandshake.accept(forKey: key))
             return headers
         }
     }
@@ -53,5 +50,11 @@ enum WebSocketHandshake {
             request.headers["Sec-WebSocket-Version"] == ["13"]
         else { return nil }
         return key
+    }
+
+    /// The `Sec-WebSocket-Accept` answer to `key` (RFC 6455 §4.2.2).
+    static func accept(forKey key: String) -> String {
+        let digest = Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))
+        return Data(digest).base64EncodedString()
     }
 }

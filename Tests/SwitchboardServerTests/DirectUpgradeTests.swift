@@ -1,0 +1,151 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import SwitchboardCore
+import Synchronization
+import Testing
+
+@testable import SwitchboardServer
+
+/// Plain `/ws` upgrades answered without NIO's HTTP pipeline (``DirectUpgradeHandler``), and everything else
+/// still handed to it.
+@Suite struct DirectUpgradeTests {
+    static let key = "dGhlIHNhbXBsZSBub25jZQ=="
+
+    static func request(_ target: String = "/ws", extra: String = "") -> String {
+        "GET \(target) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            + "Sec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\(extra)\r\n"
+    }
+
+    private func parse(_ text: String) -> DirectUpgradeRequest.Parse {
+        DirectUpgradeRequest.parse(ByteBuffer(string: text).readableBytesView)
+    }
+
+    private func parsedHead(_ text: String) -> (uri: String, length: Int)? {
+        guard case .upgrade(let head, let length) = parse(text) else { return nil }
+        return (head.uri, length)
+    }
+
+    @Test func thePlainUpgradeIsRecognisedAndEverythingElseIsNot() {
+        let plain = Self.request("/ws?token=abc&subscribe=a,b")
+        #expect(parsedHead(plain)?.uri == "/ws?token=abc&subscribe=a,b")
+        #expect(parsedHead(plain + "\u{81}\u{80}")?.length == plain.utf8.count, "what follows the head is not part of it")
+        #expect(parsedHead(Self.request(extra: "connection: keep-alive, upgrade\r\nupgrade: websocket\r\n")) == nil,
+            "a second Upgrade header is the HTTP pipeline's")
+        #expect(parsedHead(Self.request().replacingOccurrences(of: "Connection: Upgrade", with: "Connection: keep-alive, Upgrade")) != nil)
+        // Partial heads wait; anything else, or unusual, goes to NIO's parser.
+        #expect(parse("GET /w") == .needsMore)
+        #expect(parse(String(Self.request().dropLast(2))) == .needsMore)
+        for other in [
+            "POST /api/v1/websocket/broadcast HTTP/1.1\r\n", "GET /wsx HTTP/1.1\r\n", "GET /socket.io/?EIO=4 HTTP/1.1\r\n",
+            "GET /ws HTTP/1.0\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+            Self.request().replacingOccurrences(of: "Upgrade: websocket\r\n", with: ""),
+            Self.request(extra: "Content-Length: 5\r\n"), Self.request(extra: "Transfer-Encoding: chunked\r\n"),
+            Self.request(extra: "X-Note: caf\u{e9}\r\n"), Self.request(extra: "Bad Name: x\r\n"), Self.request(extra: " folded\r\n"),
+            Self.request(extra: "X-Pad: " + String(repeating: "x", count: DirectUpgradeRequest.maxHeadBytes) + "\r\n"),
+        ] {
+            #expect(parse(other) == .otherwise, "\(other.prefix(60))")
+        }
+        #expect(parse(String(repeating: "GET /ws?", count: 1) + String(repeating: "a", count: DirectUpgradeRequest.maxHeadBytes)) == .otherwise)
+    }
+
+    @Test func aPlainUpgradeIsAnsweredDirectlyEvenByteByByteWithEarlyFrames() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client()
+            #expect(client.welcome["type"] as? String == "welcome")
+            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+            // One byte per write, then a masked ping sent before the 101 could arrive: answered with a pong.
+            let raw = try await ByteCollector.connect(port: node.port)
+            for byte in Array(Self.request().utf8) { try await raw.send([byte]) }
+            try await raw.send([0x89, 0x82, 0, 0, 0, 0, 0x68, 0x69])
+            _ = try await raw.waitFor([0x8A, 0x02, 0x68, 0x69])
+            // The pong may come before `welcome` (control frames interleave), both after the 101.
+            let seen = try await raw.waitFor(Array(#""type":"welcome""#.utf8))
+            #expect(seen.starts(with: Array("HTTP/1.1 101 Switching Protocols\r\n".utf8)))
+            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 2)
+            await raw.close()
+            await client.close()
+        }
+    }
+
+    @Test func unusualUpgradesGoThroughTheHTTPPipelineAndRefusalsKeepTheirStatusAndBody() async throws {
+        try await TestNode.with { node in
+            let unusual = try await ByteCollector.connect(port: node.port)
+            try await unusual.send(Array(Self.request(extra: "X-Note: caf\u{e9}\r\n").utf8))
+            let accepted = String(decoding: try await unusual.waitFor(Array("welcome".utf8)), as: UTF8.self)
+            #expect(accepted.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
+            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 0, "the HTTP pipeline answered it")
+            await unusual.close()
+            // The same refusal either way: SPEC §3's status and JSON body, then the connection closes.
+            for extra in ["", "X-Note: caf\u{e9}\r\n"] {
+                let refused = try await ByteCollector.connect(port: node.port)
+                try await refused.send(Array(Self.request("/ws?token=not-a-jwt", extra: extra).utf8))
+                let text = String(decoding: try await refused.waitForClose(), as: UTF8.self)
+                #expect(text.hasPrefix("HTTP/1.1 401 Unauthorized\r\n"), "\(text)")
+                #expect(text.lowercased().contains("content-type: application/json"))
+                #expect(text.contains(#""code":"UNAUTHORIZED""#))
+            }
+            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+        }
+    }
+}
+
+/// A TCP client that keeps every byte the server sends.
+final class ByteCollector: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    private let received = Mutex<[UInt8]>([])
+    private let closed = Mutex(false)
+    private let channel = Mutex<(any Channel)?>(nil)
+
+    static func connect(port: Int) async throws -> ByteCollector {
+        let collector = ByteCollector()
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
+            }
+            .connect(host: "127.0.0.1", port: port).get()
+        collector.channel.withLock { $0 = channel }
+        return collector
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let bytes = unwrapInboundIn(data)
+        received.withLock { $0 += bytes.readableBytesView }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closed.withLock { $0 = true }
+    }
+
+    func send(_ bytes: [UInt8]) async throws {
+        guard let channel = channel.withLock({ $0 }) else { return }
+        try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
+    }
+
+    func close() async {
+        try? await channel.withLock({ $0 })?.close()
+    }
+
+    /// Everything received once it holds `marker` (within 5 s).
+    func waitFor(_ marker: [UInt8]) async throws -> [UInt8] {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while ContinuousClock.now < deadline {
+            let bytes = received.withLock { $0 }
+            if bytes.count >= marker.count, (0...(bytes.count - marker.count)).contains(where: { bytes[$0..<($0 + marker.count)].elementsEqual(marker) }) {
+                return bytes
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        Issue.record("not received: \(String(decoding: marker, as: UTF8.self))")
+        return received.withLock { $0 }
+    }
+
+    /// Everything received once the server closed the connection (within 5 s).
+    func waitForClose() async throws -> [UInt8] {
+        let deadline = ContinuousClock.now + .seconds(5)
+        while !closed.withLock({ $0 }) && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(closed.withLock { $0 }, "the server closed the connection")
+        return received.withLock { $0 }
+    }
+}
