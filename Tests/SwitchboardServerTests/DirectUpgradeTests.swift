@@ -36,6 +36,9 @@ import Testing
         #expect(parsedHead(Self.request().replacingOccurrences(of: "Connection: Upgrade", with: "Connection: keep-alive, Upgrade")) != nil)
         // Partial heads wait; anything else, or unusual, goes to NIO's parser.
         #expect(parse("GET /w") == .needsMore)
+        // Searching on from where an earlier read stopped finds an end of head split across reads.
+        let whole = Self.request()
+        #expect(DirectUpgradeRequest.parse(ByteBuffer(string: whole).readableBytesView, searched: whole.utf8.count - 2) != .needsMore)
         #expect(parse(String(Self.request().dropLast(2))) == .needsMore)
         for other in [
             "POST /api/v1/websocket/broadcast HTTP/1.1\r\n", "GET /wsx HTTP/1.1\r\n", "GET /socket.io/?EIO=4 HTTP/1.1\r\n",
@@ -48,6 +51,37 @@ import Testing
             #expect(parse(other) == .otherwise, "\(other.prefix(60))")
         }
         #expect(parse(String(repeating: "GET /ws?", count: 1) + String(repeating: "a", count: DirectUpgradeRequest.maxHeadBytes)) == .otherwise)
+    }
+
+    /// Mutations of a real head and random bytes: the parser answers every one (a bad index would trap).
+    @Test func mutatedAndRandomHeadsNeverTrap() {
+        var random = MutationGenerator(state: 0x5EED)
+        let base = Array(Self.request("/ws?token=abc", extra: "Origin: https://a.example\r\n").utf8)
+        let interesting: [UInt8] = [0x0D, 0x0A, 0x3A, 0x20, 0x09, 0x00, 0x7F, 0x80, 0xFF, 0x3F]
+        var upgrades = 0
+        for round in 0..<5_000 {
+            var bytes = base
+            if round % 10 == 9 {
+                bytes = (0..<Int(random.next() % 200)).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                bytes.insert(contentsOf: Array("GET /ws ".utf8), at: 0)
+            } else {
+                for _ in 0..<(1 + Int(random.next() % 4)) {
+                    let at = Int(random.next() % UInt64(bytes.count))
+                    switch random.next() % 4 {
+                    case 0: bytes[at] = interesting[Int(random.next() % UInt64(interesting.count))]
+                    case 1: bytes.remove(at: at)
+                    case 2: bytes.insert(interesting[Int(random.next() % UInt64(interesting.count))], at: at)
+                    default: bytes = Array(bytes.prefix(at))
+                    }
+                    if bytes.isEmpty { bytes = [0x47] }
+                }
+            }
+            if case .upgrade(_, let length) = DirectUpgradeRequest.parse(ByteBuffer(bytes: bytes).readableBytesView) {
+                #expect(length <= bytes.count)
+                upgrades += 1
+            }
+        }
+        #expect(upgrades > 0, "some mutations keep a valid head")
     }
 
     @Test func aPlainUpgradeIsAnsweredDirectlyEvenByteByByteWithEarlyFrames() async throws {
@@ -88,6 +122,15 @@ import Testing
             }
             #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
         }
+    }
+}
+
+/// A deterministic 64-bit LCG (Knuth's MMIX constants): the mutation test's inputs are the same on every run.
+struct MutationGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return state >> 11
     }
 }
 

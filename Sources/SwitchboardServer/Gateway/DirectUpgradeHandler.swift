@@ -18,8 +18,8 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     typealias OutboundOut = ByteBuffer
 
     private enum State {
-        /// Reading the request head.
-        case reading(ByteBuffer)
+        /// Reading the request head; `searched` bytes of it hold no end of head.
+        case reading(ByteBuffer, searched: Int)
         /// The head is in: admission runs; bytes the client sends meanwhile wait here for its connection.
         case admitting(ByteBuffer)
         /// Handed over (or refused): nothing more is done here.
@@ -29,7 +29,7 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     /// Most bytes a client may send between its upgrade request and the answer.
     static let maxEarlyBytes = 65_536
 
-    private var state = State.reading(ByteBuffer())
+    private var state = State.reading(ByteBuffer(), searched: 0)
     /// The server began shutting down during admission.
     private var quiesced = false
     private let negotiated: EventLoopPromise<GatewayChannel.Negotiated>
@@ -61,12 +61,12 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
         switch state {
-        case .reading(var head):
+        case .reading(var head, let searched):
             state = .done
             head.writeBuffer(&bytes)
-            switch DirectUpgradeRequest.parse(head.readableBytesView) {
+            switch DirectUpgradeRequest.parse(head.readableBytesView, searched: searched) {
             case .needsMore:
-                state = .reading(head)
+                state = .reading(head, searched: head.readableBytes)
             case .otherwise:
                 handOver(head, context: context)
             case .upgrade(let request, let length):

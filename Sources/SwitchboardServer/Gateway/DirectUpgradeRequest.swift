@@ -26,7 +26,9 @@ enum DirectUpgradeRequest {
     private static let prefix = Array("GET /ws".utf8)
     private static let headEnd = Array("\r\n\r\n".utf8)
 
-    static func parse(_ bytes: ByteBufferView) -> Parse {
+    /// - Parameter searched: how many of the bytes an earlier call already saw without finding the head's end
+    ///   (a head arriving in many small reads is searched once, not once per read).
+    static func parse(_ bytes: ByteBufferView, searched: Int = 0) -> Parse {
         // The request line's start decides at once for every other request (API calls, Socket.IO, the dashboard).
         let known = min(bytes.count, prefix.count + 1)
         for (offset, byte) in bytes.prefix(known).enumerated() {
@@ -36,15 +38,15 @@ enum DirectUpgradeRequest {
                 return .otherwise
             }
         }
-        guard let end = endOfHead(in: bytes) else { return bytes.count > maxHeadBytes ? .otherwise : .needsMore }
+        guard let end = endOfHead(in: bytes, from: max(0, searched - (headEnd.count - 1))) else { return bytes.count > maxHeadBytes ? .otherwise : .needsMore }
         guard let head = head(of: bytes[bytes.startIndex..<end]) else { return .otherwise }
         return .upgrade(head, headLength: end + headEnd.count - bytes.startIndex)
     }
 
-    /// The index of the `\r\n\r\n` ending the head, within ``maxHeadBytes``.
-    private static func endOfHead(in bytes: ByteBufferView) -> Int? {
+    /// The index of the `\r\n\r\n` ending the head, within ``maxHeadBytes``, searching from offset `from`.
+    private static func endOfHead(in bytes: ByteBufferView, from: Int) -> Int? {
         let limit = min(bytes.endIndex, bytes.startIndex + maxHeadBytes)
-        var index = bytes.startIndex
+        var index = bytes.startIndex + from
         while index + headEnd.count <= limit {
             if bytes[index] == UInt8(ascii: "\r"), bytes[index + 1] == UInt8(ascii: "\n"), bytes[index + 2] == UInt8(ascii: "\r"),
                 bytes[index + 3] == UInt8(ascii: "\n")
