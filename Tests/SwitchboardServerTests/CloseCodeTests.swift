@@ -61,7 +61,8 @@ import WebSocketTestClient
     @Test func unauthenticatedConnectionClosesWith4001WhenAnonymousIsOff() async throws {
         try await TestNode.with({
             $0.allowAnonymous = false
-            $0.authTimeoutMs = 800
+            // Long enough for a loaded machine (the full suite runs in parallel) to connect and ask before it ends.
+            $0.authTimeoutMs = 2_000
         }) { node in
             let client = try await node.client()
             let reply = try await client.request(["type": "subscribe", "channel": "system_status"])
