@@ -171,23 +171,25 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         if !node.settings.tcpNoDelay {
             try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
         }
+        /// The Engine.IO WebSocket transport, in the pipeline.
+        func engineWebSocket(compressed: Bool) throws -> EngineWebSocket {
+            let socket = EngineWebSocket(
+                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
+                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
+            try channel.pipeline.syncOperations.addHandler(socket)
+            return socket
+        }
         switch upgrade {
         case .native(let upgrade, let compressed):
             try channel.pipeline.syncOperations.addHandler(
                 WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed))
         case .engineHandshake(let ip, let compressed):
-            let socket = EngineWebSocket(
-                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
-                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
-            try channel.pipeline.syncOperations.addHandler(socket)
+            let socket = try engineWebSocket(compressed: compressed)
             let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
             socket.attach(to: connection)
             connection.openWebSocket(socket)
         case .engineUpgrade(let connection, let compressed):
-            let socket = EngineWebSocket(
-                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
-                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
-            try channel.pipeline.syncOperations.addHandler(socket)
+            let socket = try engineWebSocket(compressed: compressed)
             socket.attach(to: connection)
             let probe: @Sendable () -> Void = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
             if connection.eventLoop.inEventLoop { probe() } else { connection.eventLoop.execute(probe) }

@@ -10,6 +10,13 @@ protocol LaneMemberConnection: AnyObject {
     func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome)
 }
 
+extension LaneMemberConnection where Self: SessionHost {
+    /// Through the connection's outbox, like any other delivery (which marks it queued by the loop).
+    func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
+        for delivery in deliveries { send(delivery) }
+    }
+}
+
 /// How a slot table's lanes frame messages: the wire protocol, `batch` frames, permessage-deflate.
 struct LaneFormat: Hashable, Sendable {
     enum Codec: Sendable {
@@ -28,6 +35,21 @@ struct LaneFormat: Hashable, Sendable {
     static let all: [LaneFormat] = [Codec.native, .socketIO].flatMap { codec in
         [false, true].flatMap { compressed in
             (codec == .native ? [false, true] : [false]).map { LaneFormat(codec: codec, batches: $0, compressed: compressed) }
+        }
+    }
+}
+
+extension LaneFormat.Codec {
+    /// The frame a recipient speaking this codec gets for `delivery`: a message's frame in the codec, or a
+    /// reply's own (already in its codec); the shared compressed one when `deflater` is given and it pays. Every
+    /// one of them built once per delivery and shared by all recipients (SPEC §9, §12).
+    func frame(of delivery: Delivery, deflater: MessageDeflater?, counting compressed: inout CompressedBytes) -> ByteBuffer {
+        switch self {
+        case .socketIO where delivery.isMessage:
+            deflater?.socketIOFrame(of: delivery, counting: &compressed) ?? SocketIOCodec.messageFrame(of: delivery)
+        default:
+            // Native messages, and replies of either codec (a Socket.IO reply's payload is its Engine.IO packet).
+            deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame
         }
     }
 }
@@ -223,28 +245,20 @@ struct LaneBatch {
         self.deliveries = deliveries
         var compressed = CompressedBytes()
         if deliveries.count == 1 {
-            frames = Self.frame(of: deliveries[0], codec: codec, deflater: deflater, counting: &compressed)
+            frames = codec.frame(of: deliveries[0], deflater: deflater, counting: &compressed)
         } else if asOneBatchFrame && codec == .native {
             let batch = BatchFrame.frame(of: deliveries)
             frames = deflater?.compressedFrame(ofFrame: batch, counting: &compressed) ?? batch
         } else {
-            let each = deliveries.map { Self.frame(of: $0, codec: codec, deflater: deflater, counting: &compressed) }
             var frames = ByteBuffer()
-            frames.reserveCapacity(each.reduce(0) { $0 + $1.readableBytes })
-            for frame in each { frames.writeImmutableBuffer(frame) }
+            // The native frames' size: the others' are close to it (the buffer grows if need be).
+            frames.reserveCapacity(deliveries.reduce(0) { $0 + $1.frame.readableBytes })
+            for delivery in deliveries {
+                frames.writeImmutableBuffer(codec.frame(of: delivery, deflater: deflater, counting: &compressed))
+            }
             self.frames = frames
         }
         self.compressed = compressed
-    }
-
-    /// A message's frame in `codec`, built once per delivery and shared (compressed when it is worth it).
-    private static func frame(
-        of delivery: Delivery, codec: LaneFormat.Codec, deflater: MessageDeflater?, counting compressed: inout CompressedBytes
-    ) -> ByteBuffer {
-        switch codec {
-        case .native: deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame
-        case .socketIO: deflater?.socketIOFrame(of: delivery, counting: &compressed) ?? SocketIOCodec.messageFrame(of: delivery)
-        }
     }
 
     var firstSeq: UInt64 { deliveries[0].seq }

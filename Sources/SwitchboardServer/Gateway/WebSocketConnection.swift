@@ -351,7 +351,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// The frame this connection gets for `delivery`: the shared compressed one if it negotiated
     /// permessage-deflate and the message is big enough, the plain one otherwise.
     private func outboundFrame(of delivery: Delivery, counting compressed: inout CompressedBytes) -> ByteBuffer {
-        deflater?.frame(of: delivery, counting: &compressed) ?? delivery.frame
+        LaneFormat.Codec.native.frame(of: delivery, deflater: deflater, counting: &compressed)
     }
 
     /// Puts `deliveries`' frames into `frames`.
@@ -430,11 +430,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     private func updateLaneAccess() {
         guard let fanoutMember else { return }
         loopFanout.setDirectDescriptor(lanesMayWriteDirectly ? socket?.descriptor : nil, of: fanoutMember)
-    }
-
-    /// Queues lane messages that could not be written directly, behind what the outbox holds. On the loop.
-    func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
-        for delivery in deliveries { send(delivery) }
     }
 
     /// Whether frames go straight to the socket (a descriptor was found), and how many writes the socket took

@@ -208,13 +208,15 @@ final class EngineConnection: @unchecked Sendable {
             let deflater = webSocket.compresses ? loopDeflater : nil
             var compressed = CompressedBytes()
             if draining.count == 1 {
-                let frame = Self.frame(of: draining[0], deflater: deflater, counting: &compressed)
+                let frame = LaneFormat.Codec.socketIO.frame(of: draining[0], deflater: deflater, counting: &compressed)
                 bytes = frame.readableBytes
                 webSocket.send(frame)
             } else {
                 // One write for the whole drain, gathered in the loop's reused storage.
                 var frames = drainScheduler.takeGatherBuffer()
-                for delivery in draining { frames.append(Self.frame(of: delivery, deflater: deflater, counting: &compressed)) }
+                for delivery in draining {
+                    frames.append(LaneFormat.Codec.socketIO.frame(of: delivery, deflater: deflater, counting: &compressed))
+                }
                 bytes = frames.bytes
                 webSocket.send(frames.output)
                 drainScheduler.returnGatherBuffer(frames)
@@ -238,17 +240,6 @@ final class EngineConnection: @unchecked Sendable {
         }
         if countingBytes { node.statistics.recordBytesOut(bytes) }
         return bytes
-    }
-
-    /// The WebSocket frame of a delivery: a message's shared Socket.IO frame, or a reply's own; compressed
-    /// (and shared the same way) when the socket negotiated permessage-deflate and it is big enough.
-    private static func frame(
-        of delivery: Delivery, deflater: MessageDeflater?, counting compressed: inout CompressedBytes
-    ) -> ByteBuffer {
-        guard let deflater else { return delivery.isMessage ? SocketIOCodec.messageFrame(of: delivery) : delivery.frame }
-        // A reply's payload is its Engine.IO packet, so its native `.deflated` encoding is the compressed packet.
-        return delivery.isMessage
-            ? deflater.socketIOFrame(of: delivery, counting: &compressed) : deflater.frame(of: delivery, counting: &compressed)
     }
 
     /// Sends a Socket.IO packet ahead of the client's outbox (the CONNECT answer, a refusal before the client exists).

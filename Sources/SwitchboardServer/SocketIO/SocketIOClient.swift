@@ -110,10 +110,6 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
     /// Messages the lanes wrote straight to the socket. On the loop (for tests).
     var laneWrites: Int { fanoutMember.map { loopFanout.messagesOut(of: $0) } ?? 0 }
 
-    func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
-        for delivery in deliveries { send(delivery) }
-    }
-
     func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
         engine?.finishDirectWrite(bytes, outcome: outcome)
     }
