@@ -1,7 +1,8 @@
 import Foundation
-public import Hummingbird
-public import HummingbirdCore
-import ServiceLifecycle
+import Hummingbird
+import HummingbirdCore
+public import ServiceLifecycle
+import NIOHTTP1
 public import Logging
 public import NIOCore
 public import NIOPosix
@@ -23,7 +24,7 @@ public func buildApplication(
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
-) async throws -> some ApplicationProtocol {
+) async throws -> some Service {
     let publicKeyPEM: String?
     if let path = settings.jwtPublicKey {
         do {
@@ -44,7 +45,7 @@ public func buildApplication(
 public func buildApplication(
     node: Node,
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
-) -> some ApplicationProtocol {
+) -> some Service {
     let settings = node.settings
     let router = Router()
     ManagementAPI(node: node).register(on: router)
@@ -55,15 +56,50 @@ public func buildApplication(
     if let broker = node.broker as? RedisBroker { services.insert(ClusterLink(broker: broker, logger: node.logger), at: 0) }
     if settings.demo { services.append(DemoFeed(node: node)) }
     if let tls = node.tls { services.append(TLSReloader(tls: tls, logger: node.logger)) }
+    return SwitchboardApplication(node: node, responder: router.buildResponder(), services: services, onServerRunning: onServerRunning)
+}
 
-    return Application(
-        router: router,
-        server: HTTPServerBuilder { responder in GatewayChannel(node: node, responder: responder) },
-        configuration: ApplicationConfiguration(
-            address: .hostname(settings.host, port: settings.port), serverName: "switchboard", backlog: settings.listenBacklog),
-        services: services,
-        onServerRunning: onServerRunning,
-        eventLoopGroupProvider: .shared(node.eventLoopGroup),
-        logger: node.logger
-    )
+/// A node as one service: the gateway's listener, answering HTTP with the router, and the node's services.
+///
+/// In place of Hummingbird's `Application`, whose server gives every connection a task (see ``GatewayServer``);
+/// what that `Application` adds to each response is done here too: the request context, a 500 for an error
+/// the router did not turn into a response, and the `Date` and `Server` headers.
+struct SwitchboardApplication<Responder: HTTPResponder>: Service where Responder.Context == BasicRequestContext {
+    let node: Node
+    let responder: Responder
+    let services: [any Service]
+    let onServerRunning: @Sendable (any Channel) async -> Void
+
+    /// A malformed request found while the response was being written: not answered a second time.
+    struct ParseErrorWhileWriting: Error {}
+
+    func run() async throws {
+        let responder = self.responder
+        let logger = node.logger
+        let date = HTTPDate()
+        let gateway = GatewayChannel(node: node) { request, writer, channel in
+            let context = BasicRequestContext(source: .init(channel: channel, logger: logger))
+            var response: Response
+            do {
+                response = try await responder.respond(to: request, context: context)
+            } catch let error as HTTPParserError {
+                throw error  // the connection answers it (400) and closes
+            } catch {
+                logger.debug("unhandled error in a route", metadata: ["sb.error": "\(error)"])
+                response = Response(status: .internalServerError)
+            }
+            response.headers[.date] = date.now
+            response.headers[.server] = "switchboard"
+            do {
+                try await writer.write(response: response.head, body: response.body)
+            } catch is HTTPParserError {
+                throw ParseErrorWhileWriting()
+            }
+        }
+        let server = GatewayServer(
+            gateway: gateway, node: node, host: node.settings.host, port: node.settings.port, backlog: node.settings.listenBacklog,
+            eventLoopGroup: node.eventLoopGroup, logger: logger, onServerRunning: onServerRunning)
+        // Shut down in reverse order: the server first, the WebSocket drain last.
+        try await ServiceGroup(configuration: .init(services: services + [server], logger: logger)).run()
+    }
 }

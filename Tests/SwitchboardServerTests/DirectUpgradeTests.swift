@@ -5,6 +5,7 @@ import NIOPosix
 import SwitchboardCore
 import Synchronization
 import Testing
+import WebSocketTestClient
 
 @testable import SwitchboardServer
 
@@ -121,6 +122,27 @@ import Testing
                 #expect(text.contains(#""code":"UNAUTHORIZED""#))
             }
             #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+        }
+    }
+
+    /// A WebSocket lives in its channel's pipeline: only a connection that serves HTTP (or a refusal written by
+    /// the HTTP pipeline) is handed to a Swift task (``GatewayServer``; Hummingbird's server gave one to each).
+    @Test func onlyConnectionsServingHTTPGetATask() async throws {
+        try await TestNode.with { node in
+            var clients: [TestClient] = []
+            for _ in 0..<5 { clients.append(try await node.client()) }
+            let unusual = try await ByteCollector.connect(port: node.port)
+            try await unusual.send(Array(Self.request(extra: "X-Note: caf\u{e9}\r\n").utf8))
+            _ = try await unusual.waitFor(Array("welcome".utf8))
+            #expect(node.node.httpConnectionTasks.load(ordering: .relaxed) == 0, "WebSockets hold no task")
+            let health = try await node.request("GET", "/api/v1/websocket/health")
+            #expect(health.status == 200)
+            let refused = try await ByteCollector.connect(port: node.port)
+            try await refused.send(Array(Self.request("/ws?token=not-a-jwt", extra: "X-Note: caf\u{e9}\r\n").utf8))
+            _ = try await refused.waitForClose()
+            #expect(node.node.httpConnectionTasks.load(ordering: .relaxed) == 2, "one request, one refusal")
+            await unusual.close()
+            for client in clients { await client.close() }
         }
     }
 }

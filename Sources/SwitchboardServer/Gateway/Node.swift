@@ -24,6 +24,8 @@ public final class Node: Sendable {
     let engineSessions = EngineSessions()
     /// `/ws` upgrades answered without NIO's HTTP pipeline (``DirectUpgradeHandler``), accepted or refused.
     let directUpgrades = Atomic<Int>(0)
+    /// Connections handed to a Swift task of their own (``GatewayServer``): those serving HTTP, never WebSockets.
+    let httpConnectionTasks = Atomic<Int>(0)
     /// Sequences publishes and delivers them (``LocalBroker``: in this process; ``RedisBroker`` in cluster mode).
     public let broker: any Broker
     /// The cluster this node is part of (cluster mode, SPEC §8), else nil.
