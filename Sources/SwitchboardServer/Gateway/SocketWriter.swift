@@ -6,6 +6,7 @@ import Musl
 import Darwin
 #endif
 import NIOCore
+@_spi(Reflection) import Swift
 import Synchronization
 
 /// Writes straight to an upgraded connection's socket, beside NIO's channel write path.
@@ -21,8 +22,9 @@ import Synchronization
 ///   to NIO, so bytes never overtake each other and NIO's writability and back-pressure still apply.
 ///
 /// NIO does not make a channel's descriptor public. ``init(channel:)`` reads it from the channel's stored
-/// properties by reflection and accepts it only if the descriptor's local and peer addresses are the
-/// channel's; if NIO's layout ever changes, it finds nothing and the connection uses NIO's path alone.
+/// properties (at offsets from the runtime's field metadata) and accepts it only if the descriptor's local and
+/// peer addresses are the channel's; if NIO's layout ever changes, it finds nothing and the connection uses
+/// NIO's path alone.
 struct SocketWriter {
     /// What a ``send(_:)`` did.
     enum Outcome {
@@ -40,8 +42,8 @@ struct SocketWriter {
     /// On the channel's event loop, while the channel is active.
     init?(channel: any Channel) {
         guard let local = channel.localAddress, let remote = channel.remoteAddress,
-            let socket = Self.storedProperty("socket", of: channel),
-            let descriptor = Self.storedProperty("descriptor", of: socket) as? CInt, descriptor >= 0,
+            let socket = StoredField.socket.object(in: channel),
+            let descriptor = StoredField.descriptor.value(in: socket, as: CInt.self), descriptor >= 0,
             Self.address(of: descriptor, peer: false) == Self.bytes(of: local),
             Self.address(of: descriptor, peer: true) == Self.bytes(of: remote)
         else { return nil }
@@ -81,31 +83,6 @@ struct SocketWriter {
         #endif
     }
 
-    /// The value of the stored property `label` of `subject` or of one of its superclasses.
-    ///
-    /// Walking a mirror's children copies each child's value into an existential, which for a NIO channel (dozens
-    /// of stored properties) was 8% of the server's CPU in a connect storm. So the position of `label` (which
-    /// superclass, which child) is found once per type and then read directly; the caller still verifies what
-    /// it got, so a stale position can only make it find nothing.
-    private static func storedProperty(_ label: String, of subject: Any) -> Any? {
-        let key = PropertyPosition.Key(type: ObjectIdentifier(type(of: subject)), label: label)
-        if let position = PropertyPosition.known.withLock({ $0[key] }) {
-            return position.value(in: subject, label: label)
-        }
-        var mirror: Mirror? = Mirror(reflecting: subject)
-        var depth = 0
-        while let current = mirror {
-            if let offset = current.children.firstIndex(where: { $0.label == label }) {
-                let position = PropertyPosition(depth: depth, offset: current.children.distance(from: current.children.startIndex, to: offset))
-                PropertyPosition.known.withLock { $0[key] = position }
-                return current.children[offset].value
-            }
-            mirror = current.superclassMirror
-            depth += 1
-        }
-        return nil
-    }
-
     /// The socket's own (`peer: false`) or its peer's address, as `sockaddr` bytes.
     private static func address(of descriptor: CInt, peer: Bool) -> [UInt8]? {
         var storage = sockaddr_storage()
@@ -126,29 +103,59 @@ struct SocketWriter {
     }
 }
 
-/// Where a stored property sits in a type's mirror: how many superclasses up, and which child there.
-private struct PropertyPosition: Sendable {
-    struct Key: Hashable, Sendable {
+/// `_EachFieldOptions.classType` (bit 0 in the standard library's ABI), which it declares as a mutable static
+/// that Swift 6 code cannot read.
+private let classFields = _EachFieldOptions(rawValue: 1 << 0)
+
+/// A stored property of NIO's channel and socket classes, read at its byte offset.
+///
+/// The offset comes from the Swift runtime's field metadata (the standard library's reflection SPI), looked up
+/// once per class: a `Mirror` of a NIO channel (dozens of stored properties, generic superclasses) cost 5% of
+/// the server's CPU in a connect storm when walked for every connection. Only a field with the expected name
+/// and type is read, and ``SocketWriter`` still checks the descriptor's addresses against the channel's.
+private struct StoredField: Sendable {
+    /// `BaseSocketChannel.socket`: the channel's socket object.
+    static let socket = StoredField(label: "socket", matches: { $0 is AnyObject.Type })
+    /// `BaseSocket.descriptor`: the socket's file descriptor.
+    static let descriptor = StoredField(label: "descriptor", matches: { $0 == CInt.self })
+
+    let label: String
+    let matches: @Sendable (any Any.Type) -> Bool
+
+    /// Offsets found so far, by class and label (a handful of entries: one per channel and socket class).
+    private static let offsets = Mutex<[Key: Int?]>([:])
+    private struct Key: Hashable {
         let type: ObjectIdentifier
         let label: String
     }
 
-    /// Positions found so far, by type and label (a handful of entries: one per channel and socket type).
-    static let known = Mutex<[Key: PropertyPosition]>([:])
-
-    let depth: Int
-    let offset: Int
-
-    /// The property's value in `subject`, if the child at this position still has that label.
-    func value(in subject: Any, label: String) -> Any? {
-        var mirror = Mirror(reflecting: subject)
-        for _ in 0..<depth {
-            guard let superclass = mirror.superclassMirror else { return nil }
-            mirror = superclass
+    /// The object this field of `instance` refers to, if `instance`'s class has it.
+    func object(in instance: AnyObject) -> AnyObject? {
+        guard let offset = offset(in: type(of: instance)) else { return nil }
+        return withExtendedLifetime(instance) {
+            Unmanaged.passUnretained(instance).toOpaque().load(fromByteOffset: offset, as: AnyObject.self)
         }
-        let children = mirror.children
-        guard offset < children.count else { return nil }
-        let child = children[children.index(children.startIndex, offsetBy: offset)]
-        return child.label == label ? child.value : nil
+    }
+
+    /// This field of `instance` as `T` (a trivial type the field was checked to be), if `instance`'s class has it.
+    func value<T: BitwiseCopyable>(in instance: AnyObject, as _: T.Type) -> T? {
+        guard let offset = offset(in: type(of: instance)) else { return nil }
+        return withExtendedLifetime(instance) {
+            Unmanaged.passUnretained(instance).toOpaque().load(fromByteOffset: offset, as: T.self)
+        }
+    }
+
+    private func offset(in type: AnyClass) -> Int? {
+        let key = Key(type: ObjectIdentifier(type), label: label)
+        if let known = Self.offsets.withLock({ $0[key] }) { return known }
+        var found: Int?
+        // Superclasses' fields included; false if the runtime cannot list them.
+        _forEachField(of: type, options: classFields) { name, offset, fieldType, _ in
+            guard String(cString: name) == label, matches(fieldType) else { return true }
+            found = offset
+            return false
+        }
+        Self.offsets.withLock { $0[key] = found }
+        return found
     }
 }
