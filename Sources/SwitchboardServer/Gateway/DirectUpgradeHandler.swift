@@ -135,7 +135,8 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 do {
                     // Admission checked the key; a handshake without one never gets here.
                     guard let key = WebSocketHandshake.key(of: request) else { throw ChannelError.inappropriateOperationForState }
-                    context.writeAndFlush(wrapOutboundOut(Self.switchingProtocols(key: key, extensions: extensions)), promise: nil)
+                    // Not flushed: it leaves with `welcome`, which the connection queues at once (one segment).
+                    context.write(wrapOutboundOut(Self.switchingProtocols(key: key, extensions: extensions)), promise: nil)
                     try install(.native(admitted, compressed: extensions != nil), channel)
                 } catch {
                     negotiated.fail(error)

@@ -113,9 +113,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         fanoutMember = loopFanout.register(self)
         // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
         socket = node.tls == nil ? SocketWriter(channel: context.channel) : nil
-        // NIO's upgrader writes the 101 response before handing over, but nothing promises it: direct writes
-        // start once NIO reports everything before this empty write written.
-        if socket != nil { writeThroughNIO(ByteBuffer(), context: context) }
+        // The 101 response is in NIO's pipeline (flushed by NIO's upgrader, not yet by the direct path): direct
+        // writes start once NIO reports everything before this empty write written. Not flushed here: the drain
+        // of `welcome` below flushes it, so the 101 and `welcome` leave in one write.
+        if socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
@@ -405,17 +406,20 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         writeThroughNIO(rest, context: context)
     }
 
-    /// Writes and flushes `bytes` through the pipeline, counted in ``writesHeldByNIO`` until the socket took them.
-    private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    /// Writes `bytes` through the pipeline (and flushes, unless told not to), counted in ``writesHeldByNIO``
+    /// until the socket took them.
+    private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext, flush: Bool = true) {
         guard socket != nil else {
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            context.write(wrapOutboundOut(bytes), promise: nil)
+            if flush { context.flush() }
             return
         }
         writesHeldByNIO += 1
         let written = context.eventLoop.makePromise(of: Void.self)
         // Called back on the loop, possibly from inside NIO's close0: it must not write (see `socket`).
         written.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
-        context.writeAndFlush(wrapOutboundOut(bytes), promise: written)
+        context.write(wrapOutboundOut(bytes), promise: written)
+        if flush { context.flush() }
     }
 
     // MARK: Lanes
