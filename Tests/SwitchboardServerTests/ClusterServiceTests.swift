@@ -283,7 +283,7 @@ extension ClusterServiceTests {
                     "--redis-url", redis.url.description, "--redis-prefix", "test:",
                 ])
                 defer { killed.terminate() }
-                _ = try killed.listeningPort()
+                _ = try await killed.listeningPort()
                 func nodeIds() async throws -> [String] {
                     let cluster = try await survivor.request("GET", "/api/v1/websocket/stats", token: admin).json["cluster"] as? [String: Any]
                     return (cluster?["nodes"] as? [[String: Any]] ?? []).compactMap { $0["nodeId"] as? String }

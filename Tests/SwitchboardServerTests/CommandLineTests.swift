@@ -43,12 +43,22 @@ import WebSocketTestClient
         }
 
         /// Lines of stdout until `predicate` matches one (bounded by `timeout`).
-        func readStdout(until predicate: (String) -> Bool, timeout: Duration = .seconds(20)) throws -> [String] {
-            try Self.readLines(from: output.fileHandleForReading, until: predicate, timeout: timeout)
+        func readStdout(until predicate: @escaping @Sendable (String) -> Bool, timeout: Duration = .seconds(20)) async throws -> [String] {
+            try await Self.readLinesOnOwnThread(from: output.fileHandleForReading, until: predicate, timeout: timeout)
         }
 
-        func readStderr(until predicate: (String) -> Bool, timeout: Duration = .seconds(20)) throws -> [String] {
-            try Self.readLines(from: errors.fileHandleForReading, until: predicate, timeout: timeout)
+        func readStderr(until predicate: @escaping @Sendable (String) -> Bool, timeout: Duration = .seconds(20)) async throws -> [String] {
+            try await Self.readLinesOnOwnThread(from: errors.fileHandleForReading, until: predicate, timeout: timeout)
+        }
+
+        /// ``readLines(from:until:timeout:)`` on a thread of its own: its `poll` must not hold one of Swift's few
+        /// cooperative threads while it waits (a process that stays silent stalled every other test meanwhile).
+        static func readLinesOnOwnThread(
+            from handle: FileHandle, until predicate: @escaping @Sendable (String) -> Bool, timeout: Duration
+        ) async throws -> [String] {
+            try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try readLines(from: handle, until: predicate, timeout: timeout) }) }.start()
+            }
         }
 
         /// Reads until a line matches, the stream ends or `timeout` passes: it waits with `poll` before each
@@ -75,8 +85,8 @@ import WebSocketTestClient
         func terminate() { if process.isRunning { process.terminate() } }
 
         /// Waits for the "listening on HOST:PORT" log line and returns the port.
-        func listeningPort() throws -> Int {
-            let lines = try readStderr(until: { $0.contains("listening on") })
+        func listeningPort() async throws -> Int {
+            let lines = try await readStderr(until: { $0.contains("listening on") })
             let line = lines.first { $0.contains("listening on") } ?? ""
             guard let port = line.split(separator: ":").last.flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }) else {
                 throw WebSocketTestClientError.badResponse("no port in: \(line)")
@@ -130,11 +140,11 @@ import WebSocketTestClient
             arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret],
             environment: ["SWITCHBOARD_LOG_LEVEL": "debug"])
         defer { server.terminate() }
-        let socket = try await TestWebSocket.open(port: try server.listeningPort())
+        let socket = try await TestWebSocket.open(port: try await server.listeningPort())
         _ = try await socket.nextText()
         try await socket.sendFrame(opcode: 0x1, payload: Array("{}".utf8), masked: false)
         _ = try await socket.closeFrame()
-        let lines = try server.readStderr(until: { $0.contains("closing connection") }, timeout: .seconds(10))
+        let lines = try await server.readStderr(until: { $0.contains("closing connection") }, timeout: .seconds(10))
         #expect(lines.contains { $0.contains("debug") && $0.contains("closing connection") })
     }
 
@@ -154,7 +164,7 @@ import WebSocketTestClient
     @Test func sigtermClosesWebSocketsWith1001AndExitsZero() async throws {
         let server = try ServerProcess(arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret])
         defer { server.terminate() }
-        let socket = try await TestWebSocket.open(port: try server.listeningPort())
+        let socket = try await TestWebSocket.open(port: try await server.listeningPort())
         _ = try await socket.nextText()
         server.process.terminate()  // SIGTERM
         let frame = try await socket.closeFrame()
@@ -167,7 +177,7 @@ import WebSocketTestClient
     @Test func sigtermWaitsForAnInFlightHTTPRequest() async throws {
         let server = try ServerProcess(arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret])
         defer { server.terminate() }
-        let port = try server.listeningPort()
+        let port = try await server.listeningPort()
         let admin = try await TokenIssuer(secret: Self.secret).token(userId: "ops", role: .admin)
         let body = #"{"channel":"system_status","event":"maintenance","data":{"in":"5m"}}"#
         let socket = try BlockingSocket(port: port)
@@ -188,9 +198,9 @@ import WebSocketTestClient
     @Test func demoPrintsAnAdminTokenAndPublishesQuotes() async throws {
         let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
         defer { server.terminate() }
-        let lines = try server.readStdout(until: { $0.split(separator: ".").count == 3 })
+        let lines = try await server.readStdout(until: { $0.split(separator: ".").count == 3 })
         let token = try #require(lines.first { $0.split(separator: ".").count == 3 })
-        let socket = try await TestWebSocket.open(port: try server.listeningPort(), path: "/ws?token=\(token)")
+        let socket = try await TestWebSocket.open(port: try await server.listeningPort(), path: "/ws?token=\(token)")
         let welcome = try TestClient.parse(try await socket.nextText())
         #expect(welcome["role"] as? String == "admin")
         try await socket.send(#"{"type":"subscribe","channel":"market_data:AAPL"}"#)
@@ -204,14 +214,14 @@ import WebSocketTestClient
     @Test func demoPrintsATraderTokenWhoseConnectionGetsSignalsAndFills() async throws {
         let server = try ServerProcess(arguments: ["serve", "--demo", "--host", "127.0.0.1", "--port", "0"])
         defer { server.terminate() }
-        let guide = try server.readStdout(until: { $0.contains("/api/v1/websocket/broadcast") })
+        let guide = try await server.readStdout(until: { $0.contains("/api/v1/websocket/broadcast") })
         let heading = try #require(guide.firstIndex { $0.hasPrefix("demo premium trader token") })
         let trader = guide[heading + 1]
         #expect(trader.split(separator: ".").count == 3)
         #expect(guide.contains { $0.contains("ws://127.0.0.1:PORT/ws?token=") }, "ready-to-paste commands: \(guide)")
         #expect(guide.contains { $0.hasPrefix("dashboard: http://127.0.0.1:PORT/") })
         let socket = try await TestWebSocket.open(
-            port: try server.listeningPort(), path: "/ws?token=\(trader)&subscribe=trading_signals:momentum,trading_signals:breakout")
+            port: try await server.listeningPort(), path: "/ws?token=\(trader)&subscribe=trading_signals:momentum,trading_signals:breakout")
         let welcome = try TestClient.parse(try await socket.nextText())
         #expect(welcome["userId"] as? String == "demo-trader" && welcome["role"] as? String == "user", "\(welcome)")
         var events: Set<String> = []
