@@ -148,10 +148,7 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
                 negotiated.succeed(.webSocket)
             case .failure(let error):
-                let rejection =
-                    error as? UpgradeRejection
-                    ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
-                context.writeAndFlush(wrapOutboundOut(Self.refusal(rejection))).whenComplete { _ in channel.close(promise: nil) }
+                context.writeAndFlush(wrapOutboundOut(Self.refusal(UpgradeRejection(error)))).whenComplete { _ in channel.close(promise: nil) }
                 negotiated.succeed(.webSocket)
             }
         }

@@ -18,9 +18,19 @@ import Synchronization
 struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// How the upgrade negotiation of one connection ended.
     enum Negotiated: Sendable {
-        case http(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
-        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, UpgradeRejection)
+        /// The connection goes on as HTTP, served by a task of its own (``serve(_:logger:)``).
+        case http(HTTPConnection)
+        /// It became a WebSocket, which lives on in its channel's pipeline with no task: holding one until it
+        /// closes would cost about 3 KiB each (graceful shutdown waits for them in `WebSocketDrain`).
         case webSocket
+    }
+
+    /// A connection whose first request was not an accepted upgrade.
+    enum HTTPConnection: Sendable {
+        /// A request for the router (including upgrades with a bad handshake, which it answers).
+        case request(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>)
+        /// An upgrade refused by SPEC §3's checks, answered with its status and body.
+        case refused(NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>, UpgradeRejection)
     }
 
     struct Value: ServerChildChannelValue {
@@ -102,12 +112,11 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
         let upgrader = WebSocketUpgrader<Negotiated>(
             shouldUpgrade: { channel, head in
+                let extensions = compressionResponse(to: head, on: channel.eventLoop)
+                let headers = HTTPHeaders(extensions.map { [("Sec-WebSocket-Extensions", $0)] } ?? [])
                 if EnginePolling.handles(URI(head.uri).path) {
                     do throws(UpgradeRejection) {
-                        let extensions = compressionResponse(to: head, on: channel.eventLoop)
                         admitted.value = try engineUpgrade(head, channel: channel, admission: admission, compressed: extensions != nil)
-                        var headers = HTTPHeaders()
-                        if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
                         return channel.eventLoop.makeSucceededFuture(headers)
                     } catch {
                         rejection.value = error
@@ -115,16 +124,11 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     }
                 }
                 return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
-                    var headers = HTTPHeaders()
-                    let extensions = compressionResponse(to: head, on: channel.eventLoop)
-                    if let extensions { headers.add(name: "Sec-WebSocket-Extensions", value: extensions) }
                     admitted.value = .native(upgrade, compressed: extensions != nil)
                     // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
                     return headers
                 }.flatMapErrorThrowing { error in
-                    rejection.value =
-                        error as? UpgradeRejection
-                        ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
+                    rejection.value = UpgradeRejection(error)
                     return nil
                 }
             },
@@ -145,9 +149,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
                     let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
-                    if let refused = rejection.value { return .refused(http, refused) }
+                    if let refused = rejection.value { return .http(.refused(http, refused)) }
                     // Includes upgrades with a bad handshake, which never reach our checks: the router answers them.
-                    return .http(http)
+                    return .http(.request(http))
                 }
             }
         )
@@ -196,22 +200,25 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
+    /// Waits for the connection's first request and serves it if it is HTTP (under Hummingbird's `Server`;
+    /// ``GatewayServer`` calls ``serve(_:logger:)`` itself once it knows).
     func handle(value: Value, logger: Logger) async {
         do {
-            switch try await value.negotiated.get() {
-            case .http(let http):
-                await withTaskExecutorPreference(node.taskExecutors[http.channel.eventLoop]) {
-                    await handleHTTP(asyncChannel: http, logger: logger)
-                }
-            case .refused(let http, let rejection):
-                await refuse(http, with: rejection, logger: logger)
-            case .webSocket:
-                // The connection lives on in its channel's pipeline; holding a task per connection until it
-                // closes would cost about 3 KiB each. Graceful shutdown waits for them in `WebSocketDrain`.
-                return
-            }
+            if case .http(let connection) = try await value.negotiated.get() { await serve(connection, logger: logger) }
         } catch {
             logger.trace("connection ended during negotiation", metadata: ["sb.error": "\(error)"])
+        }
+    }
+
+    /// Serves a connection that goes on as HTTP, on a task that prefers its channel's event loop.
+    func serve(_ connection: HTTPConnection, logger: Logger) async {
+        switch connection {
+        case .request(let http):
+            await withTaskExecutorPreference(node.taskExecutors[http.channel.eventLoop]) {
+                await handleHTTP(asyncChannel: http, logger: logger)
+            }
+        case .refused(let http, let rejection):
+            await refuse(http, with: rejection, logger: logger)
         }
     }
 

@@ -13,7 +13,7 @@ import Synchronization
 /// their pipeline and never need one: in a reconnect storm that task (its creation, the executor's wake-ups and
 /// the hop back to the event loop) cost about a fifth of the server's CPU per connection. Here a connection is
 /// set up on its event loop as before (``GatewayChannel/setup(channel:logger:)``), and only one whose first
-/// request turns out to be HTTP, or a refused upgrade, is handed to a task (``GatewayChannel/handle(value:logger:)``).
+/// request turns out to be HTTP, or a refused upgrade, is handed to a task (``GatewayChannel/serve(_:logger:)``).
 ///
 /// Graceful shutdown is NIO's quiescing: the listener closes, every connection is asked to quiesce (HTTP ends
 /// after its in-flight request, a WebSocket closes with 1001), and `run` returns once the HTTP tasks are done.
@@ -30,7 +30,7 @@ struct GatewayServer: Service {
 
     func run() async throws {
         let quiescing = ServerQuiescingHelper(group: eventLoopGroup)
-        let (connections, arrivals) = AsyncStream.makeStream(of: GatewayChannel.Value.self)
+        let (connections, arrivals) = AsyncStream.makeStream(of: GatewayChannel.HTTPConnection.self)
         let gateway = self.gateway
         let logger = self.logger
         let node = self.node
@@ -44,9 +44,9 @@ struct GatewayServer: Service {
             }
             .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
-                gateway.setup(channel: channel, logger: logger).map { connection in
-                    connection.negotiated.whenSuccess { outcome in
-                        guard outcome.servesHTTP else { return }
+                gateway.setup(channel: channel, logger: logger).map { value in
+                    value.negotiated.whenSuccess { outcome in
+                        guard case .http(let connection) = outcome else { return }
                         // A first request after the listener closed: shutdown is under way, nobody will serve it.
                         if case .terminated = arrivals.yield(connection) { channel.close(promise: nil) }
                     }
@@ -63,7 +63,7 @@ struct GatewayServer: Service {
             await withDiscardingTaskGroup { group in
                 for await connection in connections {
                     node.httpConnectionTasks.add(1, ordering: .relaxed)
-                    group.addTask { await gateway.handle(value: connection, logger: logger) }
+                    group.addTask { await gateway.serve(connection, logger: logger) }
                 }
             }
         } onGracefulShutdown: {
@@ -71,13 +71,5 @@ struct GatewayServer: Service {
         }
         // Cancelled rather than shut down: the stream ended without the listener closing.
         try? await listener.close()
-    }
-}
-
-extension GatewayChannel.Negotiated {
-    /// Whether the connection goes on as HTTP (a request to answer or an upgrade to refuse), not a WebSocket.
-    var servesHTTP: Bool {
-        if case .webSocket = self { return false }
-        return true
     }
 }

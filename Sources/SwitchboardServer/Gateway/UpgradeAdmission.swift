@@ -36,6 +36,13 @@ struct UpgradeRejection: Error, Sendable {
     }
 }
 
+extension UpgradeRejection {
+    /// `error` as the refusal it is, or a 500 `INTERNAL_ERROR` for any other failure.
+    init(_ error: any Error) {
+        self = error as? UpgradeRejection ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
+    }
+}
+
 /// The upgrade checks of SPEC §3, in their order: block list, origin, connect rate, token, pools.
 struct UpgradeAdmission: Sendable {
     let node: Node
@@ -105,9 +112,7 @@ struct UpgradeAdmission: Sendable {
             node.statistics.recordAttempt(.accepted)
             return upgrade
         }.flatMapErrorThrowing { error in
-            let rejection =
-                error as? UpgradeRejection
-                ?? UpgradeRejection(status: .internalServerError, code: .internalError, message: "upgrade failed")
+            let rejection = UpgradeRejection(error)
             record(rejection, ip: request.ip)
             throw rejection
         }
