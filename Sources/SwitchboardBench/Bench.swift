@@ -289,9 +289,11 @@ struct Idle: AsyncParsableCommand {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let before = ProcessStats.residentKiB(pid: common.serverPid)
         let cpuBefore = ProcessStats.cpuTicks(pid: common.serverPid)
+        let generatorBefore = ProcessStats.cpuTicks(pid: getpid())
         let audience = try await Audience.open(
             count: connections, peer: peer, common: common, batch: false, subscribeInURL: subscribeInUrl, on: loop)
         let cpuAfter = ProcessStats.cpuTicks(pid: common.serverPid)
+        let generatorAfter = ProcessStats.cpuTicks(pid: getpid())
         let microseconds = { (ticks: Int) in (Double(ticks) / ProcessStats.ticksPerSecond * 1e6 / Double(connections)).rounded() }
         try await Task.sleep(for: .seconds(2))
         let after = ProcessStats.residentKiB(pid: common.serverPid)
@@ -300,6 +302,10 @@ struct Idle: AsyncParsableCommand {
             "connects_subscribes_per_second": Int(Double(connections) / audience.seconds),
             "server_user_us_per_connection": microseconds(cpuAfter.user - cpuBefore.user),
             "server_total_us_per_connection": microseconds(cpuAfter.user + cpuAfter.system - cpuBefore.user - cpuBefore.system),
+            // The generator's own CPU (one core): at about the storm's length in seconds it, not the server, set the rate.
+            "generator_total_us_per_connection": microseconds(
+                generatorAfter.user + generatorAfter.system - generatorBefore.user - generatorBefore.system),
+            "seconds": (audience.seconds * 100).rounded() / 100,
             "server_rss_kib_before": before, "server_rss_kib_after": after,
             "server_kib_per_connection": (Double(after - before) / Double(connections) * 100).rounded() / 100,
         ]
