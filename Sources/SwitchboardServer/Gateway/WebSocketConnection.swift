@@ -113,9 +113,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         fanoutMember = loopFanout.register(self)
         // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
         socket = node.tls == nil ? SocketWriter(channel: context.channel) : nil
-        // The 101 response is in NIO's pipeline (flushed by NIO's upgrader, not yet by the direct path): direct
-        // writes start once NIO reports everything before this empty write written. Not flushed here: the drain
-        // of `welcome` below flushes it, so the 101 and `welcome` leave in one write.
+        // The 101 response is in NIO's pipeline (written unflushed by `DirectUpgradeHandler`, flushed by NIO's
+        // upgrader on the HTTP path): direct writes start once NIO reports everything before this empty write
+        // written. Not flushed here: the drain of `welcome` below flushes, so the 101 and `welcome` leave in one write.
         if socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
@@ -409,15 +409,13 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// Writes `bytes` through the pipeline (and flushes, unless told not to), counted in ``writesHeldByNIO``
     /// until the socket took them.
     private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext, flush: Bool = true) {
-        guard socket != nil else {
-            context.write(wrapOutboundOut(bytes), promise: nil)
-            if flush { context.flush() }
-            return
+        var written: EventLoopPromise<Void>?
+        if socket != nil {
+            writesHeldByNIO += 1
+            written = context.eventLoop.makePromise(of: Void.self)
+            // Called back on the loop, possibly from inside NIO's close0: it must not write (see `socket`).
+            written?.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
         }
-        writesHeldByNIO += 1
-        let written = context.eventLoop.makePromise(of: Void.self)
-        // Called back on the loop, possibly from inside NIO's close0: it must not write (see `socket`).
-        written.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
         context.write(wrapOutboundOut(bytes), promise: written)
         if flush { context.flush() }
     }
