@@ -89,19 +89,21 @@ import WebSocketTestClient
 
     @Test func expiringTokenClosesWith4004() async throws {
         try await TestNode.with { node in
-            // 3 s: a slow upgrade on a loaded machine must not meet an already expired token.
-            let client = try await node.client(token: try await node.token("alice", ttl: .seconds(3)))
-            #expect(try await client.closeCode(timeout: .seconds(8)) == 4004)
+            // 6 s: `exp` is whole seconds (up to 1 s less), and a slow upgrade under the full parallel suite on two
+            // cores must not meet an already expired token (3 s did, about one run in three).
+            let client = try await node.client(token: try await node.token("alice", ttl: .seconds(6)))
+            #expect(try await client.closeCode(timeout: .seconds(11)) == 4004)
         }
     }
 
     @Test func freshAuthBeforeExpiryKeepsConnection() async throws {
         try await TestNode.with { node in
-            // 3 s leave room for a loaded machine to connect and re-authenticate before the first token expires.
-            let client = try await node.client(token: try await node.token("alice", ttl: .seconds(3)))
+            // 6 s leave room for a loaded machine to connect and re-authenticate before the first token expires
+            // (`exp` is whole seconds; 3 s were too few under the full parallel suite on two cores).
+            let client = try await node.client(token: try await node.token("alice", ttl: .seconds(6)))
             let reply = try await client.request(["type": "auth", "token": try await node.token("alice", ttl: .seconds(60))])
             #expect(reply["type"] as? String == "authenticated")
-            try await Task.sleep(for: .seconds(3.5))
+            try await Task.sleep(for: .seconds(6.5))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")
             await client.close()
         }
