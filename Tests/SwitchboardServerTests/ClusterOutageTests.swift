@@ -114,8 +114,12 @@ import WebSocketTestClient
 
 extension ClusterOutageTests {
     @Test func aSilentlyDeadLinkWhileRedisIsUpIsNoticedAndMadeAgain() async throws {
+        // The proxy gets a loop of its own: on NIO's singleton group, which the large fan-out suites load at the
+        // same time, the first node's link did not come up within its 5 s under the full parallel suite.
+        let proxyLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        defer { proxyLoop.shutdownGracefully { _ in } }
         try await RedisServer.with { redis in
-            let proxy = try await SilenceableProxy(forwardingTo: redis.port)
+            let proxy = try await SilenceableProxy(forwardingTo: redis.port, group: proxyLoop)
             // The first node reaches Redis through the proxy; the second directly.
             try await TestNode.with(ClusterTests.clusterSettings(redis) { $0.redisURL = "redis://127.0.0.1:\(proxy.port)" }) { first in
                 try await first.joined()
