@@ -308,13 +308,27 @@ import WebSocketTestClient
             // A closed TCP window: small kernel buffers on both ends, and the client stops reading.
             try await stalledConnection.channel.setOption(.socketOption(.so_sndbuf), value: 8192)
             try await stalled.socket.pauseReading()
+            // The server gives a closed client `closeGrace` (5 s) to read its close frame, so the client reads
+            // again as soon as the server gives up on it, not when the publishing loop next looks.
+            let clock = ContinuousClock()
+            let giveUp = Task { () -> ContinuousClock.Instant? in
+                let deadline = clock.now + .seconds(60)
+                while clock.now < deadline {
+                    if stalledConnection.outboxStatistics.closed {
+                        let seen = clock.now
+                        try await stalled.socket.resumeReading()
+                        return seen
+                    }
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                return nil
+            }
             let healthy = try await node.client()
             try await healthy.subscribe("system_status")
             let padding = String(repeating: "x", count: 500)
             // In lockstep: each chunk is published, then read by the healthy client, so it is never more than
             // one chunk (about 60 KB) behind, while the stalled client's queue only grows.
             var seqs: [Int] = []
-            var resumed = false
             let chunkSize = 100
             for chunk in 0..<(total / chunkSize) {
                 for n in 0..<chunkSize {
@@ -322,19 +336,17 @@ import WebSocketTestClient
                         Publication(channel: "system_status", event: "tick", data: #"{"n":\#(chunk * chunkSize + n),"pad":"\#(padding)"}"#))
                 }
                 for _ in 0..<chunkSize { seqs.append(try await healthy.next(timeout: .seconds(20))["seq"] as? Int ?? -1) }
-                // Read again as soon as the server gives up on the client, to see its close frame.
-                if !resumed && stalledConnection.outboxStatistics.closed {
-                    resumed = true
-                    try await stalled.socket.resumeReading()
-                }
             }
             #expect(seqs == Array(1...total))
-            #expect(resumed, "the stalled client was given up on")
-            if !resumed { try await stalled.socket.resumeReading() }
+            let gaveUpAt = try await giveUp.value
+            #expect(gaveUpAt != nil, "the stalled client was given up on")
+            if gaveUpAt == nil { try await stalled.socket.resumeReading() }
             let peak = stalledConnection.outboxStatistics.peakBytes
             #expect(peak <= limit, "outbound buffer bound respected: peak \(peak) of \(limit) bytes")
             #expect(peak > limit / 2, "the stalled client did fill its buffer")
-            #expect(try await stalled.closeCode(timeout: .seconds(10)) == 4009)
+            let close = try await stalled.socket.closeFrame(timeout: .seconds(10))
+            let after = gaveUpAt.map { clock.now - $0 }.map { "\($0)" } ?? "-"
+            #expect(close?.closeCode == 4009, "close frame \(close.map { "\($0.closeCode.map(String.init) ?? "without code") \($0.closeReason)" } ?? "missing: TCP ended first"), \(after) after the server gave up")
             await healthy.close()
         }
     }
