@@ -86,7 +86,7 @@ let package = Package(
             ],
             swiftSettings: swiftSettings
         ),
-        // Cluster mode's pieces over RedisClient (SPEC §8); the broker itself is still to come.
+        // Cluster mode over RedisClient (SPEC §8): the broker, its scripts, node registry and user leases.
         .target(
             name: "RedisBroker",
             dependencies: [

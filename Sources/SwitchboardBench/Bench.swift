@@ -363,7 +363,8 @@ struct Storm: AsyncParsableCommand {
 
         // The storm, to another channel, with stats timed every 100 ms while it lasts.
         var stormCommon = common
-        stormCommon.channel = common.channel + ":storm"  // same namespace, another topic
+        // Same namespace, another topic (nchan's channel ids are words: another word).
+        stormCommon.channel = common.channel + (peer == .nchan ? "_storm" : ":storm")
         let stormProbe = Task { (try? await probe.run(every: .milliseconds(100), limit: 6_000) { stormDone.load(ordering: .relaxed) }) ?? [] }
         let storm = try await Audience.open(count: connections, peer: peer, common: stormCommon, batch: false, on: loop)
         stormDone.store(true, ordering: .relaxed)

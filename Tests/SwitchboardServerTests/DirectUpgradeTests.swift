@@ -125,6 +125,61 @@ import WebSocketTestClient
         }
     }
 
+    /// A burst of upgrade requests read in one poll of a loop (a reconnect storm) is answered a turn at a time
+    /// (``UpgradeQueue``) between the loop's other work. Answered where they were read, all 60 came before an
+    /// open WebSocket's `pong`, and all 60 were admitted before an API request read in the same poll was served.
+    @Test func aBurstOfUpgradesTakesTurnsWithTheLoopsOpenConnections() async throws {
+        let burst = 60
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)  // every connection on one loop
+        try await TestNode.with({
+            $0.maxConnectionsPerIP = 1_000
+            $0.connectRatePerIP = 100_000
+        }, eventLoopGroup: group) { node in
+            let welcome = Array(#""type":"welcome""#.utf8)
+            let open = try await ByteCollector.connect(port: node.port)
+            try await open.send(Array(Self.request().utf8))
+            _ = try await open.waitFor(welcome)
+            // A keep-alive API connection, its first request answered.
+            let api = try await ByteCollector.connect(port: node.port)
+            try await api.send(Array("GET /api/v1/websocket/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
+            _ = try await api.waitFor(Array("\"status\"".utf8))
+            let admin = try await node.token("ops", role: .admin)
+            var waiting: [ByteCollector] = []
+            for _ in 0..<burst { waiting.append(try await ByteCollector.connect(port: node.port)) }
+            // The listener accepts a few connections per poll; each round trip to the loop is one more poll, so
+            // after these every connection of the burst has been accepted and is waiting for its request.
+            for _ in 0..<(4 * burst) { try await node.listenerLoop.submit {}.get() }
+            // Hold the loop while every request, then the open connection's `ping` and the API request, arrive:
+            // its next poll reads them all at once.
+            let (held, holding) = AsyncStream.makeStream(of: Void.self)
+            node.listenerLoop.execute {
+                holding.yield()
+                Thread.sleep(forTimeInterval: 1)  // ample for 62 writes, even under the parallel suite
+            }
+            for await _ in held { break }
+            for client in waiting { try await client.send(Array(Self.request().utf8)) }
+            let ping = Array(#"{"type":"ping"}"#.utf8)
+            try await open.send([0x81, 0x80 | UInt8(ping.count), 0, 0, 0, 0] + ping)  // masked with a zero key
+            try await api.send(Array("GET /api/v1/websocket/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(admin)\r\n\r\n".utf8))
+
+            let pong = Array(#""type":"pong""#.utf8)
+            _ = try await open.waitFor(pong)
+            let stats = String(decoding: try await api.waitFor(Array("\"slowConsumerDisconnects\"".utf8)), as: UTF8.self)
+            for client in waiting { _ = try await client.waitFor(welcome) }
+            let pongAt = try #require(open.arrival(of: pong))
+            let answeredBeforePong = waiting.filter { ($0.arrival(of: Array("HTTP/1.1 101".utf8)) ?? pongAt) < pongAt }.count
+            #expect(answeredBeforePong < burst / 4, "\(answeredBeforePong) of \(burst) upgrades were answered before the pong")
+            // `connections.accepted` as the stats request saw it: the open WebSocket and the burst's first turns.
+            let accepted = stats.firstRange(of: #/"accepted":(\d+)/#).flatMap { Int(stats[$0].split(separator: ":")[1]) }
+            let admittedBeforeStats = try #require(accepted, "\(stats.suffix(400))") - 1
+            #expect(admittedBeforeStats < burst / 2, "\(admittedBeforeStats) of \(burst) upgrades were admitted before the stats request was served")
+            await open.close()
+            await api.close()
+            for client in waiting { await client.close() }
+        }
+        try await group.shutdownGracefully()
+    }
+
     /// A WebSocket lives in its channel's pipeline: only a connection that serves HTTP (or a refusal written by
     /// the HTTP pipeline) is handed to a Swift task (``GatewayServer``; Hummingbird's server gave one to each).
     @Test func onlyConnectionsServingHTTPGetATask() async throws {
@@ -160,6 +215,8 @@ struct MutationGenerator {
 final class ByteCollector: ChannelInboundHandler, Sendable {
     typealias InboundIn = ByteBuffer
     private let received = Mutex<[UInt8]>([])
+    /// When each read came, with the byte count received by then.
+    private let reads = Mutex<[(at: NIODeadline, total: Int)]>([])
     private let closed = Mutex(false)
     private let channel = Mutex<(any Channel)?>(nil)
 
@@ -176,7 +233,20 @@ final class ByteCollector: ChannelInboundHandler, Sendable {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let bytes = unwrapInboundIn(data)
-        received.withLock { $0 += bytes.readableBytesView }
+        let total = received.withLock { received in
+            received += bytes.readableBytesView
+            return received.count
+        }
+        reads.withLock { $0.append((NIODeadline.now(), total)) }
+    }
+
+    /// When the read that completed the first `marker` came, or nil when it has not.
+    func arrival(of marker: [UInt8]) -> NIODeadline? {
+        let bytes = received.withLock { $0 }
+        guard bytes.count >= marker.count,
+            let start = (0...(bytes.count - marker.count)).first(where: { bytes[$0..<($0 + marker.count)].elementsEqual(marker) })
+        else { return nil }
+        return reads.withLock { reads in reads.first { $0.total >= start + marker.count }?.at }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -63,7 +63,7 @@ extension ClientRequest {
             throw ClientRequestError(id: nil, message: "a message must be a JSON object")
         }
         let id = try RequestID.read(fields["id"])
-        var reader = FieldReader(fields: fields, id: id)
+        let reader = FieldReader(fields: fields, id: id)
         let command: Command
         switch fields["type"] {
         case .string("auth")?:

@@ -37,6 +37,7 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     private let install: (GatewayChannel.AcceptedUpgrade, any Channel) throws -> Void
     private let standardPipeline: (any Channel) throws -> EventLoopFuture<GatewayChannel.Negotiated>
     private let answered: () -> Void
+    private let queue: UpgradeQueue
 
     /// - Parameters:
     ///   - negotiated: completed with how the connection's first request ended (as the HTTP pipeline's is).
@@ -44,14 +45,17 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     ///   - install: puts the accepted connection's handler in the pipeline.
     ///   - standardPipeline: sets up NIO's HTTP/1 pipeline behind this handler.
     ///   - answered: counts an upgrade answered here.
+    ///   - queue: the loop's line of upgrades, where a request waits for its turn once read.
     init(
         negotiated: EventLoopPromise<GatewayChannel.Negotiated>,
+        queue: UpgradeQueue,
         admit: @escaping (HTTPRequestHead, any Channel) -> EventLoopFuture<(AdmittedUpgrade, extensions: String?)>,
         install: @escaping (GatewayChannel.AcceptedUpgrade, any Channel) throws -> Void,
         standardPipeline: @escaping (any Channel) throws -> EventLoopFuture<GatewayChannel.Negotiated>,
         answered: @escaping () -> Void = {}
     ) {
         self.negotiated = negotiated
+        self.queue = queue
         self.admit = admit
         self.install = install
         self.standardPipeline = standardPipeline
@@ -71,7 +75,7 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
                 handOver(head, context: context)
             case .upgrade(let request, let length):
                 state = .admitting(head.getSlice(at: head.readerIndex + length, length: head.readableBytes - length) ?? ByteBuffer())
-                upgrade(request, context: context)
+                queue.enqueue { [self] in upgrade(request, context: context) }
             }
         case .admitting(var early):
             state = .done
@@ -87,7 +91,11 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .reading = state { negotiated.fail(ChannelError.eof) }
+        // Before its answer (still reading, or waiting for admission or its turn): it ended at end of file.
+        switch state {
+        case .reading, .admitting: negotiated.fail(ChannelError.eof)
+        case .done: break
+        }
         context.fireChannelInactive()
     }
 
@@ -119,8 +127,15 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
+    /// The request's turn in the loop's ``UpgradeQueue``: admission, then the `101` and the connection, or the refusal.
     private func upgrade(_ request: HTTPRequestHead, context: ChannelHandlerContext) {
         let channel = context.channel
+        // Gone while it waited (or timed out: `request-timeout-ms`): nothing to admit.
+        guard channel.isActive else {
+            state = .done
+            negotiated.fail(ChannelError.eof)
+            return
+        }
         admit(request, channel).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
             guard case .admitting(let early) = state, channel.isActive else {
                 // The client left meanwhile: its slot goes back with the reservation.

@@ -85,6 +85,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             try channel.pipeline.syncOperations.addHandler(
                 DirectUpgradeHandler(
                     negotiated: negotiated,
+                    queue: node.upgradeQueues[channel.eventLoop],
                     admit: { head, channel in
                         admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade in
                             (upgrade, extensions: compressionResponse(to: head, on: channel.eventLoop))

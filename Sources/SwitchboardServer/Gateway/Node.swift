@@ -53,6 +53,8 @@ public final class Node: Sendable {
     let deflaters: PerEventLoop<MessageDeflater?>
     /// Per-event-loop task executors: an HTTP connection's task runs on its channel's loop.
     let taskExecutors: PerEventLoop<LoopTaskExecutor>
+    /// Each loop's line of `/ws` upgrades, answered a few at a time between the loop's other work.
+    let upgradeQueues: PerEventLoop<UpgradeQueue>
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -106,6 +108,7 @@ public final class Node: Sendable {
             LoopFanouts(eventLoop: $0, statistics: statistics, batchDelay: batchDelay, deflater: deflaters[$0])
         }
         self.taskExecutors = PerEventLoop(group: eventLoopGroup) { LoopTaskExecutor(eventLoop: $0) }
+        self.upgradeQueues = PerEventLoop(group: eventLoopGroup) { UpgradeQueue(eventLoop: $0) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
