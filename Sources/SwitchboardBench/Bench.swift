@@ -322,20 +322,27 @@ struct Storm: AsyncParsableCommand {
     @Option(help: "Clients in the storm.") var connections: Int = 19_000
     @Option(help: "Broadcasts per second to the watching subscriber.") var rate: Int = 20
     @Option(help: "Seconds of broadcasts before the storm (the baseline).") var baselineSeconds: Int = 3
+    @Option(help: "A CPU for the watcher's, its publisher's and the stats probe's threads (default: the generator's).")
+    var probeCpu: Int?
 
     func run() async throws {
         let peer = try common.peer
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         // The watcher and its publisher have a thread of their own, like the stats probe: on the storm's loop their
         // reads would wait behind the generator's own work for 19,000 connections and time the generator.
-        let watcherLoopGroup = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        // With --probe-cpu, off the storm's CPU, which the generator saturates: a delivery is then timed by the
+        // server, not by the watcher's thread waiting for the storm's to yield the CPU.
+        func oneThread() -> MultiThreadedEventLoopGroup {
+            probeCpu.map { MultiThreadedEventLoopGroup(pinnedCPUIDs: [$0]) } ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        }
+        let watcherLoopGroup = oneThread()
         let watcherLoop = watcherLoopGroup.next()
         let watcher = try await Audience.open(count: 1, peer: peer, common: common, batch: false, on: watcherLoop)
         let publisher = PublisherHandler()
         let publishChannel = try await ClientBootstrap(group: watcherLoop)
             .channelInitializer { channel in channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(publisher) } }
             .connect(host: "127.0.0.1", port: common.port).get()
-        let probeLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let probeLoop = oneThread()
         let probe = try await StatsProbe.connect(port: common.port, token: common.token, on: probeLoop.next())
         // Broadcasts every 1/rate s on the loop, bounded: they stop when the run ends or after 10 minutes.
         let started = NIODeadline.now()

@@ -74,5 +74,8 @@ import WebSocketTestClient
         let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 1297 8369 8400\nIpExt: InNoRoutes\nIpExt: 0\n"
         #expect(ListenQueueCounters.parse(text) == ListenQueueCounters(overflows: 8369, drops: 8400))
         #expect(ListenQueueCounters.parse("IpExt: InNoRoutes\nIpExt: 0\n") == nil)
+        #expect(ListenQueueCounters.parse("TcpExt: ListenDrops ListenOverflows\nTcpExt: 7 5\n") == ListenQueueCounters(overflows: 5, drops: 7))
+        #expect(ListenQueueCounters.parse("TcpExt: ListenOverflows ListenDrops\nTcpExt: 5\n") == nil, "a value row too short")
+        #expect(ListenQueueCounters.parse("TcpExt: ListenOverflows ListenDrops\nTcpExt: 5 x\n") == nil, "not a number")
     }
 }

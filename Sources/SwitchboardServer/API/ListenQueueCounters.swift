@@ -14,13 +14,20 @@ struct ListenQueueCounters: Equatable {
     }
 
     /// Reads the `TcpExt:` header line and the value line after it.
+    ///
+    /// On bytes, not `Character`s: `stats` reads the file on every request, on the event loop, and splitting its
+    /// few kilobytes by `Character` was most of a `stats` request's CPU (about 0.5 ms).
     static func parse(_ netstat: String) -> ListenQueueCounters? {
-        let rows = netstat.split(separator: "\n").filter { $0.hasPrefix("TcpExt:") }
+        let rows = netstat.utf8.split(separator: UInt8(ascii: "\n")).filter { $0.starts(with: "TcpExt:".utf8) }
         guard rows.count >= 2 else { return nil }
-        let names = rows[0].split(separator: " ").dropFirst()
-        let values = rows[1].split(separator: " ").dropFirst().map { Int($0) }
-        let table = Dictionary(zip(names, values), uniquingKeysWith: { first, _ in first })
-        guard let overflows = table["ListenOverflows"] ?? nil, let drops = table["ListenDrops"] ?? nil else { return nil }
+        let names = rows[0].split(separator: UInt8(ascii: " ")).dropFirst()
+        let values = Array(rows[1].split(separator: UInt8(ascii: " ")).dropFirst())
+        func value(of name: String) -> Int? {
+            guard let index = names.firstIndex(where: { $0.elementsEqual(name.utf8) }) else { return nil }
+            let column = names.distance(from: names.startIndex, to: index)
+            return column < values.count ? Int(Substring(values[column])) : nil
+        }
+        guard let overflows = value(of: "ListenOverflows"), let drops = value(of: "ListenDrops") else { return nil }
         return ListenQueueCounters(overflows: overflows, drops: drops)
     }
 }
