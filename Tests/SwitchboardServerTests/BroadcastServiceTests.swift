@@ -316,6 +316,9 @@ import WebSocketTestClient
                 while clock.now < deadline {
                     if stalledConnection.outboxStatistics.closed {
                         let seen = clock.now
+                        // A full-sized buffer again, so the backlog drains in tens of reads, not hundreds: under the
+                        // parallel suite the 4 KiB one took longer than `closeGrace`, about one run in four.
+                        try? await stalled.socket.channel.setOption(.socketOption(.so_rcvbuf), value: 262_144)
                         try await stalled.socket.resumeReading()
                         return seen
                     }

@@ -134,7 +134,9 @@ import WebSocketTestClient
         try await TestNode.with({
             $0.maxConnectionsPerIP = 1_000
             $0.connectRatePerIP = 100_000
+            $0.requestTimeoutMs = 120_000  // the burst waits unanswered while the loop is held, however slow the suite
         }, eventLoopGroup: group) { node in
+            let patience = Duration.seconds(30)
             let welcome = Array(#""type":"welcome""#.utf8)
             let open = try await ByteCollector.connect(port: node.port)
             try await open.send(Array(Self.request().utf8))
@@ -149,23 +151,25 @@ import WebSocketTestClient
             // The listener accepts a few connections per poll; each round trip to the loop is one more poll, so
             // after these every connection of the burst has been accepted and is waiting for its request.
             for _ in 0..<(4 * burst) { try await node.listenerLoop.submit {}.get() }
-            // Hold the loop while every request, then the open connection's `ping` and the API request, arrive:
-            // its next poll reads them all at once.
+            // Hold the loop until every request, then the open connection's `ping` and the API request, have
+            // arrived (the writes return once the kernel has the bytes): its next poll reads them all at once.
             let (held, holding) = AsyncStream.makeStream(of: Void.self)
+            let release = DispatchSemaphore(value: 0)
             node.listenerLoop.execute {
                 holding.yield()
-                Thread.sleep(forTimeInterval: 1)  // ample for 62 writes, even under the parallel suite
+                _ = release.wait(timeout: .now() + 60)
             }
             for await _ in held { break }
             for client in waiting { try await client.send(Array(Self.request().utf8)) }
             let ping = Array(#"{"type":"ping"}"#.utf8)
             try await open.send([0x81, 0x80 | UInt8(ping.count), 0, 0, 0, 0] + ping)  // masked with a zero key
             try await api.send(Array("GET /api/v1/websocket/stats HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(admin)\r\n\r\n".utf8))
+            release.signal()
 
             let pong = Array(#""type":"pong""#.utf8)
-            _ = try await open.waitFor(pong)
-            let stats = String(decoding: try await api.waitFor(Array("\"slowConsumerDisconnects\"".utf8)), as: UTF8.self)
-            for client in waiting { _ = try await client.waitFor(welcome) }
+            _ = try await open.waitFor(pong, within: patience)
+            let stats = String(decoding: try await api.waitFor(Array("\"slowConsumerDisconnects\"".utf8), within: patience), as: UTF8.self)
+            for client in waiting { _ = try await client.waitFor(welcome, within: patience) }
             let pongAt = try #require(open.arrival(of: pong))
             let answeredBeforePong = waiting.filter { ($0.arrival(of: Array("HTTP/1.1 101".utf8)) ?? pongAt) < pongAt }.count
             #expect(answeredBeforePong < burst / 4, "\(answeredBeforePong) of \(burst) upgrades were answered before the pong")
@@ -262,9 +266,9 @@ final class ByteCollector: ChannelInboundHandler, Sendable {
         try? await channel.withLock({ $0 })?.close()
     }
 
-    /// Everything received once it holds `marker` (within 5 s).
-    func waitFor(_ marker: [UInt8]) async throws -> [UInt8] {
-        let deadline = ContinuousClock.now + .seconds(5)
+    /// Everything received once it holds `marker` (within `timeout`).
+    func waitFor(_ marker: [UInt8], within timeout: Duration = .seconds(5)) async throws -> [UInt8] {
+        let deadline = ContinuousClock.now + timeout
         while ContinuousClock.now < deadline {
             let bytes = received.withLock { $0 }
             if bytes.count >= marker.count, (0...(bytes.count - marker.count)).contains(where: { bytes[$0..<($0 + marker.count)].elementsEqual(marker) }) {
