@@ -56,9 +56,7 @@ import WebSocketTestClient
         static func readLinesOnOwnThread(
             from handle: FileHandle, until predicate: @escaping @Sendable (String) -> Bool, timeout: Duration
         ) async throws -> [String] {
-            try await withCheckedThrowingContinuation { continuation in
-                Thread { continuation.resume(with: Result { try readLines(from: handle, until: predicate, timeout: timeout) }) }.start()
-            }
+            try await onOwnThread { try readLines(from: handle, until: predicate, timeout: timeout) }
         }
 
         /// Reads until a line matches, the stream ends or `timeout` passes: it waits with `poll` before each
@@ -96,16 +94,10 @@ import WebSocketTestClient
     }
 
     @Test func tokenCommandPrintsAVerifiableJWT() async throws {
-        let process = Process()
-        process.executableURL = try Self.executable
-        process.arguments = ["token", "--sub", "alice", "--role", "admin", "--tier", "premium", "--ttl", "1h", "--jwt-secret", Self.secret]
-        let output = Pipe()
-        process.standardOutput = output
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
-        let token = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let (status, output, _) = try await OperatorCommandTests.run(
+            ["token", "--sub", "alice", "--role", "admin", "--tier", "premium", "--ttl", "1h", "--jwt-secret", Self.secret])
+        #expect(status == 0)
+        let token = output.trimmingCharacters(in: .whitespacesAndNewlines)
         let identity = try await TokenVerifier(secret: Self.secret, publicKeyPEM: nil).verify(token)
         #expect(identity.userId == "alice")
         #expect(identity.role == .admin)
@@ -125,11 +117,11 @@ import WebSocketTestClient
         return Data(base64Encoded: base64).map { String(decoding: $0, as: UTF8.self) }
     }
 
-    @Test func lineReaderGivesUpOnASilentProcess() throws {
+    @Test func lineReaderGivesUpOnASilentProcess() async throws {
         let pipe = Pipe()  // nothing is ever written to it, and it is never closed
         let started = ContinuousClock.now
-        #expect(throws: WebSocketTestClientError.timedOut) {
-            try ServerProcess.readLines(from: pipe.fileHandleForReading, until: { _ in true }, timeout: .milliseconds(300))
+        await #expect(throws: WebSocketTestClientError.timedOut) {
+            try await ServerProcess.readLinesOnOwnThread(from: pipe.fileHandleForReading, until: { _ in true }, timeout: .milliseconds(300))
         }
         #expect(ContinuousClock.now - started < .seconds(2))
     }
@@ -148,16 +140,9 @@ import WebSocketTestClient
         #expect(lines.contains { $0.contains("debug") && $0.contains("closing connection") })
     }
 
-    @Test func serveRefusesAShortSecret() throws {
-        let process = Process()
-        process.executableURL = try Self.executable
-        process.arguments = ["serve", "--port", "0", "--jwt-secret", "short"]
-        let errors = Pipe()
-        process.standardError = errors
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0)
-        let message = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    @Test func serveRefusesAShortSecret() async throws {
+        let (status, _, message) = try await OperatorCommandTests.run(["serve", "--port", "0", "--jwt-secret", "short"])
+        #expect(status != 0)
         #expect(message.contains("at least 32 bytes"))
     }
 
@@ -169,7 +154,7 @@ import WebSocketTestClient
         server.process.terminate()  // SIGTERM
         let frame = try await socket.closeFrame()
         #expect(frame?.closeCode == 1001)
-        server.process.waitUntilExit()
+        try await onOwnThread { server.process.waitUntilExit() }
         #expect(server.process.terminationReason == .exit)
         #expect(server.process.terminationStatus == 0)
     }
@@ -189,9 +174,9 @@ import WebSocketTestClient
         server.process.terminate()  // SIGTERM
         try await Task.sleep(for: .milliseconds(300))
         try socket.send(String(body.dropFirst(20)))
-        let response = try socket.receive(until: "\"recipients\"", timeout: .seconds(5))
+        let response = try await onOwnThread { try socket.receive(until: "\"recipients\"", timeout: .seconds(5)) }
         #expect(response.hasPrefix("HTTP/1.1 200"), "the request was completed: \(response)")
-        server.process.waitUntilExit()
+        try await onOwnThread { server.process.waitUntilExit() }
         #expect(server.process.terminationStatus == 0)
     }
 
@@ -238,7 +223,7 @@ import WebSocketTestClient
 }
 
 /// A plain blocking TCP client with receive timeouts, for requests sent in pieces.
-final class BlockingSocket {
+final class BlockingSocket: Sendable {
     private let descriptor: Int32
 
     init(port: Int) throws {

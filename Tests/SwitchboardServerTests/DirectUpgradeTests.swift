@@ -138,16 +138,20 @@ import WebSocketTestClient
         }, eventLoopGroup: group) { node in
             let patience = Duration.seconds(30)
             let welcome = Array(#""type":"welcome""#.utf8)
-            let open = try await ByteCollector.connect(port: node.port)
+            // One client thread reads every connection, so arrivals come in the order the node wrote them (read
+            // on two threads, a starved suite saw 26 upgrades "before" a pong the node wrote before them).
+            let clientLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            defer { clientLoop.shutdownGracefully { _ in } }
+            let open = try await ByteCollector.connect(port: node.port, group: clientLoop)
             try await open.send(Array(Self.request().utf8))
             _ = try await open.waitFor(welcome)
             // A keep-alive API connection, its first request answered.
-            let api = try await ByteCollector.connect(port: node.port)
+            let api = try await ByteCollector.connect(port: node.port, group: clientLoop)
             try await api.send(Array("GET /api/v1/websocket/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
             _ = try await api.waitFor(Array("\"status\"".utf8))
             let admin = try await node.token("ops", role: .admin)
             var waiting: [ByteCollector] = []
-            for _ in 0..<burst { waiting.append(try await ByteCollector.connect(port: node.port)) }
+            for _ in 0..<burst { waiting.append(try await ByteCollector.connect(port: node.port, group: clientLoop)) }
             // The listener accepts a few connections per poll; each round trip to the loop is one more poll, so
             // after these every connection of the burst has been accepted and is waiting for its request.
             for _ in 0..<(4 * burst) { try await node.listenerLoop.submit {}.get() }
@@ -224,9 +228,11 @@ final class ByteCollector: ChannelInboundHandler, Sendable {
     private let closed = Mutex(false)
     private let channel = Mutex<(any Channel)?>(nil)
 
-    static func connect(port: Int) async throws -> ByteCollector {
+    /// Connects on `group`'s next loop. Arrival times of collectors read by different threads are ordered only
+    /// as those threads were scheduled: a test that compares arrivals across connections gives them one loop.
+    static func connect(port: Int, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton) async throws -> ByteCollector {
         let collector = ByteCollector()
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let channel = try await ClientBootstrap(group: group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(collector) }
             }

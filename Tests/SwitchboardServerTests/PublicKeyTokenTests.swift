@@ -20,8 +20,9 @@ import WebSocketTestClient
         return path
     }
 
-    /// Runs `openssl` with `arguments` and returns its stdout.
-    private static func openssl(_ arguments: [String], input: String? = nil) throws -> String {
+    /// Runs `openssl` with `arguments` and returns its stdout (off the concurrency pool: a 2048-bit key takes a
+    /// while).
+    private static func openssl(_ arguments: [String], input: String? = nil) async throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["openssl"] + arguments
@@ -30,16 +31,18 @@ import WebSocketTestClient
         process.standardOutput = output
         process.standardInput = stdin
         try process.run()
-        if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-        try stdin.fileHandleForWriting.close()
-        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return text
+        return try await onOwnThread {
+            if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
+            try stdin.fileHandleForWriting.close()
+            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            process.waitUntilExit()
+            return text
+        }
     }
 
     static func rsaKeys() async throws -> KeyPair {
-        let privatePEM = try openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
-        let publicPEM = try openssl(["pkey", "-pubout"], input: privatePEM)
+        let privatePEM = try await openssl(["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"])
+        let publicPEM = try await openssl(["pkey", "-pubout"], input: privatePEM)
         let signer = await JWTKeyCollection().add(rsa: try Insecure.RSA.PrivateKey(pem: privatePEM), digestAlgorithm: .sha256)
         return KeyPair(signer: signer, publicKeyPath: try temporaryFile(publicPEM))
     }

@@ -181,8 +181,11 @@ import WebSocketTestClient
             let output = Pipe()
             process.standardOutput = output
             try process.run()
-            process.waitUntilExit()
-            let line = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let line = try await onOwnThread {
+                let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                return text
+            }
             let fields = line.split(whereSeparator: \.isWhitespace)
             #expect(fields.count >= 3 && fields[2] == "1234", "ss -ltn: \(line)")
         }
