@@ -8,10 +8,11 @@ import Glibc
 /// A `redis-server` of a test's own, on a free loopback port, in a temporary directory, with nothing saved;
 /// stopped by its PID (never the machine's own Redis service). For tests: `RedisServer.with { server in … }`.
 ///
-/// `@unchecked Sendable`: its state is the `Process` (thread-safe for these calls) and constants.
+/// `@unchecked Sendable`: its one mutable field, the child, is replaced only by ``restart()``, which a test calls
+/// while nothing else uses the server.
 public final class RedisServer: @unchecked Sendable {
     public let port: Int
-    private var process = Process()
+    private var process: ChildProcess?
     private let directory: URL
     private let arguments: [String]
 
@@ -29,15 +30,13 @@ public final class RedisServer: @unchecked Sendable {
         guard let binary = ["/usr/bin/redis-server", "/usr/local/bin/redis-server"].first(where: FileManager.default.isExecutableFile) else {
             throw RedisClientError.server("redis-server is not installed (scripts/test installs it: apt-get install redis-server)")
         }
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: binary)
-        process.arguments = [
-            "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path,
-            "--daemonize", "no", "--logfile", "",
-        ] + arguments
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
+        let process = try ChildProcess(
+            executable: binary,
+            arguments: [
+                "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", directory.path,
+                "--daemonize", "no", "--logfile", "",
+            ] + arguments)
+        self.process = process
         let deadline = ContinuousClock.now + .seconds(10)
         while !Self.accepts(port: port) {
             guard ContinuousClock.now < deadline, process.isRunning else {
@@ -57,19 +56,18 @@ public final class RedisServer: @unchecked Sendable {
 
     /// Kills the server and leaves it down (until ``restart()``).
     public func kill() {
-        if process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        guard let process, process.isRunning else { return }
+        process.send(SIGKILL)
+        process.waitUntilExit()
     }
 
     public var url: RedisURL { RedisURL(host: "127.0.0.1", port: port) }
 
     /// SIGSTOP: Redis stops answering, but its sockets stay open (a hung server). Neither can be blocked.
-    public func pause() { Glibc.kill(process.processIdentifier, SIGSTOP) }
-    public func resume() { Glibc.kill(process.processIdentifier, SIGCONT) }
+    public func pause() { process?.send(SIGSTOP) }
+    public func resume() { process?.send(SIGCONT) }
 
-    /// SIGKILL (nothing to save): a child started from a test thread inherits its blocked signals, SIGTERM included.
+    /// SIGKILL: there is nothing to save.
     public func stop() {
         kill()
         try? FileManager.default.removeItem(at: directory)

@@ -289,7 +289,7 @@ extension ClusterServiceTests {
                     return (cluster?["nodes"] as? [[String: Any]] ?? []).compactMap { $0["nodeId"] as? String }
                 }
                 try await eventually("the other node is seen") { try await nodeIds().contains("doomed") }
-                kill(killed.process.processIdentifier, SIGKILL)
+                killed.process.send(SIGKILL)
                 let killedAt = ContinuousClock.now
                 try await eventually(timeout: .seconds(12), "the killed node drops out") { try await !nodeIds().contains("doomed") }
                 #expect(ContinuousClock.now - killedAt < .seconds(10), "SPEC §8: within 10 s")

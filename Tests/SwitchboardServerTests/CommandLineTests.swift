@@ -3,6 +3,7 @@ import Foundation
 #if canImport(Glibc)
 import Glibc
 #endif
+import RedisTestSupport
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -26,20 +27,15 @@ import WebSocketTestClient
     }
 
     /// A running `switchboard serve` with its output pipes.
-    final class ServerProcess: @unchecked Sendable {
-        let process = Process()
+    final class ServerProcess: Sendable {
+        let process: ChildProcess
         let output = Pipe()
         let errors = Pipe()
 
         init(arguments: [String], environment: [String: String] = [:]) throws {
-            process.executableURL = try CommandLineTests.executable
-            process.arguments = arguments
-            if !environment.isEmpty {
-                process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-            }
-            process.standardOutput = output
-            process.standardError = errors
-            try process.run()
+            process = try ChildProcess(
+                executable: try CommandLineTests.executable.path, arguments: arguments, environment: environment,
+                standardOutput: .pipe(output), standardError: .pipe(errors))
         }
 
         /// Lines of stdout until `predicate` matches one (bounded by `timeout`).
@@ -80,7 +76,7 @@ import WebSocketTestClient
             throw WebSocketTestClientError.timedOut
         }
 
-        func terminate() { if process.isRunning { process.terminate() } }
+        func terminate() { process.send(SIGTERM) }
 
         /// Waits for the "listening on HOST:PORT" log line and returns the port.
         func listeningPort() async throws -> Int {
@@ -151,12 +147,10 @@ import WebSocketTestClient
         defer { server.terminate() }
         let socket = try await TestWebSocket.open(port: try await server.listeningPort())
         _ = try await socket.nextText()
-        server.process.terminate()  // SIGTERM
+        server.terminate()  // SIGTERM
         let frame = try await socket.closeFrame()
         #expect(frame?.closeCode == 1001)
-        try await onOwnThread { server.process.waitUntilExit() }
-        #expect(server.process.terminationReason == .exit)
-        #expect(server.process.terminationStatus == 0)
+        #expect(try await onOwnThread { server.process.waitUntilExit() } == .exit(0))
     }
 
     @Test func sigtermWaitsForAnInFlightHTTPRequest() async throws {
@@ -171,13 +165,12 @@ import WebSocketTestClient
             "POST /api/v1/websocket/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \(admin)\r\n"
                 + "Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n" + body.prefix(20))
         try await Task.sleep(for: .milliseconds(300))  // no event to wait on: let the server read what was sent
-        server.process.terminate()  // SIGTERM
+        server.terminate()  // SIGTERM
         try await Task.sleep(for: .milliseconds(300))
         try socket.send(String(body.dropFirst(20)))
         let response = try await onOwnThread { try socket.receive(until: "\"recipients\"", timeout: .seconds(5)) }
         #expect(response.hasPrefix("HTTP/1.1 200"), "the request was completed: \(response)")
-        try await onOwnThread { server.process.waitUntilExit() }
-        #expect(server.process.terminationStatus == 0)
+        #expect(try await onOwnThread { server.process.waitUntilExit() } == .exit(0))
     }
 
     @Test func demoPrintsAnAdminTokenAndPublishesQuotes() async throws {

@@ -1,4 +1,5 @@
 import Foundation
+import RedisTestSupport
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -12,23 +13,9 @@ import WebSocketTestClient
     /// command-line tests start theirs, and waited for on a thread of its own: blocking the concurrency pool would
     /// starve the node under test, which answers on it.
     static func run(_ arguments: [String], input: String? = nil, environment: [String: String] = [:]) async throws -> (Int32, String, String) {
-        let process = Process()
-        process.executableURL = try CommandLineTests.executable
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { _, new in new }
-        let (output, errors, stdin) = (Pipe(), Pipe(), Pipe())
-        process.standardOutput = output
-        process.standardError = errors
-        process.standardInput = stdin
-        try process.run()
-        return try await onOwnThread {
-            if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-            try? stdin.fileHandleForWriting.close()
-            let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let err = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return (process.terminationStatus, out, err)
-        }
+        let result = try await ChildProcess.output(
+            of: try CommandLineTests.executable.path, arguments, input: input, environment: environment)
+        return (result.status, result.standardOutput, result.standardError)
     }
 
     @Test func everyCommandAnswersForHumansAndForScripts() async throws {

@@ -1,5 +1,6 @@
 import Foundation
 import JWTKit
+import RedisTestSupport
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -23,21 +24,7 @@ import WebSocketTestClient
     /// Runs `openssl` with `arguments` and returns its stdout (off the concurrency pool: a 2048-bit key takes a
     /// while).
     private static func openssl(_ arguments: [String], input: String? = nil) async throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["openssl"] + arguments
-        let output = Pipe()
-        let stdin = Pipe()
-        process.standardOutput = output
-        process.standardInput = stdin
-        try process.run()
-        return try await onOwnThread {
-            if let input { stdin.fileHandleForWriting.write(Data(input.utf8)) }
-            try stdin.fileHandleForWriting.close()
-            let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            process.waitUntilExit()
-            return text
-        }
+        try await ChildProcess.output(of: "/usr/bin/env", ["openssl"] + arguments, input: input).standardOutput
     }
 
     static func rsaKeys() async throws -> KeyPair {

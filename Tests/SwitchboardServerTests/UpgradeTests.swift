@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import RedisTestSupport
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -175,17 +176,7 @@ import WebSocketTestClient
     @Test func listeningSocketUsesTheConfiguredBacklog() async throws {
         try await TestNode.with({ $0.listenBacklog = 1234 }) { node in
             // `ss` shows a listening socket's backlog as its Send-Q.
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["ss", "-Hltn", "sport = :\(node.port)"]
-            let output = Pipe()
-            process.standardOutput = output
-            try process.run()
-            let line = try await onOwnThread {
-                let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-                process.waitUntilExit()
-                return text
-            }
+            let line = try await ChildProcess.output(of: "/usr/bin/env", ["ss", "-Hltn", "sport = :\(node.port)"]).standardOutput
             let fields = line.split(whereSeparator: \.isWhitespace)
             #expect(fields.count >= 3 && fields[2] == "1234", "ss -ltn: \(line)")
         }
