@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import NIOHTTP1
 import RedisTestSupport
 import SwitchboardCore
 import Testing
@@ -21,6 +22,41 @@ import WebSocketTestClient
             _ = try await node.node.publish(Publication(channel: "system_status", event: "e", data: "1"))
             #expect(try await client.next()["seq"] as? Int == 1)
             await client.close()
+        }
+    }
+
+    /// A reconnect storm's upgrades (no token, or one verified lately) are decided where they are read: no
+    /// future, task or thread hop. Only a token seen for the first time waits for its verification.
+    @Test func upgradesWithoutATokenOrWithARememberedOneAreDecidedAtOnce() async throws {
+        try await TestNode.with { node in
+            let admission = UpgradeAdmission(node: node.node)
+            let peer = try SocketAddress(ipAddress: "127.0.0.1", port: 40_000)
+            func upgrade(_ uri: String) -> HTTPRequestHead {
+                var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: uri)
+                head.headers.add(name: "Sec-WebSocket-Key", value: "dGhlIHNhbXBsZSBub25jZQ==")
+                head.headers.add(name: "Sec-WebSocket-Version", value: "13")
+                return head
+            }
+            func admitted(_ outcome: UpgradeAdmission.Outcome) async throws -> (decided: Bool, AdmittedUpgrade) {
+                switch outcome {
+                case .decided(let result): (true, try result.get())
+                case .pending(let future): (false, try await future.get())
+                }
+            }
+            let anonymous = try await admitted(admission.admit(upgrade("/ws"), peer: peer, on: node.listenerLoop))
+            #expect(anonymous.decided)
+            let token = try await node.token("alice")
+            let first = try await admitted(admission.admit(upgrade("/ws?token=\(token)"), peer: peer, on: node.listenerLoop))
+            #expect(!first.decided, "a token seen for the first time is verified off the loop")
+            let again = try await admitted(admission.admit(upgrade("/ws?token=\(token)"), peer: peer, on: node.listenerLoop))
+            #expect(again.decided)
+            #expect(again.1.identity.userId == "alice")
+            guard case .decided(.failure(let refusal)) = admission.admit(upgrade("/elsewhere"), peer: peer, on: node.listenerLoop) else {
+                Issue.record("a refusal by the first checks is decided too")
+                return
+            }
+            #expect(refusal.code == .notFound)
+            for upgrade in [anonymous.1, first.1, again.1] { upgrade.reservation.release() }
         }
     }
 

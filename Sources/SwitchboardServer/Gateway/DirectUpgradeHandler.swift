@@ -33,7 +33,7 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     /// The server began shutting down during admission.
     private var quiesced = false
     private let negotiated: EventLoopPromise<GatewayChannel.Negotiated>
-    private let admit: (HTTPRequestHead, any Channel) -> EventLoopFuture<(AdmittedUpgrade, extensions: String?)>
+    private let admit: (HTTPRequestHead, any Channel) -> (UpgradeAdmission.Outcome, extensions: String?)
     private let install: (GatewayChannel.AcceptedUpgrade, any Channel) throws -> Void
     private let standardPipeline: (any Channel) throws -> EventLoopFuture<GatewayChannel.Negotiated>
     private let answered: () -> Void
@@ -49,7 +49,7 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
     init(
         negotiated: EventLoopPromise<GatewayChannel.Negotiated>,
         queue: UpgradeQueue,
-        admit: @escaping (HTTPRequestHead, any Channel) -> EventLoopFuture<(AdmittedUpgrade, extensions: String?)>,
+        admit: @escaping (HTTPRequestHead, any Channel) -> (UpgradeAdmission.Outcome, extensions: String?),
         install: @escaping (GatewayChannel.AcceptedUpgrade, any Channel) throws -> Void,
         standardPipeline: @escaping (any Channel) throws -> EventLoopFuture<GatewayChannel.Negotiated>,
         answered: @escaping () -> Void = {}
@@ -136,36 +136,51 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             negotiated.fail(ChannelError.eof)
             return
         }
-        admit(request, channel).hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
-            guard case .admitting(let early) = state, channel.isActive else {
-                // The client left meanwhile: its slot goes back with the reservation.
-                if case .success(let (admitted, _)) = result { admitted.reservation.release() }
-                negotiated.fail(ChannelError.eof)
+        let (outcome, extensions) = admit(request, channel)
+        switch outcome {
+        case .decided(let result):
+            answer(request, with: result, extensions: extensions, context: context)
+        case .pending(let admitted):
+            admitted.hop(to: context.eventLoop).assumeIsolated().whenComplete { [self] result in
+                answer(request, with: result.mapError(UpgradeRejection.init), extensions: extensions, context: context)
+            }
+        }
+    }
+
+    /// Admission's answer: the `101` and the connection, or the refusal (or nothing, for a client gone meanwhile).
+    private func answer(
+        _ request: HTTPRequestHead, with result: Result<AdmittedUpgrade, UpgradeRejection>, extensions: String?,
+        context: ChannelHandlerContext
+    ) {
+        let channel = context.channel
+        guard case .admitting(let early) = state, channel.isActive else {
+            // The client left meanwhile: its slot goes back with the reservation.
+            if case .success(let admitted) = result { admitted.reservation.release() }
+            negotiated.fail(ChannelError.eof)
+            return
+        }
+        state = .done
+        answered()
+        switch result {
+        case .success(let admitted):
+            do {
+                // Admission checked the key; a handshake without one never gets here.
+                guard let key = WebSocketHandshake.key(of: request) else { throw ChannelError.inappropriateOperationForState }
+                // Not flushed: it leaves with `welcome`, which the connection queues at once (one segment).
+                context.write(wrapOutboundOut(Self.switchingProtocols(key: key, extensions: extensions)), promise: nil)
+                try install(.native(admitted, compressed: extensions != nil), channel)
+            } catch {
+                negotiated.fail(error)
+                context.close(promise: nil)
                 return
             }
-            state = .done
-            answered()
-            switch result {
-            case .success(let (admitted, extensions)):
-                do {
-                    // Admission checked the key; a handshake without one never gets here.
-                    guard let key = WebSocketHandshake.key(of: request) else { throw ChannelError.inappropriateOperationForState }
-                    // Not flushed: it leaves with `welcome`, which the connection queues at once (one segment).
-                    context.write(wrapOutboundOut(Self.switchingProtocols(key: key, extensions: extensions)), promise: nil)
-                    try install(.native(admitted, compressed: extensions != nil), channel)
-                } catch {
-                    negotiated.fail(error)
-                    context.close(promise: nil)
-                    return
-                }
-                if early.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(early)) }
-                if quiesced { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
-                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-                negotiated.succeed(.webSocket)
-            case .failure(let error):
-                context.writeAndFlush(wrapOutboundOut(Self.refusal(UpgradeRejection(error)))).whenComplete { _ in channel.close(promise: nil) }
-                negotiated.succeed(.webSocket)
-            }
+            if early.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(early)) }
+            if quiesced { context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            negotiated.succeed(.webSocket)
+        case .failure(let rejection):
+            context.writeAndFlush(wrapOutboundOut(Self.refusal(rejection))).whenComplete { _ in channel.close(promise: nil) }
+            negotiated.succeed(.webSocket)
         }
     }
 

@@ -87,9 +87,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     negotiated: negotiated,
                     queue: node.upgradeQueues[channel.eventLoop],
                     admit: { head, channel in
-                        admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade in
-                            (upgrade, extensions: compressionResponse(to: head, on: channel.eventLoop))
-                        }
+                        (admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop),
+                         extensions: compressionResponse(to: head, on: channel.eventLoop))
                     },
                     install: { upgrade, channel in try install(upgrade, on: channel) },
                     standardPipeline: { channel in try configureHTTPPipeline(on: channel, admission: admission, logger: logger) },
@@ -124,7 +123,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         return channel.eventLoop.makeSucceededFuture(nil)
                     }
                 }
-                return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
+                return admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop).future(on: channel.eventLoop).map { upgrade -> HTTPHeaders? in
                     admitted.value = .native(upgrade, compressed: extensions != nil)
                     // The slot goes back when the connection ends, or with the reservation if the upgrade fails.
                     return headers

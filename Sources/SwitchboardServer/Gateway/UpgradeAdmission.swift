@@ -50,16 +50,32 @@ struct UpgradeAdmission: Sendable {
     /// The path WebSocket clients upgrade on.
     static let path = "/ws"
 
-    /// Runs the checks for an upgrade request on `loop`. Without a token, or with one verified lately, every
-    /// check is synchronous and the future is already complete: a reconnect storm of such clients creates no
-    /// task and crosses no thread. Only a token seen for the first time is verified asynchronously.
-    func admit(_ head: HTTPRequestHead, peer: SocketAddress?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+    /// The outcome of the checks: decided at once, or waiting for a token's first verification or, in
+    /// cluster mode, for the user's cluster-wide pool. Either way it is counted and recorded.
+    enum Outcome {
+        case decided(Result<AdmittedUpgrade, UpgradeRejection>)
+        case pending(EventLoopFuture<AdmittedUpgrade>)
+
+        /// The outcome as a future on `loop` (for callers that take one either way).
+        func future(on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+            switch self {
+            case .decided(.success(let upgrade)): loop.makeSucceededFuture(upgrade)
+            case .decided(.failure(let rejection)): loop.makeFailedFuture(rejection)
+            case .pending(let future): future
+            }
+        }
+    }
+
+    /// Runs the checks for an upgrade request on `loop`. Without a token, or with one verified lately, on a
+    /// single node, every check is synchronous and the outcome is decided here: a reconnect storm of such
+    /// clients creates no future or task and crosses no thread.
+    func admit(_ head: HTTPRequestHead, peer: SocketAddress?, on loop: any EventLoop) -> Outcome {
         let ip = clientIP(peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first)
         do {
             return admit(try check(head, ip: ip), on: loop)
         } catch {
             record(error, ip: ip)
-            return loop.makeFailedFuture(error)
+            return .decided(.failure(error))
         }
     }
 
@@ -87,35 +103,55 @@ struct UpgradeAdmission: Sendable {
             return loop.makeFailedFuture(
                 UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "a token is required: anonymous access is off"))
         }
-        return admit(CheckedRequest(ip: ip, token: token, wantsBatches: false, subscriptions: []), on: loop)
+        return admit(CheckedRequest(ip: ip, token: token, wantsBatches: false, subscriptions: []), on: loop).future(on: loop)
     }
 
-    /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools. Without a token,
-    /// or with one verified lately, every step is synchronous and the future is already complete.
-    private func admit(_ request: CheckedRequest, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
-        let admitted: EventLoopFuture<AdmittedUpgrade>
-        if let token = request.token, let identity = node.tokens.rememberedIdentity(of: token) {
-            admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: identity) })
-        } else if let token = request.token {
-            let tokens = node.tokens
-            admitted = loop.makeFutureWithTask { () async throws -> Identity in
-                do throws(TokenVerifier.Failure) {
-                    return try await tokens.verify(token)
-                } catch {
-                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+    /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools.
+    private func admit(_ request: CheckedRequest, on loop: any EventLoop) -> Outcome {
+        let identity: Identity
+        if let token = request.token {
+            guard let remembered = node.tokens.rememberedIdentity(of: token) else {
+                let tokens = node.tokens
+                let verified = loop.makeFutureWithTask { () async throws -> Identity in
+                    do throws(TokenVerifier.Failure) {
+                        return try await tokens.verify(token)
+                    } catch {
+                        throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+                    }
                 }
-            }.flatMapThrowing { identity in try reserve(request, for: identity) }
+                return .pending(counted(verified.flatMapThrowing { identity in try reserve(request, for: identity) }
+                    .flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }, ip: request.ip))
+            }
+            identity = remembered
         } else {
-            admitted = loop.makeCompletedFuture(withResultOf: { try reserve(request, for: .anonymous) })
+            identity = .anonymous
         }
-        return admitted.flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }.map { upgrade in
+        let upgrade: AdmittedUpgrade
+        do {
+            upgrade = try reserve(request, for: identity)
+        } catch {
+            record(error, ip: request.ip)
+            return .decided(.failure(error))
+        }
+        if needsClusterSlot(upgrade) { return .pending(counted(leaseClusterSlot(for: upgrade, on: loop), ip: request.ip)) }
+        node.statistics.recordAttempt(.accepted)
+        return .decided(.success(upgrade))
+    }
+
+    /// `admitted`, counted as accepted or recorded as refused once it completes.
+    private func counted(_ admitted: EventLoopFuture<AdmittedUpgrade>, ip: String) -> EventLoopFuture<AdmittedUpgrade> {
+        admitted.map { upgrade in
             node.statistics.recordAttempt(.accepted)
             return upgrade
         }.flatMapErrorThrowing { error in
             let rejection = UpgradeRejection(error)
-            record(rejection, ip: request.ip)
+            record(rejection, ip: ip)
             throw rejection
         }
+    }
+
+    private func needsClusterSlot(_ upgrade: AdmittedUpgrade) -> Bool {
+        node.cluster != nil && upgrade.identity.userId != nil
     }
 
     /// In cluster mode, an authenticated user's connection also takes a slot of the user's cluster-wide pool
