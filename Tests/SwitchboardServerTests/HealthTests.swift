@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import NIOPosix
+import Synchronization
 import Testing
 import WebSocketTestClient
 
@@ -70,6 +71,17 @@ import WebSocketTestClient
 
 /// The kernel's listen-queue counters shown in `stats`.
 @Suite struct ListenQueueCountersTests {
+    @Test func statsReadsTheCountersAtMostOnceASecond() {
+        let reads = Mutex(0)
+        let recent = RecentValue(every: .seconds(1)) { reads.withLock { $0 += 1; return $0 } }
+        let start = ContinuousClock.now
+        #expect(recent.value(now: start) == 1)
+        #expect(recent.value(now: start + .milliseconds(999)) == 1, "read within the second: the same value")
+        #expect(recent.value(now: start + .seconds(1)) == 2)
+        #expect(recent.value(now: start + .milliseconds(1_500)) == 2)
+        #expect(reads.withLock { $0 } == 2)
+    }
+
     @Test func readsTheTcpExtRows() {
         let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 1297 8369 8400\nIpExt: InNoRoutes\nIpExt: 0\n"
         #expect(ListenQueueCounters.parse(text) == ListenQueueCounters(overflows: 8369, drops: 8400))

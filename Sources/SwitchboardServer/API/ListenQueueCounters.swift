@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// The kernel's listen-queue counters from `/proc/net/netstat` (`TcpExt: ListenOverflows ListenDrops`).
 ///
@@ -12,6 +13,11 @@ struct ListenQueueCounters: Equatable {
     static func read() -> ListenQueueCounters? {
         (try? String(contentsOfFile: "/proc/net/netstat", encoding: .utf8)).flatMap(parse)
     }
+
+    /// The counters as read at most a second ago: `stats` may be polled often (a dashboard, a probe every 100
+    /// ms), on the event loop, and the kernel formats the whole file for every read (most of what a `stats`
+    /// request cost once the parse was cheap).
+    static let recent = RecentValue(every: .seconds(1)) { read() }
 
     /// Reads the `TcpExt:` header line and the value line after it.
     ///
@@ -29,5 +35,27 @@ struct ListenQueueCounters: Equatable {
         }
         guard let overflows = value(of: "ListenOverflows"), let drops = value(of: "ListenDrops") else { return nil }
         return ListenQueueCounters(overflows: overflows, drops: drops)
+    }
+}
+
+/// A value read again only once `interval` has passed since the last read (shared by every caller).
+final class RecentValue<Value: Sendable>: Sendable {
+    private let interval: Duration
+    private let readValue: @Sendable () -> Value
+    private let last = Mutex<(at: ContinuousClock.Instant, value: Value)?>(nil)
+
+    init(every interval: Duration, read: @escaping @Sendable () -> Value) {
+        self.interval = interval
+        self.readValue = read
+    }
+
+    /// The value read within `interval` of `now`, or a new one.
+    func value(now: ContinuousClock.Instant = .now) -> Value {
+        last.withLock { last in
+            if let last, now - last.at < interval { return last.value }
+            let value = readValue()
+            last = (now, value)
+            return value
+        }
     }
 }

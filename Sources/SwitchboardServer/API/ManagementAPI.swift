@@ -99,7 +99,7 @@ struct ManagementAPI: Sendable {
             ]),
             // Host-wide kernel counters (every listener on the machine): a reconnect storm that overflowed the
             // listen queue shows here, since a node cannot see the connections the kernel dropped for it.
-            "listenQueue": .object(ListenQueueCounters.read().map { ["overflows": int($0.overflows), "drops": int($0.drops)] } ?? [:]),
+            "listenQueue": .object(ListenQueueCounters.recent.value().map { ["overflows": int($0.overflows), "drops": int($0.drops)] } ?? [:]),
             "channels": .object(["total": int(node.hub.channelCount), "subscriptions": int(counts.subscriptions)]),
             "messages": .object([
                 "published": int(counts.published), "delivered": int(counts.delivered), "dropped": int(counts.dropped),
