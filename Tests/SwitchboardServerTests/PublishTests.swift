@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOPosix
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -7,6 +9,36 @@ import WebSocketTestClient
 
 /// The publish path: `POST /api/v1/websocket/broadcast`, fan-out, order, history and last value.
 @Suite struct PublishTests {
+    /// An HTTP publish is handled on its connection's event loop: the deliveries it queued for that loop's
+    /// subscribers go out before its answer is encoded and written (they used to wait for the whole answer).
+    @Test func deliveriesOnThePublishersLoopLeaveBeforeItsAnswer() async throws {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)  // the publisher and the subscriber share a loop
+        try await TestNode.with(eventLoopGroup: group) { node in
+            // One client thread reads both connections, so arrivals come in the order the node wrote them.
+            let clientLoop = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+            defer { clientLoop.shutdownGracefully { _ in } }
+            let token = try await node.token("alice")
+            let subscriber = try await ByteCollector.connect(port: node.port, group: clientLoop)
+            try await subscriber.send(Array(DirectUpgradeTests.request("/ws?token=\(token)&subscribe=system_status").utf8))
+            _ = try await subscriber.waitFor(Array(#""type":"subscribed""#.utf8))
+            let admin = try await node.token("ops", role: .admin)
+            let publisher = try await ByteCollector.connect(port: node.port, group: clientLoop)
+            let body = #"{"channel":"system_status","event":"maintenance","data":{"in":"5m"}}"#
+            try await publisher.send(Array(("POST /api/v1/websocket/broadcast HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                + "Authorization: Bearer \(admin)\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)").utf8))
+            let answer = Array(#""recipients":1"#.utf8)
+            let message = Array(#""event":"maintenance""#.utf8)
+            _ = try await publisher.waitFor(answer)
+            _ = try await subscriber.waitFor(message)
+            let answeredAt = try #require(publisher.arrival(of: answer))
+            let deliveredAt = try #require(subscriber.arrival(of: message))
+            #expect(deliveredAt < answeredAt, "the delivery came after the answer")
+            await subscriber.close()
+            await publisher.close()
+        }
+        try await group.shutdownGracefully()
+    }
+
     @Test func broadcastToChannelReachesSubscribers() async throws {
         try await TestNode.with { node in
             let subscriber = try await node.client()

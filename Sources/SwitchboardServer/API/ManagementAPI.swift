@@ -305,6 +305,7 @@ struct ManagementAPI: Sendable {
             throw APIError(status: .badRequest, code: error.code, message: error.message)
         }
         let result = try await send(broadcast)
+        await Self.letDeliveriesGoFirst()
         node.audit.recordBroadcast(
             by: admin.userId, namespace: broadcast.auditNamespace,
             detail: "\(broadcast.target.description) event \(broadcast.publication.event)")
@@ -334,6 +335,7 @@ struct ManagementAPI: Sendable {
         }
         // One call for the whole batch: a cluster node sends it to Redis in one pipelined write.
         let published = await node.publishBatch(broadcasts.map { ($0.publication, $0.target) })
+        await Self.letDeliveriesGoFirst()
         let results = try zip(published, broadcasts).map { result, broadcast in try Self.describe(result, of: broadcast) }
         for (namespace, items) in Dictionary(grouping: broadcasts, by: \.auditNamespace).sorted(by: { $0.key < $1.key }) {
             node.audit.recordBroadcast(
@@ -341,6 +343,13 @@ struct ManagementAPI: Sendable {
                 detail: "batch: \(items.count) of \(results.count) messages to namespace \(namespace)")
         }
         return Self.json(.object(["published": .int(Int64(results.count)), "results": .array(results)]))
+    }
+
+    /// Lets the subscribers' writes that a publish queued on this loop go out before the publisher's answer is
+    /// encoded and written: the handler runs on its connection's loop, and without a yield the delivery to that
+    /// loop's subscribers waited for the whole response.
+    private static func letDeliveriesGoFirst() async {
+        await Task.yield()
     }
 
     /// Publishes one validated broadcast and describes the result as SPEC's `{"channel","seq","recipients"}`.
