@@ -324,14 +324,17 @@ import WebSocketTestClient
 
     @Test func channelsNamedInTheUpgradeAreSubscribedAfterWelcome() async throws {
         try await TestNode.with { node in
-            // market_data allowed, trading_signals forbidden for an anonymous client, the last name invalid.
-            let client = try await node.client(query: "subscribe=market_data%3AAAPL,system_status,trading_signals:x,bad!name")
+            // market_data allowed, trading_signals forbidden for an anonymous client, the last two names invalid
+            // (the query is percent-decoded once: `%253A` is `%3A` in the name, not `:`).
+            let client = try await node.client(
+                query: "subscribe=market_data%3AAAPL,system_status,trading_signals:x,bad!name,market_data%253AB")
             var replies: [[String: Any]] = []
-            for _ in 0..<4 { replies.append(try await client.next()) }
+            for _ in 0..<5 { replies.append(try await client.next()) }
             #expect(replies[0]["type"] as? String == "subscribed" && replies[0]["channel"] as? String == "market_data:AAPL")
             #expect(replies[1]["type"] as? String == "subscribed" && replies[1]["channel"] as? String == "system_status")
             #expect(replies[2]["code"] as? String == "FORBIDDEN", "the same checks as a subscribe message: \(replies[2])")
             #expect(replies[3]["code"] as? String == "BAD_REQUEST")
+            #expect(replies[4]["code"] as? String == "BAD_REQUEST", "decoded twice: \(replies[4])")
             _ = try await node.node.publish(Publication(channel: "system_status", event: "s", data: "1"))
             #expect(try await client.next()["channel"] as? String == "system_status", "subscribed for real")
             await client.close()

@@ -53,6 +53,38 @@ import Testing
         try await server.close()
     }
 
+    /// The descriptor's addresses are checked against the channel's until they first match for its classes:
+    /// a second connection's writer makes no `getsockname` / `getpeername`.
+    @Test func theDescriptorsPlaceIsCheckedOncePerChannelClass() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let accepted = Mutex<[any Channel]>([])
+        let server = try await ServerBootstrap(group: group)
+            .childChannelInitializer { channel in
+                accepted.withLock { $0.append(channel) }
+                return channel.eventLoop.makeSucceededVoidFuture()
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let address = try #require(server.localAddress)
+        var clients: [any Channel] = []
+        for _ in 0..<2 { clients.append(try await ClientBootstrap(group: group).connect(to: address).get()) }
+        let deadline = ContinuousClock.now + .seconds(5)
+        while accepted.withLock({ $0.count }) < 2 && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let channels = accepted.withLock { $0 }
+        try #require(channels.count == 2)
+        func hasWriter(_ channel: any Channel) async throws -> Bool {
+            try await channel.eventLoop.submit { SocketWriter(channel: channel) != nil }.get()
+        }
+        #expect(try await hasWriter(channels[0]))
+        let checks = SocketWriter.addressChecks.load(ordering: .relaxed)
+        #expect(try await hasWriter(channels[1]))
+        #expect(SocketWriter.addressChecks.load(ordering: .relaxed) == checks, "the second channel's addresses were checked again")
+        for client in clients { try await client.close() }
+        for channel in channels { try? await channel.close() }
+        try await server.close()
+    }
+
     @Test func aChannelWithoutASocketHasNoWriter() throws {
         let channel = EmbeddedChannel()
         try channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()

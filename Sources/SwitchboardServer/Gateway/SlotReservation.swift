@@ -24,8 +24,7 @@ final class SlotReservation: Sendable {
     }
 
     private static func makeId() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return String(generator.next() as UInt64, radix: 36)
+        String(RandomWords.next(), radix: 36)
     }
 
     /// Moves the slot to `userId` after an in-band `auth`; throws when that user's pool is full.

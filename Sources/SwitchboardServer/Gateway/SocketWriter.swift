@@ -22,9 +22,9 @@ import Synchronization
 ///   to NIO, so bytes never overtake each other and NIO's writability and back-pressure still apply.
 ///
 /// NIO does not make a channel's descriptor public. ``init(channel:)`` reads it from the channel's stored
-/// properties (at offsets from the runtime's field metadata) and accepts it only if the descriptor's local and
-/// peer addresses are the channel's; if NIO's layout ever changes, it finds nothing and the connection uses
-/// NIO's path alone.
+/// properties (at offsets from the runtime's field metadata) and accepts the offsets only once a descriptor read
+/// through them had the channel's local and peer addresses; if NIO's layout ever changes, it finds nothing and
+/// the connection uses NIO's path alone.
 struct SocketWriter {
     /// What a ``send(_:)`` did.
     enum Outcome {
@@ -41,13 +41,38 @@ struct SocketWriter {
     /// The writer of `channel`'s socket, or nil when its descriptor cannot be found and verified.
     /// On the channel's event loop, while the channel is active.
     init?(channel: any Channel) {
-        guard let local = channel.localAddress, let remote = channel.remoteAddress,
-            let socket = StoredField.socket.object(in: channel),
-            let descriptor = StoredField.descriptor.value(in: socket, as: CInt.self), descriptor >= 0,
-            Self.address(of: descriptor, peer: false) == Self.bytes(of: local),
-            Self.address(of: descriptor, peer: true) == Self.bytes(of: remote)
+        guard let socket = StoredField.socket.object(in: channel),
+            let descriptor = StoredField.descriptor.value(in: socket, as: CInt.self), descriptor >= 0
         else { return nil }
+        // The fields' offsets are the classes'; once a descriptor read through them had the channel's addresses,
+        // every channel of those classes has its descriptor there (a `getsockname` and a `getpeername` saved per
+        // connection). Until then, each is checked.
+        let layout = VerifiedLayout(channel: channel, socket: socket)
+        if !VerifiedLayout.known.withLock({ $0.contains(layout) }) {
+            guard let local = channel.localAddress, let remote = channel.remoteAddress,
+                Self.address(of: descriptor, peer: false) == Self.bytes(of: local),
+                Self.address(of: descriptor, peer: true) == Self.bytes(of: remote)
+            else { return nil }
+            Self.addressChecks.add(1, ordering: .relaxed)
+            _ = VerifiedLayout.known.withLock { $0.insert(layout) }
+        }
         self.descriptor = descriptor
+    }
+
+    /// Descriptors whose addresses matched their channel's so far (for tests).
+    static let addressChecks = Atomic<Int>(0)
+
+    /// A channel class and socket class whose stored descriptor was checked against a channel's addresses.
+    private struct VerifiedLayout: Hashable {
+        static let known = Mutex<Set<VerifiedLayout>>([])
+
+        let channel: ObjectIdentifier
+        let socket: ObjectIdentifier
+
+        init(channel: any Channel, socket: AnyObject) {
+            self.channel = ObjectIdentifier(type(of: channel))
+            self.socket = ObjectIdentifier(type(of: socket))
+        }
     }
 
     /// Sends `bytes` without blocking.

@@ -56,8 +56,7 @@ final class EngineConnection: @unchecked Sendable {
     static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
 
     private static func makeSid() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return String(generator.next() as UInt64, radix: 36) + String(generator.next() as UInt64, radix: 36)
+        String(RandomWords.next(), radix: 36) + String(RandomWords.next(), radix: 36)
     }
 
     /// How often the clocks of the state machines are advanced (pings, timeouts).
