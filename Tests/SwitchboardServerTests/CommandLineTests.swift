@@ -242,6 +242,11 @@ final class BlockingSocket: Sendable {
         }
     }
 
+    /// Ends the sending side (a TCP FIN); the socket still receives.
+    func shutdownWrite() {
+        shutdown(descriptor, Int32(SHUT_WR))
+    }
+
     /// What the server sends until `marker` appears, the connection ends or `timeout` passes.
     func receive(until marker: String, timeout: Duration) throws -> String {
         let deadline = ContinuousClock.now + timeout

@@ -13,6 +13,18 @@ import WebSocketTestClient
         #expect(HTTPDate.format(1_796_242_415) == "Wed, 02 Dec 2026 20:13:35 GMT")  // checked with Python's strftime
     }
 
+    /// A client may end its side once the request is sent (a TCP FIN) and still read the answer: the server
+    /// allows half-closure until a connection turns out to be a WebSocket.
+    @Test func aClientThatHalfClosesAfterItsRequestStillGetsTheAnswer() async throws {
+        try await TestNode.with { node in
+            let socket = try BlockingSocket(port: node.port)
+            try socket.send("GET /api/v1/websocket/health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            socket.shutdownWrite()
+            let response = try await onOwnThread { try socket.receive(until: "\"status\"", timeout: .seconds(5)) }
+            #expect(response.hasPrefix("HTTP/1.1 200"), "answered after the client's FIN: \(response)")
+        }
+    }
+
     @Test func everyResponseCarriesDateAndServer() async throws {
         try await TestNode.with { node in
             for path in ["/api/v1/websocket/health", "/no/such/route"] {

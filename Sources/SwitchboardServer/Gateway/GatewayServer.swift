@@ -42,7 +42,6 @@ struct GatewayServer: Service {
                     try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
                 }
             }
-            .childChannelOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             .childChannelInitializer { channel in
                 gateway.setup(channel: channel, logger: logger).map { value in
                     value.negotiated.whenSuccess { outcome in

@@ -55,6 +55,8 @@ public final class Node: Sendable {
     let taskExecutors: PerEventLoop<LoopTaskExecutor>
     /// Each loop's line of `/ws` upgrades, answered a few at a time between the loop's other work.
     let upgradeQueues: PerEventLoop<UpgradeQueue>
+    /// Each loop's connections still on their first request or upgrade, closed after `request-timeout-ms`.
+    let requestDeadlines: PerEventLoop<RequestDeadlines>
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -109,6 +111,8 @@ public final class Node: Sendable {
         }
         self.taskExecutors = PerEventLoop(group: eventLoopGroup) { LoopTaskExecutor(eventLoop: $0) }
         self.upgradeQueues = PerEventLoop(group: eventLoopGroup) { UpgradeQueue(eventLoop: $0) }
+        let requestTimeout = TimeAmount.milliseconds(Int64(settings.requestTimeoutMs))
+        self.requestDeadlines = PerEventLoop(group: eventLoopGroup) { RequestDeadlines(eventLoop: $0, timeout: requestTimeout) }
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
