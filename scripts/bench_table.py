@@ -12,7 +12,8 @@ print()
 print(f"{'fanout':<42}{'deliv/s':>10}{'lost':>8}{'dup':>6}{'ooo':>6}{'p50 ms':>9}{'p99 ms':>9}{'p999 ms':>9}"
       f"{'max ms':>9}{'user us/d':>11}{'total us/d':>11}{'reader us/d':>12}")
 for r in table:
-    name = f"{r['target']} {r['subscribers']}x{r['rate']}{' batch' if r['batch'] else ''}{' ' + r['variant'] if 'variant' in r else ''}"
+    name = (f"{r['target']} {r['subscribers']}x{r['rate']}{' batch' if r['batch'] else ''}{' ' + r['variant'] if 'variant' in r else ''}"
+            + (f" #{r['round']}" if 'round' in r else ''))
     print(f"{name:<42}{r['delivered_per_second']:>10}{r['lost']:>8}{r['duplicated']:>6}{r['out_of_order']:>6}"
           f"{r['latency_ms_p50']:>9}{r['latency_ms_p99']:>9}{r['latency_ms_p999']:>9}{r['latency_ms_max']:>9}"
           f"{r['server_user_us_per_delivery']:>11}{r['server_total_us_per_delivery']:>11}"
@@ -66,22 +67,41 @@ for r in (r for r in fan if r.get("variant") == "2 nodes + Redis" and r["rate"] 
           f"p99 {r['latency_ms_p99']} ms, total CPU per delivery {r['server_total_us_per_delivery']} us")
 one, pair, nchan_pair = by_variant.get("one node"), by_variant.get("2 nodes + Redis"), by_variant.get("2 nginx + nchan + Redis")
 if one and pair:
+    # The compared rows run in alternated rounds (scripts/bench --cluster): each round's figures, then the
+    # medians, which the targets are read from.
+    def of(variant):
+        return sorted((r for r in fan if r.get("variant") == variant and r["rate"] == 100 and "round" in r), key=lambda r: r["round"])
+    ones, pairs, nchans = of("one node"), of("2 nodes + Redis"), of("2 nginx + nchan + Redis")
+    if not (ones and pairs):  # rows without rounds: the single run
+        ones, pairs, nchans = [one], [pair], [nchan_pair] if nchan_pair else []
+    def median(values):
+        values = sorted(values)
+        middle = len(values) // 2
+        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+    total = lambda r: r["server_total_us_per_delivery"]
+    p99 = lambda r: r["latency_ms_p99"]
     print()
-    print(f"cluster: Redis commands per publish {pair.get('redis_commands_per_publish')} "
-          f"(scripts {pair.get('redis_scripts_per_publish')}), Redis CPU per publish {pair.get('redis_cpu_us_per_publish')} us; "
-          f"p99 {pair['latency_ms_p99']} ms vs one node {one['latency_ms_p99']} ms (+{pair['latency_ms_p99'] - one['latency_ms_p99']:.2f} ms); "
-          f"total CPU per delivery (both nodes + Redis) / one node: "
-          f"{pair['server_total_us_per_delivery'] / max(one['server_total_us_per_delivery'], 1e-9):.2f}")
-    quiet = by_variant.get("2 nodes + Redis, tcp-nodelay=false")
-    if quiet and nchan_pair:
-        print(f"cluster with tcp-nodelay=false / nchan cluster: total CPU per delivery "
-              f"{quiet['server_total_us_per_delivery'] / max(nchan_pair['server_total_us_per_delivery'], 1e-9):.2f}, "
-              f"p99 latency {quiet['latency_ms_p99'] / max(nchan_pair['latency_ms_p99'], 1e-9):.2f}")
-    if nchan_pair:
-        print(f"cluster / nchan cluster: total CPU per delivery (servers + Redis) "
-              f"{pair['server_total_us_per_delivery'] / max(nchan_pair['server_total_us_per_delivery'], 1e-9):.2f}, "
-              f"p99 latency {pair['latency_ms_p99'] / max(nchan_pair['latency_ms_p99'], 1e-9):.2f}; "
-              f"nchan Redis commands per publish {nchan_pair.get('redis_commands_per_publish')}")
+    for index, (o, c) in enumerate(zip(ones, pairs)):
+        n = nchans[index] if index < len(nchans) else None
+        print(f"cluster round {c.get('round', 1)}: p99 {p99(c)} ms vs one node {p99(o)} ms ({p99(c) - p99(o):+.2f} ms); "
+              f"total CPU per delivery / one node {total(c) / max(total(o), 1e-9):.2f}"
+              + (f", / nchan cluster {total(c) / max(total(n), 1e-9):.2f} (nchan p99 {p99(n)} ms)" if n else ""))
+    m_one, m_pair = median([p99(r) for r in ones]), median([p99(r) for r in pairs])
+    c_one, c_pair = median([total(r) for r in ones]), median([total(r) for r in pairs])
+    print(f"cluster, median of {len(pairs)} round(s): Redis commands per publish {median([r.get('redis_commands_per_publish', 0) for r in pairs])} "
+          f"(scripts {median([r.get('redis_scripts_per_publish', 0) for r in pairs])}), "
+          f"Redis CPU per publish {median([r.get('redis_cpu_us_per_publish', 0) for r in pairs])} us; "
+          f"p99 {m_pair} ms vs one node {m_one} ms ({m_pair - m_one:+.2f} ms); "
+          f"total CPU per delivery (both nodes + Redis) / one node: {c_pair / max(c_one, 1e-9):.2f}")
+    if nchans:
+        c_nchan, m_nchan = median([total(r) for r in nchans]), median([p99(r) for r in nchans])
+        print(f"cluster / nchan cluster, medians: total CPU per delivery (servers + Redis) {c_pair / max(c_nchan, 1e-9):.2f}, "
+              f"p99 latency {m_pair / max(m_nchan, 1e-9):.2f}; "
+              f"nchan Redis commands per publish {median([r.get('redis_commands_per_publish', 0) for r in nchans])}")
+        quiet = by_variant.get("2 nodes + Redis, tcp-nodelay=false")
+        if quiet:
+            print(f"cluster with tcp-nodelay=false / nchan cluster (median): total CPU per delivery "
+                  f"{total(quiet) / max(c_nchan, 1e-9):.2f}, p99 latency {p99(quiet) / max(m_nchan, 1e-9):.2f}")
 storms = [r for r in rows if r["scenario"] == "storm"]
 if storms:
     print()
