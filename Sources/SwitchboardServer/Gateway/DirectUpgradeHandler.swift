@@ -166,9 +166,10 @@ final class DirectUpgradeHandler: ChannelInboundHandler, RemovableChannelHandler
             do {
                 // Admission checked the key; a handshake without one never gets here.
                 guard let key = WebSocketHandshake.key(of: request) else { throw ChannelError.inappropriateOperationForState }
-                // Not flushed: it leaves with `welcome`, which the connection queues at once (one segment).
-                context.write(wrapOutboundOut(Self.switchingProtocols(key: key, extensions: extensions)), promise: nil)
-                try install(.native(admitted, compressed: extensions != nil), channel)
+                // The connection writes the 101 in front of its first frame, `welcome`, which it queues at once:
+                // one segment, written straight to the socket.
+                let handshake = Self.switchingProtocols(key: key, extensions: extensions)
+                try install(.native(admitted, compressed: extensions != nil, handshake: handshake), channel)
             } catch {
                 negotiated.fail(error)
                 context.close(promise: nil)

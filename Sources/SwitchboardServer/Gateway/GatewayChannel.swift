@@ -44,8 +44,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// What an accepted upgrade becomes: a native connection, a new Engine.IO session on WebSocket, or the
     /// WebSocket that takes over a polling session.
     enum AcceptedUpgrade: Sendable {
-        /// `compressed`: permessage-deflate was negotiated (SPEC §12).
-        case native(AdmittedUpgrade, compressed: Bool)
+        /// `compressed`: permessage-deflate was negotiated (SPEC §12). `handshake`: the `101` answer, when the
+        /// connection is to write it (nil when NIO's upgrader wrote it).
+        case native(AdmittedUpgrade, compressed: Bool, handshake: ByteBuffer? = nil)
         case engineHandshake(ip: String, compressed: Bool)
         case engineUpgrade(EngineConnection, compressed: Bool)
     }
@@ -186,9 +187,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             return socket
         }
         switch upgrade {
-        case .native(let upgrade, let compressed):
+        case .native(let upgrade, let compressed, let handshake):
             try channel.pipeline.syncOperations.addHandler(
-                WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed))
+                WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed, handshake: handshake))
         case .engineHandshake(let ip, let compressed):
             let socket = try engineWebSocket(compressed: compressed)
             let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)

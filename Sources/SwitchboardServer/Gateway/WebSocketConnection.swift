@@ -49,6 +49,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// in the outbox: lanes queue behind it until a drain takes it. Pushes from other threads (global and
     /// per-user messages) are no channel's lane messages and do not hold lanes back.
     private var queuedOnLoop = false { didSet { updateLaneAccess() } }
+    /// The `101` answer until the first write, which it leads (``writeOut(_:context:)``); lanes wait for it.
+    private var handshake: ByteBuffer? { didSet { updateLaneAccess() } }
     /// Writes straight to the socket while the channel is active (see ``SocketWriter``); nil when its
     /// descriptor was not found, and from `channelInactive` on. NIO closes the descriptor only in its `close0`,
     /// which fires `channelInactive` before the loop runs anything else, and nothing called back from inside
@@ -88,7 +90,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// Drains so far, for sampling the latency histogram.
     private var drains: UInt = 0
 
-    init(node: Node, admitted: AdmittedUpgrade, channel: any Channel, compressed: Bool = false) {
+    /// - Parameter handshake: the `101` answer, for the connection to write in front of its first frame (nil
+    ///   when NIO's upgrader wrote it).
+    init(node: Node, admitted: AdmittedUpgrade, channel: any Channel, compressed: Bool = false, handshake: ByteBuffer? = nil) {
+        self.handshake = handshake
         self.node = node
         self.channel = channel
         self.reservation = admitted.reservation
@@ -113,10 +118,15 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         fanoutMember = loopFanout.register(self)
         // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
         socket = node.tls == nil ? SocketWriter(channel: context.channel) : nil
-        // The 101 response is in NIO's pipeline (written unflushed by `DirectUpgradeHandler`, flushed by NIO's
-        // upgrader on the HTTP path): direct writes start once NIO reports everything before this empty write
-        // written. Not flushed here: the drain of `welcome` below flushes, so the 101 and `welcome` leave in one write.
-        if socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
+        if handshake == nil {
+            // The 101 is in NIO's pipeline (written and flushed by NIO's upgrader on the HTTP path): direct writes
+            // start once NIO reports everything before this empty write written.
+            if socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
+        } else if socket == nil, let response = handshake {
+            // No direct writes: NIO writes the 101 first; the drain of `welcome` below flushes both in one write.
+            handshake = nil
+            context.write(wrapOutboundOut(response), promise: nil)
+        }
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
@@ -381,9 +391,17 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         }
     }
 
-    /// Writes and flushes `bytes`: straight to the socket while NIO holds none of this connection's bytes,
-    /// and whatever the socket does not take through NIO (which then applies writability and back-pressure).
-    private func writeOut(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    /// Writes and flushes `frames` (led by the 101 the first time): straight to the socket while NIO holds none
+    /// of this connection's bytes, and whatever the socket does not take through NIO (which then applies
+    /// writability and back-pressure).
+    private func writeOut(_ frames: ByteBuffer, context: ChannelHandlerContext) {
+        var bytes = frames
+        if var response = handshake {
+            // The first write: the 101 leads it, in the same segment.
+            handshake = nil
+            response.writeImmutableBuffer(frames)
+            bytes = response
+        }
         guard writesHeldByNIO == 0, let socket else {
             writeThroughNIO(bytes, context: context)
             return
@@ -425,7 +443,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// Whether a lane may write to the socket directly: nothing of this connection waits in NIO or (queued by
     /// the loop) in the outbox, the socket is writable and no close frame has been queued. On the loop.
     var lanesMayWriteDirectly: Bool {
-        socket != nil && writesHeldByNIO == 0 && !queuedOnLoop && isWritable && !closing
+        socket != nil && writesHeldByNIO == 0 && !queuedOnLoop && isWritable && !closing && handshake == nil
     }
 
     /// Tells the loop's slot table whether lanes may write directly (called whenever an input changes).
