@@ -104,6 +104,21 @@ import WebSocketTestClient
         }
     }
 
+    /// A direct upgrade's 101 leads `welcome` and the `?subscribe=` replies in one write straight to the socket:
+    /// NIO is handed none of the connection's bytes.
+    @Test func aDirectUpgradesFirstWriteGoesStraightToTheSocket() async throws {
+        try await TestNode.with { node in
+            let client = try await node.client(query: "subscribe=system_status")
+            #expect(try await client.next()["type"] as? String == "subscribed")
+            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+            let connection = try #require(
+                node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
+            let writes = try await connection.eventLoop.submit { connection.directWrites }.get()
+            #expect(writes.enabled && writes.throughNIO == 0, "\(writes)")
+            await client.close()
+        }
+    }
+
     @Test func unusualUpgradesGoThroughTheHTTPPipelineAndRefusalsKeepTheirStatusAndBody() async throws {
         try await TestNode.with { node in
             let unusual = try await ByteCollector.connect(port: node.port)

@@ -62,6 +62,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     private var writesHeldByNIO = 0 { didSet { updateLaneAccess() } }
     /// Writes of which the socket took only a part, the rest going through NIO (for tests).
     private(set) var shortWrites = 0
+    /// Writes handed to NIO so far (for tests).
+    private var writesThroughNIO = 0
     private var context: ChannelHandlerContext?
     var session: SessionState
     private(set) var tornDown = false
@@ -427,6 +429,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// Writes `bytes` through the pipeline (and flushes, unless told not to), counted in ``writesHeldByNIO``
     /// until the socket took them.
     private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext, flush: Bool = true) {
+        writesThroughNIO += 1
         var written: EventLoopPromise<Void>?
         if socket != nil {
             writesHeldByNIO += 1
@@ -452,9 +455,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         loopFanout.setDirectDescriptor(lanesMayWriteDirectly ? socket?.descriptor : nil, of: fanoutMember)
     }
 
-    /// Whether frames go straight to the socket (a descriptor was found), and how many writes the socket took
-    /// only in part. Read on the event loop (for tests).
-    var directWrites: (enabled: Bool, shortWrites: Int) { (socket != nil, shortWrites) }
+    /// Whether frames go straight to the socket (a descriptor was found), how many writes the socket took only in
+    /// part, and how many were handed to NIO. Read on the event loop (for tests).
+    var directWrites: (enabled: Bool, shortWrites: Int, throughNIO: Int) { (socket != nil, shortWrites, writesThroughNIO) }
 
     /// Bytes of the outbound buffer's fullest moment, queued messages replaced by newer ones, and whether it is closed.
     var outboxStatistics: (peakBytes: Int, replaced: Int, closed: Bool) { outbox.statistics }
