@@ -28,28 +28,25 @@ final class RequestDeadlines: Sendable {
 
     private let eventLoop: any EventLoop
     private let timeout: TimeAmount
-    /// Watches in deadline order; settled ones leave when they reach the front.
+    /// Watches in deadline order; settled ones leave when they reach the front. A sweep is scheduled exactly
+    /// while the line is not empty: the first watch schedules one, and a sweep that leaves some schedules the next.
     private let line: NIOLoopBoundBox<CircularBuffer<Watch>>
-    /// Whether a sweep is scheduled (exactly while the line is not empty).
-    private let sweeping: NIOLoopBoundBox<Bool>
 
     init(eventLoop: any EventLoop, timeout: TimeAmount) {
         self.eventLoop = eventLoop
         self.timeout = timeout
         line = NIOLoopBoundBox.makeBoxSendingValue(CircularBuffer(), eventLoop: eventLoop)
-        sweeping = NIOLoopBoundBox.makeBoxSendingValue(false, eventLoop: eventLoop)
     }
 
     /// Starts `channel`'s timeout (on the loop).
     func watch(_ channel: any Channel) -> Watch {
         let watch = Watch(channel: channel, deadline: .now() + timeout)
-        // Settled watches at the front go now, so the line holds about one timeout's worth of unanswered ones.
+        let swept = line.value.isEmpty
+        // Settled watches at the front go now, so the line holds about one timeout's worth of unanswered ones
+        // (the sweep already scheduled, if any, finds the new front).
         while let first = line.value.first, first.channel == nil { line.value.removeFirst() }
         line.value.append(watch)
-        if !sweeping.value {
-            sweeping.value = true
-            schedule(at: watch.deadline)
-        }
+        if swept { schedule(at: watch.deadline) }
         return watch
     }
 
@@ -67,10 +64,6 @@ final class RequestDeadlines: Sendable {
             first.settle()
             channel?.close(promise: nil)
         }
-        if let next = line.value.first {
-            schedule(at: next.deadline)
-        } else {
-            sweeping.value = false
-        }
+        if let next = line.value.first { schedule(at: next.deadline) }
     }
 }

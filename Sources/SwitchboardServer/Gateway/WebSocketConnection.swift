@@ -120,15 +120,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         fanoutMember = loopFanout.register(self)
         // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
         socket = node.tls == nil ? SocketWriter(channel: context.channel) : nil
-        if handshake == nil {
-            // The 101 is in NIO's pipeline (written and flushed by NIO's upgrader on the HTTP path): direct writes
-            // start once NIO reports everything before this empty write written.
-            if socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
-        } else if socket == nil, let response = handshake {
-            // No direct writes: NIO writes the 101 first; the drain of `welcome` below flushes both in one write.
-            handshake = nil
-            context.write(wrapOutboundOut(response), promise: nil)
-        }
+        // A 101 of our own leads the first write (`welcome`'s, below), direct or through NIO. One written by NIO's
+        // upgrader (the HTTP path) is in NIO's pipeline: direct writes start once NIO reports everything before
+        // this empty write written.
+        if handshake == nil && socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
         node.connections.add(self, userId: session.identity.userId)
         node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
@@ -443,8 +438,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
 
     // MARK: Lanes
 
-    /// Whether a lane may write to the socket directly: nothing of this connection waits in NIO or (queued by
-    /// the loop) in the outbox, the socket is writable and no close frame has been queued. On the loop.
+    /// Whether a lane may write to the socket directly: the 101 is out, nothing of this connection waits in NIO
+    /// or (queued by the loop) in the outbox, the socket is writable and no close frame has been queued. On the loop.
     var lanesMayWriteDirectly: Bool {
         socket != nil && writesHeldByNIO == 0 && !queuedOnLoop && isWritable && !closing && handshake == nil
     }
