@@ -55,7 +55,8 @@ struct Common: ParsableArguments {
 /// Subscribers opened for one run.
 struct Audience {
     let channels: [any Channel]
-    let handlers: [SubscriberHandler]
+    /// What all of them saw; confined to their event loop.
+    let shared: SharedTally
     let seconds: Double
 
     /// Source addresses connections take in turn, 127.0.0.2 onwards: runs one after another leave tens of
@@ -79,8 +80,6 @@ struct Audience {
         count: Int, peer: Target, common: Common, batch: Bool, subscribeInURL: Bool = false, on loop: any EventLoop
     ) async throws -> Audience {
         let start = ContinuousClock.now
-        var channels: [any Channel] = []
-        var handlers: [SubscriberHandler] = []
         let ports = common.ports
         var path = peer.upgradePath(channel: common.channel, batch: batch)
         if subscribeInURL { path += (path.contains("?") ? "&" : "?") + "subscribe=\(common.channel)" }
@@ -93,63 +92,100 @@ struct Audience {
         let subscribe = subscribeInURL ? nil : peer.subscribeMessage(channel: common.channel).map { ByteBuffer(string: $0) }
         let awaitsSubscribed = subscribeInURL || subscribe != nil
         let tls = try common.tlsContext()
-        /// Opens subscriber `index`: connected, upgraded and (where awaited) subscribed.
-        @Sendable func openOne(_ index: Int) async throws -> (any Channel, SubscriberHandler) {
-            let upgraded = loop.makePromise(of: Void.self)
-            let handler = try await loop.submit {
-                SubscriberHandler(
-                    request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded,
+        let shared = SharedTally()
+        let servers = try ports.map { try SocketAddress(ipAddress: "127.0.0.1", port: $0) }
+        let sources = try (0..<Self.sourceAddresses).map { try SocketAddress(ipAddress: "127.0.0.\(2 + $0)", port: 0) }
+        // Dialled on `loop` itself, with addresses made once: no task, thread hop or name lookup per client, whose
+        // cost would be the generator's and cap the rate it measures.
+        let dialler = try await loop.submit {
+            Dialler(loop: loop, count: count) { index in
+                let upgraded = loop.makePromise(of: Void.self)
+                let handler = SubscriberHandler(
+                    request: request, subscribeMessage: subscribe, awaitsSubscribed: awaitsSubscribed, upgraded: upgraded, tally: shared,
                     publishers: ports.count, handshake: peer.handshake, subscribedKey: peer.subscribedKey,
                     inflater: inflater)
-            }.get()
-            let channel = try await ClientBootstrap(group: loop)
-                .channelOption(.socketOption(.so_reuseaddr), value: 1)
-                .channelOption(Self.bindAddressNoPort, value: 1)
-                .bind(to: try SocketAddress(ipAddress: "127.0.0.\(2 + index % Self.sourceAddresses)", port: 0))
-                .channelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
-                        if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
-                        try channel.pipeline.syncOperations.addHandler(handler)
+                // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
+                let timeout = loop.scheduleTask(in: .seconds(30)) { upgraded.fail(ChannelError.connectTimeout(.seconds(30))) }
+                upgraded.futureResult.whenComplete { _ in timeout.cancel() }
+                return ClientBootstrap(group: loop)
+                    .channelOption(.socketOption(.so_reuseaddr), value: 1)
+                    .channelOption(Self.bindAddressNoPort, value: 1)
+                    .bind(to: sources[index % sources.count])
+                    .channelInitializer { channel in
+                        channel.eventLoop.makeCompletedFuture {
+                            if let tls { try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls, serverHostname: nil)) }
+                            try channel.pipeline.syncOperations.addHandler(handler)
+                        }
                     }
-                }
-                .connect(host: "127.0.0.1", port: ports[index % ports.count]).get()
-            // Bounded: a peer that never answers the subscribe fails the run instead of hanging it.
-            let timeout = loop.scheduleTask(in: .seconds(30)) { upgraded.fail(ChannelError.connectTimeout(.seconds(30))) }
-            defer { timeout.cancel() }
-            try await upgraded.futureResult.get()
-            return (channel, handler)
-        }
-        // A sliding window of `inFlight` clients dialling at once: each one done starts the next (waves of a
-        // fixed size would wait for each wave's slowest).
-        try await withThrowingTaskGroup(of: (any Channel, SubscriberHandler).self) { group in
-            var next = 0
-            while next < min(Self.inFlight, count) {
-                let index = next
-                group.addTask { try await openOne(index) }
-                next += 1
+                    .connect(to: servers[index % servers.count])
+                    .flatMap { channel in upgraded.futureResult.map { channel } }
             }
-            while let (channel, handler) = try await group.next() {
-                channels.append(channel)
-                handlers.append(handler)
-                if next < count {
-                    let index = next
-                    group.addTask { try await openOne(index) }
-                    next += 1
-                }
-            }
-        }
+        }.get()
+        let channels = try await loop.flatSubmit { dialler.start(inFlight: Self.inFlight) }.get()
         let elapsed = ContinuousClock.now - start
-        return Audience(channels: channels, handlers: handlers, seconds: elapsed.seconds)
+        return Audience(channels: channels, shared: shared, seconds: elapsed.seconds)
     }
 
+    /// What the subscribers saw so far (`loop` is theirs).
     func tally(on loop: any EventLoop) async throws -> Tally {
-        try await loop.submit {
-            handlers.reduce(into: Tally()) { $0.add($1.tally) }
-        }.get()
+        try await loop.submit { shared.tally }.get()
+    }
+
+    /// Starts a new tally (the storm scenario measures the storm apart from the time before it).
+    func resetTally(on loop: any EventLoop) async throws {
+        try await loop.submit { shared.tally = Tally() }.get()
     }
 
     func close() async {
         for channel in channels { try? await channel.close() }
+    }
+}
+
+/// Opens `count` clients on one event loop, `inFlight` dialling at once: each one done starts the next (waves of
+/// a fixed size would wait for each wave's slowest). The first failure fails the whole.
+// @unchecked Sendable: confined to `loop`.
+final class Dialler: @unchecked Sendable {
+    private let loop: any EventLoop
+    private let count: Int
+    /// Connects client `index` and succeeds once it is upgraded and subscribed.
+    private let openOne: (Int) -> EventLoopFuture<any Channel>
+    private var next = 0
+    private var channels: [any Channel] = []
+    private let done: EventLoopPromise<[any Channel]>
+
+    init(loop: any EventLoop, count: Int, openOne: @escaping (Int) -> EventLoopFuture<any Channel>) {
+        self.loop = loop
+        self.count = count
+        self.openOne = openOne
+        self.done = loop.makePromise()
+        channels.reserveCapacity(count)
+    }
+
+    /// Starts dialling; the future has every client, in the order they were ready.
+    func start(inFlight: Int) -> EventLoopFuture<[any Channel]> {
+        loop.preconditionInEventLoop()
+        if count == 0 { done.succeed([]) }
+        for _ in 0..<min(inFlight, count) { dialNext() }
+        return done.futureResult
+    }
+
+    private func dialNext() {
+        let index = next
+        next += 1
+        openOne(index).whenComplete { [self] result in
+            switch result {
+            case .success(let channel):
+                channels.append(channel)
+                if channels.count == count {
+                    done.succeed(channels)
+                } else if next < count {
+                    dialNext()
+                }
+            case .failure(let error):
+                next = count
+                done.fail(error)
+            }
+        }
     }
 }
 
@@ -358,7 +394,7 @@ struct Storm: AsyncParsableCommand {
                 promise: nil)
         }
         func watcherTally() async throws -> Tally { try await watcher.tally(on: watcherLoop) }
-        func resetWatcher() async throws { try await watcherLoop.submit { watcher.handlers.forEach { $0.resetTally() } }.get() }
+        func resetWatcher() async throws { try await watcher.resetTally(on: watcherLoop) }
         let stormDone = Atomic<Bool>(false)
 
         // Baseline: broadcasts and stats with no storm.
