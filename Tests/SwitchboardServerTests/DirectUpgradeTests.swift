@@ -35,6 +35,23 @@ import WebSocketTestClient
         #expect(parsedHead(Self.request(extra: "connection: keep-alive, upgrade\r\nupgrade: websocket\r\n")) == nil,
             "a second Upgrade header is the HTTP pipeline's")
         #expect(parsedHead(Self.request().replacingOccurrences(of: "Connection: Upgrade", with: "Connection: keep-alive, Upgrade")) != nil)
+        // Header names in any case, values' case and surrounding blanks as HTTP allows, an empty body declared.
+        let lower = "GET /ws HTTP/1.1\r\nhost: a\r\nUPGRADE: WebSocket\r\nconnection:\tkeep-alive,upgrade \r\n"
+            + "sec-websocket-key: \(Self.key)\r\nContent-Length: 0\r\ncontent-length: 0\r\n\r\n"
+        #expect(parsedHead(lower)?.length == lower.utf8.count)
+        if case .upgrade(let head, _) = parse(lower) {
+            #expect(head.headers["Sec-WebSocket-Key"] == [Self.key])
+            #expect(head.headers["connection"] == ["keep-alive,upgrade"], "values are kept without their surrounding blanks")
+        }
+        for refused in [
+            Self.request().replacingOccurrences(of: "Connection: Upgrade", with: "Connection: upgrades"),
+            Self.request().replacingOccurrences(of: "Upgrade: websocket", with: "Upgrade: websocket2"),
+            Self.request(extra: "Content-Length: 00\r\n"), Self.request(extra: "transfer-encoding: identity\r\n"),
+            Self.request(extra: "X-Empty-Name\r\n"), Self.request(extra: ": no name\r\n"), Self.request(extra: "X-CR: a\rb\r\n"),
+            "GET /ws  HTTP/1.1\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n",
+        ] {
+            #expect(parsedHead(refused) == nil, "\(refused)")
+        }
         // Partial heads wait; anything else, or unusual, goes to NIO's parser.
         #expect(parse("GET /w") == .needsMore)
         // Searching on from where an earlier read stopped finds an end of head split across reads.

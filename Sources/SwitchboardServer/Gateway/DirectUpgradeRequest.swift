@@ -24,30 +24,38 @@ enum DirectUpgradeRequest {
     static let maxHeaders = 64
 
     private static let prefix = Array("GET /ws".utf8)
-    private static let headEnd = Array("\r\n\r\n".utf8)
+    private static let version = Array(" HTTP/1.1".utf8)
 
     /// - Parameter searched: how many of the bytes an earlier call already saw without finding the head's end
     ///   (a head arriving in many small reads is searched once, not once per read).
     static func parse(_ bytes: ByteBufferView, searched: Int = 0) -> Parse {
+        // A view of a buffer's readable bytes is always contiguous; the copy is only for form's sake.
+        bytes.withContiguousStorageIfAvailable { parse(UnsafeRawBufferPointer($0), searched: searched) }
+            ?? Array(bytes).withUnsafeBytes { parse($0, searched: searched) }
+    }
+
+    /// The same, on the bytes themselves: one pass with no per-byte bounds checks of a buffer view (this ran
+    /// for every connection of a reconnect storm).
+    private static func parse(_ bytes: UnsafeRawBufferPointer, searched: Int) -> Parse {
         // The request line's start decides at once for every other request (API calls, Socket.IO, the dashboard).
-        let known = min(bytes.count, prefix.count + 1)
-        for (offset, byte) in bytes.prefix(known).enumerated() {
+        for offset in 0..<min(bytes.count, prefix.count + 1) {
+            let byte = bytes[offset]
             if offset < prefix.count {
                 guard byte == prefix[offset] else { return .otherwise }
             } else if byte != UInt8(ascii: " ") && byte != UInt8(ascii: "?") {
                 return .otherwise
             }
         }
-        guard let end = endOfHead(in: bytes, from: max(0, searched - (headEnd.count - 1))) else { return bytes.count > maxHeadBytes ? .otherwise : .needsMore }
-        guard let head = head(of: bytes[bytes.startIndex..<end]) else { return .otherwise }
-        return .upgrade(head, headLength: end + headEnd.count - bytes.startIndex)
+        guard let end = endOfHead(in: bytes, from: max(0, searched - 3)) else { return bytes.count > maxHeadBytes ? .otherwise : .needsMore }
+        guard let head = head(of: UnsafeRawBufferPointer(rebasing: bytes[..<end])) else { return .otherwise }
+        return .upgrade(head, headLength: end + 4)
     }
 
-    /// The index of the `\r\n\r\n` ending the head, within ``maxHeadBytes``, searching from offset `from`.
-    private static func endOfHead(in bytes: ByteBufferView, from: Int) -> Int? {
-        let limit = min(bytes.endIndex, bytes.startIndex + maxHeadBytes)
-        var index = bytes.startIndex + from
-        while index + headEnd.count <= limit {
+    /// The offset of the `\r\n\r\n` ending the head, within ``maxHeadBytes``, searching from offset `from`.
+    private static func endOfHead(in bytes: UnsafeRawBufferPointer, from: Int) -> Int? {
+        let limit = min(bytes.count, maxHeadBytes)
+        var index = from
+        while index + 4 <= limit {
             if bytes[index] == UInt8(ascii: "\r"), bytes[index + 1] == UInt8(ascii: "\n"), bytes[index + 2] == UInt8(ascii: "\r"),
                 bytes[index + 3] == UInt8(ascii: "\n")
             {
@@ -58,51 +66,93 @@ enum DirectUpgradeRequest {
         return nil
     }
 
-    /// The head from its request line and header lines (without the final blank line), or nil.
-    private static func head(of bytes: ByteBufferView.SubSequence) -> HTTPRequestHead? {
-        var lines = split(bytes)
-        guard let requestLine = lines.first, lines.count - 1 <= maxHeaders else { return nil }
-        lines.removeFirst()
-        let suffix = Array(" HTTP/1.1".utf8)
-        guard requestLine.count > 4 + suffix.count, requestLine.suffix(suffix.count).elementsEqual(suffix) else { return nil }
-        let target = requestLine.dropFirst(4).dropLast(suffix.count)
+    /// The head from its request line and header lines (without the final blank line), or nil: an upgrade with no
+    /// body, whose headers are all well-formed. Anything with a body, or that is not an upgrade, is the HTTP
+    /// pipeline's.
+    private static func head(of bytes: UnsafeRawBufferPointer) -> HTTPRequestHead? {
+        var lines = Lines(bytes)
+        guard let requestLine = lines.next(), requestLine.count > 4 + version.count,
+            equal(requestLine[(requestLine.count - version.count)...], version)
+        else { return nil }
+        let target = requestLine[4..<(requestLine.count - version.count)]
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
         var headers: [(String, String)] = []
-        headers.reserveCapacity(lines.count)
-        for line in lines {
-            guard let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
-            let name = line[line.startIndex..<colon]
+        var upgrades = 0
+        var upgradesToWebSocket = false
+        var connectionUpgrade = false
+        while let line = lines.next() {
+            guard headers.count < maxHeaders, let colon = line.firstIndex(of: UInt8(ascii: ":")) else { return nil }
+            let name = UnsafeRawBufferPointer(rebasing: line[..<colon])
             guard !name.isEmpty, name.allSatisfy(isTokenCharacter) else { return nil }
-            let value = line[(colon + 1)...].trimmingSpaces
+            let value = trimmingBlanks(UnsafeRawBufferPointer(rebasing: line[(colon + 1)...]))
             guard value.allSatisfy({ ($0 >= 0x20 && $0 < 0x7F) || $0 == 0x09 }) else { return nil }
+            if equalIgnoringCase(name, "content-length") {
+                guard value.count == 1, value[0] == UInt8(ascii: "0") else { return nil }
+            } else if equalIgnoringCase(name, "transfer-encoding") {
+                return nil
+            } else if equalIgnoringCase(name, "upgrade") {
+                upgrades += 1
+                upgradesToWebSocket = equalIgnoringCase(value, "websocket")
+            } else if equalIgnoringCase(name, "connection") {
+                connectionUpgrade = connectionUpgrade
+                    || value.split(separator: UInt8(ascii: ","), omittingEmptySubsequences: false).contains {
+                        equalIgnoringCase(trimmingBlanks(UnsafeRawBufferPointer(rebasing: $0)), "upgrade")
+                    }
+            }
             headers.append((String(decoding: name, as: UTF8.self), String(decoding: value, as: UTF8.self)))
         }
-        let head = HTTPRequestHead(
-            version: .http1_1, method: .GET, uri: String(decoding: target, as: UTF8.self), headers: HTTPHeaders(headers))
-        // An upgrade, with no body; anything with a body, or that is not an upgrade, is the HTTP pipeline's.
-        guard head.headers["Content-Length"].allSatisfy({ $0 == "0" }), !head.headers.contains(name: "Transfer-Encoding"),
-            head.headers["Upgrade"].count == 1, head.headers["Upgrade"].first?.lowercased() == "websocket",
-            head.headers[canonicalForm: "Connection"].contains(where: { $0.lowercased() == "upgrade" })
-        else { return nil }
-        return head
+        guard upgrades == 1, upgradesToWebSocket, connectionUpgrade else { return nil }
+        return HTTPRequestHead(
+            version: .http1_1, method: .GET, uri: String(decoding: UnsafeRawBufferPointer(rebasing: target), as: UTF8.self),
+            headers: HTTPHeaders(headers))
     }
 
-    /// The CRLF-separated lines (a bare CR or LF stays inside its line, where the checks refuse it).
-    private static func split(_ bytes: ByteBufferView.SubSequence) -> [ByteBufferView.SubSequence] {
-        var lines: [ByteBufferView.SubSequence] = []
-        var start = bytes.startIndex
-        var index = bytes.startIndex
-        while index + 1 < bytes.endIndex {
-            if bytes[index] == UInt8(ascii: "\r") && bytes[index + 1] == UInt8(ascii: "\n") {
-                lines.append(bytes[start..<index])
-                index += 2
-                start = index
-            } else {
+    /// The CRLF-separated lines of a head (a bare CR or LF stays inside its line, where the checks refuse it).
+    private struct Lines {
+        let bytes: UnsafeRawBufferPointer
+        var start = 0
+        var done = false
+
+        init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+
+        mutating func next() -> UnsafeRawBufferPointer? {
+            guard !done else { return nil }
+            var index = start
+            while index + 1 < bytes.count {
+                if bytes[index] == UInt8(ascii: "\r") && bytes[index + 1] == UInt8(ascii: "\n") {
+                    defer { start = index + 2 }
+                    return UnsafeRawBufferPointer(rebasing: bytes[start..<index])
+                }
                 index += 1
             }
+            done = true
+            return UnsafeRawBufferPointer(rebasing: bytes[start...])
         }
-        lines.append(bytes[start..<bytes.endIndex])
-        return lines
+    }
+
+    private static func equal(_ bytes: Slice<UnsafeRawBufferPointer>, _ other: [UInt8]) -> Bool {
+        bytes.count == other.count && zip(bytes, other).allSatisfy { $0 == $1 }
+    }
+
+    /// Whether `bytes` spell `lowercase` (ASCII, given in lower case) in any case.
+    private static func equalIgnoringCase(_ bytes: UnsafeRawBufferPointer, _ lowercase: StaticString) -> Bool {
+        guard bytes.count == lowercase.utf8CodeUnitCount else { return false }
+        let expected = UnsafeRawBufferPointer(start: lowercase.utf8Start, count: lowercase.utf8CodeUnitCount)
+        for index in 0..<bytes.count {
+            let byte = bytes[index]
+            let lowered = byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+            guard lowered == expected[index] else { return false }
+        }
+        return true
+    }
+
+    /// Without leading and trailing spaces and tabs (RFC 9110 §5.5: optional whitespace around a field value).
+    private static func trimmingBlanks(_ bytes: UnsafeRawBufferPointer) -> UnsafeRawBufferPointer {
+        let isBlank = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
+        guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) }) else {
+            return UnsafeRawBufferPointer(rebasing: bytes[0..<0])
+        }
+        return UnsafeRawBufferPointer(rebasing: bytes[first...last])
     }
 
     /// RFC 9110 §5.6.2 `tchar`.
@@ -113,16 +163,5 @@ enum DirectUpgradeRequest {
         default:
             "!#$%&'*+-.^_`|~".utf8.contains(byte)
         }
-    }
-}
-
-extension ByteBufferView.SubSequence {
-    /// Without leading and trailing spaces and tabs (RFC 9110 §5.5: optional whitespace around a field value).
-    fileprivate var trimmingSpaces: Self {
-        let isSpace = { (byte: UInt8) in byte == 0x20 || byte == 0x09 }
-        guard let first = firstIndex(where: { !isSpace($0) }), let last = lastIndex(where: { !isSpace($0) }) else {
-            return self[endIndex..<endIndex]
-        }
-        return self[first...last]
     }
 }
