@@ -71,6 +71,13 @@ import WebSocketTestClient
         #expect(parse(String(repeating: "GET /ws?", count: 1) + String(repeating: "a", count: DirectUpgradeRequest.maxHeadBytes)) == .otherwise)
     }
 
+    /// RFC 6455 §1.3's example: the accept value the client checks, in the direct 101.
+    @Test func theAcceptValueIsTheRFCsExample() {
+        #expect(WebSocketHandshake.accept(forKey: Self.key) == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+        let response = DirectUpgradeHandler.switchingProtocols(key: Self.key, extensions: nil)
+        #expect(String(buffer: response).contains("\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"))
+    }
+
     /// Mutations of a real head and random bytes: the parser answers every one (a bad index would trap).
     @Test func mutatedAndRandomHeadsNeverTrap() {
         var random = MutationGenerator(state: 0x5EED)

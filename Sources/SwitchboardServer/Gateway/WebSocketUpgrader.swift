@@ -54,7 +54,13 @@ enum WebSocketHandshake {
 
     /// The `Sec-WebSocket-Accept` answer to `key` (RFC 6455 §4.2.2).
     static func accept(forKey key: String) -> String {
-        let digest = Insecure.SHA1.hash(data: Data((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").utf8))
-        return Data(digest).base64EncodedString()
+        // Hashed from the key's bytes and the GUID's in place: no joined string or `Data` per connection.
+        var hasher = Insecure.SHA1()
+        var key = key
+        key.withUTF8 { hasher.update(bufferPointer: UnsafeRawBufferPointer($0)) }
+        hasher.update(bufferPointer: UnsafeRawBufferPointer(start: guid.utf8Start, count: guid.utf8CodeUnitCount))
+        return Data(hasher.finalize()).base64EncodedString()
     }
+
+    private static let guid: StaticString = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 }
