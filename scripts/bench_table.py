@@ -5,6 +5,12 @@ send can be charged to the reading process instead of the sender, so both are sh
 import json
 import sys
 
+def median(values):
+    values = sorted(values)
+    middle = len(values) // 2
+    return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
+
+
 rows = [json.loads(line) for line in open(sys.argv[1]) if line.startswith("{")]
 fan = [r for r in rows if r["scenario"] == "fanout"]
 table = [r for r in fan if "stats_ms_p50" not in r]
@@ -30,17 +36,33 @@ if held:
 idle = [r for r in rows if r["scenario"] == "idle"]
 print()
 print(f"{'idle (connect storm)':<24}{'connections':>12}{'conn+sub/s':>12}{'user us/conn':>14}{'total us/conn':>15}{'KiB/conn':>10}")
+idle_name = lambda r: r['target'] + (' ' + r['variant'] if 'variant' in r else '')
 for r in idle:
-    name = r['target'] + (' ' + r['variant'] if 'variant' in r else '')
+    name = idle_name(r) + (f" #{r['round']}" if 'round' in r else '')
     print(f"{name:<24}{r['connections']:>12}{r.get('connects_subscribes_per_second', r.get('connects_per_second')):>12}"
           f"{r.get('server_user_us_per_connection', ''):>14}{r.get('server_total_us_per_connection', ''):>15}{r['server_kib_per_connection']:>10}")
-storm = {r['target'] + (' ' + r['variant'] if 'variant' in r else ''): r for r in idle}
-for name in (n for n in storm if n.startswith("switchboard")):
-    if "nchan" in storm and "connects_subscribes_per_second" in storm["nchan"]:
-        s, n = storm[name], storm["nchan"]
-        print(f"{name} / nchan: connects + subscribes per second "
-              f"{s['connects_subscribes_per_second'] / max(n['connects_subscribes_per_second'], 1):.2f}, "
-              f"server total CPU per connection {s['server_total_us_per_connection'] / max(n['server_total_us_per_connection'], 1):.2f}")
+# Switchboard's rows against nchan's of the same round (scripts/bench runs them in alternated rounds), then the
+# medians of those ratios.
+rounds = {}
+for r in idle:
+    if "connects_subscribes_per_second" in r:
+        rounds.setdefault(r.get('round'), {})[idle_name(r)] = r
+ratios = {}
+for number, peers in sorted(rounds.items(), key=lambda item: item[0] or 0):
+    if "nchan" not in peers:
+        continue
+    n = peers["nchan"]
+    for name in (name for name in peers if name.startswith("switchboard")):
+        s = peers[name]
+        rate = s['connects_subscribes_per_second'] / max(n['connects_subscribes_per_second'], 1)
+        cpu = s['server_total_us_per_connection'] / max(n['server_total_us_per_connection'], 1)
+        ratios.setdefault(name, []).append((rate, cpu))
+        print(f"{name} / nchan{f' (round {number})' if number else ''}: connects + subscribes per second {rate:.2f}, "
+              f"server total CPU per connection {cpu:.2f}")
+for name, pairs in ratios.items():
+    if len(pairs) > 1:
+        print(f"{name} / nchan, median of {len(pairs)} rounds: connects + subscribes per second "
+              f"{median([rate for rate, _ in pairs]):.2f}, server total CPU per connection {median([cpu for _, cpu in pairs]):.2f}")
 light = {r["target"]: r for r in fan if r["rate"] == 100 and "variant" not in r}
 variants = [r for r in fan if r["rate"] == 100 and "variant" in r]
 if "switchboard" in light and "nchan" in light:
@@ -74,10 +96,6 @@ if one and pair:
     ones, pairs, nchans = of("one node"), of("2 nodes + Redis"), of("2 nginx + nchan + Redis")
     if not (ones and pairs):  # rows without rounds: the single run
         ones, pairs, nchans = [one], [pair], [nchan_pair] if nchan_pair else []
-    def median(values):
-        values = sorted(values)
-        middle = len(values) // 2
-        return values[middle] if len(values) % 2 else (values[middle - 1] + values[middle]) / 2
     total = lambda r: r["server_total_us_per_delivery"]
     p99 = lambda r: r["latency_ms_p99"]
     print()
