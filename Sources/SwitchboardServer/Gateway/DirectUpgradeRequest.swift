@@ -71,8 +71,7 @@ enum DirectUpgradeRequest {
     /// pipeline's.
     private static func head(of bytes: UnsafeRawBufferPointer) -> HTTPRequestHead? {
         var lines = Lines(bytes)
-        guard let requestLine = lines.next(), requestLine.count > 4 + version.count,
-            equal(requestLine[(requestLine.count - version.count)...], version)
+        guard let requestLine = lines.next(), requestLine.count > 4 + version.count, requestLine.suffix(version.count).elementsEqual(version)
         else { return nil }
         let target = requestLine[4..<(requestLine.count - version.count)]
         guard target.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) else { return nil }
@@ -128,10 +127,6 @@ enum DirectUpgradeRequest {
             done = true
             return UnsafeRawBufferPointer(rebasing: bytes[start...])
         }
-    }
-
-    private static func equal(_ bytes: Slice<UnsafeRawBufferPointer>, _ other: [UInt8]) -> Bool {
-        bytes.count == other.count && zip(bytes, other).allSatisfy { $0 == $1 }
     }
 
     /// Whether `bytes` spell `lowercase` (ASCII, given in lower case) in any case.

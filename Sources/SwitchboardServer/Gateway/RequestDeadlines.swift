@@ -41,12 +41,12 @@ final class RequestDeadlines: Sendable {
     /// Starts `channel`'s timeout (on the loop).
     func watch(_ channel: any Channel) -> Watch {
         let watch = Watch(channel: channel, deadline: .now() + timeout)
-        let swept = line.value.isEmpty
+        let sweepScheduled = !line.value.isEmpty
         // Settled watches at the front go now, so the line holds about one timeout's worth of unanswered ones
         // (the sweep already scheduled, if any, finds the new front).
         while let first = line.value.first, first.channel == nil { line.value.removeFirst() }
         line.value.append(watch)
-        if swept { schedule(at: watch.deadline) }
+        if !sweepScheduled { schedule(at: watch.deadline) }
         return watch
     }
 
