@@ -27,8 +27,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// The connection's event loop (not stored: an existential costs 40 bytes a connection).
     var eventLoop: any EventLoop { channel.eventLoop }
     let reservation: SlotReservation
-    /// `?batch=true`: consecutive messages leave in one `batch` frame.
-    let wantsBatches: Bool
     /// The loop's permessage-deflate compressor when the client negotiated it (SPEC §12): messages of at least
     /// `compression-min-bytes` leave as the shared compressed frames, and the client may compress its own.
     /// Read from the slot table (compressing connections sit in the compressing one): no field per connection.
@@ -36,9 +34,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     private let outbox: Outbox
     /// The deliveries of the drain in progress: swapped with the outbox's queue, so draining allocates nothing.
     private var draining: [Delivery] = []
-    /// The channel's writability as last reported to this handler (event-loop confined): reading it here
-    /// avoids a trip through the channel on every drain.
-    private var isWritable = true { didSet { updateLaneAccess() } }
     private let drainScheduler: DrainScheduler
     /// The loop's slot table, through which channel lanes write to this connection (see ``LoopFanout``): the
     /// loop's batch-frame table for `?batch=true` connections.
@@ -49,6 +44,17 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// in the outbox: lanes queue behind it until a drain takes it. Pushes from other threads (global and
     /// per-user messages) are no channel's lane messages and do not hold lanes back.
     private var queuedOnLoop = false { didSet { updateLaneAccess() } }
+    // The flags sit together here, in the padding after `fanoutMember`'s and `queuedOnLoop`'s bytes: one field
+    // apart, each took a word of its own in every connection.
+    /// The channel's writability as last reported to this handler (event-loop confined): reading it here
+    /// avoids a trip through the channel on every drain.
+    private var isWritable = true { didSet { updateLaneAccess() } }
+    private var closing = false { didSet { updateLaneAccess() } }
+    private(set) var tornDown = false
+    /// Set after a refused frame or the client's close frame: further input is read and thrown away.
+    private var inputEnded = false
+    /// `?batch=true`: consecutive messages leave in one `batch` frame.
+    let wantsBatches: Bool
     /// The `101` answer until the first write, which it leads (``writeOut(_:context:)``); lanes wait for it.
     private var handshake: ByteBuffer? { didSet { updateLaneAccess() } }
     /// Writes straight to the socket while the channel is active (see ``SocketWriter``); nil when its
@@ -57,31 +63,31 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// `close0` (failed write promises, `errorCaught`) writes: so a closed descriptor, or one reused by
     /// another connection, is never written.
     private var socket: SocketWriter? { didSet { updateLaneAccess() } }
+    /// Writes handed to NIO so far (for tests; 32 bits, wrapping: it fits in the padding after `socket`).
+    private var writesThroughNIO: UInt32 = 0
     /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none, so
     /// bytes never overtake each other (event-loop confined).
     private var writesHeldByNIO = 0 { didSet { updateLaneAccess() } }
-    /// Writes of which the socket took only a part, the rest going through NIO (for tests).
-    private(set) var shortWrites = 0
-    /// Writes handed to NIO so far (for tests).
-    private var writesThroughNIO = 0
     private var context: ChannelHandlerContext?
     var session: SessionState
-    private(set) var tornDown = false
     private var lastActivity = NIODeadline.now()
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
+    /// Writes of which the socket took only a part, the rest going through NIO (for tests; 32 bits, wrapping: it
+    /// fits in the padding after `lastPing`).
+    private var shortWrites: UInt32 = 0
     private let heartbeats: HeartbeatTimer
-    private var closing = false { didSet { updateLaneAccess() } }
     /// Frames from the client's bytes.
     private var frames: InboundFrameParser
-    /// Set after a refused frame or the client's close frame: further input is read and thrown away.
-    private var inputEnded = false
     /// Bytes thrown away since the input ended; past ``maxDiscardedBytes`` the connection is dropped.
     private var discardedBytes = 0
     /// A text message arriving in fragments (RFC 6455 §5.4).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
     private var fragmentsAreCompressed = false
+    /// Drains so far, wrapping, for sampling the latency histogram (every 16th; 32 bits fit in the padding after
+    /// the fragment flags).
+    private var drains: UInt32 = 0
     /// When the upgrade completed.
     let connectedAt = Date()
     /// The upgrade's `?subscribe=` channels, until `handlerAdded` subscribes them.
@@ -89,8 +95,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// Messages received from and frames written to the client (event-loop confined).
     private var messagesIn = 0
     private var messagesOut = 0
-    /// Drains so far, for sampling the latency histogram.
-    private var drains: UInt = 0
 
     /// - Parameter handshake: the `101` answer, for the connection to write in front of its first frame (nil
     ///   when NIO's upgrader wrote it).
@@ -414,7 +418,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         switch outcome {
         case .complete: return
         case .partial(let sent):
-            shortWrites += 1
+            shortWrites &+= 1
             rest.moveReaderIndex(forwardBy: sent)
         case .failed: break
         }
@@ -424,7 +428,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// Writes `bytes` through the pipeline (and flushes, unless told not to), counted in ``writesHeldByNIO``
     /// until the socket took them.
     private func writeThroughNIO(_ bytes: ByteBuffer, context: ChannelHandlerContext, flush: Bool = true) {
-        writesThroughNIO += 1
+        writesThroughNIO &+= 1
         var written: EventLoopPromise<Void>?
         if socket != nil {
             writesHeldByNIO += 1
@@ -452,7 +456,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
 
     /// Whether frames go straight to the socket (a descriptor was found), how many writes the socket took only in
     /// part, and how many were handed to NIO. Read on the event loop (for tests).
-    var directWrites: (enabled: Bool, shortWrites: Int, throughNIO: Int) { (socket != nil, shortWrites, writesThroughNIO) }
+    var directWrites: (enabled: Bool, shortWrites: Int, throughNIO: Int) { (socket != nil, Int(shortWrites), Int(writesThroughNIO)) }
 
     /// Bytes of the outbound buffer's fullest moment, queued messages replaced by newer ones, and whether it is closed.
     var outboxStatistics: (peakBytes: Int, replaced: Int, closed: Bool) { outbox.statistics }
