@@ -48,17 +48,31 @@ for r in idle:
     if "connects_subscribes_per_second" in r:
         rounds.setdefault(r.get('round'), {})[idle_name(r)] = r
 ratios = {}
+over_floor = {}
 for number, peers in sorted(rounds.items(), key=lambda item: item[0] or 0):
     if "nchan" not in peers:
         continue
     n = peers["nchan"]
-    for name in (name for name in peers if name.startswith("switchboard")):
+    for name in (name for name in peers if name.startswith(("switchboard", "floor"))):
         s = peers[name]
         rate = s['connects_subscribes_per_second'] / max(n['connects_subscribes_per_second'], 1)
         cpu = s['server_total_us_per_connection'] / max(n['server_total_us_per_connection'], 1)
         ratios.setdefault(name, []).append((rate, cpu))
         print(f"{name} / nchan{f' (round {number})' if number else ''}: connects + subscribes per second {rate:.2f}, "
               f"server total CPU per connection {cpu:.2f}")
+    # The node's CPU per connection over NIO's floor's (a canned-answer server on the same channels), like for like.
+    for variant in ("", " subscribe-in-url"):
+        node, floor = peers.get("switchboard" + variant), peers.get("floor" + variant)
+        if node and floor:
+            cpu = node['server_total_us_per_connection'] / max(floor['server_total_us_per_connection'], 1)
+            user = node['server_user_us_per_connection'] / max(floor['server_user_us_per_connection'], 1)
+            over_floor.setdefault("switchboard" + variant, []).append((cpu, user))
+            print(f"switchboard{variant} / floor{f' (round {number})' if number else ''}: server total CPU per connection "
+                  f"{cpu:.2f}, user {user:.2f}")
+for name, pairs in over_floor.items():
+    if len(pairs) > 1:
+        print(f"{name} / floor, median of {len(pairs)} rounds: server total CPU per connection "
+              f"{median([cpu for cpu, _ in pairs]):.2f}, user {median([user for _, user in pairs]):.2f}")
 for name, pairs in ratios.items():
     if len(pairs) > 1:
         print(f"{name} / nchan, median of {len(pairs)} rounds: connects + subscribes per second "

@@ -12,12 +12,12 @@ import Synchronization
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "switchboard-bench", abstract: "WebSocket fan-out load generator (loopback only).",
-        subcommands: [Fanout.self, Idle.self, Storm.self])
+        subcommands: [Fanout.self, Idle.self, Storm.self, FloorServer.self])
 }
 
 /// Options shared by every scenario.
 struct Common: ParsableArguments {
-    @Option(help: "switchboard, socketio (Switchboard's Socket.IO endpoint), ws or nchan.") var target: String = "switchboard"
+    @Option(help: "switchboard, socketio (Switchboard's Socket.IO endpoint), ws, nchan, or floor (floor-server: idle only).") var target: String = "switchboard"
     @Option(help: "Server port on 127.0.0.1.") var port: Int
     @Option(help: "Server PID, for its CPU time and memory.") var serverPid: Int32
     @Option(help: "Admin token (switchboard).") var token: String = ""
@@ -46,7 +46,7 @@ struct Common: ParsableArguments {
 
     var peer: Target {
         get throws {
-            guard let peer = Target(rawValue: target) else { throw ValidationError("--target must be switchboard, socketio, ws or nchan") }
+            guard let peer = Target(rawValue: target) else { throw ValidationError("--target must be switchboard, socketio, ws, nchan or floor") }
             return peer
         }
     }
@@ -203,6 +203,7 @@ struct Fanout: AsyncParsableCommand {
 
     func run() async throws {
         let peer = try common.peer
+        guard peer != .floor else { throw ValidationError("the floor server takes the idle scenario only") }
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let audience = try await Audience.open(count: subscribers, peer: peer, common: common, batch: batch, on: loop)
         try await Task.sleep(for: .seconds(1))  // subscriptions settle
@@ -363,6 +364,7 @@ struct Storm: AsyncParsableCommand {
 
     func run() async throws {
         let peer = try common.peer
+        guard peer != .floor else { throw ValidationError("the floor server takes the idle scenario only") }
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         // The watcher and its publisher have a thread of their own, like the stats probe: on the storm's loop their
         // reads would wait behind the generator's own work for 19,000 connections and time the generator.

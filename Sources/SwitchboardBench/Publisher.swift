@@ -44,10 +44,13 @@ enum Target: String, CaseIterable {
     case nchan
     /// Switchboard's Socket.IO endpoint over WebSocket (SPEC §9), published to like `switchboard`.
     case socketio
+    /// NIO's floor (`SwitchboardBench floor-server`): subscribed to like `switchboard`; takes no publishes.
+    case floor
 
     func upgradePath(channel: String, batch: Bool) -> String {
         switch self {
         case .switchboard: batch ? "/ws?batch=true" : "/ws"
+        case .floor: "/ws"
         case .socketio: "/socket.io/?EIO=4&transport=websocket"
         case .ws: "/ws"
         case .nchan: "/sub/\(channel)"
@@ -56,7 +59,7 @@ enum Target: String, CaseIterable {
 
     func subscribeMessage(channel: String) -> String? {
         switch self {
-        case .switchboard, .ws: #"{"type":"subscribe","channel":"\#(channel)"}"#
+        case .switchboard, .ws, .floor: #"{"type":"subscribe","channel":"\#(channel)"}"#
         case .socketio: #"420["subscribe","\#(channel)"]"#
         case .nchan: nil
         }
@@ -86,7 +89,7 @@ enum Target: String, CaseIterable {
         let (path, body, auth): (String, String, String) = switch self {
         case .switchboard, .socketio:
             ("/api/v1/websocket/broadcast", #"{"channel":"\#(channel)","event":"tick","data":\#(data)}"#, "Authorization: Bearer \(token)\r\n")
-        case .ws: ("/publish", #"{"channel":"\#(channel)","event":"tick","data":\#(data)}"#, "")
+        case .ws, .floor: ("/publish", #"{"channel":"\#(channel)","event":"tick","data":\#(data)}"#, "")
         case .nchan: ("/pub/\(channel)", data, "")
         }
         return ByteBuffer(string: "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(auth)Content-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)")
