@@ -76,7 +76,20 @@ import WebSocketTestClient
             throw WebSocketTestClientError.timedOut
         }
 
-        func terminate() { process.send(SIGTERM) }
+        /// SIGTERM, then SIGKILL for a server still running 10 s later; reaped either way, on a thread of its own
+        /// (a test's `defer` does not wait for it, and a server that ignored SIGTERM would outlive the run).
+        func terminate() {
+            process.send(SIGTERM)
+            let process = self.process
+            Thread.detachNewThread {
+                let deadline = ContinuousClock.now + .seconds(10)
+                while process.isRunning, ContinuousClock.now < deadline { usleep(10_000) }
+                if process.isRunning {
+                    process.send(SIGKILL)
+                    process.waitUntilExit()
+                }
+            }
+        }
 
         /// Waits for the "listening on HOST:PORT" log line and returns the port.
         func listeningPort() async throws -> Int {
