@@ -39,8 +39,9 @@ final class CannedUpgradeHandler: ChannelInboundHandler {
     /// The generator's fixed `Sec-WebSocket-Key` has RFC 6455's example accept value.
     static let switchingProtocols = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n"
         + "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
-    static let welcome = #"{"type":"welcome","connection_id":"0123456789abcdef","user_id":null,"roles":[],"heartbeat_interval_ms":25000}"#
-    static let subscribed = #"{"type":"subscribed","channel":"bench","seq":0}"#
+    /// The bytes a node sends an anonymous client (SPEC §3), with a fixed connection id.
+    static let welcome = #"{"type":"welcome","connectionId":"18gm7e31ffezt","role":"anonymous","userId":null,"heartbeatMs":25000}"#
+    static let subscribed = #"{"type":"subscribed","channel":"bench"}"#
 
     static let upgraded = answer(switchingProtocols, frames: [welcome])
     static let upgradedAndSubscribed = answer(switchingProtocols, frames: [welcome, subscribed])
