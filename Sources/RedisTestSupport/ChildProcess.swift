@@ -122,6 +122,16 @@ public final class ChildProcess: Sendable {
             usleep(5_000)
         }
     }
+
+    /// Blocks until the child has ended or `timeout` has passed; nil if it still runs.
+    public func waitUntilExit(within timeout: Duration) -> Termination? {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let ended = termination { return ended }
+            usleep(5_000)
+        }
+        return termination
+    }
 }
 
 public enum ChildProcessError: Error, CustomStringConvertible {

@@ -50,6 +50,15 @@ struct Common: ParsableArguments {
             return peer
         }
     }
+
+    /// ``peer``, for scenarios that publish: every peer but the floor server, which takes none.
+    var publishedPeer: Target {
+        get throws {
+            let peer = try peer
+            guard peer != .floor else { throw ValidationError("the floor server takes the idle scenario only") }
+            return peer
+        }
+    }
 }
 
 /// Subscribers opened for one run.
@@ -202,8 +211,7 @@ struct Fanout: AsyncParsableCommand {
     @Flag(help: "Time GET /stats (switchboard) every 100 ms while publishing.") var probeStats = false
 
     func run() async throws {
-        let peer = try common.peer
-        guard peer != .floor else { throw ValidationError("the floor server takes the idle scenario only") }
+        let peer = try common.publishedPeer
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let audience = try await Audience.open(count: subscribers, peer: peer, common: common, batch: batch, on: loop)
         try await Task.sleep(for: .seconds(1))  // subscriptions settle
@@ -363,8 +371,7 @@ struct Storm: AsyncParsableCommand {
     var probeCpu: Int?
 
     func run() async throws {
-        let peer = try common.peer
-        guard peer != .floor else { throw ValidationError("the floor server takes the idle scenario only") }
+        let peer = try common.publishedPeer
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         // The watcher and its publisher have a thread of their own, like the stats probe: on the storm's loop their
         // reads would wait behind the generator's own work for 19,000 connections and time the generator.

@@ -1,6 +1,7 @@
 import ArgumentParser
 import NIOCore
 import NIOPosix
+import WebSocketTestClient
 
 /// `floor-server`: NIO's own cost of a connection, with none of Switchboard's work in it: the connect storm's
 /// floor for any server on SwiftNIO's channels (`scripts/bench --storm`, target `floor`).
@@ -47,36 +48,35 @@ final class CannedUpgradeHandler: ChannelInboundHandler {
     static let upgradedAndSubscribed = answer(switchingProtocols, frames: [welcome, subscribed])
     static let subscribeAnswer = answer("", frames: [subscribed])
 
-    /// `head` then each text frame, unmasked (every one is shorter than 126 bytes).
+    /// `head` then each text frame, unmasked as a server's are.
     private static func answer(_ head: String, frames: [String]) -> ByteBuffer {
         var buffer = ByteBuffer(string: head)
         for frame in frames {
-            buffer.writeInteger(UInt8(0x81))
-            buffer.writeInteger(UInt8(frame.utf8.count))
-            buffer.writeString(frame)
+            var encoded = WireParser.clientFrame(opcode: 0x1, payload: frame.utf8, masked: false)
+            buffer.writeBuffer(&encoded)
         }
         return buffer
     }
 
-    private var head: ByteBuffer?
-    private var upgraded = false
+    /// The request head so far; nil once it was answered.
+    private var head: ByteBuffer? = ByteBuffer()
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        guard !upgraded else {
+        guard var request = head else {
             context.writeAndFlush(wrapOutboundOut(Self.subscribeAnswer), promise: nil)
             return
         }
-        if head == nil { head = bytes } else { head?.writeBuffer(&bytes) }
+        request.writeBuffer(&bytes)
         // The generator sends its request in one write and nothing after it until the answer.
-        guard let request = head, request.readableBytesView.suffix(4).elementsEqual([13, 10, 13, 10]) else {
-            if (head?.readableBytes ?? 0) > 16_384 { context.close(promise: nil) }
+        guard request.readableBytesView.suffix(4).elementsEqual([13, 10, 13, 10]) else {
+            head = request
+            if request.readableBytes > 16_384 { context.close(promise: nil) }
             return
         }
-        upgraded = true
+        head = nil
         let line = request.readableBytesView.prefix { $0 != 13 }
         let subscribes = line.firstRange(of: Array("subscribe=".utf8)) != nil
-        head = nil
         context.writeAndFlush(wrapOutboundOut(subscribes ? Self.upgradedAndSubscribed : Self.upgraded), promise: nil)
     }
 }

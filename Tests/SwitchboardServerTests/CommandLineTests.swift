@@ -82,12 +82,9 @@ import WebSocketTestClient
             process.send(SIGTERM)
             let process = self.process
             Thread.detachNewThread {
-                let deadline = ContinuousClock.now + .seconds(10)
-                while process.isRunning, ContinuousClock.now < deadline { usleep(10_000) }
-                if process.isRunning {
-                    process.send(SIGKILL)
-                    process.waitUntilExit()
-                }
+                guard process.waitUntilExit(within: .seconds(10)) == nil else { return }
+                process.send(SIGKILL)
+                process.waitUntilExit()
             }
         }
 
