@@ -1,7 +1,7 @@
 public import NIOCore
 
 /// A message to publish on one channel: `event` and already-validated JSON `data`.
-public struct Publication: Sendable {
+public struct Publication: Sendable, Equatable {
     public var channel: String
     public var event: String
     /// The `data` field as JSON text, already validated by the caller.

@@ -48,6 +48,11 @@ extension RequestID {
 public struct ClientRequestError: Error, Sendable, Equatable {
     public var id: RequestID?
     public var message: String
+
+    public init(id: RequestID?, message: String) {
+        self.id = id
+        self.message = message
+    }
 }
 
 extension ClientRequest {

@@ -10,7 +10,7 @@ protocol LaneMemberConnection: AnyObject {
     func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome)
 }
 
-extension LaneMemberConnection where Self: SessionHost {
+extension LaneMemberConnection where Self: SessionTransport {
     /// Through the connection's outbox, like any other delivery (which marks it queued by the loop).
     func queueFromLane(_ deliveries: ArraySlice<Delivery>) {
         for delivery in deliveries { send(delivery) }

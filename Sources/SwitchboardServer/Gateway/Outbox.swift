@@ -30,6 +30,11 @@ final class Outbox: Sendable {
         var replaced = 0
         var drainScheduled = false
         var closed = false
+        /// The latest client ping's payload, to answer with one pong: RFC 6455 §5.5.3 lets a pong answer only
+        /// the latest ping, so however many pings arrive while the client does not read, one pong waits.
+        var pong: ByteBuffer?
+        /// A heartbeat ping waits (one at most, whatever the number of heartbeats while the socket is full).
+        var ping = false
     }
 
     let limit: Int
@@ -73,6 +78,39 @@ final class Outbox: Sendable {
         }
     }
 
+    /// Queues a WebSocket control frame in its own slot: a pong replaces the one waiting, a ping waits once.
+    /// Control frames are a few bytes and never more than two wait, so they are outside ``limit``.
+    func push(_ control: ControlFrame) -> PushResult {
+        state.withLock { state in
+            guard !state.closed else { return .closed }
+            switch control {
+            case .pong(let payload): state.pong = payload
+            case .ping: state.ping = true
+            }
+            if state.drainScheduled { return .queued }
+            state.drainScheduled = true
+            return .needsDrain
+        }
+    }
+
+    /// A control frame for the slots of ``push(_:)-(ControlFrame)``.
+    enum ControlFrame {
+        case pong(ByteBuffer)
+        case ping
+    }
+
+    /// Takes the waiting control frames (written ahead of queued messages: RFC 6455 §5.4 lets control frames
+    /// interleave between messages).
+    func takeControlFrames() -> (pong: ByteBuffer?, ping: Bool) {
+        state.withLock { state in
+            defer {
+                state.pong = nil
+                state.ping = false
+            }
+            return (state.pong, state.ping)
+        }
+    }
+
     /// Moves every queued delivery into `spare` (which must be empty) by swapping storage, so a drain
     /// allocates nothing; clears the drain flag. The caller empties `spare` again after writing.
     func takeAll(into spare: inout [Delivery]) {
@@ -98,10 +136,33 @@ final class Outbox: Sendable {
             state.closed = true
             state.queue.removeAll()
             state.bytes = 0
+            state.pong = nil
+            state.ping = false
         }
     }
 
     /// The most bytes ever held at once (never above ``limit``), how many queued messages were replaced,
     /// and whether the outbox is closed.
     var statistics: (peakBytes: Int, replaced: Int, closed: Bool) { state.withLock { ($0.peakBytes, $0.replaced, $0.closed) } }
+}
+
+extension Outbox.PushResult {
+    /// Applies SPEC §5 to what a push did: `drain` schedules the drain it asks for; replaced and dropped
+    /// messages are counted; an overflow ends the connection as a slow consumer (`overflow`, on the loop).
+    func apply(statistics: NodeStatistics, drain: () -> Void, overflow: () -> Void) {
+        switch self {
+        case .queued, .closed:
+            break
+        case .needsDrain:
+            drain()
+        case .replaced(let namespace):
+            statistics.recordDropped(namespace: namespace, reason: .slowConsumerConflated)
+        case .overflow(let discarded):
+            for (namespace, count) in discarded {
+                statistics.recordDropped(namespace: namespace, reason: .slowConsumer, count: count)
+            }
+            statistics.recordSlowConsumerClose()
+            overflow()
+        }
+    }
 }

@@ -12,7 +12,7 @@ import SwitchboardCore
 ///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from other threads, which only touches the
 /// thread-safe ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
-public final class WebSocketConnection: ChannelInboundHandler, SessionHost, LaneMemberConnection, @unchecked Sendable {
+public final class WebSocketConnection: ChannelInboundHandler, SessionTransport, LaneMemberConnection, @unchecked Sendable {
     public typealias InboundIn = ByteBuffer
     public typealias OutboundOut = ByteBuffer
 
@@ -50,9 +50,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// avoids a trip through the channel on every drain.
     private var isWritable = true { didSet { updateLaneAccess() } }
     private var closing = false { didSet { updateLaneAccess() } }
-    private(set) var tornDown = false
-    /// Set after a refused frame or the client's close frame: further input is read and thrown away.
-    private var inputEnded = false
+    /// The input was refused: the close frame is followed by the end of our output (see ``refuseInput``).
+    private var endingOutput = false
+    /// The transport ended (`channelInactive` or the handler's removal).
+    private var tornDown = false
     /// `?batch=true`: consecutive messages leave in one `batch` frame.
     let wantsBatches: Bool
     /// The `101` answer until the first write, which it leads (``writeOut(_:context:)``); lanes wait for it.
@@ -69,7 +70,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// bytes never overtake each other (event-loop confined).
     private var writesHeldByNIO = 0 { didSet { updateLaneAccess() } }
     private var context: ChannelHandlerContext?
-    var session: SessionState
+    /// The session protocol (SPEC §3), carried out by its driver.
+    let session: SessionDriver
     private var lastActivity = NIODeadline.now()
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
@@ -77,14 +79,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// fits in the padding after `lastPing`).
     private var shortWrites: UInt32 = 0
     private let heartbeats: HeartbeatTimer
-    /// Frames from the client's bytes.
-    private var frames: InboundFrameParser
+    /// Messages and control frames from the client's bytes.
+    private var inbound: WebSocketInbound
     /// Bytes thrown away since the input ended; past ``maxDiscardedBytes`` the connection is dropped.
     private var discardedBytes = 0
-    /// A text message arriving in fragments (RFC 6455 §5.4).
-    private var fragments: ByteBuffer?
-    private var fragmentsAreText = false
-    private var fragmentsAreCompressed = false
     /// Drains so far, wrapping, for sampling the latency histogram (every 16th; 32 bits fit in the padding after
     /// the fragment flags).
     private var drains: UInt32 = 0
@@ -111,9 +109,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         let loop = channel.eventLoop
         let loopFanout = node.fanouts[loop][LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
         self.loopFanout = loopFanout
-        self.session = SessionState(identity: admitted.identity, settings: node.settings)
-        self.frames = InboundFrameParser(
-            maxFrameSize: node.settings.maxMessageBytes, acceptsCompressedMessages: loopFanout.deflater != nil)
+        self.session = SessionDriver(node: node, reservation: admitted.reservation, identity: admitted.identity, eventLoop: loop)
+        self.inbound = WebSocketInbound(maxMessageBytes: node.settings.maxMessageBytes, acceptsCompressedMessages: loopFanout.deflater != nil)
     }
 
     // MARK: Channel events
@@ -128,13 +125,11 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         // upgrader (the HTTP path) is in NIO's pipeline: direct writes start once NIO reports everything before
         // this empty write written.
         if handshake == nil && socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
-        node.connections.add(self, userId: session.identity.userId)
-        node.statistics.recordConnected(role: session.identity.role)
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
-        startSession()
+        session.open(self)
         heartbeats.add(self)
         if !upgradeSubscriptions.isEmpty {
-            subscribeAtUpgrade(upgradeSubscriptions)
+            session.handle(.subscribeAtUpgrade(upgradeSubscriptions))
             upgradeSubscriptions = []
         }
     }
@@ -155,86 +150,48 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         node.statistics.recordBytesIn(bytes.readableBytes)
         // After a refused frame or the client's close frame, the rest of the stream is read and thrown away:
         // closing with unread bytes would make the kernel reset the connection, which can drop our close frame.
-        guard !inputEnded else {
+        guard !inbound.isEnded else {
             discardedBytes += bytes.readableBytes
             if discardedBytes > Self.maxDiscardedBytes { context.close(promise: nil) }
             return
         }
-        frames.append(bytes)
-        do {
-            while !inputEnded, let frame = try frames.next() {
-                handle(frame, context: context)
-            }
-        } catch {
-            switch error {
-            case .tooLarge: refuseInput(code: .messageTooBig, reason: "frame larger than \(node.settings.maxMessageBytes) bytes")
-            case .protocolViolation(let reason): refuseInput(code: .protocolError, reason: reason)
-            }
+        inbound.append(bytes)
+        while let event = inbound.next() {
+            handle(event, context: context)
         }
     }
 
     /// Most bytes read and thrown away after the input ended before the connection is dropped outright.
     static let maxDiscardedBytes = 1_048_576
 
+    private func handle(_ event: WebSocketInbound.Event, context: ChannelHandlerContext) {
+        switch event {
+        case .message(let payload, let isText, let compressed):
+            receive(payload, isText: isText, compressed: compressed)
+        case .ping(let payload):
+            // Every client frame counts toward the message rate (SPEC §7), and one pong at most waits (SPEC §3).
+            session.handle(.controlReceived)
+            push(.pong(payload))
+        case .pong:
+            break
+        case .close(let reply):
+            if !closing {
+                closing = true
+                writeImmediately(WebSocketWireFrame.close(code: reply, reason: ""))
+            }
+            context.close(promise: nil)
+        case .fail(let code, let reason):
+            refuseInput(code: code, reason: reason)
+        }
+    }
+
     /// Closes after a frame the server cannot take (RFC 6455 §7.1.7: fail the connection): nothing more the
     /// client sends is read as frames, so its close reply may sit unread behind the rest of the refused
     /// frame. The close frame is therefore followed at once by the end of our output (TCP FIN): the client
     /// sees the close code and then the end of the stream, and closes its side, which ends the connection.
     private func refuseInput(code: CloseCode, reason: String) {
-        inputEnded = true
-        frames.reset()
-        fragments = nil
-        close(code: code, reason: reason, endingOutput: true)
-    }
-
-    private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
-        // RFC 6455 §5.1: a server must close the connection on an unmasked client frame.
-        guard frame.isMasked else {
-            refuseInput(code: .protocolError, reason: "client frames must be masked")
-            return
-        }
-        switch frame.opcode {
-        case InboundFrame.text, InboundFrame.binary:
-            guard fragments == nil else {
-                refuseInput(code: .protocolError, reason: "new message before the last fragment")
-                return
-            }
-            if frame.fin {
-                receive(frame.payload, isText: frame.opcode == InboundFrame.text, compressed: frame.isCompressed)
-            } else {
-                fragments = frame.payload
-                fragmentsAreText = frame.opcode == InboundFrame.text
-                fragmentsAreCompressed = frame.isCompressed
-            }
-        case InboundFrame.continuation:
-            guard var buffer = fragments else {
-                refuseInput(code: .protocolError, reason: "continuation frame without a message")
-                return
-            }
-            var data = frame.payload
-            guard buffer.readableBytes + data.readableBytes <= node.settings.maxMessageBytes else {
-                refuseInput(code: .messageTooBig, reason: "message larger than \(node.settings.maxMessageBytes) bytes")
-                return
-            }
-            fragments = nil
-            buffer.writeBuffer(&data)
-            if frame.fin { receive(buffer, isText: fragmentsAreText, compressed: fragmentsAreCompressed) } else { fragments = buffer }
-        case InboundFrame.ping:
-            writeControl(.pong, payload: frame.payload)
-        case InboundFrame.pong:
-            break
-        case InboundFrame.close:
-            var data = frame.payload
-            let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal.rawValue
-            if !closing {
-                closing = true
-                writeImmediately(WebSocketWireFrame.close(code: code, reason: ""))
-            }
-            inputEnded = true
-            context.close(promise: nil)
-        default:
-            refuseInput(code: .protocolError, reason: "unknown opcode")
-        }
+        endingOutput = true
+        session.handle(.closeRequested(code, reason: reason))
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -252,7 +209,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // Hummingbird's server quiesces every child channel on graceful shutdown (SPEC §1: close 1001).
         if event is ChannelShouldQuiesceEvent {
-            close(code: .goingAway, reason: "server shutting down")
+            session.handle(.closeRequested(.goingAway, reason: "server shutting down"))
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -274,27 +231,33 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
             payload = received
         }
         messagesIn += 1
-        // SPEC §3: a refusal carries the request's id when the message can be read.
-        guard admitMessage(id: { isText ? ClientRequest.id(in: payload.readableBytesView) : nil }) else { return }
-        guard isText else {
-            send(ServerMessage.error(.badRequest, "binary frames are not supported: send JSON text frames", id: nil))
-            return
+        let request: Result<ClientRequest, ClientRequestError>
+        if !isText {
+            request = .failure(ClientRequestError(id: nil, message: "binary frames are not supported: send JSON text frames"))
+        } else if String(validating: payload.readableBytesView, as: UTF8.self) == nil {
+            request = .failure(ClientRequestError(id: nil, message: "text frame is not valid UTF-8"))
+        } else {
+            request = Result { () throws(ClientRequestError) in try ClientRequest.decode(payload.readableBytesView) }
         }
-        guard String(validating: payload.readableBytesView, as: UTF8.self) != nil else {
-            send(ServerMessage.error(.badRequest, "text frame is not valid UTF-8", id: nil))
-            return
-        }
-        handle(Result { () throws(ClientRequestError) in try ClientRequest.decode(payload.readableBytesView) })
+        session.handle(.received(request))
     }
 
-    // MARK: Session host
+    // MARK: Session transport
 
     func encode(_ reply: SessionReply, id: RequestID?) -> Delivery {
         ServerMessage.encode(reply, id: id)
     }
 
-    func terminate(code: CloseCode, reason: String) {
+    func endTransport(code: CloseCode, reason: String) {
         close(code: code, reason: reason)
+    }
+
+    /// The session gave back its slot, subscriptions and registration (at the start of a close, or when the
+    /// transport ended): lanes and heartbeats stop reaching the connection.
+    func sessionEnded() {
+        heartbeats.remove(self)
+        if let fanoutMember { loopFanout.release(fanoutMember) }
+        fanoutMember = nil
     }
 
     // MARK: Outbound
@@ -314,10 +277,17 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
         let result = outbox.push(delivery)
         // `fanoutMember` is read on the loop only.
         if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
-        apply(result) {
+        result.apply(statistics: node.statistics) {
             // Replies go out at once even to batch clients; only channel messages wait for the batch delay.
             drainScheduler.markDirty(self, batched: wantsBatches && delivery.isMessage)
+        } overflow: {
+            self.eventLoop.execute { self.session.handle(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
         }
+    }
+
+    /// Queues a control frame in the outbox's slot for it (on the loop).
+    private func push(_ control: Outbox.ControlFrame) {
+        outbox.push(control).apply(statistics: node.statistics) { drainScheduler.markDirty(self) } overflow: {}
     }
 
     /// How long a close waits for the client's answering close frame before dropping the connection.
@@ -330,6 +300,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
     /// queue stays in the outbox, which keeps its drain flag set; the writability change drains it.
     func drainOutbox() {
         guard isWritable, let context else { return }
+        let control = outbox.takeControlFrames()
+        if let pong = control.pong { writeControl(.pong, payload: pong) }
+        if control.ping { writeControl(.ping, payload: ByteBuffer()) }
         outbox.takeAll(into: &draining)
         queuedOnLoop = false
         guard let first = draining.first else { return }
@@ -485,14 +458,14 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
 
     /// Closes the connection from any thread (admin disconnect: 4000 with the given reason).
     public func disconnect(code: CloseCode, reason: String) {
-        eventLoop.execute { self.close(code: code, reason: reason) }
+        eventLoop.execute { self.session.handle(.closeRequested(code, reason: reason)) }
     }
 
     // MARK: Closing
 
-    /// Sends a close frame with `code` and closes the connection (at once, or when the client answers).
-    /// - Parameter endingOutput: also end our side of the TCP stream after the close frame (see ``refuseInput``).
-    func close(code: CloseCode, reason: String, endingOutput: Bool = false) {
+    /// Sends a close frame with `code` and closes the connection (at once, or when the client answers); after
+    /// a refused frame also ends our side of the TCP stream (see ``refuseInput``).
+    private func close(code: CloseCode, reason: String) {
         eventLoop.assertInEventLoop()
         guard !closing, let context else { return }
         closing = true
@@ -520,23 +493,17 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionHost, Lane
             context?.close(promise: nil)
         } else {
             lastPing = now
-            writeControl(.ping, payload: ByteBuffer())
+            push(.ping)
         }
     }
 
+    /// The transport ended: from here on the descriptor may be closed (see `socket`); the session ends with it.
     private func tearDown() {
-        // First, and on every call: from here on the descriptor may be closed (see `socket`).
         socket = nil
         guard !tornDown else { return }
         tornDown = true
         closing = true
-        heartbeats.remove(self)
         outbox.close()
-        releaseSession()
-        node.connections.remove(self, userId: session.identity.userId)
-        node.statistics.recordDisconnected(role: session.identity.role)
-        reservation.release()
-        if let fanoutMember { loopFanout.release(fanoutMember) }
-        fanoutMember = nil
+        session.handle(.transportClosed)
     }
 }

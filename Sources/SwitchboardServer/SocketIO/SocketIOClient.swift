@@ -3,7 +3,7 @@ import NIOCore
 import SwitchboardCore
 
 /// An admitted Socket.IO session (SPEC §9): the same session protocol, pools, limits, stats and admin API as a
-/// `/ws` connection (``SessionHost``), speaking through the Socket.IO codec over its ``EngineConnection``.
+/// `/ws` connection (a ``SessionDriver`` running the same ``ClientSession``), speaking through the Socket.IO codec over its ``EngineConnection``.
 ///
 /// Channel messages reach it through its loop's Socket.IO lanes (``LoopFanout``), which write the shared
 /// Socket.IO frame straight to the socket while the session is on a WebSocket that allows it, as for a native
@@ -11,7 +11,7 @@ import SwitchboardCore
 ///
 /// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from any thread, which only touches the thread-safe
 /// ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
-final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendable {
+final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked Sendable {
     enum Transport: String {
         case polling = "socketio-polling"
         case webSocket = "socketio-websocket"
@@ -19,8 +19,8 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
 
     let node: Node
     let reservation: SlotReservation
-    var session: SessionState
-    private(set) var tornDown = false
+    /// The session protocol (SPEC §3, §9), carried out by its driver.
+    let session: SessionDriver
     /// The engine session that carries this client (cleared when it ends).
     private var engine: EngineConnection?
     let eventLoop: any EventLoop
@@ -46,7 +46,7 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
         self.engine = engine
         self.eventLoop = engine.eventLoop
         self.reservation = admitted.reservation
-        self.session = SessionState(identity: admitted.identity, settings: engine.node.settings)
+        self.session = SessionDriver(node: engine.node, reservation: admitted.reservation, identity: admitted.identity, eventLoop: engine.eventLoop)
         self.outbox = Outbox(limit: engine.node.settings.outboundBufferBytes)
         self.drainScheduler = engine.node.drainSchedulers[engine.eventLoop]
         self.loopFanout = engine.node.fanouts[engine.eventLoop][LaneFormat(codec: .socketIO, compressed: engine.webSocketCompresses)]
@@ -57,16 +57,13 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
         self.transport = transport
         fanoutMember = loopFanout.register(self)
         engine?.updateLaneAccess()
-        node.connections.add(self, userId: session.identity.userId)
-        node.statistics.recordConnected(role: session.identity.role, transport: .socketio)
-        startSession()
+        session.open(self)
     }
 
-    /// A request from an event, after the message rate limit.
+    /// A request from an event (the session applies the message rate limit).
     func receive(_ request: ClientRequest) {
         messagesIn += 1
-        guard admitMessage(id: { request.id }) else { return }
-        handle(.success(request))
+        session.handle(.received(.success(request)))
     }
 
     // MARK: Outbound
@@ -84,9 +81,11 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
         let result = outbox.push(delivery)
         // `fanoutMember` is read on the loop only.
         if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
-        apply(result) {
+        result.apply(statistics: node.statistics) {
             // One task per loop drains every session (and native connection) marked meanwhile.
             if let engine { drainScheduler.markDirty(engine) }
+        } overflow: {
+            self.eventLoop.execute { self.session.handle(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
         }
     }
 
@@ -126,20 +125,27 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
         messagesOut += count
     }
 
-    // MARK: Session host
+    // MARK: Session transport
 
     func encode(_ reply: SessionReply, id: RequestID?) -> Delivery {
         SocketIOCodec.encode(reply, id: id)
     }
 
-    func terminate(code: CloseCode, reason: String) {
+    func endTransport(code: CloseCode, reason: String) {
         engine?.end(code: code, reason: reason)
+    }
+
+    /// The session gave back its slot, subscriptions and registration: lanes stop reaching it (what is queued,
+    /// a DISCONNECT included, still goes out).
+    func sessionEnded() {
+        if let fanoutMember { loopFanout.release(fanoutMember) }
+        fanoutMember = nil
     }
 
     // MARK: Client connection
 
     func disconnect(code: CloseCode, reason: String) {
-        eventLoop.execute { self.terminate(code: code, reason: reason) }
+        eventLoop.execute { self.session.handle(.closeRequested(code, reason: reason)) }
     }
 
     func describe() async throws -> ConnectionDescription {
@@ -151,17 +157,10 @@ final class SocketIOClient: SessionHost, LaneMemberConnection, @unchecked Sendab
         }.get()
     }
 
-    /// The session ended: its subscriptions, registration, counters and slot go.
+    /// The engine session ended: the Socket.IO session ends with it (if it had not already).
     func tearDown() {
-        guard !tornDown else { return }
-        tornDown = true
         outbox.close()
-        releaseSession()
-        node.connections.remove(self, userId: session.identity.userId)
-        node.statistics.recordDisconnected(role: session.identity.role, transport: .socketio)
-        reservation.release()
-        if let fanoutMember { loopFanout.release(fanoutMember) }
-        fanoutMember = nil
+        session.handle(.transportClosed)
         engine = nil
     }
 }

@@ -1,0 +1,419 @@
+import SwitchboardCore
+
+/// The session protocol of SPEC §3 (and §9's Socket.IO events) as a pure state machine: events in, actions out.
+///
+/// It knows requests, identities, subscriptions, limits and timers, and nothing about sockets, event loops or
+/// codecs: the connection that drives it (``SessionDriver``) carries out its actions and feeds it what
+/// happened. Both wire protocols drive the same machine.
+///
+/// Asynchronous work (a token check, a cluster's preparation of a channel, a broker's publish) is an action
+/// out and, later, an event in. While one is pending, later requests wait in order, so replies keep the order
+/// of their requests. Once the session is closed (``Event/transportClosed`` or a close it decided itself),
+/// every later event yields no action: a completion that arrives after the connection ended cannot register,
+/// subscribe or count anything (SPEC §13), by construction rather than by a check at each call site.
+struct ClientSession {
+    /// The limits and rules a session applies (SPEC §2, §3, §10).
+    struct Configuration {
+        /// Anonymous connections may subscribe; when false, the auth timeout applies.
+        var allowAnonymous = true
+        /// Most channels one connection holds.
+        var maxSubscriptions = 50
+        /// Inbound messages per minute, and burst.
+        var messageRate = 100
+        var messageBurst = 20
+        /// Time to authenticate when anonymous access is off.
+        var authTimeoutMs = 5_000
+        /// A cluster node reads a channel's history before its first subscribe (SPEC §8): subscribes go through
+        /// ``Action/prepare(_:)``.
+        var preparesChannels = false
+        /// Most requests held back while one is pending; more is abuse (closed with 4008).
+        var maxDeferred = 64
+    }
+
+    /// Something that happened to the session.
+    enum Event {
+        /// A request from the client (or the refusal of one that could not be decoded), before the rate check.
+        case received(Result<ClientRequest, ClientRequestError>)
+        /// A frame that is no request (a WebSocket ping): it counts toward the message rate (SPEC §7) only.
+        case controlReceived
+        /// The upgrade's `?subscribe=` channels: subscribed in order, without ids.
+        case subscribeAtUpgrade([String])
+        /// The token of an `auth` was checked (and, in cluster mode, the user's cluster-wide slot taken: `leased`).
+        case tokenVerified(Result<Identity, TokenRefusal>, leased: Bool)
+        /// The driver moved the connection's pool slot to the new identity's user (false: that pool is full).
+        case identityClaimed(Bool)
+        /// The cluster read what it holds of the channels of a pending ``Action/prepare(_:)``.
+        case prepared
+        /// A pending request (a publish) has its answer.
+        case answered(SessionReply, id: RequestID?)
+        /// A timer the session set fired.
+        case timerFired(Timer)
+        /// The session must end: an admin disconnect, a block, a slow consumer, shutdown (SPEC §3's close codes).
+        case closeRequested(CloseCode, reason: String)
+        /// The transport ended (the client left, the socket failed).
+        case transportClosed
+    }
+
+    /// Why a token was refused (its description is the error message).
+    struct TokenRefusal: Error, Equatable {
+        var description: String
+    }
+
+    /// The one timer a session holds: the auth timeout before authentication, the token's expiry after.
+    enum Timer: Equatable {
+        case authTimeout
+        /// The identity's `exp` (seconds since the epoch) when the timer was set.
+        case expiry(at: Double)
+    }
+
+    /// A subscribe the machine admitted: what the hub needs.
+    struct Subscription: Equatable {
+        var name: String
+        var channel: ChannelName
+        var namespace: Namespace
+        var since: UInt64?
+        var id: RequestID?
+    }
+
+    /// What the driver must do, in order.
+    enum Action: Equatable {
+        /// Send this reply to the client.
+        case reply(SessionReply, id: RequestID?)
+        /// Check this token (and in cluster mode lease the user's slot), then feed ``Event/tokenVerified(_:leased:)``.
+        case verifyToken(String)
+        /// Move the pool slot to `identity`'s user, then feed ``Event/identityClaimed(_:)``.
+        case claimIdentity(Identity)
+        /// The session's identity changed: registry and counters follow.
+        case adopt(from: Identity, to: Identity)
+        /// Have the cluster read these channels (names and namespaces), then feed ``Event/prepared``.
+        case prepare([Subscription])
+        /// Subscribe in the hub (the session counted it when `isNew`); the `subscribed` reply comes with the replay.
+        case subscribe(Subscription, isNew: Bool)
+        /// Drop a subscription from the hub and the counters.
+        case unsubscribe(String)
+        /// Publish this on its channel (admins only, already checked), then feed ``Event/answered(_:id:)``.
+        case publish(Publication, id: RequestID?)
+        /// (Re)arm the session's timer; it replaces any armed one.
+        case setTimer(Timer)
+        /// A message over the rate: counted; `report` for the first of the connection (a security event).
+        case rateLimited(report: Bool)
+        /// Far over the rate (SPEC §3: over 3x): counted and reported before the 4008 close.
+        case rateAbused
+        /// An in-band `auth` failed (counted toward IP blocking).
+        case authenticationFailed(String)
+        /// The user's pool was full after an in-band `auth` (a security event before the close).
+        case poolExhausted(userId: String)
+        /// End the transport with this code (SPEC §3). Always followed by ``release(subscriptions:)``.
+        case close(CloseCode, reason: String)
+        /// The session is over: cancel the timer, drop these subscriptions, give back the slot and registration.
+        case release(subscriptions: [String])
+    }
+
+    /// Where the session is.
+    private enum State {
+        /// Requests are handled as they come.
+        case ready
+        /// A request is pending (auth, preparation, publish): later ones wait in `deferred`.
+        case waiting(Pending)
+        /// Ended: every event is ignored.
+        case closed
+    }
+
+    /// The request being completed asynchronously.
+    private enum Pending {
+        case auth(id: RequestID?)
+        case claim(Identity, id: RequestID?)
+        case preparation([Subscription])
+        case publish
+    }
+
+    let configuration: Configuration
+    private let directory: ChannelDirectory
+    private(set) var identity: Identity
+    /// Channel names in subscription order (at most `maxSubscriptions`: an array is smaller than a set).
+    private(set) var subscriptions: [String] = []
+    private var rateLimiter: MessageRateLimiter
+    private var reportedRateLimit = false
+    private var state = State.ready
+    private var deferred: [Result<ClientRequest, ClientRequestError>] = []
+
+    init(identity: Identity, directory: ChannelDirectory, configuration: Configuration) {
+        self.identity = identity
+        self.directory = directory
+        self.configuration = configuration
+        self.rateLimiter = MessageRateLimiter(perMinute: configuration.messageRate, burst: configuration.messageBurst)
+    }
+
+    /// Whether the session ended.
+    var isClosed: Bool {
+        if case .closed = state { return true }
+        return false
+    }
+
+    /// The timer to arm when the session opens.
+    func start() -> [Action] {
+        if !configuration.allowAnonymous && !identity.isAuthenticated { return [.setTimer(.authTimeout)] }
+        return expiryTimer()
+    }
+
+    /// Applies `event` and says what to do about it.
+    mutating func handle(_ event: Event) -> [Action] {
+        if case .closed = state { return [] }
+        var actions: [Action] = []
+        switch event {
+        case .received(let request):
+            guard admitByRate(id: (try? request.get())?.id ?? request.failure?.id, reply: true, into: &actions) else { break }
+            receive(request, into: &actions)
+        case .controlReceived:
+            _ = admitByRate(id: nil, reply: false, into: &actions)
+        case .subscribeAtUpgrade(let names):
+            subscribeAtUpgrade(names, into: &actions)
+        case .tokenVerified(let result, let leased):
+            guard case .waiting(.auth(let id)) = state else { return [] }
+            verified(result, leased: leased, id: id, into: &actions)
+        case .identityClaimed(let claimed):
+            guard case .waiting(.claim(let newIdentity, let id)) = state else { return [] }
+            claimed ? adopt(newIdentity, id: id, into: &actions) : refusePool(newIdentity, into: &actions)
+        case .prepared:
+            guard case .waiting(.preparation(let waiting)) = state else { return [] }
+            state = .ready
+            for subscription in waiting { admitSubscribe(subscription, into: &actions) }
+        case .answered(let reply, let id):
+            guard case .waiting(.publish) = state else { return [] }
+            state = .ready
+            actions.append(.reply(reply, id: id))
+        case .timerFired(let timer):
+            timerFired(timer, into: &actions)
+        case .closeRequested(let code, let reason):
+            close(code, reason, into: &actions)
+        case .transportClosed:
+            release(into: &actions)
+        }
+        resumeDeferred(into: &actions)
+        return actions
+    }
+
+    // MARK: Requests
+
+    /// SPEC §3's message rate: false when the message is refused (answered with `RATE_LIMITED` carrying `id`
+    /// when `reply`) or the session ended for abuse.
+    private mutating func admitByRate(id: RequestID?, reply: Bool, into actions: inout [Action]) -> Bool {
+        switch rateLimiter.check() {
+        case .allow:
+            return true
+        case .limit:
+            actions.append(.rateLimited(report: !reportedRateLimit))
+            reportedRateLimit = true
+            if reply {
+                actions.append(.reply(.error(.rateLimited, "too many messages: at most \(configuration.messageRate) per minute"), id: id))
+            }
+            return false
+        case .abuse:
+            actions.append(.rateAbused)
+            close(.rateLimitAbuse, "message rate limit abused", into: &actions)
+            return false
+        }
+    }
+
+    /// The request, or its place in the queue behind a pending one.
+    private mutating func receive(_ request: Result<ClientRequest, ClientRequestError>, into actions: inout [Action]) {
+        guard case .ready = state else {
+            guard deferred.count < configuration.maxDeferred else {
+                close(.rateLimitAbuse, "too many messages while a request is pending", into: &actions)
+                return
+            }
+            deferred.append(request)
+            return
+        }
+        handle(request, into: &actions)
+    }
+
+    /// Handles the requests that waited, in order, until one is pending again.
+    private mutating func resumeDeferred(into actions: inout [Action]) {
+        while case .ready = state, !deferred.isEmpty {
+            handle(deferred.removeFirst(), into: &actions)
+        }
+    }
+
+    private mutating func handle(_ decoded: Result<ClientRequest, ClientRequestError>, into actions: inout [Action]) {
+        let request: ClientRequest
+        switch decoded {
+        case .success(let decoded): request = decoded
+        case .failure(let error):
+            actions.append(.reply(.error(.badRequest, error.message), id: error.id))
+            return
+        }
+        switch request.command {
+        case .auth(let token):
+            state = .waiting(.auth(id: request.id))
+            actions.append(.verifyToken(token))
+        case .subscribe(let name, let since):
+            subscribe(name, since: since, id: request.id, into: &actions)
+        case .unsubscribe(let name):
+            guard ChannelName(name) != nil else {
+                actions.append(.reply(.error(.badRequest, "invalid channel name"), id: request.id))
+                return
+            }
+            removeSubscription(name, into: &actions)
+            actions.append(.reply(.unsubscribed(channel: name), id: request.id))
+        case .publish(let channel, let event, let data, let key):
+            guard identity.role.isAdmin else {
+                actions.append(.reply(.error(.forbidden, "only admins may publish"), id: request.id))
+                return
+            }
+            state = .waiting(.publish)
+            actions.append(.publish(Publication(channel: channel, event: event, data: data, key: key), id: request.id))
+        case .ping:
+            actions.append(.reply(.pong, id: request.id))
+        }
+    }
+
+    // MARK: Subscriptions
+
+    private mutating func subscribeAtUpgrade(_ names: [String], into actions: inout [Action]) {
+        guard configuration.preparesChannels else {
+            for name in names { subscribe(name, since: nil, id: nil, into: &actions) }
+            return
+        }
+        // All of the upgrade's channels are prepared at once, then answered in order.
+        var admitted: [Subscription] = []
+        for name in names {
+            if let subscription = authorize(name, since: nil, id: nil, into: &actions) { admitted.append(subscription) }
+        }
+        guard !admitted.isEmpty else { return }
+        state = .waiting(.preparation(admitted))
+        actions.append(.prepare(admitted))
+    }
+
+    private mutating func subscribe(_ name: String, since: UInt64?, id: RequestID?, into actions: inout [Action]) {
+        guard let subscription = authorize(name, since: since, id: id, into: &actions) else { return }
+        guard configuration.preparesChannels else {
+            admitSubscribe(subscription, into: &actions)
+            return
+        }
+        state = .waiting(.preparation([subscription]))
+        actions.append(.prepare([subscription]))
+    }
+
+    /// SPEC §3/§4's checks of a subscribe: anonymous access, the namespace's rules, the subscription limit.
+    private func authorize(_ name: String, since: UInt64?, id: RequestID?, into actions: inout [Action]) -> Subscription? {
+        guard configuration.allowAnonymous || identity.isAuthenticated else {
+            actions.append(.reply(.error(.unauthorized, "authenticate first: anonymous access is off"), id: id))
+            return nil
+        }
+        let channel: ChannelName
+        let namespace: Namespace
+        do {
+            (channel, namespace) = try directory.authorizeSubscribe(name, by: identity)
+        } catch {
+            actions.append(.reply(.error(error.code, error.message), id: id))
+            return nil
+        }
+        guard subscriptions.contains(name) || subscriptions.count < configuration.maxSubscriptions else {
+            let message = "at most \(configuration.maxSubscriptions) subscriptions per connection"
+            actions.append(.reply(.error(.subscriptionLimit, message), id: id))
+            return nil
+        }
+        return Subscription(name: name, channel: channel, namespace: namespace, since: since, id: id)
+    }
+
+    /// Records an authorized subscribe and hands it to the hub. The limit is checked again: other subscribes
+    /// may have been admitted while this one was prepared.
+    private mutating func admitSubscribe(_ subscription: Subscription, into actions: inout [Action]) {
+        let isNew = !subscriptions.contains(subscription.name)
+        if isNew {
+            guard subscriptions.count < configuration.maxSubscriptions else {
+                let message = "at most \(configuration.maxSubscriptions) subscriptions per connection"
+                actions.append(.reply(.error(.subscriptionLimit, message), id: subscription.id))
+                return
+            }
+            subscriptions.append(subscription.name)
+        }
+        actions.append(.subscribe(subscription, isNew: isNew))
+    }
+
+    private mutating func removeSubscription(_ name: String, into actions: inout [Action]) {
+        guard let index = subscriptions.firstIndex(of: name) else { return }
+        subscriptions.remove(at: index)
+        actions.append(.unsubscribe(name))
+    }
+
+    // MARK: Authentication
+
+    private mutating func verified(_ result: Result<Identity, TokenRefusal>, leased: Bool, id: RequestID?, into actions: inout [Action]) {
+        switch result {
+        case .failure(let refusal):
+            state = .ready
+            actions.append(.reply(.error(.unauthorized, refusal.description), id: id))
+            actions.append(.authenticationFailed("in-band auth: \(refusal.description)"))
+        case .success(let newIdentity):
+            guard leased else {
+                refusePool(newIdentity, into: &actions)
+                return
+            }
+            guard newIdentity.userId != nil else {
+                adopt(newIdentity, id: id, into: &actions)
+                return
+            }
+            state = .waiting(.claim(newIdentity, id: id))
+            actions.append(.claimIdentity(newIdentity))
+        }
+    }
+
+    private mutating func adopt(_ newIdentity: Identity, id: RequestID?, into actions: inout [Action]) {
+        state = .ready
+        actions.append(.adopt(from: identity, to: newIdentity))
+        identity = newIdentity
+        // Subscriptions the new identity may not hold (another user's `user:` channel) go.
+        for name in subscriptions where (try? directory.authorizeSubscribe(name, by: identity)) == nil {
+            removeSubscription(name, into: &actions)
+            actions.append(.reply(.unsubscribed(channel: name), id: nil))
+        }
+        actions += expiryTimer()
+        actions.append(.reply(.authenticated(newIdentity), id: id))
+    }
+
+    private mutating func refusePool(_ newIdentity: Identity, into actions: inout [Action]) {
+        actions.append(.poolExhausted(userId: newIdentity.userId ?? ""))
+        close(.poolLimit, "too many connections for this user", into: &actions)
+    }
+
+    /// SPEC §2: a token that expires while the connection is open closes it with 4004 unless a fresh `auth` came first.
+    private func expiryTimer() -> [Action] {
+        identity.expiresAt.map { [.setTimer(.expiry(at: $0))] } ?? []
+    }
+
+    private mutating func timerFired(_ timer: Timer, into actions: inout [Action]) {
+        switch timer {
+        case .authTimeout:
+            guard !identity.isAuthenticated else { return }
+            close(.authTimeout, "not authenticated in time", into: &actions)
+        case .expiry(let at):
+            // A fresh `auth` moved the expiry (and set a new timer): this one is stale.
+            guard let current = identity.expiresAt, current <= at else { return }
+            close(.tokenExpired, "token expired", into: &actions)
+        }
+    }
+
+    // MARK: Ending
+
+    private mutating func close(_ code: CloseCode, _ reason: String, into actions: inout [Action]) {
+        actions.append(.close(code, reason: reason))
+        release(into: &actions)
+    }
+
+    private mutating func release(into actions: inout [Action]) {
+        state = .closed
+        deferred.removeAll()
+        actions.append(.release(subscriptions: subscriptions))
+        subscriptions.removeAll()
+    }
+}
+
+extension Result {
+    /// The error, if this is a failure.
+    fileprivate var failure: Failure? {
+        if case .failure(let error) = self { return error }
+        return nil
+    }
+}
