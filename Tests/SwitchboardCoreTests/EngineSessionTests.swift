@@ -85,7 +85,7 @@ import Testing
         #expect(probed == [.writeProbe(EnginePacket(.pong, text: "probe")), .answerPoll([EnginePacket(.noop)])], "polling stops")
         #expect(session.send(Self.message("2")) == [] && session.send(Self.message("3")) == [], "queued during the upgrade")
         #expect(session.poll() == [.answerPoll([EnginePacket(.noop)])])
-        #expect(session.webSocketReceived(EnginePacket(.upgrade)) == [.writeWebSocket(Self.message("2")), .writeWebSocket(Self.message("3"))])
+        #expect(session.webSocketReceived(EnginePacket(.upgrade)) == [.upgraded, .writeWebSocket(Self.message("2")), .writeWebSocket(Self.message("3"))])
         #expect(session.transport == .websocket)
         #expect(session.send(Self.message("4")) == [.writeWebSocket(Self.message("4"))])
         #expect(session.poll() == [.refuse(.badRequest("the session moved to WebSocket"))])

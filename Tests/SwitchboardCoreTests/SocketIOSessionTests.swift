@@ -36,22 +36,24 @@ import Testing
         _ = session.received(Self.bytes("0"))
         _ = session.accepted(sid: "s")
         #expect(session.received(Self.bytes(#"21["subscribe","market_data:AAPL"]"#))
-            == [.request(ClientRequest(id: .int(1), command: .subscribe(channel: "market_data:AAPL", since: nil)))])
+            == [.request(.success(ClientRequest(id: .int(1), command: .subscribe(channel: "market_data:AAPL", since: nil))))])
         #expect(session.received(Self.bytes(#"22["subscribe",{"channel":"market_data:AAPL","since":41}]"#))
-            == [.request(ClientRequest(id: .int(2), command: .subscribe(channel: "market_data:AAPL", since: 41)))])
-        #expect(session.received(Self.bytes(#"2["unsubscribe","x"]"#)) == [.request(ClientRequest(id: nil, command: .unsubscribe(channel: "x")))])
-        #expect(session.received(Self.bytes(#"23["auth",{"token":"t2"}]"#)) == [.request(ClientRequest(id: .int(3), command: .auth(token: "t2")))])
+            == [.request(.success(ClientRequest(id: .int(2), command: .subscribe(channel: "market_data:AAPL", since: 41))))])
+        #expect(session.received(Self.bytes(#"2["unsubscribe","x"]"#)) == [.request(.success(ClientRequest(id: nil, command: .unsubscribe(channel: "x"))))])
+        #expect(session.received(Self.bytes(#"23["auth",{"token":"t2"}]"#)) == [.request(.success(ClientRequest(id: .int(3), command: .auth(token: "t2"))))])
         #expect(session.received(Self.bytes(#"24["publish",{"channel":"c","event":"e","data":{"a":1},"key":"k"}]"#))
-            == [.request(ClientRequest(id: .int(4), command: .publish(channel: "c", event: "e", data: #"{"a":1}"#, key: "k")))])
+            == [.request(.success(ClientRequest(id: .int(4), command: .publish(channel: "c", event: "e", data: #"{"a":1}"#, key: "k"))))])
+        // Refusals go to the session (its message rate and outbound path), which answers through the ack.
         let unknown = session.received(Self.bytes(#"25["explode"]"#))
-        guard case .send(let ack)? = unknown.first else {
-            Issue.record("no ack for an unknown event")
+        guard case .request(.failure(let refusal))? = unknown.first else {
+            Issue.record("no refusal for an unknown event: \(unknown)")
             return
         }
-        #expect(ack.kind == .ack && ack.ackId == 5 && ack.payload?.jsonText.contains("BAD_REQUEST") == true)
+        #expect(refusal.id == .int(5) && refusal.message.contains("unknown event"))
         let reserved = session.received(Self.bytes(#"26["publish",{"channel":"c","event":"disconnect","data":1}]"#))
-        #expect(reserved.count == 1 && reserved.first.map { if case .send = $0 { true } else { false } } == true, "reserved names refused here too")
-        #expect(session.received(Self.bytes(#"2["explode"]"#)) == [], "without an ack id there is no one to tell")
+        #expect(reserved.count == 1 && reserved.first.map { if case .request(.failure) = $0 { true } else { false } } == true, "reserved names refused here too")
+        #expect(session.received(Self.bytes(#"2["explode"]"#)) == [.unanswered], "without an ack id there is no one to tell, but it counts")
+        #expect(session.received(Self.bytes(#"3/x,1[]"#)) == [.unanswered], "an ack nobody asked for counts")
         #expect(session.received(Self.bytes("1")) == [.close(reason: "the client disconnected")])
     }
 
@@ -73,8 +75,8 @@ import Testing
         let actions = session.accepted(sid: "s")
         #expect(actions == [
             .send(SocketPacket(.connect, payload: .object(["sid": .string("s")]))),
-            .request(ClientRequest(id: .int(1), command: .subscribe(channel: "a", since: nil))),
-            .request(ClientRequest(id: .int(2), command: .subscribe(channel: "b", since: nil))),
+            .request(.success(ClientRequest(id: .int(1), command: .subscribe(channel: "a", since: nil)))),
+            .request(.success(ClientRequest(id: .int(2), command: .subscribe(channel: "b", since: nil)))),
         ])
         // Bounded: a client that floods while its CONNECT is checked is dropped.
         var flooding = SocketIOSession(now: 0)

@@ -30,6 +30,8 @@ import WebSocketTestClient
                 }
                 try await group.waitForAll()
             }
+            // Every upgrade was answered (the node read each burst), then everything is gone within 1 s.
+            try await waitUntil { node.node.statistics.snapshot().upgradesAccepted >= 50 }
             try await waitUntil(timeout: .seconds(1)) {
                 node.node.connections.count == 0 && node.node.connections.connections(ofUser: "ghost").isEmpty
                     && node.node.hub.channelSummaries().allSatisfy { $0.subscribers == 0 }

@@ -94,6 +94,8 @@ struct ManagementAPI: Sendable {
                 "tls": int(node.tls == nil ? 0 : counts.connections),
                 "uniqueUsers": int(pools.uniqueUsers),
                 "uniqueIPs": int(pools.uniqueIPs),
+                // Socket.IO sessions that did the handshake and have not CONNECTed: they hold a slot in the pools too.
+                "awaitingConnect": int(node.engineSessions.awaitingConnect),
                 "accepted": int(counts.upgradesAccepted),
                 "acceptedPerSecond": .double(counts.upgradesAcceptedPerSecond),
             ]),

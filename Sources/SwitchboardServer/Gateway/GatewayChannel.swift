@@ -47,7 +47,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         /// `compressed`: permessage-deflate was negotiated (SPEC §12). `handshake`: the `101` answer, when the
         /// connection is to write it (nil when NIO's upgrader wrote it).
         case native(AdmittedUpgrade, compressed: Bool, handshake: ByteBuffer? = nil)
-        case engineHandshake(ip: String, compressed: Bool)
+        case engineHandshake(SlotReservation, compressed: Bool)
         case engineUpgrade(EngineConnection, compressed: Bool)
     }
 
@@ -190,9 +190,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         case .native(let upgrade, let compressed, let handshake):
             try channel.pipeline.syncOperations.addHandler(
                 WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed, handshake: handshake))
-        case .engineHandshake(let ip, let compressed):
+        case .engineHandshake(let reservation, let compressed):
             let socket = try engineWebSocket(compressed: compressed)
-            let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, ip: ip, transport: .websocket)
+            let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, reservation: reservation, transport: .websocket)
             socket.attach(to: connection)
             connection.openWebSocket(socket)
         case .engineUpgrade(let connection, let compressed):
@@ -241,11 +241,19 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             guard let connection = node.engineSessions.session(sid: sid) else {
                 throw UpgradeRejection(status: .badRequest, code: .badRequest, message: EngineHTTPError.unknownSession.message)
             }
+            // SPEC §9: the block list and the origin apply to the upgrade of a session too.
+            let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"].first)
+            do {
+                try admission.screenSessionRequest(ip: ip, origin: head.headers["Origin"].first)
+            } catch {
+                connection.eventLoop.execute { connection.finish(reason: "upgrade refused: \(error.code)") }
+                throw error
+            }
             return .engineUpgrade(connection, compressed: compressed)
         case .success:
             let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"].first)
-            try admission.screenHandshake(ip: ip, origin: head.headers["Origin"].first)
-            return .engineHandshake(ip: ip, compressed: compressed)
+            let reservation = try admission.admitHandshake(ip: ip, origin: head.headers["Origin"].first)
+            return .engineHandshake(reservation, compressed: compressed)
         }
     }
 

@@ -84,26 +84,72 @@ struct UpgradeAdmission: Sendable {
         ClientAddress.resolve(peer: peer, forwardedFor: forwardedFor, trustedProxies: node.settings.trustedProxies)
     }
 
-    /// A Socket.IO handshake (SPEC §9): the checks before the token (block list, origin, connect rate),
-    /// counted and recorded like an upgrade's when they refuse. The token comes later, in CONNECT.
-    func screenHandshake(ip: String, origin: String?) throws(UpgradeRejection) {
+    /// A Socket.IO handshake (SPEC §9): the checks before the token (block list, origin, connect rate), then an
+    /// anonymous slot in the global and per-IP pools, so that sessions which never CONNECT are bounded and
+    /// counted like connections. Refusals are counted and recorded like an upgrade's. The token comes later, in
+    /// CONNECT (``admitConnect(_:token:on:)``).
+    func admitHandshake(ip: String, origin: String?) throws(UpgradeRejection) -> SlotReservation {
         do {
             try screen(ip: ip, origin: origin)
+            return try reserve(CheckedRequest(ip: ip, token: nil, wantsBatches: false, subscriptions: []), for: .anonymous).reservation
         } catch {
             record(error, ip: ip)
             throw error
         }
     }
 
-    /// A Socket.IO CONNECT after its handshake passed ``screenHandshake(ip:origin:)``: the token and the pools.
-    func admitConnect(ip: String, token: String?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
-        guard token != nil || node.settings.allowAnonymous else {
-            // Counted, but no failed authentication (as a `/ws` upgrade without a token is not one).
-            node.statistics.recordAttempt(.unauthorized)
-            return loop.makeFailedFuture(
-                UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "a token is required: anonymous access is off"))
+    /// A request that belongs to an open Engine.IO session (a poll, a POST, the upgrade by `sid`): the block list
+    /// and the origin apply on every way in (SPEC §9), the connect rate does not (it is the same session).
+    func screenSessionRequest(ip: String, origin: String?) throws(UpgradeRejection) {
+        do {
+            try screenBlockAndOrigin(ip: ip, origin: origin)
+        } catch {
+            record(error, ip: ip)
+            throw error
         }
-        return admit(CheckedRequest(ip: ip, token: token, wantsBatches: false, subscriptions: []), on: loop).future(on: loop)
+    }
+
+    /// A Socket.IO CONNECT on a session admitted by ``admitHandshake(ip:origin:)``: the block list again (a
+    /// block may have come since), the token, and the user's pool for the session's slot.
+    func admitConnect(_ reservation: SlotReservation, token: String?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+        let ip = reservation.ip
+        do throws(UpgradeRejection) {
+            try screenBlockAndOrigin(ip: ip, origin: nil)
+        } catch {
+            record(error, ip: ip)
+            return loop.makeFailedFuture(error)
+        }
+        guard let token else {
+            guard node.settings.allowAnonymous else {
+                // Counted, but no failed authentication (as a `/ws` upgrade without a token is not one).
+                node.statistics.recordAttempt(.unauthorized)
+                return loop.makeFailedFuture(
+                    UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "a token is required: anonymous access is off"))
+            }
+            node.statistics.recordAttempt(.accepted)
+            return loop.makeSucceededFuture(AdmittedUpgrade(identity: .anonymous, ip: ip, reservation: reservation, wantsBatches: false, subscriptions: []))
+        }
+        let tokens = node.tokens
+        let identity: EventLoopFuture<Identity>
+        if let remembered = tokens.rememberedIdentity(of: token) {
+            identity = loop.makeSucceededFuture(remembered)
+        } else {
+            identity = loop.makeFutureWithTask { () async throws -> Identity in
+                do throws(TokenVerifier.Failure) {
+                    return try await tokens.verify(token)
+                } catch {
+                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+                }
+            }
+        }
+        let admitted = identity.flatMapThrowing { identity throws(UpgradeRejection) -> AdmittedUpgrade in
+            if identity.isAuthenticated { node.statistics.recordAuth(succeeded: true) }
+            if let userId = identity.userId {
+                do { try reservation.reassign(to: userId) } catch { throw Self.perUserPoolFull }
+            }
+            return AdmittedUpgrade(identity: identity, ip: ip, reservation: reservation, wantsBatches: false, subscriptions: [])
+        }.flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }
+        return counted(admitted, ip: ip)
     }
 
     /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools.
@@ -218,17 +264,23 @@ struct UpgradeAdmission: Sendable {
 
     /// SPEC §3 steps 1-3: block list, origin, connect rate.
     private func screen(ip: String, origin: String?) throws(UpgradeRejection) {
+        try screenBlockAndOrigin(ip: ip, origin: origin)
         let settings = node.settings
-        guard !node.blockList.isBlocked(ip) else {
-            throw UpgradeRejection(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
-        }
-        if let origin, !settings.allowedOrigins.isEmpty, !settings.allowedOrigins.contains(origin) {
-            throw UpgradeRejection(status: .forbidden, code: .originNotAllowed, message: "origin '\(origin.prefix(200))' is not allowed")
-        }
         guard node.connectRateLimiter.allow(ip) else {
             throw UpgradeRejection(
                 status: .tooManyRequests, code: .rateLimited,
                 message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
+        }
+    }
+
+    /// SPEC §3 steps 1-2: block list, origin.
+    private func screenBlockAndOrigin(ip: String, origin: String?) throws(UpgradeRejection) {
+        guard !node.blockList.isBlocked(ip) else {
+            throw UpgradeRejection(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
+        }
+        let allowed = node.settings.allowedOrigins
+        if let origin, !allowed.isEmpty, !allowed.contains(origin) {
+            throw UpgradeRejection(status: .forbidden, code: .originNotAllowed, message: "origin '\(origin.prefix(200))' is not allowed")
         }
     }
 

@@ -14,7 +14,11 @@ import SwitchboardCore
 final class EngineConnection: @unchecked Sendable {
     let node: Node
     let eventLoop: any EventLoop
-    let ip: String
+    /// The session's slot in the pools, taken at the handshake (anonymous) and moved to the user at CONNECT.
+    let reservation: SlotReservation
+    var ip: String { reservation.ip }
+    /// The CONNECT was admitted (the session counts as a connection from then on, not as awaiting one).
+    private var wasAdmitted = false
     var sid: String { engine.sid }
     private var engine: EngineSession
     private var socketIO: SocketIOSession
@@ -36,11 +40,13 @@ final class EngineConnection: @unchecked Sendable {
     private let drainScheduler: DrainScheduler
     /// This loop's permessage-deflate compressor (with `compression` on), used while the WebSocket negotiated it.
     private let loopDeflater: MessageDeflater?
+    /// SPEC §7's message rate until the CONNECT is admitted (the session's own applies after).
+    private var rateBeforeConnect: MessageRateLimiter
 
-    init(node: Node, eventLoop: any EventLoop, ip: String, transport: EngineTransport) {
+    init(node: Node, eventLoop: any EventLoop, reservation: SlotReservation, transport: EngineTransport) {
         self.node = node
         self.eventLoop = eventLoop
-        self.ip = ip
+        self.reservation = reservation
         let settings = node.settings
         let configuration = EngineSession.Configuration(
             pingIntervalMs: Int64(settings.heartbeatMs), pingTimeoutMs: Int64(settings.socketIOPingTimeoutMs),
@@ -50,6 +56,7 @@ final class EngineConnection: @unchecked Sendable {
         self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
         self.drainScheduler = node.drainSchedulers[eventLoop]
         self.loopDeflater = node.deflaters[eventLoop]
+        self.rateBeforeConnect = MessageRateLimiter(perMinute: settings.messageRate, burst: settings.messageBurst)
     }
 
     /// Milliseconds on the monotonic clock the state machines run on.
@@ -99,6 +106,14 @@ final class EngineConnection: @unchecked Sendable {
         return promise.futureResult
     }
 
+    /// The client of a held GET went away before it was answered: the next GET gets what is queued.
+    func abandon(_ answer: EventLoopFuture<[EnginePacket]>) {
+        guard let pendingPoll, pendingPoll.futureResult === answer else { return }
+        self.pendingPoll = nil
+        engine.pollAbandoned()
+        pendingPoll.fail(EngineHTTPError.badRequest("the poll was abandoned"))
+    }
+
     /// A POST of packets: its answer is `ok` unless the engine refuses it.
     func post(_ body: ByteBuffer) -> EventLoopFuture<Void> {
         eventLoop.assertInEventLoop()
@@ -131,13 +146,8 @@ final class EngineConnection: @unchecked Sendable {
         }
         let wasPolling = engine.transport == .polling
         perform(engine.webSocketReceived(packet))
-        if wasPolling, engine.transport == .websocket, let probe {
-            // The upgrade completed: the probe is the session's transport now; what waited is already written.
-            webSocket = probe
-            self.probe = nil
-            client?.transport = .webSocket
-            drainOutbox()
-        }
+        // The upgrade completed (``EngineSession/Action/upgraded``): what waited in the client's outbox follows.
+        if wasPolling, engine.transport == .websocket { drainOutbox() }
     }
 
     /// A binary frame: Switchboard carries JSON only.
@@ -150,6 +160,7 @@ final class EngineConnection: @unchecked Sendable {
     func webSocketClosed(_ socket: EngineWebSocket) {
         if socket === probe {
             probe = nil
+            engine.probeAbandoned()
         } else if socket === webSocket {
             webSocket = nil
             perform(engine.transportClosed(reason: "WebSocket closed"))
@@ -252,7 +263,33 @@ final class EngineConnection: @unchecked Sendable {
     // MARK: Socket.IO
 
     private func socketIOReceived(_ data: [UInt8]) {
+        // Every client packet counts toward the message rate (SPEC §7): before CONNECT here, after it in the session.
+        if client == nil, !admitBeforeConnect() { return }
         perform(socketIO.received(data))
+    }
+
+    /// A client packet that asks for nothing (a WebSocket ping, an ack, another namespace's packet) counts.
+    func controlReceived() {
+        if let client {
+            client.session.handle(.controlReceived)
+        } else {
+            _ = admitBeforeConnect()
+        }
+    }
+
+    /// The message rate for packets before the session is admitted: over it, dropped; far over it, the end.
+    private func admitBeforeConnect() -> Bool {
+        switch rateBeforeConnect.check() {
+        case .allow:
+            return true
+        case .limit:
+            node.statistics.recordRateLimited(.messageRate)
+            return false
+        case .abuse:
+            node.statistics.recordRateLimited(.messageAbuse)
+            finish(reason: "message rate abused before CONNECT")
+            return false
+        }
     }
 
     private func perform(_ actions: some Sequence<SocketIOSession.Action>) {
@@ -260,6 +297,7 @@ final class EngineConnection: @unchecked Sendable {
             switch action {
             case .authenticate(let token): authenticate(token: token)
             case .request(let request): client?.receive(request)
+            case .unanswered: controlReceived()
             case .send(let packet):
                 if let client { client.send(SocketIOCodec.delivery(packet)) } else { sendDirectly(packet) }
             case .close(let reason): finish(reason: reason)
@@ -269,13 +307,15 @@ final class EngineConnection: @unchecked Sendable {
 
     private func authenticate(token: String?) {
         let admission = UpgradeAdmission(node: node)
-        admission.admitConnect(ip: ip, token: token, on: eventLoop).whenComplete { [self] result in
+        admission.admitConnect(reservation, token: token, on: eventLoop).whenComplete { [self] result in
             guard !isFinished else {
                 if case .success(let admitted) = result { admitted.reservation.release() }
                 return
             }
             switch result {
             case .success(let admitted):
+                wasAdmitted = true
+                node.engineSessions.admitted(self)
                 let client = SocketIOClient(engine: self, admitted: admitted)
                 let actions = socketIO.accepted(sid: client.id)
                 // The CONNECT answer first (ahead of the client's outbox), then the session opens, then the
@@ -357,6 +397,10 @@ final class EngineConnection: @unchecked Sendable {
                 webSocket?.send(SocketIOCodec.frame(packet))
             case .writeProbe(let packet):
                 probe?.send(SocketIOCodec.frame(packet))
+            case .upgraded:
+                webSocket = probe
+                probe = nil
+                client?.transport = .webSocket
             case .received(let data):
                 socketIOReceived(data)
             case .refuse(let error):
@@ -397,6 +441,7 @@ final class EngineConnection: @unchecked Sendable {
         probe = nil
         client?.tearDown()
         client = nil
-        node.engineSessions.remove(self)
+        reservation.release()
+        node.engineSessions.remove(self, wasAdmitted: wasAdmitted)
     }
 }

@@ -40,10 +40,18 @@ struct EnginePolling: Sendable {
         case .success(.handshake):
             result = await handshake(request, origin: origin, channel: channel)
         case .success(.poll(let sid)):
-            result = await poll(sid: sid)
+            if let refusal = screen(sid: sid, request, origin: origin, channel: channel) {
+                result = .failure(refusal)
+            } else {
+                result = await poll(sid: sid, channel: channel)
+            }
         case .success(.post(let sid)):
-            var request = request
-            result = await post(sid: sid, request: &request)
+            if let refusal = screen(sid: sid, request, origin: origin, channel: channel) {
+                result = .failure(refusal)
+            } else {
+                var request = request
+                result = await post(sid: sid, request: &request)
+            }
         case .success(.upgrade):
             result = .failure(.badRequest("transport=websocket takes a WebSocket upgrade"))
         }
@@ -71,21 +79,44 @@ struct EnginePolling: Sendable {
     private func handshake(_ request: Request, origin: String?, channel: any Channel) async -> Result<ByteBuffer, EngineHTTPError> {
         let admission = UpgradeAdmission(node: node)
         let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: request.headers[HTTPField.Name("X-Forwarded-For")!])
+        let reservation: SlotReservation
         do throws(UpgradeRejection) {
-            try admission.screenHandshake(ip: ip, origin: origin)
+            reservation = try admission.admitHandshake(ip: ip, origin: origin)
         } catch {
-            return .failure(EngineHTTPError(code: 4, message: "\(error.code): \(error.message)", status: Int(error.status.code)))
+            return .failure(EngineHTTPError(rejection: error))
         }
         let loop = channel.eventLoop
-        let connection = EngineConnection(node: node, eventLoop: loop, ip: ip, transport: .polling)
+        let connection = EngineConnection(node: node, eventLoop: loop, reservation: reservation, transport: .polling)
         let packets = try? await loop.submit { connection.openPolling() }.get()
         return .success(Self.body(packets ?? []))
     }
 
-    private func poll(sid: String) async -> Result<ByteBuffer, EngineHTTPError> {
+    /// The block list and origin on a session's request (SPEC §9: on every way in): a refused request ends the
+    /// session it names.
+    private func screen(sid: String, _ request: Request, origin: String?, channel: any Channel) -> EngineHTTPError? {
+        let admission = UpgradeAdmission(node: node)
+        let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: request.headers[HTTPField.Name("X-Forwarded-For")!])
+        do throws(UpgradeRejection) {
+            try admission.screenSessionRequest(ip: ip, origin: origin)
+            return nil
+        } catch {
+            if let connection = node.engineSessions.session(sid: sid) {
+                connection.eventLoop.execute { connection.finish(reason: "refused: \(error.code)") }
+            }
+            return EngineHTTPError(rejection: error)
+        }
+    }
+
+    private func poll(sid: String, channel: any Channel) async -> Result<ByteBuffer, EngineHTTPError> {
         guard let connection = node.engineSessions.session(sid: sid) else { return .failure(.unknownSession) }
         do {
-            let packets = try await connection.eventLoop.flatSubmit { connection.poll() }.get()
+            let packets = try await connection.eventLoop.flatSubmit {
+                let answer = connection.poll()
+                // A GET whose client went away (a proxy's idle timeout, a dropped connection) can no longer be
+                // answered: the packets wait for the next one instead of going to a closed socket.
+                channel.closeFuture.whenComplete { _ in connection.eventLoop.execute { connection.abandon(answer) } }
+                return answer
+            }.get()
             return .success(Self.body(packets))
         } catch {
             return .failure(error as? EngineHTTPError ?? .badRequest("poll failed"))
@@ -115,5 +146,12 @@ struct EnginePolling: Sendable {
         var buffer = ByteBuffer()
         EnginePayload.encode(packets, into: &buffer)
         return buffer
+    }
+}
+
+extension EngineHTTPError {
+    /// One of SPEC §3's refusals in Engine.IO's error body (code 4, "forbidden"), with its HTTP status.
+    init(rejection: UpgradeRejection) {
+        self.init(code: 4, message: "\(rejection.code): \(rejection.message)", status: Int(rejection.status.code))
     }
 }

@@ -19,9 +19,13 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
 
     private let channel: any Channel
     private let maxMessageBytes: Int
-    private var frames: InboundFrameParser
+    /// The one WebSocket frame loop (shared with `/ws`).
+    private var inbound: WebSocketInbound
     private var connection: EngineConnection?
-    private var inputEnded = false
+    /// A pong is being written: a later ping's pong waits here, replacing any older one (SPEC §3: at most one
+    /// pong waits, however many pings a client that does not read sends).
+    private var pongInFlight = false
+    private var nextPong: ByteBuffer?
     private var closing = false { didSet { directAccessChanged() } }
     /// Direct socket writes, when the session shares this channel's loop; nil from `channelInactive` on.
     private var socket: SocketWriter? { didSet { directAccessChanged() } }
@@ -45,7 +49,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         self.channel = channel
         self.maxMessageBytes = maxMessageBytes
         self.deflater = deflater
-        self.frames = InboundFrameParser(maxFrameSize: maxMessageBytes, acceptsCompressedMessages: deflater != nil)
+        self.inbound = WebSocketInbound(maxMessageBytes: maxMessageBytes, acceptsCompressedMessages: deflater != nil)
     }
 
     /// Whether the client negotiated permessage-deflate: frames to it may be compressed.
@@ -99,16 +103,17 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         writeThroughNIO(rest)
     }
 
-    private func writeThroughNIO(_ bytes: ByteBuffer) {
-        guard socket != nil else {
-            channel.writeAndFlush(bytes, promise: nil)
-            return
-        }
-        writesHeldByNIO += 1
+    /// Writes through the pipeline; the future completes (on the channel's loop) once the socket took the bytes.
+    @discardableResult
+    private func writeThroughNIO(_ bytes: ByteBuffer) -> EventLoopFuture<Void> {
         let written = channel.eventLoop.makePromise(of: Void.self)
-        // Called back on the loop, possibly from inside NIO's close0: it must not write.
-        written.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
+        if socket != nil {
+            writesHeldByNIO += 1
+            // Called back on the loop, possibly from inside NIO's close0: it must not write.
+            written.futureResult.whenComplete { _ in self.writesHeldByNIO -= 1 }
+        }
         channel.writeAndFlush(bytes, promise: written)
+        return written.futureResult
     }
 
     /// Sends a close frame and ends the TCP connection once it is written (RFC 6455 §7.1.1: a client that
@@ -126,32 +131,23 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Channel events
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !inputEnded else { return }
-        frames.append(unwrapInboundIn(data))
-        do {
-            while !inputEnded, let frame = try frames.next() {
-                handle(frame, context: context)
-            }
-        } catch {
-            switch error {
-            case .tooLarge: refuse(code: .messageTooBig, reason: "frame larger than \(maxMessageBytes) bytes", context: context)
-            case .protocolViolation(let reason): refuse(code: .protocolError, reason: reason, context: context)
-            }
+        guard !inbound.isEnded else { return }
+        inbound.append(unwrapInboundIn(data))
+        while let event = inbound.next() {
+            handle(event, context: context)
         }
     }
 
-    private func handle(_ frame: InboundFrame, context: ChannelHandlerContext) {
-        guard frame.isMasked, frame.fin else {
-            // Engine.IO clients send whole, masked frames; anything else is refused.
-            refuse(code: .protocolError, reason: frame.isMasked ? "fragmented frames are not supported here" : "client frames must be masked", context: context)
-            return
-        }
-        switch frame.opcode {
-        case InboundFrame.text:
-            var payload = frame.payload
-            if frame.isCompressed, let deflater {
+    private func handle(_ event: WebSocketInbound.Event, context: ChannelHandlerContext) {
+        switch event {
+        case .message(var payload, let isText, let compressed):
+            guard isText else {
+                toConnection { connection, socket in connection.webSocketReceivedBinary(from: socket) }
+                return
+            }
+            if compressed, let deflater {
                 do throws(MessageDeflater.InflateFailure) {
-                    payload = try deflater.inflate(frame.payload, limit: maxMessageBytes)
+                    payload = try deflater.inflate(payload, limit: maxMessageBytes)
                 } catch {
                     refuse(code: error.closeCode, reason: error.reason(limit: maxMessageBytes), context: context)
                     return
@@ -163,30 +159,39 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
             }
             let packet = payload
             toConnection { connection, socket in connection.webSocketReceived(packet, from: socket) }
-        case InboundFrame.binary:
-            toConnection { connection, socket in connection.webSocketReceivedBinary(from: socket) }
-        case InboundFrame.ping:
-            send(WebSocketWireFrame.frame(.pong, payload: frame.payload))
-        case InboundFrame.pong:
+        case .ping(let payload):
+            toConnection { connection, _ in connection.controlReceived() }
+            sendPong(payload)
+        case .pong:
             break
-        case InboundFrame.close:
-            inputEnded = true
+        case .close(let reply):
             if !closing {
                 closing = true
-                var data = frame.payload
-                let code = data.readInteger(as: UInt16.self) ?? CloseCode.normal.rawValue
-                writeThroughNIO(WebSocketWireFrame.close(code: code, reason: ""))
+                writeThroughNIO(WebSocketWireFrame.close(code: reply, reason: ""))
             }
             context.close(promise: nil)
-        default:
-            refuse(code: .protocolError, reason: "unknown opcode", context: context)
+        case .fail(let code, let reason):
+            refuse(code: code, reason: reason, context: context)
+        }
+    }
+
+    /// Writes a pong, or keeps it (the latest only) until the one being written is out.
+    private func sendPong(_ payload: ByteBuffer) {
+        guard !pongInFlight else {
+            nextPong = payload
+            return
+        }
+        pongInFlight = true
+        writeThroughNIO(WebSocketWireFrame.frame(.pong, payload: payload)).whenComplete { [self] result in
+            pongInFlight = false
+            guard case .success = result, let next = nextPong else { return }
+            nextPong = nil
+            sendPong(next)
         }
     }
 
     /// Fails the connection after a frame it cannot take: close frame, then the end of our output.
     private func refuse(code: CloseCode, reason: String, context: ChannelHandlerContext) {
-        inputEnded = true
-        frames.reset()
         close(code: code, reason: reason)
         context.close(mode: .output, promise: nil)
         toConnection { connection, socket in connection.webSocketClosed(socket) }

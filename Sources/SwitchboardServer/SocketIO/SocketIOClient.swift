@@ -60,10 +60,10 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         session.open(self)
     }
 
-    /// A request from an event (the session applies the message rate limit).
-    func receive(_ request: ClientRequest) {
+    /// A request from an event, or the refusal of an event that is none (the session applies the message rate).
+    func receive(_ request: Result<ClientRequest, ClientRequestError>) {
         messagesIn += 1
-        session.handle(.received(.success(request)))
+        session.handle(.received(request))
     }
 
     // MARK: Outbound

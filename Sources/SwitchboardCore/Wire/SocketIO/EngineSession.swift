@@ -33,6 +33,9 @@ public struct EngineSession: Sendable {
         case writeWebSocket(EnginePacket)
         /// Write this packet on the WebSocket that is probing an upgrade.
         case writeProbe(EnginePacket)
+        /// The upgrade completed: the probing WebSocket is the session's transport from this action on (the
+        /// packets that waited for a poll follow it, as ``writeWebSocket(_:)``, so none is lost between the two).
+        case upgraded
         /// A message packet's data, for the layer above (Socket.IO).
         case received([UInt8])
         /// Refuse the current HTTP request with this error.
@@ -108,9 +111,16 @@ public struct EngineSession: Sendable {
         return actions
     }
 
-    /// The pending GET went away (the client closed its request): it can no longer be answered.
+    /// The pending GET went away (the client closed its request): it can no longer be answered, and what is
+    /// queued waits for the next one.
     public mutating func pollAbandoned() {
         pollPending = false
+    }
+
+    /// The WebSocket probing an upgrade closed before it sent `5`: the session stays on polling, and the next
+    /// GET gets what is queued instead of a `noop` (as Engine.IO's reference server does).
+    public mutating func probeAbandoned() {
+        upgrading = false
     }
 
     // MARK: WebSocket
@@ -133,7 +143,7 @@ public struct EngineSession: Sendable {
             upgrading = false
             let waiting = queue
             queue = []
-            return waiting.map { .writeWebSocket($0) }
+            return [.upgraded] + waiting.map { .writeWebSocket($0) }
         default:
             return end(nil, "unexpected packet while probing an upgrade")
         }

@@ -12,8 +12,12 @@ public struct SocketIOSession: Sendable {
     public enum Action: Sendable, Equatable {
         /// Run SPEC §3's checks for this token (nil: anonymous), then call ``accepted(sid:)`` or ``refused(code:message:)``.
         case authenticate(token: String?)
-        /// A request to carry out; its `id` is the event's ack id, when it asked for one.
-        case request(ClientRequest)
+        /// A request to carry out, or the refusal of an event that is none (answered through its ack when it
+        /// has one); its `id` is the event's ack id, when it asked for one.
+        case request(Result<ClientRequest, ClientRequestError>)
+        /// A packet that asks for nothing (an ack, another namespace's packet, a second CONNECT, an event
+        /// without an ack that is no request): it still counts toward the message rate (SPEC §7).
+        case unanswered
         /// Send this packet (as the data of an Engine.IO message packet).
         case send(SocketPacket)
         /// End the session; `reason` for logs.
@@ -73,19 +77,18 @@ public struct SocketIOSession: Sendable {
         case (.authenticating, _):
             return []  // kept above
         case (.connected, .event) where packet.namespace == "/":
-            guard let (name, arguments) = packet.event else { return [] }
+            guard let (name, arguments) = packet.event else { return [.unanswered] }
             do {
-                return [.request(try ClientRequest(socketIOEvent: name, arguments: arguments, ackId: packet.ackId))]
+                return [.request(.success(try ClientRequest(socketIOEvent: name, arguments: arguments, ackId: packet.ackId)))]
             } catch {
                 // Answered like a native BAD_REQUEST, through the ack when there is one.
-                guard let ackId = packet.ackId else { return [] }
-                return [.send(Self.ack(ackId, .object(["ok": .bool(false), "code": .string("BAD_REQUEST"), "message": .string(error.message)])))]
+                return [packet.ackId == nil ? .unanswered : .request(.failure(error))]
             }
         case (.connected, .disconnect):
             return close("the client disconnected")
         case (.connected, _):
             // Other namespaces do not exist; acks answer nothing the server asked; a second CONNECT changes nothing.
-            return []
+            return [.unanswered]
         case (.closed, _):
             return []
         }
