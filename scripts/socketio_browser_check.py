@@ -15,17 +15,13 @@ import threading
 import time
 import urllib.request
 
+from check_support import free_port, stop
+
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.support.ui import WebDriverWait
 
 binary, bundle, loads = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 port = free_port()
@@ -59,10 +55,11 @@ pages = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
 threading.Thread(target=pages.serve_forever, daemon=True).start()
 page_url = f"http://127.0.0.1:{pages.server_address[1]}/index.html"
 
+node_log = open(os.path.join(site, "node.log"), "w")
 node = subprocess.Popen(
     [binary, "serve", "--host", "127.0.0.1", "--port", str(port), "--jwt-secret", secret,
      "--connect-rate-per-ip", "10000", "--log-level", "warning"],
-    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stdout=subprocess.DEVNULL, stderr=node_log)
 token = subprocess.run([binary, "token", "--sub", "ops", "--role", "admin", "--jwt-secret", secret],
                        capture_output=True, text=True, timeout=30).stdout.strip()
 
@@ -109,11 +106,7 @@ try:
 finally:
     if browser is not None:
         browser.quit()
-    node.terminate()
-    try:
-        node.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        node.kill()
+    stop(node, node_log)
     pages.shutdown()
     shutil.rmtree(site, ignore_errors=True)
 

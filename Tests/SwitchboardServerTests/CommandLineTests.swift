@@ -245,6 +245,12 @@ final class BlockingSocket: Sendable {
 
     deinit { close(descriptor) }
 
+    /// Makes the close a reset (SO_LINGER 0), as a client that vanishes sends.
+    func resetOnClose() {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+    }
+
     func send(_ text: String) throws {
         let bytes = Array(text.utf8)
         guard Glibc.send(descriptor, bytes, bytes.count, Int32(MSG_NOSIGNAL)) == bytes.count else {

@@ -108,10 +108,10 @@ import WebSocketTestClient
             _ = try await session.connect()
             #expect(try await session.post(#"420["subscribe","system_status"]"#).body == "ok")
             #expect(try await session.get().contains { $0.hasPrefix("430[") })
-            let abandoned = try ResettingSocket(port: node.port)
+            let abandoned = try BlockingSocket(port: node.port)
             try abandoned.send("GET \(session.path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             try await Task.sleep(for: .milliseconds(100))
-            abandoned.reset()
+            abandoned.resetOnClose()  // its last use: released (closed, with a reset) here
             try await Task.sleep(for: .milliseconds(100))
             _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "1"))
             let next = try await session.get()
@@ -185,36 +185,3 @@ import WebSocketTestClient
     }
 }
 
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
-
-/// A blocking loopback TCP socket that ends with a reset (SO_LINGER 0), as a client that vanishes does.
-struct ResettingSocket {
-    let descriptor: CInt
-
-    init(port: Int) throws {
-        descriptor = socket(AF_INET, CInt(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard descriptor >= 0, connected == 0 else { throw WebSocketTestClientError.badResponse("connect failed: \(errno)") }
-    }
-
-    func send(_ text: String) throws {
-        let bytes = Array(text.utf8)
-        guard write(descriptor, bytes, bytes.count) == bytes.count else { throw WebSocketTestClientError.badResponse("write failed") }
-    }
-
-    func reset() {
-        var option = linger(l_onoff: 1, l_linger: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
-        close(descriptor)
-    }
-}
