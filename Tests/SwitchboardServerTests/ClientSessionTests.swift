@@ -15,7 +15,7 @@ import Testing
     func session(_ identity: Identity = anonymous, _ configure: (inout ClientSession.Configuration) -> Void = { _ in }) -> ClientSession {
         var configuration = ClientSession.Configuration()
         configure(&configuration)
-        return ClientSession(identity: identity, directory: ChannelDirectory(), configuration: configuration)
+        return ClientSession(identity: identity, rules: .init(configuration: configuration, directory: ChannelDirectory()))
     }
 
     func request(_ command: ClientRequest.Command, id: Int64? = nil) -> ClientSession.Event {

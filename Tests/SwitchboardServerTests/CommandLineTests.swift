@@ -5,6 +5,7 @@ import Glibc
 #endif
 import RedisTestSupport
 import SwitchboardCore
+import Synchronization
 import Testing
 import WebSocketTestClient
 
@@ -229,10 +230,13 @@ import WebSocketTestClient
 
 /// A plain blocking TCP client with receive timeouts, for requests sent in pieces.
 final class BlockingSocket: Sendable {
-    private let descriptor: Int32
+    /// The socket's descriptor, -1 once ``reset()`` closed it.
+    private let open: Mutex<Int32>
+    private var descriptor: Int32 { open.withLock { $0 } }
 
     init(port: Int) throws {
-        descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        open = Mutex(descriptor)
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -243,12 +247,19 @@ final class BlockingSocket: Sendable {
         guard connected == 0 else { throw WebSocketTestClientError.badResponse("connect failed: errno \(errno)") }
     }
 
-    deinit { close(descriptor) }
+    deinit {
+        if descriptor >= 0 { close(descriptor) }
+    }
 
-    /// Makes the close a reset (SO_LINGER 0), as a client that vanishes sends.
-    func resetOnClose() {
-        var option = linger(l_onoff: 1, l_linger: 0)
-        setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+    /// Ends the connection now with a reset (SO_LINGER 0, then close), as a client that vanishes does.
+    func reset() {
+        open.withLock { descriptor in
+            guard descriptor >= 0 else { return }
+            var option = linger(l_onoff: 1, l_linger: 0)
+            setsockopt(descriptor, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+            close(descriptor)
+            descriptor = -1
+        }
     }
 
     func send(_ text: String) throws {

@@ -108,11 +108,12 @@ import WebSocketTestClient
             _ = try await session.connect()
             #expect(try await session.post(#"420["subscribe","system_status"]"#).body == "ok")
             #expect(try await session.get().contains { $0.hasPrefix("430[") })
+            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
             let abandoned = try BlockingSocket(port: node.port)
             try abandoned.send("GET \(session.path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
-            try await Task.sleep(for: .milliseconds(100))
-            abandoned.resetOnClose()  // its last use: released (closed, with a reset) here
-            try await Task.sleep(for: .milliseconds(100))
+            try await waitUntilOnLoop(engine) { engine.isPollHeld }
+            abandoned.reset()
+            try await waitUntilOnLoop(engine) { !engine.isPollHeld }
             _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "1"))
             let next = try await session.get()
             #expect(next.contains { $0.hasPrefix(#"42["tick""#) }, "\(next)")
@@ -185,3 +186,15 @@ import WebSocketTestClient
     }
 }
 
+
+/// Polls `condition` on `connection`'s event loop every 10 ms for up to 5 s.
+func waitUntilOnLoop(_ connection: EngineConnection, _ condition: @escaping @Sendable () -> Bool) async throws {
+    let deadline = ContinuousClock.now + .seconds(5)
+    while try await !connection.eventLoop.submit(condition).get() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("condition not met on the session's loop within 5 s")
+            return
+        }
+        try await Task.sleep(for: .milliseconds(10))
+    }
+}

@@ -11,6 +11,8 @@ import Synchronization
 public final class Node: Sendable {
     public let settings: Settings
     public let hub: Hub
+    /// What every client session applies (SPEC §3's limits and the namespace table), shared by all of them.
+    let sessionRules: ClientSession.Rules
     public let pools: ConnectionPools
     /// The pools with the cluster's leases, as each connection's reservation holds them.
     let slots: ConnectionSlots
@@ -128,6 +130,12 @@ public final class Node: Sendable {
             self.broker = makeBroker(hub, connections)
             self.cluster = nil
         }
+        self.sessionRules = ClientSession.Rules(
+            configuration: .init(
+                allowAnonymous: settings.allowAnonymous, maxSubscriptions: settings.maxSubscriptions,
+                messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeoutMs: settings.authTimeoutMs,
+                preparesChannels: redisURL != nil),
+            directory: hub.directory)
         self.slots = ConnectionSlots(pools: pools, cluster: cluster)
         self.startedAt = .now
         cluster?.attach(self)

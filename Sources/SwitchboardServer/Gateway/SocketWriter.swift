@@ -41,8 +41,6 @@ struct SocketWriter {
     /// The writer of `channel`'s socket, or nil when its descriptor cannot be found and verified.
     /// On the channel's event loop, while the channel is active.
     init?(channel: any Channel) {
-        // TEMPORARY (measurement of issue 33: direct writes against NIO's path alone); removed after the bench.
-        guard !Self.disabledForMeasurement else { return nil }
         guard let socket = StoredField.socket.object(in: channel),
             let descriptor = StoredField.descriptor.value(in: socket, as: CInt.self), descriptor >= 0
         else { return nil }
@@ -60,8 +58,6 @@ struct SocketWriter {
         }
         self.descriptor = descriptor
     }
-
-    static let disabledForMeasurement = getenv("SB_BENCH_NO_DIRECT_WRITES") != nil
 
     /// Descriptors whose addresses matched their channel's so far (for tests).
     static let addressChecks = Atomic<Int>(0)

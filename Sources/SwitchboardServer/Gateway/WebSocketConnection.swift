@@ -71,7 +71,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
     private var writesHeldByNIO = 0 { didSet { updateLaneAccess() } }
     private var context: ChannelHandlerContext?
     /// The session protocol (SPEC §3), carried out by its driver.
-    let session: SessionDriver
+    let session: SessionDriver<WebSocketConnection>
     private var lastActivity = NIODeadline.now()
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
@@ -109,7 +109,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         let loop = channel.eventLoop
         let loopFanout = node.fanouts[loop][LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
         self.loopFanout = loopFanout
-        self.session = SessionDriver(node: node, reservation: admitted.reservation, identity: admitted.identity, eventLoop: loop)
+        self.session = SessionDriver(identity: admitted.identity, rules: node.sessionRules)
         self.inbound = WebSocketInbound(maxMessageBytes: node.settings.maxMessageBytes, acceptsCompressedMessages: loopFanout.deflater != nil)
     }
 

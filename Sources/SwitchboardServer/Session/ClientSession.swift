@@ -13,7 +13,7 @@ import SwitchboardCore
 /// subscribe or count anything (SPEC §13), by construction rather than by a check at each call site.
 struct ClientSession {
     /// The limits and rules a session applies (SPEC §2, §3, §10).
-    struct Configuration {
+    struct Configuration: Sendable {
         /// Anonymous connections may subscribe; when false, the auth timeout applies.
         var allowAnonymous = true
         /// Most channels one connection holds.
@@ -28,6 +28,18 @@ struct ClientSession {
         var preparesChannels = false
         /// Most requests held back while one is pending; more is abuse (closed with 4008).
         var maxDeferred = 64
+    }
+
+    /// What every session of a node applies: its configuration and channel directory, held once per node
+    /// (a session keeps a reference, not a copy: memory per idle connection).
+    final class Rules: Sendable {
+        let configuration: Configuration
+        let directory: ChannelDirectory
+
+        init(configuration: Configuration, directory: ChannelDirectory) {
+            self.configuration = configuration
+            self.directory = directory
+        }
     }
 
     /// Something that happened to the session.
@@ -58,6 +70,9 @@ struct ClientSession {
     struct TokenRefusal: Error, Equatable {
         var description: String
     }
+
+    /// Longest a session timer is set for, in seconds (a year): a token valid for longer is checked again then.
+    static let longestTimer: Double = 365 * 24 * 3600
 
     /// The one timer a session holds: the auth timeout before authentication, the token's expiry after.
     enum Timer: Equatable {
@@ -119,16 +134,17 @@ struct ClientSession {
         case closed
     }
 
-    /// The request being completed asynchronously.
-    private enum Pending {
+    /// The request being completed asynchronously (boxed: an idle session pays a pointer for it, not an identity).
+    private indirect enum Pending {
         case auth(id: RequestID?)
         case claim(Identity, id: RequestID?)
         case preparation([Subscription])
         case publish
     }
 
-    let configuration: Configuration
-    private let directory: ChannelDirectory
+    private let rules: Rules
+    var configuration: Configuration { rules.configuration }
+    private var directory: ChannelDirectory { rules.directory }
     private(set) var identity: Identity
     /// Channel names in subscription order (at most `maxSubscriptions`: an array is smaller than a set).
     private(set) var subscriptions: [String] = []
@@ -137,11 +153,10 @@ struct ClientSession {
     private var state = State.ready
     private var deferred: [Result<ClientRequest, ClientRequestError>] = []
 
-    init(identity: Identity, directory: ChannelDirectory, configuration: Configuration) {
+    init(identity: Identity, rules: Rules) {
         self.identity = identity
-        self.directory = directory
-        self.configuration = configuration
-        self.rateLimiter = MessageRateLimiter(perMinute: configuration.messageRate, burst: configuration.messageBurst)
+        self.rules = rules
+        self.rateLimiter = MessageRateLimiter(perMinute: rules.configuration.messageRate, burst: rules.configuration.messageBurst)
     }
 
     /// Whether the session ended.

@@ -3,7 +3,10 @@ import SwitchboardCore
 
 /// What a ``SessionDriver`` needs of the connection that carries its session.
 protocol SessionTransport: ClientConnection {
+    var node: Node { get }
     var eventLoop: any EventLoop { get }
+    /// The connection's slot in the pools.
+    var reservation: SlotReservation { get }
     /// The `transport` label the connection counts under.
     var metricsTransport: NodeStatistics.Transport { get }
     /// `reply` in the connection's codec.
@@ -24,30 +27,20 @@ protocol SessionTransport: ClientConnection {
 /// carried out (a completion known at once, a close fired from inside a write) waits for them. Asynchronous
 /// work comes back to the connection's event loop as an event; once the session is closed it yields nothing.
 ///
+/// The node, the slot and the event loop come from the connection (not stored twice: memory per idle connection).
+///
 /// `@unchecked Sendable`: every member is used on the connection's event loop only; asynchronous work hops back
 /// to it before touching anything.
-final class SessionDriver: @unchecked Sendable {
+final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
     private var session: ClientSession
-    /// The connection, until the session is released (which breaks the cycle between the two).
-    private var connection: (any SessionTransport)?
-    private let node: Node
-    let reservation: SlotReservation
-    private let eventLoop: any EventLoop
+    /// The connection, from ``open(_:)`` until the session is released (which breaks the cycle between the two).
+    private var connection: Connection?
     private var timer: Scheduled<Void>?
     private var events: [ClientSession.Event] = []
     private var isRunning = false
 
-    init(node: Node, reservation: SlotReservation, identity: Identity, eventLoop: any EventLoop) {
-        self.node = node
-        self.reservation = reservation
-        self.eventLoop = eventLoop
-        let settings = node.settings
-        self.session = ClientSession(
-            identity: identity, directory: node.hub.directory,
-            configuration: .init(
-                allowAnonymous: settings.allowAnonymous, maxSubscriptions: settings.maxSubscriptions,
-                messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeoutMs: settings.authTimeoutMs,
-                preparesChannels: node.cluster != nil))
+    init(identity: Identity, rules: ClientSession.Rules) {
+        self.session = ClientSession(identity: identity, rules: rules)
     }
 
     /// Who the client is now.
@@ -58,8 +51,9 @@ final class SessionDriver: @unchecked Sendable {
     var isClosed: Bool { session.isClosed }
 
     /// The session opens on `connection`: registered, counted, and its timer armed. On the loop.
-    func open(_ connection: any SessionTransport) {
+    func open(_ connection: Connection) {
         self.connection = connection
+        let node = connection.node
         node.connections.add(connection, userId: identity.userId)
         node.statistics.recordConnected(role: identity.role, transport: connection.metricsTransport)
         perform(session.start())
@@ -67,7 +61,8 @@ final class SessionDriver: @unchecked Sendable {
 
     /// Handles `event` after any being handled. On the loop.
     func handle(_ event: ClientSession.Event) {
-        eventLoop.assertInEventLoop()
+        guard let connection else { return }
+        connection.eventLoop.assertInEventLoop()
         events.append(event)
         guard !isRunning else { return }
         isRunning = true
@@ -78,19 +73,22 @@ final class SessionDriver: @unchecked Sendable {
     }
 
     private func perform(_ actions: [ClientSession.Action]) {
-        for action in actions { perform(action) }
+        for action in actions {
+            guard let connection else { return }
+            perform(action, on: connection)
+        }
     }
 
-    private func perform(_ action: ClientSession.Action) {
-        guard let connection else { return }
+    private func perform(_ action: ClientSession.Action, on connection: Connection) {
+        let node = connection.node
         switch action {
         case .reply(let reply, let id):
             connection.send(connection.encode(reply, id: id))
         case .verifyToken(let token):
-            verify(token)
+            verify(token, for: connection)
         case .claimIdentity(let identity):
             do {
-                try reservation.reassign(to: identity.userId ?? "")
+                try connection.reservation.reassign(to: identity.userId ?? "")
                 events.append(.identityClaimed(true))
             } catch {
                 events.append(.identityClaimed(false))
@@ -100,7 +98,7 @@ final class SessionDriver: @unchecked Sendable {
             node.connections.changeUser(connection, from: old.userId, to: new.userId)
             node.statistics.recordRoleChange(from: old.role, to: new.role, transport: connection.metricsTransport)
         case .prepare(let subscriptions):
-            prepare(subscriptions)
+            prepare(subscriptions, for: connection)
         case .subscribe(let subscription, let isNew):
             if isNew { node.statistics.recordSubscribed(namespace: subscription.namespace.name) }
             node.hub.subscribe(connection, to: subscription.channel, namespace: subscription.namespace, since: subscription.since) {
@@ -109,9 +107,9 @@ final class SessionDriver: @unchecked Sendable {
         case .unsubscribe(let name):
             unsubscribe(connection, from: name)
         case .publish(let publication, let id):
-            publish(publication, id: id)
+            publish(publication, id: id, for: connection)
         case .setTimer(let kind):
-            setTimer(kind)
+            setTimer(kind, on: connection)
         case .rateLimited(let report):
             node.statistics.recordRateLimited(.messageRate)
             if report {
@@ -138,13 +136,13 @@ final class SessionDriver: @unchecked Sendable {
 
     // MARK: Asynchronous work
 
-    private func verify(_ token: String) {
-        let tokens = node.tokens
-        let reservation = self.reservation
-        let userLimit = node.settings.maxConnectionsPerUser
+    private func verify(_ token: String, for connection: Connection) {
+        let tokens = connection.node.tokens
+        let reservation = connection.reservation
+        let userLimit = connection.node.settings.maxConnectionsPerUser
         // JWTKit verifies asynchronously; in cluster mode the user's cluster-wide slot is taken in the same task
         // (SPEC §8). A lease taken for a session that ended meanwhile is given back by the reservation.
-        let verification = eventLoop.makeFutureWithTask { () -> ClientSession.Event in
+        let verification = connection.eventLoop.makeFutureWithTask { () -> ClientSession.Event in
             do throws(TokenVerifier.Failure) {
                 let identity = try await tokens.verify(token)
                 guard let userId = identity.userId else { return .tokenVerified(.success(identity), leased: true) }
@@ -159,21 +157,23 @@ final class SessionDriver: @unchecked Sendable {
 
     /// SPEC §8: history, last value and `since` answer the same on every node, so a node that has not seen a
     /// channel whole reads it from Redis first.
-    private func prepare(_ subscriptions: [ClientSession.Subscription]) {
+    private func prepare(_ subscriptions: [ClientSession.Subscription], for connection: Connection) {
+        let node = connection.node
         let unprepared = subscriptions.filter { node.cluster?.needsPreparation(channel: $0.name, namespace: $0.namespace) == true }
         guard let cluster = node.cluster, !unprepared.isEmpty else {
             events.append(.prepared)
             return
         }
         let channels = unprepared.map { ($0.name, $0.namespace) }
-        eventLoop.makeFutureWithTask {
+        connection.eventLoop.makeFutureWithTask {
             await withTaskGroup(of: Void.self) { group in
                 for (name, namespace) in channels { group.addTask { await cluster.prepare(channel: name, namespace: namespace) } }
             }
         }.whenSuccess { self.handle(.prepared) }
     }
 
-    private func publish(_ publication: Publication, id: RequestID?) {
+    private func publish(_ publication: Publication, id: RequestID?, for connection: Connection) {
+        let node = connection.node
         let channel = publication.channel
         let target: BrokerTarget
         let resolved: Publication
@@ -190,7 +190,7 @@ final class SessionDriver: @unchecked Sendable {
             return
         }
         let broker = node.broker
-        eventLoop.makeFutureWithTask { () async -> ClientSession.Event in
+        connection.eventLoop.makeFutureWithTask { () async -> ClientSession.Event in
             do throws(BrokerError) {
                 let result = try await broker.publish(resolved, to: target)
                 return .answered(.published(channel: channel, seq: result.seq), id: id)
@@ -201,38 +201,43 @@ final class SessionDriver: @unchecked Sendable {
         }.whenSuccess { self.handle($0) }
     }
 
-    private func setTimer(_ kind: ClientSession.Timer) {
+    private func setTimer(_ kind: ClientSession.Timer, on connection: Connection) {
         timer?.cancel()
-        let delay: TimeAmount
         switch kind {
         case .authTimeout:
-            delay = .milliseconds(Int64(node.settings.authTimeoutMs))
+            let delay = TimeAmount.milliseconds(Int64(session.configuration.authTimeoutMs))
+            timer = connection.eventLoop.scheduleTask(in: delay) { self.handle(.timerFired(kind)) }
         case .expiry(let expiresAt):
-            // Seconds from a token: clamped before any conversion, so no claim can trap (SPEC §2, §13).
+            // Seconds from a token: clamped before any conversion, so no claim can trap (SPEC §2, §13). An expiry
+            // further away than the longest timer is looked at again then.
             let remaining = expiresAt - Double(Hub.wallClockMilliseconds()) / 1000
-            let seconds = remaining.isFinite ? min(max(remaining, 0), Self.longestTimer) : Self.longestTimer
-            delay = .milliseconds(Int64(seconds * 1000))
+            guard remaining.isFinite, remaining <= ClientSession.longestTimer else {
+                let delay = TimeAmount.seconds(Int64(ClientSession.longestTimer))
+                timer = connection.eventLoop.scheduleTask(in: delay) {
+                    if let connection = self.connection { self.setTimer(kind, on: connection) }
+                }
+                return
+            }
+            let delay = TimeAmount.milliseconds(Int64(max(remaining, 0) * 1000))
+            timer = connection.eventLoop.scheduleTask(in: delay) { self.handle(.timerFired(kind)) }
         }
-        timer = eventLoop.scheduleTask(in: delay) { self.handle(.timerFired(kind)) }
     }
-
-    /// Longest a session timer is set for (a year): a token valid for longer is checked again then.
-    private static let longestTimer: Double = 365 * 24 * 3600
 
     // MARK: Ending
 
-    private func unsubscribe(_ connection: any SessionTransport, from name: String) {
+    private func unsubscribe(_ connection: Connection, from name: String) {
+        let node = connection.node
         node.hub.unsubscribe(connection, from: name)
         if let channel = ChannelName(name) { node.statistics.recordUnsubscribed(namespace: String(channel.namespace)) }
     }
 
-    private func release(_ connection: any SessionTransport, subscriptions: [String]) {
+    private func release(_ connection: Connection, subscriptions: [String]) {
         timer?.cancel()
         timer = nil
         for name in subscriptions { unsubscribe(connection, from: name) }
-        node.connections.remove(connection, userId: identity.userId)
-        node.statistics.recordDisconnected(role: identity.role, transport: connection.metricsTransport)
-        reservation.release()
+        connection.node.connections.remove(connection, userId: identity.userId)
+        connection.node.statistics.recordDisconnected(role: identity.role, transport: connection.metricsTransport)
+        connection.reservation.release()
         connection.sessionEnded()
         self.connection = nil
     }

@@ -106,6 +106,9 @@ final class EngineConnection: @unchecked Sendable {
         return promise.futureResult
     }
 
+    /// Whether a poll GET is held, waiting for packets. On the loop (for tests).
+    var isPollHeld: Bool { pendingPoll != nil }
+
     /// The client of a held GET went away before it was answered: the next GET gets what is queued.
     func abandon(_ answer: EventLoopFuture<[EnginePacket]>) {
         guard let pendingPoll, pendingPoll.futureResult === answer else { return }
@@ -144,6 +147,10 @@ final class EngineConnection: @unchecked Sendable {
             if socket === webSocket { finish(reason: "bad packet: \(error.description)") }
             return
         }
+        // Engine.IO's own packets (a probe's `2probe`, `5`, `6`…) count toward the message rate like any client
+        // packet (SPEC §7); message packets count as Socket.IO packets, and pongs answer our pings.
+        if packet.kind != .message && packet.kind != .pong { controlReceived() }
+        guard !isFinished else { return }
         let wasPolling = engine.transport == .polling
         perform(engine.webSocketReceived(packet))
         // The upgrade completed (``EngineSession/Action/upgraded``): what waited in the client's outbox follows.

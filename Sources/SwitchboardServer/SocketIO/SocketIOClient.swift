@@ -20,7 +20,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     let node: Node
     let reservation: SlotReservation
     /// The session protocol (SPEC §3, §9), carried out by its driver.
-    let session: SessionDriver
+    let session: SessionDriver<SocketIOClient>
     /// The engine session that carries this client (cleared when it ends).
     private var engine: EngineConnection?
     let eventLoop: any EventLoop
@@ -46,7 +46,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         self.engine = engine
         self.eventLoop = engine.eventLoop
         self.reservation = admitted.reservation
-        self.session = SessionDriver(node: engine.node, reservation: admitted.reservation, identity: admitted.identity, eventLoop: engine.eventLoop)
+        self.session = SessionDriver(identity: admitted.identity, rules: engine.node.sessionRules)
         self.outbox = Outbox(limit: engine.node.settings.outboundBufferBytes)
         self.drainScheduler = engine.node.drainSchedulers[engine.eventLoop]
         self.loopFanout = engine.node.fanouts[engine.eventLoop][LaneFormat(codec: .socketIO, compressed: engine.webSocketCompresses)]
