@@ -99,26 +99,28 @@ final class Outbox: Sendable {
         case ping
     }
 
-    /// Takes the waiting control frames (written ahead of queued messages: RFC 6455 §5.4 lets control frames
-    /// interleave between messages).
-    func takeControlFrames() -> (pong: ByteBuffer?, ping: Bool) {
-        state.withLock { state in
+    /// The control frames a drain takes with the deliveries (written ahead of them: RFC 6455 §5.4 lets control
+    /// frames interleave between messages).
+    struct ControlFrames {
+        var pong: ByteBuffer?
+        var ping = false
+    }
+
+    /// Moves every queued delivery into `spare` (which must be empty) by swapping storage, so a drain
+    /// allocates nothing, and takes the waiting control frames; clears the drain flag. The caller empties
+    /// `spare` again after writing.
+    @discardableResult
+    func takeAll(into spare: inout [Delivery]) -> ControlFrames {
+        assert(spare.isEmpty, "the drain's spare queue must be emptied before the next drain")
+        return state.withLock { state in
+            swap(&state.queue, &spare)
+            state.bytes = 0
+            state.drainScheduled = false
             defer {
                 state.pong = nil
                 state.ping = false
             }
-            return (state.pong, state.ping)
-        }
-    }
-
-    /// Moves every queued delivery into `spare` (which must be empty) by swapping storage, so a drain
-    /// allocates nothing; clears the drain flag. The caller empties `spare` again after writing.
-    func takeAll(into spare: inout [Delivery]) {
-        assert(spare.isEmpty, "the drain's spare queue must be emptied before the next drain")
-        state.withLock { state in
-            swap(&state.queue, &spare)
-            state.bytes = 0
-            state.drainScheduled = false
+            return ControlFrames(pong: state.pong, ping: state.ping)
         }
     }
 

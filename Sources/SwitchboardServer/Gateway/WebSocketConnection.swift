@@ -300,10 +300,9 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
     /// queue stays in the outbox, which keeps its drain flag set; the writability change drains it.
     func drainOutbox() {
         guard isWritable, let context else { return }
-        let control = outbox.takeControlFrames()
+        let control = outbox.takeAll(into: &draining)
         if let pong = control.pong { writeControl(.pong, payload: pong) }
         if control.ping { writeControl(.ping, payload: ByteBuffer()) }
-        outbox.takeAll(into: &draining)
         queuedOnLoop = false
         guard let first = draining.first else { return }
         let oldestPublish = first.isMessage ? first.publishedAt : nil
