@@ -32,7 +32,7 @@ final class Outbox: Sendable {
         var closed = false
         /// The latest client ping's payload, to answer with one pong: RFC 6455 §5.5.3 lets a pong answer only
         /// the latest ping, so however many pings arrive while the client does not read, one pong waits.
-        var pong: ByteBuffer?
+        var pong: [UInt8]?
         /// A heartbeat ping waits (one at most, whatever the number of heartbeats while the socket is full).
         var ping = false
     }
@@ -84,7 +84,7 @@ final class Outbox: Sendable {
         state.withLock { state in
             guard !state.closed else { return .closed }
             switch control {
-            case .pong(let payload): state.pong = payload
+            case .pong(let payload): state.pong = Array(payload.readableBytesView)
             case .ping: state.ping = true
             }
             if state.drainScheduled { return .queued }
@@ -102,7 +102,7 @@ final class Outbox: Sendable {
     /// The control frames a drain takes with the deliveries (written ahead of them: RFC 6455 §5.4 lets control
     /// frames interleave between messages).
     struct ControlFrames {
-        var pong: ByteBuffer?
+        var pong: [UInt8]?
         var ping = false
     }
 

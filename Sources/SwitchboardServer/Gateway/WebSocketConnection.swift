@@ -71,7 +71,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
     private var writesHeldByNIO = 0 { didSet { updateLaneAccess() } }
     private var context: ChannelHandlerContext?
     /// The session protocol (SPEC §3), carried out by its driver.
-    let session: SessionDriver<WebSocketConnection>
+    var session: SessionDriver<WebSocketConnection>
     private var lastActivity = NIODeadline.now()
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
@@ -126,10 +126,10 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         // this empty write written.
         if handshake == nil && socket != nil { writeThroughNIO(ByteBuffer(), context: context, flush: false) }
         send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
-        session.open(self)
+        SessionDriver.open(self)
         heartbeats.add(self)
         if !upgradeSubscriptions.isEmpty {
-            session.handle(.subscribeAtUpgrade(upgradeSubscriptions))
+            handleSession(.subscribeAtUpgrade(upgradeSubscriptions))
             upgradeSubscriptions = []
         }
     }
@@ -170,7 +170,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
             receive(payload, isText: isText, compressed: compressed)
         case .ping(let payload):
             // Every client frame counts toward the message rate (SPEC §7), and one pong at most waits (SPEC §3).
-            session.handle(.controlReceived)
+            handleSession(.controlReceived)
             push(.pong(payload))
         case .pong:
             break
@@ -191,7 +191,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
     /// sees the close code and then the end of the stream, and closes its side, which ends the connection.
     private func refuseInput(code: CloseCode, reason: String) {
         endingOutput = true
-        session.handle(.closeRequested(code, reason: reason))
+        handleSession(.closeRequested(code, reason: reason))
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: any Error) {
@@ -209,7 +209,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
     public func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         // Hummingbird's server quiesces every child channel on graceful shutdown (SPEC §1: close 1001).
         if event is ChannelShouldQuiesceEvent {
-            session.handle(.closeRequested(.goingAway, reason: "server shutting down"))
+            handleSession(.closeRequested(.goingAway, reason: "server shutting down"))
         } else {
             context.fireUserInboundEventTriggered(event)
         }
@@ -239,7 +239,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         } else {
             request = Result { () throws(ClientRequestError) in try ClientRequest.decode(payload.readableBytesView) }
         }
-        session.handle(.received(request))
+        handleSession(.received(request))
     }
 
     // MARK: Session transport
@@ -281,7 +281,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
             // Replies go out at once even to batch clients; only channel messages wait for the batch delay.
             drainScheduler.markDirty(self, batched: wantsBatches && delivery.isMessage)
         } overflow: {
-            self.eventLoop.execute { self.session.handle(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
+            self.eventLoop.execute { self.handleSession(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
         }
     }
 
@@ -301,7 +301,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
     func drainOutbox() {
         guard isWritable, let context else { return }
         let control = outbox.takeAll(into: &draining)
-        if let pong = control.pong { writeControl(.pong, payload: pong) }
+        if let pong = control.pong { writeControl(.pong, payload: ByteBuffer(bytes: pong)) }
         if control.ping { writeControl(.ping, payload: ByteBuffer()) }
         queuedOnLoop = false
         guard let first = draining.first else { return }
@@ -457,7 +457,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
 
     /// Closes the connection from any thread (admin disconnect: 4000 with the given reason).
     public func disconnect(code: CloseCode, reason: String) {
-        eventLoop.execute { self.session.handle(.closeRequested(code, reason: reason)) }
+        eventLoop.execute { self.handleSession(.closeRequested(code, reason: reason)) }
     }
 
     // MARK: Closing
@@ -503,6 +503,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         tornDown = true
         closing = true
         outbox.close()
-        session.handle(.transportClosed)
+        handleSession(.transportClosed)
     }
 }

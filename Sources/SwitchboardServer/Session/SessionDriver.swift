@@ -7,6 +7,8 @@ protocol SessionTransport: ClientConnection {
     var eventLoop: any EventLoop { get }
     /// The connection's slot in the pools.
     var reservation: SlotReservation { get }
+    /// The session, stored in the connection (no object of its own: memory per idle connection).
+    var session: SessionDriver<Self> { get set }
     /// The `transport` label the connection counts under.
     var metricsTransport: NodeStatistics.Transport { get }
     /// `reply` in the connection's codec.
@@ -14,72 +16,59 @@ protocol SessionTransport: ClientConnection {
     /// Queues `delivery` on the connection's one bounded outbound path.
     func send(_ delivery: Delivery)
     /// Ends the transport for `code`: a close frame on `/ws`; a Socket.IO DISCONNECT or the end of the
-    /// transport on `/socket.io/` (SPEC §9). Must not feed the session any event.
+    /// transport on `/socket.io/` (SPEC §9).
     func endTransport(code: CloseCode, reason: String)
     /// The session gave everything back: no more channel messages to this connection.
     func sessionEnded()
 }
 
-/// Carries out what a connection's ``ClientSession`` decides, and feeds it what happened: the only place where
-/// the session protocol touches the node (hub, pools, registry, counters, audit, token checks, the broker).
+extension SessionTransport {
+    /// Handles a session event: the machine decides, the driver carries it out. On the connection's loop.
+    func handleSession(_ event: ClientSession.Event) {
+        SessionDriver.handle(event, on: self)
+    }
+}
+
+/// A connection's session: the pure ``ClientSession`` and its timer, and the code that carries out what the
+/// machine decides and feeds it what happened. It is the only place where the session protocol touches the
+/// node (hub, pools, registry, counters, audit, token checks, the broker).
 ///
-/// Events are handled one at a time, in order: an event that arrives while the actions of another are being
-/// carried out (a completion known at once, a close fired from inside a write) waits for them. Asynchronous
-/// work comes back to the connection's event loop as an event; once the session is closed it yields nothing.
-///
-/// The node, the slot and the event loop come from the connection (not stored twice: memory per idle connection).
-///
-/// `@unchecked Sendable`: every member is used on the connection's event loop only; asynchronous work hops back
-/// to it before touching anything.
-final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
-    private var session: ClientSession
-    /// The connection, from ``open(_:)`` until the session is released (which breaks the cycle between the two).
-    private var connection: Connection?
+/// Asynchronous work comes back to the connection's event loop as an event. An event may arrive while the
+/// actions of another are being carried out (a completion known at once, a close fired from inside a write):
+/// it is handled at once, which is safe because the machine's state is settled before it returns its actions,
+/// and an action that leaves a request pending is always the last of its batch.
+struct SessionDriver<Connection: SessionTransport> {
+    private(set) var machine: ClientSession
     private var timer: Scheduled<Void>?
-    private var events: [ClientSession.Event] = []
-    private var isRunning = false
 
     init(identity: Identity, rules: ClientSession.Rules) {
-        self.session = ClientSession(identity: identity, rules: rules)
+        self.machine = ClientSession(identity: identity, rules: rules)
     }
 
     /// Who the client is now.
-    var identity: Identity { session.identity }
+    var identity: Identity { machine.identity }
     /// The channels the client holds, in subscription order.
-    var subscriptions: [String] { session.subscriptions }
-    /// Whether the session ended.
-    var isClosed: Bool { session.isClosed }
+    var subscriptions: [String] { machine.subscriptions }
 
     /// The session opens on `connection`: registered, counted, and its timer armed. On the loop.
-    func open(_ connection: Connection) {
-        self.connection = connection
+    static func open(_ connection: Connection) {
         let node = connection.node
-        node.connections.add(connection, userId: identity.userId)
-        node.statistics.recordConnected(role: identity.role, transport: connection.metricsTransport)
-        perform(session.start())
+        node.connections.add(connection, userId: connection.session.identity.userId)
+        node.statistics.recordConnected(role: connection.session.identity.role, transport: connection.metricsTransport)
+        perform(connection.session.machine.start(), on: connection)
     }
 
-    /// Handles `event` after any being handled. On the loop.
-    func handle(_ event: ClientSession.Event) {
-        guard let connection else { return }
+    /// Handles `event` for `connection`. On the loop.
+    static func handle(_ event: ClientSession.Event, on connection: Connection) {
         connection.eventLoop.assertInEventLoop()
-        events.append(event)
-        guard !isRunning else { return }
-        isRunning = true
-        defer { isRunning = false }
-        while !events.isEmpty {
-            perform(session.handle(events.removeFirst()))
-        }
+        perform(connection.session.machine.handle(event), on: connection)
     }
 
-    private func perform(_ actions: [ClientSession.Action]) {
-        for action in actions {
-            guard let connection else { return }
-            perform(action, on: connection)
-        }
+    private static func perform(_ actions: [ClientSession.Action], on connection: Connection) {
+        for action in actions { perform(action, on: connection) }
     }
 
-    private func perform(_ action: ClientSession.Action, on connection: Connection) {
+    private static func perform(_ action: ClientSession.Action, on connection: Connection) {
         let node = connection.node
         switch action {
         case .reply(let reply, let id):
@@ -89,9 +78,9 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
         case .claimIdentity(let identity):
             do {
                 try connection.reservation.reassign(to: identity.userId ?? "")
-                events.append(.identityClaimed(true))
+                handle(.identityClaimed(true), on: connection)
             } catch {
-                events.append(.identityClaimed(false))
+                handle(.identityClaimed(false), on: connection)
             }
         case .adopt(let old, let new):
             node.statistics.recordAuth(succeeded: true)
@@ -114,13 +103,15 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
             node.statistics.recordRateLimited(.messageRate)
             if report {
                 node.audit.record(
-                    SecurityEvent(.rateLimited, ip: connection.ip, userId: identity.userId, connectionId: connection.id, detail: "message rate"))
+                    SecurityEvent(
+                        .rateLimited, ip: connection.ip, userId: connection.session.identity.userId, connectionId: connection.id,
+                        detail: "message rate"))
             }
         case .rateAbused:
             node.statistics.recordRateLimited(.messageAbuse)
             node.audit.record(
                 SecurityEvent(
-                    .rateLimited, ip: connection.ip, userId: identity.userId, connectionId: connection.id,
+                    .rateLimited, ip: connection.ip, userId: connection.session.identity.userId, connectionId: connection.id,
                     detail: "message rate abuse: closed with 4008"))
         case .authenticationFailed(let detail):
             node.authenticationFailed(ip: connection.ip, connectionId: connection.id, detail: detail)
@@ -136,7 +127,7 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
 
     // MARK: Asynchronous work
 
-    private func verify(_ token: String, for connection: Connection) {
+    private static func verify(_ token: String, for connection: Connection) {
         let tokens = connection.node.tokens
         let reservation = connection.reservation
         let userLimit = connection.node.settings.maxConnectionsPerUser
@@ -152,16 +143,16 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
                 return .tokenVerified(.failure(.init(description: error.description)), leased: true)
             }
         }
-        verification.whenSuccess { self.handle($0) }
+        verification.whenSuccess { handle($0, on: connection) }
     }
 
     /// SPEC §8: history, last value and `since` answer the same on every node, so a node that has not seen a
     /// channel whole reads it from Redis first.
-    private func prepare(_ subscriptions: [ClientSession.Subscription], for connection: Connection) {
+    private static func prepare(_ subscriptions: [ClientSession.Subscription], for connection: Connection) {
         let node = connection.node
         let unprepared = subscriptions.filter { node.cluster?.needsPreparation(channel: $0.name, namespace: $0.namespace) == true }
         guard let cluster = node.cluster, !unprepared.isEmpty else {
-            events.append(.prepared)
+            handle(.prepared, on: connection)
             return
         }
         let channels = unprepared.map { ($0.name, $0.namespace) }
@@ -169,10 +160,10 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
             await withTaskGroup(of: Void.self) { group in
                 for (name, namespace) in channels { group.addTask { await cluster.prepare(channel: name, namespace: namespace) } }
             }
-        }.whenSuccess { self.handle(.prepared) }
+        }.whenSuccess { handle(.prepared, on: connection) }
     }
 
-    private func publish(_ publication: Publication, id: RequestID?, for connection: Connection) {
+    private static func publish(_ publication: Publication, id: RequestID?, for connection: Connection) {
         let node = connection.node
         let channel = publication.channel
         let target: BrokerTarget
@@ -180,13 +171,13 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
         do {
             (resolved, target) = try node.resolve(publication, to: .channel(channel))
         } catch {
-            events.append(.answered(.error(error.code, error.message), id: id))
+            handle(.answered(.error(error.code, error.message), id: id), on: connection)
             return
         }
         // An in-process broker answers at once; one that needs a round trip answers later, and the requests
         // after this one wait for it.
         if let result = node.broker.publishImmediately(resolved, to: target) {
-            events.append(.answered(.published(channel: channel, seq: result.seq), id: id))
+            handle(.answered(.published(channel: channel, seq: result.seq), id: id), on: connection)
             return
         }
         let broker = node.broker
@@ -198,48 +189,48 @@ final class SessionDriver<Connection: SessionTransport>: @unchecked Sendable {
                 let failure = Node.PublishError.broker(error)
                 return .answered(.error(failure.code, failure.message), id: id)
             }
-        }.whenSuccess { self.handle($0) }
+        }.whenSuccess { handle($0, on: connection) }
     }
 
-    private func setTimer(_ kind: ClientSession.Timer, on connection: Connection) {
-        timer?.cancel()
+    private static func setTimer(_ kind: ClientSession.Timer, on connection: Connection) {
+        connection.session.timer?.cancel()
         switch kind {
         case .authTimeout:
-            let delay = TimeAmount.milliseconds(Int64(session.configuration.authTimeoutMs))
-            timer = connection.eventLoop.scheduleTask(in: delay) { self.handle(.timerFired(kind)) }
+            let delay = TimeAmount.milliseconds(Int64(connection.session.machine.configuration.authTimeoutMs))
+            connection.session.timer = connection.eventLoop.scheduleTask(in: delay) { handle(.timerFired(kind), on: connection) }
         case .expiry(let expiresAt):
             // Seconds from a token: clamped before any conversion, so no claim can trap (SPEC §2, §13). An expiry
             // further away than the longest timer is looked at again then.
             let remaining = expiresAt - Double(Hub.wallClockMilliseconds()) / 1000
             guard remaining.isFinite, remaining <= ClientSession.longestTimer else {
                 let delay = TimeAmount.seconds(Int64(ClientSession.longestTimer))
-                timer = connection.eventLoop.scheduleTask(in: delay) {
-                    if let connection = self.connection { self.setTimer(kind, on: connection) }
+                connection.session.timer = connection.eventLoop.scheduleTask(in: delay) {
+                    if !connection.session.machine.isClosed { setTimer(kind, on: connection) }
                 }
                 return
             }
             let delay = TimeAmount.milliseconds(Int64(max(remaining, 0) * 1000))
-            timer = connection.eventLoop.scheduleTask(in: delay) { self.handle(.timerFired(kind)) }
+            connection.session.timer = connection.eventLoop.scheduleTask(in: delay) { handle(.timerFired(kind), on: connection) }
         }
     }
 
     // MARK: Ending
 
-    private func unsubscribe(_ connection: Connection, from name: String) {
+    private static func unsubscribe(_ connection: Connection, from name: String) {
         let node = connection.node
         node.hub.unsubscribe(connection, from: name)
         if let channel = ChannelName(name) { node.statistics.recordUnsubscribed(namespace: String(channel.namespace)) }
     }
 
-    private func release(_ connection: Connection, subscriptions: [String]) {
-        timer?.cancel()
-        timer = nil
+    private static func release(_ connection: Connection, subscriptions: [String]) {
+        connection.session.timer?.cancel()
+        connection.session.timer = nil
         for name in subscriptions { unsubscribe(connection, from: name) }
+        let identity = connection.session.identity
         connection.node.connections.remove(connection, userId: identity.userId)
         connection.node.statistics.recordDisconnected(role: identity.role, transport: connection.metricsTransport)
         connection.reservation.release()
         connection.sessionEnded()
-        self.connection = nil
     }
 }
 

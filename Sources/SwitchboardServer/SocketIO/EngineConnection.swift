@@ -278,7 +278,7 @@ final class EngineConnection: @unchecked Sendable {
     /// A client packet that asks for nothing (a WebSocket ping, an ack, another namespace's packet) counts.
     func controlReceived() {
         if let client {
-            client.session.handle(.controlReceived)
+            client.handleSession(.controlReceived)
         } else {
             _ = admitBeforeConnect()
         }

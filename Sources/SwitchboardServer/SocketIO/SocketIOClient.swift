@@ -20,7 +20,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     let node: Node
     let reservation: SlotReservation
     /// The session protocol (SPEC §3, §9), carried out by its driver.
-    let session: SessionDriver<SocketIOClient>
+    var session: SessionDriver<SocketIOClient>
     /// The engine session that carries this client (cleared when it ends).
     private var engine: EngineConnection?
     let eventLoop: any EventLoop
@@ -57,13 +57,13 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         self.transport = transport
         fanoutMember = loopFanout.register(self)
         engine?.updateLaneAccess()
-        session.open(self)
+        SessionDriver.open(self)
     }
 
     /// A request from an event, or the refusal of an event that is none (the session applies the message rate).
     func receive(_ request: Result<ClientRequest, ClientRequestError>) {
         messagesIn += 1
-        session.handle(.received(request))
+        handleSession(.received(request))
     }
 
     // MARK: Outbound
@@ -85,7 +85,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
             // One task per loop drains every session (and native connection) marked meanwhile.
             if let engine { drainScheduler.markDirty(engine) }
         } overflow: {
-            self.eventLoop.execute { self.session.handle(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
+            self.eventLoop.execute { self.handleSession(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
         }
     }
 
@@ -145,7 +145,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     // MARK: Client connection
 
     func disconnect(code: CloseCode, reason: String) {
-        eventLoop.execute { self.session.handle(.closeRequested(code, reason: reason)) }
+        eventLoop.execute { self.handleSession(.closeRequested(code, reason: reason)) }
     }
 
     func describe() async throws -> ConnectionDescription {
@@ -160,7 +160,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     /// The engine session ended: the Socket.IO session ends with it (if it had not already).
     func tearDown() {
         outbox.close()
-        session.handle(.transportClosed)
+        handleSession(.transportClosed)
         engine = nil
     }
 }

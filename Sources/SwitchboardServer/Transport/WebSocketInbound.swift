@@ -27,18 +27,15 @@ struct WebSocketInbound {
     /// What each frame costs a message's budget beyond its payload: the smallest masked client frame header.
     static let frameOverhead = 6
 
-    let maxMessageBytes: Int
-    /// Whether a message may come in several frames (Engine.IO clients send whole frames only).
-    let allowsFragments: Bool
     private var parser: InboundFrameParser
+    /// The largest message (and frame) taken: `max-message-bytes`.
+    var maxMessageBytes: Int { parser.maxFrameSize }
     /// The message being assembled from fragments, and what it has cost so far.
     private var fragments: (buffer: ByteBuffer, isText: Bool, compressed: Bool, cost: Int)?
     /// Set after a close or a failure: nothing more is read as frames.
     private(set) var isEnded = false
 
-    init(maxMessageBytes: Int, acceptsCompressedMessages: Bool, allowsFragments: Bool = true) {
-        self.maxMessageBytes = maxMessageBytes
-        self.allowsFragments = allowsFragments
+    init(maxMessageBytes: Int, acceptsCompressedMessages: Bool) {
         self.parser = InboundFrameParser(maxFrameSize: maxMessageBytes, acceptsCompressedMessages: acceptsCompressedMessages)
     }
 
@@ -74,7 +71,6 @@ struct WebSocketInbound {
             guard fragments == nil else { return fail(.protocolError, "new message before the last fragment") }
             let isText = frame.opcode == InboundFrame.text
             if frame.fin { return .message(frame.payload, isText: isText, compressed: frame.isCompressed) }
-            guard allowsFragments else { return fail(.protocolError, "fragmented frames are not supported here") }
             fragments = (frame.payload, isText, frame.isCompressed, frame.payload.readableBytes + Self.frameOverhead)
             return nil
         case InboundFrame.continuation:
