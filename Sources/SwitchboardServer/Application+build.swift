@@ -35,7 +35,7 @@ public func buildApplication(
     } else {
         publicKeyPEM = nil
     }
-    let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM)
+    let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM, leewayMs: settings.jwtLeewayMs)
     return buildApplication(
         node: try Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics, eventLoopGroup: eventLoopGroup),
         onServerRunning: onServerRunning)

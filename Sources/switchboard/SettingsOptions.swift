@@ -18,6 +18,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Per-user connection pool (default 10).") var maxConnectionsPerUser: String?
     @Option(name: .customLong("connect-rate-per-ip"), help: "Upgrade attempts per IP per minute (default 60).") var connectRatePerIP: String?
     @Option(help: "Time to authenticate when anonymous access is off, ms (default 5000).") var authTimeoutMs: String?
+    @Option(help: "Clock tolerance for a token's exp and nbf, ms (default 0).") var jwtLeewayMs: String?
     @Option(help: "Server ping interval, ms (default 25000).") var heartbeatMs: String?
     @Option(help: "Largest inbound frame in bytes (default 65536).") var maxMessageBytes: String?
     @Option(name: .customLong("socketio-ping-timeout-ms"), help: "Engine.IO pingTimeout, ms (default 20000).") var socketIOPingTimeoutMs: String?
@@ -52,7 +53,7 @@ struct SettingsOptions: ParsableArguments {
             ("allow-anonymous", allowAnonymous), ("allowed-origins", allowedOrigins), ("trusted-proxies", trustedProxies),
             ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
             ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
-            ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
+            ("auth-timeout-ms", authTimeoutMs), ("jwt-leeway-ms", jwtLeewayMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
             ("socketio-ping-timeout-ms", socketIOPingTimeoutMs), ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),

@@ -34,7 +34,7 @@ struct TestNode: Sendable {
         var logger = Logger(label: "switchboard-test")
         logger.logLevel = .warning
         let publicKey = try settings.jwtPublicKey.map { try String(contentsOfFile: $0, encoding: .utf8) }
-        let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey)
+        let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey, leewayMs: settings.jwtLeewayMs)
         let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup, makeBroker: makeBroker)
         let (listeners, listenerContinuation) = AsyncStream.makeStream(of: (any Channel).self)
         let app = buildApplication(node: node) { channel in

@@ -10,6 +10,8 @@ public struct TokenVerifier: Sendable {
     private let keysByAlgorithm: [String: JWTKeyCollection]
     /// Tokens that passed verification lately (clients and operators send the same token with every request).
     private let recent = VerifiedTokens()
+    /// The tolerance, in seconds, with which `exp` and `nbf` are compared (`jwt-leeway-ms`).
+    private let leeway: Double
 
     /// Why a token was refused; always reported to clients as `UNAUTHORIZED`.
     public struct Failure: Error, Sendable, CustomStringConvertible {
@@ -23,7 +25,9 @@ public struct TokenVerifier: Sendable {
     /// - Parameters:
     ///   - secret: HS256 secret (at least 32 bytes, checked by ``Settings/validate()``).
     ///   - publicKeyPEM: contents of a PEM public key; RSA keys verify RS256, P-256 keys ES256.
-    public init(secret: String?, publicKeyPEM: String?) async throws {
+    ///   - leewayMs: clock tolerance for `exp` and `nbf` (SPEC §2's `jwt-leeway-ms`).
+    public init(secret: String?, publicKeyPEM: String?, leewayMs: Int = 0) async throws {
+        self.leeway = Double(max(0, leewayMs)) / 1000
         var keysByAlgorithm: [String: JWTKeyCollection] = [:]
         if let secret {
             keysByAlgorithm["HS256"] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
@@ -61,7 +65,9 @@ public struct TokenVerifier: Sendable {
             throw Failure(description: "invalid token: algorithm \(algorithm.prefix(16)) is not accepted here")
         }
         do {
-            let identity = try await keys.verify(token, as: TokenClaims.self).identity
+            let claims = try await keys.verify(token, as: TokenClaims.self)
+            if let refusal = claims.refusal(at: Date().timeIntervalSince1970, leeway: leeway) { throw refusal }
+            let identity = claims.identity(leeway: leeway)
             recent.remember(token, as: identity)
             return identity
         } catch let error as TokenError {

@@ -22,6 +22,7 @@ extension Settings {
             list("trusted-proxies", \.trustedProxies), int("max-connections", \.maxConnections),
             int("max-connections-per-ip", \.maxConnectionsPerIP), int("max-connections-per-user", \.maxConnectionsPerUser),
             int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
+            int("jwt-leeway-ms", \.jwtLeewayMs),
             int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
             int("socketio-ping-timeout-ms", \.socketIOPingTimeoutMs),
             int("message-rate", \.messageRate), int("message-burst", \.messageBurst),

@@ -31,6 +31,8 @@ public struct Settings: Sendable {
     /// Upgrade attempts per IP per minute.
     public var connectRatePerIP = 60
     public var authTimeoutMs = 5_000
+    /// Clock tolerance for a token's `exp` and `nbf` (SPEC §2).
+    public var jwtLeewayMs = 0
     public var heartbeatMs = 25_000
     /// Engine.IO's pingTimeout (SPEC §9): how long a Socket.IO client has to answer a ping.
     public var socketIOPingTimeoutMs = 20_000
@@ -117,6 +119,7 @@ public struct Settings: Sendable {
             throw SettingsError("redis-prefix must be 1 to 64 characters without spaces or '*', got '\(redisPrefix)'")
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
+        guard (0...86_400_000).contains(jwtLeewayMs) else { throw SettingsError("jwt-leeway-ms must be 0 to 86400000 (a day), got \(jwtLeewayMs)") }
         guard compressionMinBytes >= 0 else { throw SettingsError("compression-min-bytes must be 0 or more, got \(compressionMinBytes)") }
         guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }
