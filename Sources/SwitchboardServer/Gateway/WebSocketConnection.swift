@@ -150,7 +150,8 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         node.statistics.recordBytesIn(bytes.readableBytes)
         // After a refused frame or the client's close frame, the rest of the stream is read and thrown away:
         // closing with unread bytes would make the kernel reset the connection, which can drop our close frame.
-        guard !inbound.isEnded else {
+        // After the transport ended (an upgrade's early data can arrive after it), nothing is parsed for nobody.
+        guard !inbound.isEnded, !tornDown else {
             discardedBytes += bytes.readableBytes
             if discardedBytes > Self.maxDiscardedBytes { context.close(promise: nil) }
             return

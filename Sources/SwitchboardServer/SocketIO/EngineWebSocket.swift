@@ -25,6 +25,8 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     /// A pong is being written: a later ping's pong waits here, replacing any older one (SPEC §3: at most one
     /// pong waits, however many pings a client that does not read sends).
     private var pongInFlight = false
+    /// Bytes dropped since the input ended.
+    private var discardedBytes = 0
     private var nextPong: ByteBuffer?
     private var closing = false { didSet { directAccessChanged() } }
     /// Direct socket writes, when the session shares this channel's loop; nil from `channelInactive` on.
@@ -119,21 +121,31 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     /// Sends a close frame and ends the TCP connection once it is written (RFC 6455 §7.1.1: a client that
     /// does not answer is dropped after a grace period).
     func close(code: CloseCode, reason: String) {
-        channel.eventLoop.execute { [self] in
-            guard !closing else { return }
-            closing = true
-            writeThroughNIO(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
-            let channel = self.channel
-            channel.eventLoop.scheduleTask(in: WebSocketConnection.closeGrace) { channel.close(promise: nil) }
+        guard channel.eventLoop.inEventLoop else {
+            channel.eventLoop.execute { self.close(code: code, reason: reason) }
+            return
         }
+        guard !closing else { return }
+        closing = true
+        writeThroughNIO(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
+        let channel = self.channel
+        channel.eventLoop.scheduleTask(in: WebSocketConnection.closeGrace) { channel.close(promise: nil) }
     }
 
     // MARK: Channel events
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !inbound.isEnded else { return }
-        inbound.append(unwrapInboundIn(data))
-        while let event = inbound.next() {
+        let bytes = unwrapInboundIn(data)
+        // Once the session ended (our close frame is out) or a frame was refused, nothing more is read as frames: an
+        // Engine.IO client does not wait for a close handshake, and a flood after the end would cost a parse per
+        // frame. Bytes are counted and dropped; past the bound the connection is dropped (as on `/ws`).
+        guard !closing, !inbound.isEnded else {
+            discardedBytes += bytes.readableBytes
+            if discardedBytes > WebSocketConnection.maxDiscardedBytes { context.close(promise: nil) }
+            return
+        }
+        inbound.append(bytes)
+        while !closing, let event = inbound.next() {
             handle(event, context: context)
         }
     }
@@ -200,6 +212,8 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     func channelInactive(context: ChannelHandlerContext) {
         // From here on the descriptor may be closed (see SocketWriter). (Only ever set for a session on this loop.)
         if socket != nil { socket = nil }
+        // Bytes read before the end (an upgrade's early data, delivered after it) are not parsed for nobody.
+        closing = true
         toConnection { connection, socket in connection.webSocketClosed(socket) }
         context.fireChannelInactive()
     }

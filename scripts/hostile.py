@@ -1,0 +1,298 @@
+"""scripts/hostile's driver: one fresh node per scenario (so RSS growth is the scenario's own), a healthy
+subscriber on `system_status`, broadcasts through the HTTP API at 20/s, and the attack beside them.
+
+Each scenario names the SPEC line it holds. Exit status non-zero on any violated bound."""
+import base64
+import json
+import os
+import secrets
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(__file__))
+from check_support import free_port, stop  # noqa: E402
+
+BIN = sys.argv[1]
+SELECTED = sys.argv[2:]
+
+
+def frame(opcode, payload=b"", fin=True):
+    """A masked client frame (RFC 6455 §5.2), with an all-zero mask so the payload goes as is."""
+    head = bytes([(0x80 if fin else 0) | opcode])
+    n = len(payload)
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return head + b"\0\0\0\0" + payload
+
+
+def upgrade_request(path="/ws"):
+    return (f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+
+
+class Node:
+    def __init__(self, *flags):
+        self.port = free_port()
+        self.secret = secrets.token_hex(32)
+        self.log = open(os.devnull, "w")
+        self.process = subprocess.Popen(
+            [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--jwt-secret", self.secret,
+             "--log-level", "error", *flags], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        self.admin = self.token("ops", "admin")
+
+    def token(self, user, role="user"):
+        return subprocess.run([BIN, "token", "--sub", user, "--role", role, "--jwt-secret", self.secret],
+                              capture_output=True, text=True, timeout=30).stdout.strip()
+
+    def rss_kib(self):
+        with open(f"/proc/{self.process.pid}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+    def alive(self):
+        return self.process.poll() is None
+
+    def request(self, method, path, body=None, token=None, timeout=5):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(f"http://127.0.0.1:{self.port}{path}", data=data, method=method, headers=headers)
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read() or b"null")
+
+    def stop(self):
+        stop(self.process, self.log)
+
+
+class Subscriber(threading.Thread):
+    """A healthy, reading client on system_status: the data values it received, in order."""
+
+    def __init__(self, node):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", node.port), timeout=10)
+        self.sock.sendall(upgrade_request("/ws?subscribe=system_status"))
+        self.received = []
+        self.buffer = b""
+        self.running = True
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += self.sock.recv(4096)
+        self.buffer = head.split(b"\r\n\r\n", 1)[1]
+        self.start()
+
+    def run(self):
+        self.sock.settimeout(0.5)
+        while self.running:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            if not chunk:
+                return
+            self.buffer += chunk
+            while len(self.buffer) >= 2:
+                opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+                if length == 126:
+                    if len(self.buffer) < 4:
+                        break
+                    length, offset = struct.unpack(">H", self.buffer[2:4])[0], 4
+                elif length == 127:
+                    if len(self.buffer) < 10:
+                        break
+                    length, offset = struct.unpack(">Q", self.buffer[2:10])[0], 10
+                if len(self.buffer) < offset + length:
+                    break
+                payload, self.buffer = self.buffer[offset:offset + length], self.buffer[offset + length:]
+                if opcode == 0x9:
+                    self.sock.sendall(frame(0xA, payload))
+                elif opcode == 0x1:
+                    message = json.loads(payload)
+                    if message.get("type") == "message" and message.get("event") == "tick":
+                        self.received.append(message["data"])
+
+    def close(self):
+        self.running = False
+        self.sock.close()
+
+
+def run_scenario(name, spec, attack, seconds=4.0, rss_limit_mib=16, flags=(), after=None):
+    node = Node(*flags)
+    failures = []
+    try:
+        subscriber = Subscriber(node)
+        time.sleep(0.3)
+        rss_before = node.rss_kib()
+        stop_attack = threading.Event()
+        attacker = threading.Thread(target=attack, args=(node, stop_attack), daemon=True)
+        attacker.start()
+        sent, health_worst, peak = 0, 0.0, rss_before
+        started = time.time()
+        while time.time() - started < seconds:
+            sent += 1
+            try:
+                node.request("POST", "/api/v1/websocket/broadcast",
+                             {"channel": "system_status", "event": "tick", "data": sent}, token=node.admin)
+            except Exception as error:  # noqa: BLE001 - reported as a failure below
+                failures.append(f"broadcast {sent} failed: {error}")
+            if sent % 5 == 0:
+                t0 = time.time()
+                try:
+                    node.request("GET", "/api/v1/websocket/health", timeout=1)
+                except Exception as error:  # noqa: BLE001
+                    failures.append(f"/health did not answer within 1 s: {error}")
+                health_worst = max(health_worst, time.time() - t0)
+            peak = max(peak, node.rss_kib())
+            time.sleep(0.05)
+        stop_attack.set()
+        attacker.join(timeout=10)
+        deadline = time.time() + 5
+        while len(subscriber.received) < sent and time.time() < deadline:
+            time.sleep(0.05)
+        subscriber.close()
+        if after:
+            failures += after(node)
+        growth_mib = (peak - rss_before) / 1024
+        if not node.alive():
+            failures.append("the node died")
+        if subscriber.received != list(range(1, sent + 1)):
+            failures.append(f"the subscriber got {len(subscriber.received)} of {sent} broadcasts (in order: "
+                            f"{subscriber.received == sorted(subscriber.received)})")
+        if growth_mib > rss_limit_mib:
+            failures.append(f"RSS grew {growth_mib:.1f} MiB, over {rss_limit_mib} MiB")
+        print(f"{'ok  ' if not failures else 'FAIL'} {name:<34} {spec:<22} {seconds:4.1f} s  RSS +{growth_mib:5.1f} MiB "
+              f"(limit {rss_limit_mib})  subscriber {len(subscriber.received)}/{sent}  /health worst "
+              f"{health_worst * 1000:.0f} ms" + ("".join(f"\n     {f}" for f in failures)))
+    finally:
+        node.stop()
+    return not failures
+
+
+def open_raw(node, path="/ws", rcvbuf=None):
+    sock = socket.socket()
+    if rcvbuf:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.settimeout(5)
+    sock.connect(("127.0.0.1", node.port))
+    sock.sendall(upgrade_request(path))
+    return sock
+
+
+def ping_flood(node, stop_event):
+    """A client that never reads streams pings (issue 33, defect 1)."""
+    batch = frame(0x9) * 20000
+    for _ in range(50):
+        if stop_event.is_set():
+            return
+        sock = open_raw(node, rcvbuf=4096)
+        try:
+            for _ in range(100):
+                if stop_event.is_set():
+                    break
+                sock.sendall(batch)
+        except OSError:
+            pass  # closed by the node (4008): the next one tries again
+        finally:
+            sock.close()
+
+
+def auth_close_burst(node, stop_event):
+    """Upgrade, auth, five subscribes and FIN in one write, again and again (issue 33, defect 2)."""
+    token = node.token("ghost")
+    burst = upgrade_request() + frame(0x1, json.dumps({"type": "auth", "token": token}).encode())
+    for topic in "abcde":
+        burst += frame(0x1, json.dumps({"type": "subscribe", "channel": f"market_data:{topic}"}).encode())
+    for _ in range(2000):
+        if stop_event.is_set():
+            return
+        sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+        sock.sendall(burst)
+        sock.close()
+        time.sleep(0.002)
+
+
+def empty_continuations(node, stop_event):
+    """A text frame without FIN, then empty continuation frames without end (issue 33, defect 7)."""
+    batch = frame(0x0, fin=False) * 20000
+    for _ in range(200):
+        if stop_event.is_set():
+            return
+        sock = open_raw(node)
+        try:
+            sock.sendall(frame(0x1, b"{", fin=False))
+            for _ in range(50):
+                sock.sendall(batch)
+        except OSError:
+            pass  # closed with 1009
+        finally:
+            sock.close()
+
+
+def other_namespace_connects(node, stop_event):
+    """Socket.IO CONNECTs to namespaces that do not exist, before the main CONNECT (issue 33, defect 4)."""
+    batch = frame(0x1, b"40/x,") * 2000
+    for _ in range(200):
+        if stop_event.is_set():
+            return
+        sock = open_raw(node, "/socket.io/?EIO=4&transport=websocket", rcvbuf=4096)
+        try:
+            for _ in range(20):
+                sock.sendall(batch)
+        except OSError:
+            pass  # the session ended
+        finally:
+            sock.close()
+
+
+def no_ghosts(node):
+    """Within 1 s of the last close, the user has no connection left (SPEC §13)."""
+    deadline = time.time() + 1
+    while True:
+        _, body = node.request("GET", "/api/v1/websocket/connections/ghost", token=node.admin)
+        left = len(body.get("connections", [])) if isinstance(body, dict) else -1
+        if left == 0:
+            return []
+        if time.time() > deadline:
+            return [f"{left} connections of the user still listed 1 s after the last close"]
+        time.sleep(0.05)
+
+
+SCENARIOS = {
+    "ping-flood-from-a-non-reader": ("SPEC §3 heartbeat, §13", ping_flood, {}),
+    "close-during-auth-bursts": ("SPEC §13 leaves nothing", auth_close_burst,
+                                 {"flags": ("--connect-rate-per-ip", "100000"), "after": no_ghosts}),
+    "empty-continuation-flood": ("SPEC §7, §13", empty_continuations, {"flags": ("--connect-rate-per-ip", "100000")}),
+    "socketio-other-namespace-connects": ("SPEC §7 every packet", other_namespace_connects, {"flags": ("--connect-rate-per-ip", "100000")}),
+}
+
+if SELECTED == ["--list"]:
+    print("\n".join(SCENARIOS))
+    sys.exit(0)
+results = []
+for name, (spec, attack, options) in SCENARIOS.items():
+    if SELECTED and name not in SELECTED:
+        continue
+    results.append(run_scenario(name, spec, attack, **options))
+passed = sum(results)
+print(f"hostile: {passed} passed, {len(results) - passed} failed")
+sys.exit(0 if all(results) else 1)
