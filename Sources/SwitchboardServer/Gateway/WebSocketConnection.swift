@@ -156,11 +156,23 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
             if discardedBytes > Self.maxDiscardedBytes { context.close(promise: nil) }
             return
         }
+        if closing {
+            // Our close frame is out and the client's answer is awaited (RFC 6455 §7.1.1): a client that answers
+            // sends a few bytes; one that goes on flooding is dropped instead of parsed for the whole close grace.
+            discardedBytes += bytes.readableBytes
+            guard discardedBytes <= Self.maxBytesWhileClosing else {
+                context.close(promise: nil)
+                return
+            }
+        }
         inbound.append(bytes)
         while let event = inbound.next() {
             handle(event, context: context)
         }
     }
+
+    /// Most bytes read while the client's close frame is awaited before the connection is dropped outright.
+    static let maxBytesWhileClosing = 65_536
 
     /// Most bytes read and thrown away after the input ended before the connection is dropped outright.
     static let maxDiscardedBytes = 1_048_576
