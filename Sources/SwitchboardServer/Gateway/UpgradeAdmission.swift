@@ -129,19 +129,7 @@ struct UpgradeAdmission: Sendable {
             node.statistics.recordAttempt(.accepted)
             return loop.makeSucceededFuture(AdmittedUpgrade(identity: .anonymous, ip: ip, reservation: reservation, wantsBatches: false, subscriptions: []))
         }
-        let tokens = node.tokens
-        let identity: EventLoopFuture<Identity>
-        if let remembered = tokens.rememberedIdentity(of: token) {
-            identity = loop.makeSucceededFuture(remembered)
-        } else {
-            identity = loop.makeFutureWithTask { () async throws -> Identity in
-                do throws(TokenVerifier.Failure) {
-                    return try await tokens.verify(token)
-                } catch {
-                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
-                }
-            }
-        }
+        let identity = node.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
         let admitted = identity.flatMapThrowing { identity throws(UpgradeRejection) -> AdmittedUpgrade in
             if identity.isAuthenticated { node.statistics.recordAuth(succeeded: true) }
             if let userId = identity.userId {
@@ -157,15 +145,7 @@ struct UpgradeAdmission: Sendable {
         let identity: Identity
         if let token = request.token {
             guard let remembered = node.tokens.rememberedIdentity(of: token) else {
-                let tokens = node.tokens
-                let verified = loop.makeFutureWithTask { () async throws -> Identity in
-                    do throws(TokenVerifier.Failure) {
-                        return try await tokens.verify(token)
-                    } catch {
-                        throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
-                    }
-                }
-                return .pending(counted(verified.flatMapThrowing { identity in try reserve(request, for: identity) }
+                return .pending(counted(verifying(token, on: loop).flatMapThrowing { identity in try reserve(request, for: identity) }
                     .flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }, ip: request.ip))
             }
             identity = remembered
@@ -182,6 +162,18 @@ struct UpgradeAdmission: Sendable {
         if needsClusterSlot(upgrade) { return .pending(counted(leaseClusterSlot(for: upgrade, on: loop), ip: request.ip)) }
         node.statistics.recordAttempt(.accepted)
         return .decided(.success(upgrade))
+    }
+
+    /// The identity `token` carries, from a verification task (a refusal is SPEC §3's 401 `UNAUTHORIZED`).
+    private func verifying(_ token: String, on loop: any EventLoop) -> EventLoopFuture<Identity> {
+        let tokens = node.tokens
+        return loop.makeFutureWithTask { () async throws -> Identity in
+            do throws(TokenVerifier.Failure) {
+                return try await tokens.verify(token)
+            } catch {
+                throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: error.description)
+            }
+        }
     }
 
     /// `admitted`, counted as accepted or recorded as refused once it completes.

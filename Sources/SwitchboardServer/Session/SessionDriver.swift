@@ -76,12 +76,9 @@ struct SessionDriver<Connection: SessionTransport> {
         case .verifyToken(let token):
             verify(token, for: connection)
         case .claimIdentity(let identity):
-            do {
-                try connection.reservation.reassign(to: identity.userId ?? "")
-                handle(.identityClaimed(true), on: connection)
-            } catch {
-                handle(.identityClaimed(false), on: connection)
-            }
+            // The machine asks this for a user's identity only: an anonymous one has no pool of its own.
+            let claimed = identity.userId.map { (try? connection.reservation.reassign(to: $0)) != nil } ?? true
+            handle(.identityClaimed(claimed), on: connection)
         case .adopt(let old, let new):
             node.statistics.recordAuth(succeeded: true)
             node.connections.changeUser(connection, from: old.userId, to: new.userId)
