@@ -42,6 +42,15 @@ import WebSocketTestClient
             return socket
         }
 
+        /// A polling session that CONNECTed and subscribed to `system_status` (its ack read).
+        static func subscribed(_ node: TestNode) async throws -> Polling {
+            let session = try await open(node)
+            _ = try await session.connect()
+            #expect(try await session.post(#"420["subscribe","system_status"]"#).body == "ok")
+            #expect(try await session.get().contains { $0.hasPrefix("430[") })
+            return session
+        }
+
         /// CONNECT over polling, answered with the Socket.IO sid.
         func connect() async throws -> String {
             #expect(try await post("40").body == "ok")
@@ -59,8 +68,9 @@ import WebSocketTestClient
     @Test func repliesProducedDuringTheUpgradeArriveOnceInOrder() async throws {
         try await TestNode.with(Self.settings) { node in
             let session = try await Polling.open(node)
+            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
             let held = Task { try await session.get() }
-            try await Task.sleep(for: .milliseconds(100))
+            try await waitUntilOnLoop(engine) { engine.isPollHeld }
             let socket = try await session.probe()
             #expect(try await held.value == ["6"], "polling stops with a noop")
             #expect(try await session.post("40").body == "ok")
@@ -82,13 +92,11 @@ import WebSocketTestClient
     /// deliveries never arrived. Polling resumes, and every packet arrives once.
     @Test func anAbandonedUpgradeReturnsTheSessionToPolling() async throws {
         try await TestNode.with(Self.settings) { node in
-            let session = try await Polling.open(node)
-            _ = try await session.connect()
-            #expect(try await session.post(#"420["subscribe","system_status"]"#).body == "ok")
-            #expect(try await session.get().contains { $0.hasPrefix("430[") })
+            let session = try await Polling.subscribed(node)
+            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
             let socket = try await session.probe()
             await socket.close()
-            try await Task.sleep(for: .milliseconds(100))
+            try await waitUntilOnLoop(engine) { !engine.isProbing }
             for n in 1...3 { _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
             var received: [String] = []
             let deadline = ContinuousClock.now + .seconds(3)
@@ -104,10 +112,7 @@ import WebSocketTestClient
     /// packets with it, and the next GET ended the session ("a poll is already pending").
     @Test func aGETWhoseClientLeftLosesNothing() async throws {
         try await TestNode.with(Self.settings) { node in
-            let session = try await Polling.open(node)
-            _ = try await session.connect()
-            #expect(try await session.post(#"420["subscribe","system_status"]"#).body == "ok")
-            #expect(try await session.get().contains { $0.hasPrefix("430[") })
+            let session = try await Polling.subscribed(node)
             let engine = try #require(node.node.engineSessions.session(sid: session.sid))
             let abandoned = try BlockingSocket(port: node.port)
             try abandoned.send("GET \(session.path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")

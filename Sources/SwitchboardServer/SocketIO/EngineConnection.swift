@@ -109,6 +109,9 @@ final class EngineConnection: @unchecked Sendable {
     /// Whether a poll GET is held, waiting for packets. On the loop (for tests).
     var isPollHeld: Bool { pendingPoll != nil }
 
+    /// Whether a WebSocket is probing an upgrade of this polling session. On the loop (for tests).
+    var isProbing: Bool { probe != nil }
+
     /// The client of a held GET went away before it was answered: the next GET gets what is queued.
     func abandon(_ answer: EventLoopFuture<[EnginePacket]>) {
         guard let pendingPoll, pendingPoll.futureResult === answer else { return }
