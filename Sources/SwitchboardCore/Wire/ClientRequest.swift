@@ -23,13 +23,6 @@ public struct ClientRequest: Sendable, Equatable {
         self.id = id
         self.command = command
     }
-
-    /// The `id` of a message that is not going to be carried out (refused by the rate limit, say), so the
-    /// refusal can still carry it (SPEC §3); nil when the payload has none or is not a JSON object.
-    public static func id(in bytes: some Collection<UInt8>) -> RequestID? {
-        guard case .object(let fields)? = try? JSONValue.parse(bytes) else { return nil }
-        return (try? RequestID.read(fields["id"])) ?? nil
-    }
 }
 
 extension RequestID {
