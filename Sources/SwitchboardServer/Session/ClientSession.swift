@@ -177,7 +177,7 @@ struct ClientSession {
         var actions: [Action] = []
         switch event {
         case .received(let request):
-            guard admitByRate(id: (try? request.get())?.id ?? request.failure?.id, reply: true, into: &actions) else { break }
+            guard admitByRate(id: request.requestID, reply: true, into: &actions) else { break }
             receive(request, into: &actions)
         case .controlReceived:
             _ = admitByRate(id: nil, reply: false, into: &actions)
@@ -425,10 +425,12 @@ struct ClientSession {
     }
 }
 
-extension Result {
-    /// The error, if this is a failure.
-    fileprivate var failure: Failure? {
-        if case .failure(let error) = self { return error }
-        return nil
+extension Result<ClientRequest, ClientRequestError> {
+    /// The request's `id`, read by the decoder even from a request it refused (SPEC §3: refusals carry it).
+    fileprivate var requestID: RequestID? {
+        switch self {
+        case .success(let request): request.id
+        case .failure(let error): error.id
+        }
     }
 }
