@@ -17,7 +17,7 @@ public func fuzzInboundMessage(_ start: UnsafePointer<UInt8>, _ count: Int) -> C
                 fatalError("publish data is not stable JSON text: \(data)")
             }
         }
-        if case .subscribe(let channel, _) = request.command {
+        if case .subscribe(let channel, _, _) = request.command {
             _ = ChannelName(channel)
         }
     } catch {

@@ -7,6 +7,9 @@
 /// - A higher one opens a gap: it waits (with any later ones, bounded) while the missing range is read from
 ///   the history stream; ``repaired(_:)`` fills in what was found, and what is still missing is given up
 ///   (counted in ``lost``) so delivery never stalls.
+/// - A message of another epoch (SPEC §5: the channel's stream restarted in Redis, which lost or expired its
+///   keys) starts the sequence again from that message: nothing of the old stream is waited for, and no
+///   message of the new one is taken for a duplicate.
 public struct FeedSequencer<Message> {
     /// What to do after an event: hand `deliver` on in order, then, if set, read `repair` from the history.
     public struct Action {
@@ -15,10 +18,14 @@ public struct FeedSequencer<Message> {
         /// Of a repaired gap: messages found in the history, and messages given up.
         public var repaired = 0
         public var lost = 0
+        /// The stream restarted: a message of a new epoch arrived.
+        public var restarted = false
     }
 
     /// The last `seq` handed on (0: none yet).
     public private(set) var delivered: UInt64
+    /// The epoch of the stream being followed (nil: not known yet; the first message's is taken).
+    public private(set) var epoch: String?
     /// The range being repaired, if any.
     public private(set) var repairing: ClosedRange<UInt64>?
     /// Messages given up because neither the feed nor the history had them.
@@ -29,13 +36,26 @@ public struct FeedSequencer<Message> {
     private var waiting: [UInt64: Message] = [:]
 
     /// - Parameter delivered: the last `seq` already handed on (from the history or last value at start).
-    public init(delivered: UInt64 = 0, maxWaiting: Int = 10_000) {
+    public init(delivered: UInt64 = 0, epoch: String? = nil, maxWaiting: Int = 10_000) {
         self.delivered = delivered
+        self.epoch = epoch
         self.maxWaiting = maxWaiting
     }
 
-    /// A message from the feed.
-    public mutating func received(_ seq: UInt64, _ message: Message) -> Action {
+    /// Nothing waits and no repair runs: forgetting this sequencer loses nothing.
+    public var isIdle: Bool { waiting.isEmpty && repairing == nil }
+
+    /// A message from the feed, of the stream `epoch`.
+    public mutating func received(_ seq: UInt64, epoch: String, _ message: Message) -> Action {
+        if self.epoch == nil { self.epoch = epoch }
+        guard epoch == self.epoch else {
+            let lost = self.lost
+            self = FeedSequencer(delivered: max(seq, 1) - 1, epoch: epoch, maxWaiting: maxWaiting)
+            self.lost = lost
+            var action = received(seq, epoch: epoch, message)
+            action.restarted = true
+            return action
+        }
         guard seq > delivered, waiting[seq] == nil else { return Action() }
         waiting[seq] = message
         guard repairing == nil else {

@@ -1,5 +1,6 @@
 public import NIOCore
 public import RedisClient
+public import SwitchboardCore
 
 /// Cluster mode's publish, as one Lua script (one round trip, atomic in Redis's single order): it gives the
 /// message the next `seq` of its channel, completes the frame with it, keeps the frame in the channel's
@@ -10,11 +11,19 @@ public import RedisClient
 /// whichever node accepted each publish (SPEC §8). The frame is completed in Redis because only Redis knows
 /// the `seq`: the node sends the encoded message cut around it (``Frame``), so it is still encoded once for
 /// the whole cluster.
+///
+/// The `seq` stream has an epoch (SPEC §5) kept beside the counter: a publish that finds no counter or no
+/// epoch (a new channel, one whose keys expired, a Redis that lost them) starts a new stream with the epoch
+/// the node offered, and every feed message carries its stream's epoch, so a node never takes a new
+/// stream's `seq` for an old one's. Every publish sets the channel's keys to expire `channel-ttl-ms` later
+/// (SPEC §4).
 public struct PublishScript: Sendable {
     /// The Redis names of one channel, under the cluster's prefix (`redis-prefix`).
     public struct Keys: Sendable {
         /// The channel's `seq` counter.
         public let sequence: String
+        /// The epoch of the channel's current `seq` stream.
+        public let epoch: String
         /// The channel's history stream.
         public let history: String
         /// The pub/sub channel every node's feed reads.
@@ -22,10 +31,48 @@ public struct PublishScript: Sendable {
 
         public init(prefix: String, channel: String) {
             sequence = "\(prefix)seq:\(channel)"
+            epoch = "\(prefix)epoch:\(channel)"
             history = "\(prefix)history:\(channel)"
             feed = "\(prefix)feed:\(channel)"
         }
     }
+
+    /// How a channel's stream is kept: `history` frames in Redis (0 keeps none), a `freshEpoch` should the
+    /// publish start a new stream, and the keys' lifetime after it.
+    public struct Stream: Sendable {
+        public var history: Int
+        public var freshEpoch: String
+        public var ttlMilliseconds: Int
+
+        public init(history: Int, freshEpoch: String = StreamEpoch.make(), ttlMilliseconds: Int) {
+            self.history = history
+            self.freshEpoch = freshEpoch
+            self.ttlMilliseconds = ttlMilliseconds
+        }
+    }
+
+    /// Lua shared by the publish and throttle scripts: one message sequenced, kept and published.
+    /// `send(keys, keep, head, tail, feed, tag, fresh, ttl)` with `keys = {seq, history, epoch}`.
+    static let sendFunction = """
+        local function send(keys, keep, head, tail, feed, tag, fresh, ttl)
+          local seq = redis.call('INCR', keys[1])
+          local epoch = redis.call('GET', keys[3])
+          if seq == 1 or not epoch then
+            epoch = fresh
+            redis.call('SET', keys[3], epoch)
+            redis.call('DEL', keys[2])
+          end
+          local frame = head .. seq .. tail
+          if keep > 0 then
+            redis.call('XADD', keys[2], 'MAXLEN', keep, seq .. '-0', 'f', frame, 't', tag)
+            redis.call('PEXPIRE', keys[2], ttl)
+          end
+          redis.call('PEXPIRE', keys[1], ttl)
+          redis.call('PEXPIRE', keys[3], ttl)
+          redis.call('PUBLISH', feed, seq .. ' ' .. tag .. ' ' .. epoch .. '\\n' .. frame)
+          return seq
+        end
+        """
 
     /// Whom a message is for, besides its channel's subscribers: a `userId` target's message also reaches
     /// every connection of the user (SPEC §11), and shares the channel `user:<id>`'s one sequence.
@@ -45,32 +92,28 @@ public struct PublishScript: Sendable {
         }
     }
 
+    /// KEYS: seq, history, epoch. ARGV: keep, head, tail, feed, tag, fresh epoch, ttl ms.
     static let script = RedisScript(
-        """
-        local seq = redis.call('INCR', KEYS[1])
-        local frame = ARGV[2] .. seq .. ARGV[3]
-        local keep = tonumber(ARGV[1])
-        if keep > 0 then
-          redis.call('XADD', KEYS[2], 'MAXLEN', keep, seq .. '-0', 'f', frame, 't', ARGV[5])
-        end
-        redis.call('PUBLISH', ARGV[4], seq .. ' ' .. ARGV[5] .. '\\n' .. frame)
-        return seq
+        sendFunction + """
+
+        return send(KEYS, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
         """)
 
-    /// The call for one publish: `history` frames are kept on the channel (0 keeps none).
+    /// The call for one publish.
     public static func call(
-        _ frame: Frame, keys: Keys, history: Int, tag: Tag = .channel
+        _ frame: Frame, keys: Keys, stream: Stream, tag: Tag = .channel
     ) -> (script: RedisScript, keys: [RESPArgument], arguments: [RESPArgument]) {
-        (script, [RESPArgument(keys.sequence), RESPArgument(keys.history)],
-         [RESPArgument(history), RESPArgument(frame.head), RESPArgument(frame.tail), RESPArgument(keys.feed), RESPArgument(tag.rawValue)])
+        (script, [RESPArgument(keys.sequence), RESPArgument(keys.history), RESPArgument(keys.epoch)],
+         [RESPArgument(stream.history), RESPArgument(frame.head), RESPArgument(frame.tail), RESPArgument(keys.feed),
+          RESPArgument(tag.rawValue), RESPArgument(stream.freshEpoch), RESPArgument(stream.ttlMilliseconds)])
     }
 
     /// Publishes several messages in one pipelined write (one round trip for a whole batch); each result is
     /// the message's `seq` or why Redis refused it.
     public static func publish(
-        _ messages: [(frame: Frame, keys: Keys, history: Int, tag: Tag)], on connection: RedisConnection
+        _ messages: [(frame: Frame, keys: Keys, stream: Stream, tag: Tag)], on connection: RedisConnection
     ) async throws -> [Result<UInt64, RedisClientError>] {
-        let results = try await connection.run(messages.map { call($0.frame, keys: $0.keys, history: $0.history, tag: $0.tag) })
+        let results = try await connection.run(messages.map { call($0.frame, keys: $0.keys, stream: $0.stream, tag: $0.tag) })
         return results.map { result in
             result.flatMap { reply in
                 guard let seq = reply.integer, seq > 0 else { return .failure(.server("publish script answered \(reply)")) }
@@ -79,15 +122,27 @@ public struct PublishScript: Sendable {
         }
     }
 
-    /// Splits a feed message (`<seq> <tag>\n<frame>`) into its parts; nil when it is not one of ours.
-    public static func parseFeedMessage(_ payload: ByteBuffer) -> (seq: UInt64, tag: Tag, frame: ByteBuffer)? {
+    /// A feed message's parts.
+    public struct FeedMessage: Sendable {
+        public var seq: UInt64
+        public var tag: Tag
+        public var epoch: String
+        public var frame: ByteBuffer
+    }
+
+    /// Splits a feed message (`<seq> <tag> <epoch>\n<frame>`) into its parts; nil when it is not one of ours.
+    public static func parseFeedMessage(_ payload: ByteBuffer) -> FeedMessage? {
         guard let newline = payload.readableBytesView.firstIndex(of: UInt8(ascii: "\n")),
             let header = payload.getString(at: payload.readerIndex, length: newline - payload.readerIndex)
         else { return nil }
-        let fields = header.split(separator: " ")
-        guard fields.count == 2, let seq = UInt64(fields[0]), let tag = Tag(rawValue: String(fields[1])),
+        let fields = header.split(separator: " ", omittingEmptySubsequences: false)
+        guard fields.count == 3, let seq = UInt64(fields[0]), seq > 0, let tag = Tag(rawValue: String(fields[1])),
+            !fields[2].isEmpty, fields[2].utf8.count <= maxEpochBytes,
             let frame = payload.getSlice(at: newline + 1, length: payload.writerIndex - newline - 1)
         else { return nil }
-        return (seq, tag, frame)
+        return FeedMessage(seq: seq, tag: tag, epoch: String(fields[2]), frame: frame)
     }
+
+    /// Longest epoch a feed message may carry (ours are 8 characters).
+    static let maxEpochBytes = 32
 }

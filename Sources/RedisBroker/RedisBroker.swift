@@ -34,11 +34,14 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         public var backoff: Backoff
         /// Messages every channel keeps in Redis at least, even without history, so gaps can be repaired.
         public var repairWindow: Int
+        /// How long a channel's keys (`seq`, epoch, history) live after its last publish (`channel-ttl-ms`).
+        public var channelRetention: Duration
 
         public init(
             url: RedisURL, prefix: String = "switchboard:", nodeId: String = "node", connection: RedisConnection.Configuration = .init(),
             heartbeat: Duration = .seconds(1), registryTTL: Duration = .seconds(7), leaseDuration: Duration = .seconds(15),
-            backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)), repairWindow: Int = 100
+            backoff: Backoff = Backoff(initial: .milliseconds(100), maximum: .seconds(5)), repairWindow: Int = 100,
+            channelRetention: Duration = .seconds(600)
         ) {
             self.url = url
             self.prefix = prefix
@@ -49,6 +52,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             self.leaseDuration = leaseDuration
             self.backoff = backoff
             self.repairWindow = repairWindow
+            self.channelRetention = channelRetention
         }
     }
 
@@ -56,6 +60,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     struct FeedMessage: Sendable {
         let payload: ByteBuffer
         let tag: PublishScript.Tag
+        let epoch: String
     }
 
     /// What a feed channel carries: one Switchboard channel's messages (a `userId` target's go to the channel
@@ -237,7 +242,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     private func resynchronise(_ commands: RedisConnection) async {
         let known = state.withLockedValue { state in state.sequencers.map { ($0.key, $0.value.delivered) } }
         if !known.isEmpty, let results = try? await commands.run(known.map { target, delivered in
-            (Self.raiseScript, [RESPArgument(keys(of: target).sequence)], [RESPArgument(delivered)])
+            (Self.raiseScript, [RESPArgument(keys(of: target).sequence)], [RESPArgument(delivered), RESPArgument(retentionMilliseconds)])
         }) {
             statistics.recordRedisCommands(known.count)
             for ((target, _), result) in zip(known, results) {
@@ -258,13 +263,13 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         }
     }
 
-    /// Raises a channel's `seq` counter to at least ARGV[1] and returns it.
+    /// Raises a channel's `seq` counter to at least ARGV[1] (expiring ARGV[2] ms later) and returns it.
     static let raiseScript = RedisScript(
         """
         local current = tonumber(redis.call('GET', KEYS[1]) or '0')
         local floor = tonumber(ARGV[1])
         if current < floor then
-          redis.call('SET', KEYS[1], floor)
+          redis.call('SET', KEYS[1], floor, 'PX', ARGV[2])
           return floor
         end
         return current
@@ -340,6 +345,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             }
             state.withLockedValue { $0.peers = peers }
         }
+        forgetIdleChannels()
         var sent = 3
         if renewLeases {
             for (userId, members) in leases {
@@ -350,6 +356,21 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         _ = await pinged
         statistics.recordRedisCommands(sent)
     }
+
+    /// Forgets the feed state of channels this node no longer holds (SPEC §4: state follows what is published
+    /// and watched now): their sequencers, once idle, and whether their history was read. A later message
+    /// starts a channel's sequence again where it is.
+    private func forgetIdleChannels() {
+        state.withLockedValue { state in
+            state.sequencers = state.sequencers.filter { target, sequencer in
+                guard case .channel(let channel) = target else { return true }
+                return !sequencer.isIdle || hub.holds(channel)
+            }
+            state.prepared = state.prepared.filter { hub.holds($0) }
+        }
+    }
+
+    private var retentionMilliseconds: Int { Self.milliseconds(configuration.channelRetention) }
 
     // MARK: Publishing
 
@@ -390,15 +411,18 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             let throttle = ThrottleScript.Keys(prefix: configuration.prefix, channel: channel)
             let call = (
                 ThrottleScript.publish,
-                [keys.sequence, keys.history, throttle.windows, throttle.held, throttle.queue].map { RESPArgument($0) },
+                [keys.sequence, keys.history, throttle.windows, throttle.held, throttle.queue, keys.epoch].map { RESPArgument($0) },
                 [
                     RESPArgument(keep), RESPArgument(parts.head), RESPArgument(parts.tail), RESPArgument(keys.feed),
                     RESPArgument(tag.rawValue), RESPArgument(ThrottleScript.member(channel: channel, window: window)),
-                    RESPArgument(namespace.throttleMs), RESPArgument(window),
+                    RESPArgument(namespace.throttleMs), RESPArgument(window), RESPArgument(StreamEpoch.make()),
+                    RESPArgument(retentionMilliseconds),
                 ])
             return ScriptedPublish(call: call, window: (channel, window, namespace), namespaceName: namespaceName)
         }
-        let call = PublishScript.call(PublishScript.Frame(head: parts.head, tail: parts.tail), keys: keys, history: keep, tag: tag)
+        let call = PublishScript.call(
+            PublishScript.Frame(head: parts.head, tail: parts.tail), keys: keys,
+            stream: PublishScript.Stream(history: keep, ttlMilliseconds: retentionMilliseconds), tag: tag)
         return ScriptedPublish(call: call, window: nil, namespaceName: namespaceName)
     }
 
@@ -457,12 +481,13 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         let arguments: [RESPArgument] = [
             RESPArgument(ThrottleScript.member(channel: channel, window: window)), RESPArgument(window),
             RESPArgument(max(namespace.history, configuration.repairWindow)), RESPArgument(keys.feed),
-            RESPArgument(PublishScript.Tag.channel.rawValue), RESPArgument(namespace.throttleMs),
+            RESPArgument(PublishScript.Tag.channel.rawValue), RESPArgument(namespace.throttleMs), RESPArgument(StreamEpoch.make()),
+            RESPArgument(retentionMilliseconds),
         ]
         loop.makeFutureWithTask { [self] in
             let sent = try await commands.run(
                 ThrottleScript.release,
-                keys: [throttle.windows, keys.sequence, keys.history, throttle.held, throttle.queue].map { RESPArgument($0) },
+                keys: [throttle.windows, keys.sequence, keys.history, throttle.held, throttle.queue, keys.epoch].map { RESPArgument($0) },
                 arguments: arguments)
             statistics.recordRedisCommands(1)
             if let count = sent.integer, count > 0 { scheduleRelease(channel: channel, window: window, namespace: namespace) }
@@ -521,13 +546,11 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             receivedControl(message)
             return
         }
-        guard let target = target(ofFeed: message.channel), let (seq, tag, frame) = PublishScript.parseFeedMessage(message.payload),
-            seq > 0
-        else { return }
+        guard let target = target(ofFeed: message.channel), let feed = PublishScript.parseFeedMessage(message.payload) else { return }
         let (action, commands) = state.withLockedValue { state in
             // The first message of a channel this node has not seen sets where its feed starts.
-            let action = state.sequencers[target, default: FeedSequencer(delivered: seq - 1)]
-                .received(seq, FeedMessage(payload: frame, tag: tag))
+            let action = state.sequencers[target, default: FeedSequencer(delivered: feed.seq - 1)]
+                .received(feed.seq, epoch: feed.epoch, FeedMessage(payload: feed.frame, tag: feed.tag, epoch: feed.epoch))
             return (action, state.commands)
         }
         perform(action, for: target, on: commands)
@@ -555,7 +578,8 @@ public final class RedisBroker: Broker, Cluster, Sendable {
                 "XRANGE", RESPArgument(history), RESPArgument("\(range.lowerBound)-0"), RESPArgument("\(range.upperBound)-0"),
             ]) else { return [] }
             statistics.recordRedisCommands(1)
-            return (entries.array ?? []).compactMap(Self.historyEntry)
+            let epoch = state.withLockedValue { $0.sequencers[target]?.epoch } ?? ""
+            return (entries.array ?? []).compactMap { Self.historyEntry($0, epoch: epoch) }
         }.whenComplete { [self] result in
             let found = (try? result.get()) ?? []
             let action = state.withLockedValue { $0.sequencers[target]?.repaired(found) } ?? .init()
@@ -563,14 +587,14 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         }
     }
 
-    /// `[id, ["f", frame, "t", tag]]` of the history stream as a seq and its message.
-    static func historyEntry(_ entry: RESPValue) -> (seq: UInt64, message: FeedMessage)? {
+    /// `[id, ["f", frame, "t", tag]]` of the history stream (of the stream `epoch`) as a seq and its message.
+    static func historyEntry(_ entry: RESPValue, epoch: String) -> (seq: UInt64, message: FeedMessage)? {
         guard let parts = entry.array, parts.count == 2, let id = parts[0].string,
             let seq = id.split(separator: "-").first.flatMap({ UInt64($0) }),
             let fields = parts[1].array, fields.count == 4, case .bulkString(let frame?) = fields[1],
             let tag = fields[3].string.flatMap(PublishScript.Tag.init(rawValue:))
         else { return nil }
-        return (seq, FeedMessage(payload: frame, tag: tag))
+        return (seq, FeedMessage(payload: frame, tag: tag, epoch: epoch))
     }
 
     /// Hands one sequenced message to this node's connections.
@@ -580,7 +604,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             guard let (name, namespace) = try? hub.directory.resolve(channel) else { return }
             // A `userId` target's message: `user:<id>`'s subscribers and every connection of the user.
             let extra = message.tag == .user ? recipients.subscribers(ofUser: String(name.topic ?? "")) : []
-            hub.deliverSequenced(channel: channel, namespace: namespace, seq: seq, payload: message.payload, key: nil, extraRecipients: extra)
+            hub.deliverSequenced(
+                channel: channel, namespace: namespace, seq: seq, epoch: message.epoch, payload: message.payload, key: nil,
+                extraRecipients: extra)
         case .all:
             hub.deliverGlobalSequenced(seq: seq, payload: message.payload, to: recipients.allSubscribers)
         }
@@ -702,15 +728,23 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         let count = max(namespace.history, 1)
         guard let replies = try? await commands.pipeline([
             ["GET", RESPArgument(keys.sequence)],
+            ["GET", RESPArgument(keys.epoch)],
             ["XREVRANGE", RESPArgument(keys.history), "+", "-", "COUNT", RESPArgument(count)],
-        ]) else { return }
-        statistics.recordRedisCommands(2)
+        ]), replies.count == 3 else { return }
+        statistics.recordRedisCommands(3)
         let top = replies[0].string.flatMap { UInt64($0) } ?? 0
-        let messages = (replies[1].array ?? []).compactMap(Self.historyEntry).map { ($0.seq, $0.message.payload) }
-        hub.seed(channel: channel, namespace: namespace, lastSeq: top, messages: messages)
+        // No epoch: no stream in Redis (none yet, or it expired), nothing to read; the first publish starts one,
+        // and the feed is followed from `top` so that what a cut feed misses is still repaired.
+        let epoch = replies[1].string.flatMap { $0.isEmpty ? nil : $0 }
+        if let epoch {
+            let messages = (replies[2].array ?? []).compactMap { Self.historyEntry($0, epoch: epoch) }.map { ($0.seq, $0.message.payload) }
+            hub.seed(channel: channel, namespace: namespace, epoch: epoch, lastSeq: top, messages: messages)
+        }
         state.withLockedValue { state in
             state.prepared.insert(channel)
-            if state.sequencers[.channel(channel)] == nil { state.sequencers[.channel(channel)] = FeedSequencer(delivered: top) }
+            if state.sequencers[.channel(channel)] == nil {
+                state.sequencers[.channel(channel)] = FeedSequencer(delivered: top, epoch: epoch)
+            }
         }
     }
 

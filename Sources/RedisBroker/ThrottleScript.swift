@@ -45,24 +45,16 @@ public enum ThrottleScript {
         return (String(member[..<newline]), String(member[member.index(after: newline)...]))
     }
 
-    /// Lua shared by both scripts: Redis's clock in ms, and one message sequenced, kept and published like
-    /// ``PublishScript`` does. A held message is stored as head, a NUL byte, tail (encoded JSON never holds
-    /// a raw NUL).
+    /// Lua shared by both scripts: Redis's clock in ms, and ``PublishScript``'s `send`. A held message is
+    /// stored as head, a NUL byte, tail (encoded JSON never holds a raw NUL).
     private static let prelude = """
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
-        local function send(seqKey, historyKey, keep, head, tail, feed, tag)
-          local seq = redis.call('INCR', seqKey)
-          local frame = head .. seq .. tail
-          if keep > 0 then
-            redis.call('XADD', historyKey, 'MAXLEN', keep, seq .. '-0', 'f', frame, 't', tag)
-          end
-          redis.call('PUBLISH', feed, seq .. ' ' .. tag .. '\\n' .. frame)
-          return seq
-        end
-        """
 
-    /// KEYS: seq, history, windows, held, queue. ARGV: keep, head, tail, feed, tag, member, interval ms, window.
+        """ + PublishScript.sendFunction
+
+    /// KEYS: seq, history, windows, held, queue, epoch. ARGV: keep, head, tail, feed, tag, member, interval ms, window,
+    /// fresh epoch, ttl ms.
     /// Returns the seq when sent now, -1 when held, -2 when held in place of an older held message.
     static let publish = RedisScript(
         prelude + """
@@ -79,10 +71,11 @@ public enum ThrottleScript {
           return -1
         end
         redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[6])
-        return send(KEYS[1], KEYS[2], tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5])
+        return send({KEYS[1], KEYS[2], KEYS[6]}, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[9], tonumber(ARGV[10]))
         """)
 
-    /// KEYS: windows, seq, history, held, queue. ARGV: member, window, keep, feed, tag, interval ms.
+    /// KEYS: windows, seq, history, held, queue, epoch. ARGV: member, window, keep, feed, tag, interval ms, fresh
+    /// epoch, ttl ms.
     /// Returns -1 when the window is not due (not yet, or another node released it), else how many messages
     /// it sent (0: the window closed).
     static let release = RedisScript(
@@ -107,7 +100,8 @@ public enum ThrottleScript {
         end
         for _, message in ipairs(messages) do
           local cut = string.find(message, '\\0', 1, true)
-          send(KEYS[2], KEYS[3], tonumber(ARGV[3]), string.sub(message, 1, cut - 1), string.sub(message, cut + 1), ARGV[4], ARGV[5])
+          send({KEYS[2], KEYS[3], KEYS[6]}, tonumber(ARGV[3]), string.sub(message, 1, cut - 1), string.sub(message, cut + 1),
+            ARGV[4], ARGV[5], ARGV[7], tonumber(ARGV[8]))
         end
         redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), ARGV[1])
         return #messages

@@ -25,6 +25,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Inbound messages per connection per minute (default 100).") var messageRate: String?
     @Option(help: "Inbound message burst (default 20).") var messageBurst: String?
     @Option(help: "Channels per connection (default 50).") var maxSubscriptions: String?
+    @Option(help: "Retained channel state lives this long after the channel's last publish, ms (default 600000).") var channelTtlMs: String?
     @Option(help: "Auth failures within 60 s that block an IP (default 5).") var blockAfterFailures: String?
     @Option(help: "How long an IP stays blocked, s (default 900).") var blockSeconds: String?
     @Option(help: "Per-connection outbound buffer in bytes (default 1048576).") var outboundBufferBytes: String?
@@ -54,7 +55,7 @@ struct SettingsOptions: ParsableArguments {
             ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
             ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
             ("auth-timeout-ms", authTimeoutMs), ("jwt-leeway-ms", jwtLeewayMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
-            ("socketio-ping-timeout-ms", socketIOPingTimeoutMs), ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
+            ("socketio-ping-timeout-ms", socketIOPingTimeoutMs), ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions), ("channel-ttl-ms", channelTtlMs),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
             ("outbound-buffer-bytes", outboundBufferBytes), ("shutdown-grace-ms", shutdownGraceMs),
             ("request-timeout-ms", requestTimeoutMs), ("threads", threads), ("batch-write-delay-ms", batchWriteDelayMs),

@@ -1,5 +1,6 @@
 import NIOCore
 import NIOEmbedded
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -76,8 +77,19 @@ final class LanedSubscriber: Subscriber {
         Hub(directory: namespaces.map { ChannelDirectory(namespaces: $0) } ?? directory, scheduler: loop, clock: { 1_000 })
     }
 
-    private func reply(_ recovered: Bool?) -> Delivery {
+    private func reply(_ recovered: Bool?, _ epoch: String) -> Delivery {
         Delivery(payload: ByteBuffer(string: recovered.map { "subscribed:\($0)" } ?? "subscribed"))
+    }
+
+    /// The epoch a `subscribed` reply carried.
+    private final class EpochProbe: @unchecked Sendable {
+        var epoch: String?
+        var recovered: Bool??
+        func reply(_ recovered: Bool?, _ epoch: String) -> Delivery {
+            self.epoch = epoch
+            self.recovered = recovered
+            return Delivery(payload: ByteBuffer(string: "subscribed"))
+        }
     }
 
     @Test func publishIsEncodedOnceAndSharedByEveryRecipient() throws {
@@ -203,6 +215,78 @@ final class LanedSubscriber: Subscriber {
         #expect(hub.unsubscribe(subscriber, from: "admin"))
         #expect(hub.channelCount == 0)
         #expect(!hub.unsubscribe(subscriber, from: "admin"))
+    }
+
+    @Test func aRetainingChannelThatWasOnlySubscribedIsFreedWithItsLastSubscriber() throws {
+        let hub = makeHub()
+        let subscriber = RecordingSubscriber()
+        for topic in ["A", "B", "C"] {
+            hub.subscribe(subscriber, to: try #require(ChannelName("market_data:\(topic)")), namespace: marketData, reply: reply)
+        }
+        #expect(hub.channelCount == 3)
+        _ = hub.publish(Publication(channel: "market_data:B", event: "q", data: "1"), namespace: marketData)
+        for topic in ["A", "B", "C"] { hub.unsubscribe(subscriber, from: "market_data:\(topic)") }
+        #expect(hub.channelCount == 1, "subscribing retains nothing; B's publish is retained for channel-ttl-ms")
+    }
+
+    @Test func retainedStateIsDroppedAfterTheRetentionAndTheStreamStartsAgainWithANewEpoch() async throws {
+        let group = MultiThreadedEventLoopGroup.singleton
+        let hub = Hub(directory: directory, scheduler: group.next(), retention: .milliseconds(150), clock: { 1_000 })
+        let probe = EpochProbe()
+        let channel = try #require(ChannelName("market_data:A"))
+        for _ in 1...3 { _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData) }
+        hub.subscribe(RecordingSubscriber(), to: channel, namespace: marketData, reply: probe.reply)
+        let first = try #require(probe.epoch)
+        hub.subscribe(RecordingSubscriber(), to: channel, namespace: marketData, since: 3, epoch: first, reply: probe.reply)
+        #expect(probe.recovered == true)
+        let watcher = RecordingSubscriber()
+        hub.subscribe(watcher, to: channel, namespace: marketData, reply: probe.reply)
+        hub.unsubscribe(watcher, from: "market_data:A")
+        // The other two subscribers are still there: the stream is kept while anyone listens.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(hub.channelCount == 1)
+        let empty = Hub(directory: directory, scheduler: group.next(), retention: .milliseconds(150), clock: { 1_000 })
+        _ = empty.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData)
+        #expect(empty.channelCount == 1)
+        let deadline = ContinuousClock.now + .seconds(2)
+        while empty.channelCount > 0, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(empty.channelCount == 0, "retained state goes channel-ttl-ms after the last publish")
+        let late = RecordingSubscriber()
+        empty.subscribe(late, to: channel, namespace: marketData, since: 1, epoch: first, reply: probe.reply)
+        #expect(probe.recovered == false && probe.epoch != first, "a new stream never recovers an old position")
+        #expect(late.seqs == [0], "nothing retained: no last value")
+    }
+
+    @Test func recoveryNeedsTheCurrentEpochAndAPositionInsideTheStream() throws {
+        let hub = makeHub()
+        let probe = EpochProbe()
+        let channel = try #require(ChannelName("market_data:A"))
+        for _ in 1...3 { _ = hub.publish(Publication(channel: "market_data:A", event: "q", data: "1"), namespace: marketData) }
+        hub.subscribe(RecordingSubscriber(), to: channel, namespace: marketData, reply: probe.reply)
+        let epoch = try #require(probe.epoch)
+        let cases: [(since: UInt64, epoch: String?, recovered: Bool)] = [
+            (2, epoch, true), (3, epoch, true), (2, nil, true), (2, "other", false), (3, "other", false), (4, nil, false), (9, epoch, false),
+        ]
+        for (since, given, expected) in cases {
+            let subscriber = RecordingSubscriber()
+            hub.subscribe(subscriber, to: channel, namespace: marketData, since: since, epoch: given, reply: probe.reply)
+            #expect(probe.recovered == expected, "since \(since) epoch \(given ?? "none")")
+            #expect(probe.epoch == epoch)
+        }
+    }
+
+    @Test func aSequencedMessageOfANewEpochRestartsTheStream() throws {
+        let hub = makeHub()
+        let subscriber = RecordingSubscriber()
+        let probe = EpochProbe()
+        hub.subscribe(subscriber, to: try #require(ChannelName("admin")), namespace: admin, reply: probe.reply)
+        for seq in 1...3 {
+            hub.deliverSequenced(channel: "admin", namespace: admin, seq: UInt64(seq), epoch: "one", payload: ByteBuffer(string: "{}"), key: nil)
+        }
+        #expect(hub.deliverSequenced(channel: "admin", namespace: admin, seq: 2, epoch: "one", payload: ByteBuffer(string: "{}"), key: nil) == 0)
+        #expect(hub.deliverSequenced(channel: "admin", namespace: admin, seq: 1, epoch: "two", payload: ByteBuffer(string: "{}"), key: nil) == 1)
+        #expect(subscriber.seqs == [0, 1, 2, 3, 1])
+        #expect(hub.statistics.snapshot().streamRestarts == 1)
     }
 
     @Test func publishWithNobodyOnAChannelThatKeepsNothingCreatesNothing() {

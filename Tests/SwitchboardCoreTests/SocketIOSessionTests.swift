@@ -36,9 +36,9 @@ import Testing
         _ = session.received(Self.bytes("0"))
         _ = session.accepted(sid: "s")
         #expect(session.received(Self.bytes(#"21["subscribe","market_data:AAPL"]"#))
-            == [.request(.success(ClientRequest(id: .int(1), command: .subscribe(channel: "market_data:AAPL", since: nil))))])
+            == [.request(.success(ClientRequest(id: .int(1), command: .subscribe(channel: "market_data:AAPL", since: nil, epoch: nil))))])
         #expect(session.received(Self.bytes(#"22["subscribe",{"channel":"market_data:AAPL","since":41}]"#))
-            == [.request(.success(ClientRequest(id: .int(2), command: .subscribe(channel: "market_data:AAPL", since: 41))))])
+            == [.request(.success(ClientRequest(id: .int(2), command: .subscribe(channel: "market_data:AAPL", since: 41, epoch: nil))))])
         #expect(session.received(Self.bytes(#"2["unsubscribe","x"]"#)) == [.request(.success(ClientRequest(id: nil, command: .unsubscribe(channel: "x"))))])
         #expect(session.received(Self.bytes(#"23["auth",{"token":"t2"}]"#)) == [.request(.success(ClientRequest(id: .int(3), command: .auth(token: "t2"))))])
         #expect(session.received(Self.bytes(#"24["publish",{"channel":"c","event":"e","data":{"a":1},"key":"k"}]"#))
@@ -75,8 +75,8 @@ import Testing
         let actions = session.accepted(sid: "s")
         #expect(actions == [
             .send(SocketPacket(.connect, payload: .object(["sid": .string("s")]))),
-            .request(.success(ClientRequest(id: .int(1), command: .subscribe(channel: "a", since: nil)))),
-            .request(.success(ClientRequest(id: .int(2), command: .subscribe(channel: "b", since: nil)))),
+            .request(.success(ClientRequest(id: .int(1), command: .subscribe(channel: "a", since: nil, epoch: nil)))),
+            .request(.success(ClientRequest(id: .int(2), command: .subscribe(channel: "b", since: nil, epoch: nil)))),
         ])
         // Bounded: a client that floods while its CONNECT is checked is dropped.
         var flooding = SocketIOSession(now: 0)

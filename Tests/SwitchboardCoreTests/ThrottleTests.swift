@@ -13,7 +13,7 @@ import Testing
     private func subscribedHub() throws -> (Hub, RecordingSubscriber) {
         let hub = Hub(directory: ChannelDirectory(namespaces: [quotes]), scheduler: loop, clock: { 0 })
         let subscriber = RecordingSubscriber()
-        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:AAPL")), namespace: quotes) { _ in
+        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:AAPL")), namespace: quotes) { _, _ in
             Delivery(payload: ByteBuffer(string: "subscribed"))
         }
         return (hub, subscriber)
@@ -105,7 +105,7 @@ import Testing
         batched.conflate = false
         let hub = Hub(directory: ChannelDirectory(namespaces: [batched]), scheduler: loop, clock: { 0 })
         let subscriber = RecordingSubscriber()
-        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:X")), namespace: batched) { _ in
+        hub.subscribe(subscriber, to: try #require(ChannelName("market_data:X")), namespace: batched) { _, _ in
             Delivery(payload: ByteBuffer(string: "subscribed"))
         }
         for n in 1...5 { _ = hub.publish(Publication(channel: "market_data:X", event: "q", data: "\(n)", key: "k"), namespace: batched) }

@@ -34,12 +34,12 @@ import Testing
 
     @Test func subscribeToAnAllowedChannelAsksTheHubAndCountsOnce() {
         var machine = session()
-        let first = machine.handle(request(.subscribe(channel: "market_data:AAPL", since: nil), id: 1))
+        let first = machine.handle(request(.subscribe(channel: "market_data:AAPL", since: nil, epoch: nil), id: 1))
         #expect(subscribed(first) == ["market_data:AAPL"])
         guard case .subscribe(_, let isNew)? = first.first else { Issue.record("expected a subscribe, got \(first)"); return }
         #expect(isNew)
         // Idempotent (SPEC §4): asked again, not counted again.
-        let again = machine.handle(request(.subscribe(channel: "market_data:AAPL", since: nil), id: 2))
+        let again = machine.handle(request(.subscribe(channel: "market_data:AAPL", since: nil, epoch: nil), id: 2))
         guard case .subscribe(_, let isNewAgain)? = again.first else { Issue.record("expected a subscribe, got \(again)"); return }
         #expect(!isNewAgain)
         #expect(machine.subscriptions == ["market_data:AAPL"])
@@ -47,9 +47,9 @@ import Testing
 
     @Test func forbiddenUnknownAndBadChannelsAreRefusedWithTheirCodes() {
         var machine = session()
-        let forbidden = machine.handle(request(.subscribe(channel: "admin", since: nil), id: 1))
-        let unknown = machine.handle(request(.subscribe(channel: "nope:x", since: nil), id: 2))
-        let bad = machine.handle(request(.subscribe(channel: "market_data:a b", since: nil), id: 3))
+        let forbidden = machine.handle(request(.subscribe(channel: "admin", since: nil, epoch: nil), id: 1))
+        let unknown = machine.handle(request(.subscribe(channel: "nope:x", since: nil, epoch: nil), id: 2))
+        let bad = machine.handle(request(.subscribe(channel: "market_data:a b", since: nil, epoch: nil), id: 3))
         func code(_ actions: [Action]) -> ErrorCode? {
             if case .reply(.error(let code, _), _)? = actions.first { return code }
             return nil
@@ -62,9 +62,9 @@ import Testing
 
     @Test func theSubscriptionLimitHolds() {
         var machine = session { $0.maxSubscriptions = 2 }
-        _ = machine.handle(request(.subscribe(channel: "market_data:A", since: nil)))
-        _ = machine.handle(request(.subscribe(channel: "market_data:B", since: nil)))
-        let third = machine.handle(request(.subscribe(channel: "market_data:C", since: nil), id: 3))
+        _ = machine.handle(request(.subscribe(channel: "market_data:A", since: nil, epoch: nil)))
+        _ = machine.handle(request(.subscribe(channel: "market_data:B", since: nil, epoch: nil)))
+        let third = machine.handle(request(.subscribe(channel: "market_data:C", since: nil, epoch: nil), id: 3))
         #expect(third == [.reply(.error(.subscriptionLimit, "at most 2 subscriptions per connection"), id: .int(3))])
     }
 
@@ -85,7 +85,7 @@ import Testing
     @Test func authAdoptsTheIdentityAfterItsSlotIsClaimedAndRequestsBehindItWait() {
         var machine = session()
         #expect(machine.handle(request(.auth(token: "T"), id: 1)) == [.verifyToken("T")])
-        #expect(machine.handle(request(.subscribe(channel: "user:alice", since: nil), id: 2)) == [])
+        #expect(machine.handle(request(.subscribe(channel: "user:alice", since: nil, epoch: nil), id: 2)) == [])
         #expect(machine.handle(.tokenVerified(.success(Self.alice), leased: true)) == [.claimIdentity(Self.alice)])
         let adopted = machine.handle(.identityClaimed(true))
         #expect(adopted.first == .adopt(from: Self.anonymous, to: Self.alice))
@@ -115,15 +115,15 @@ import Testing
     /// subscribe or count anything.
     @Test func completionsAfterTheTransportClosedYieldNothing() {
         var machine = session()
-        _ = machine.handle(request(.subscribe(channel: "market_data:A", since: nil)))
+        _ = machine.handle(request(.subscribe(channel: "market_data:A", since: nil, epoch: nil)))
         _ = machine.handle(request(.auth(token: "T")))
-        for _ in 0..<5 { _ = machine.handle(request(.subscribe(channel: "user:alice", since: nil))) }
+        for _ in 0..<5 { _ = machine.handle(request(.subscribe(channel: "user:alice", since: nil, epoch: nil))) }
         #expect(machine.handle(.transportClosed) == [.release(subscriptions: ["market_data:A"])])
         #expect(machine.handle(.tokenVerified(.success(Self.alice), leased: true)) == [])
         #expect(machine.handle(.identityClaimed(true)) == [])
         #expect(machine.handle(.prepared) == [])
         #expect(machine.handle(.answered(.pong, id: nil)) == [])
-        #expect(machine.handle(request(.subscribe(channel: "market_data:B", since: nil))) == [])
+        #expect(machine.handle(request(.subscribe(channel: "market_data:B", since: nil, epoch: nil))) == [])
         #expect(machine.handle(.timerFired(.authTimeout)) == [])
         #expect(machine.handle(.closeRequested(.disconnectedByAdmin, reason: "x")) == [])
         #expect(machine.subscriptions.isEmpty)
@@ -131,7 +131,7 @@ import Testing
 
     @Test func aCloseReleasesEverythingAtOnce() {
         var machine = session()
-        _ = machine.handle(request(.subscribe(channel: "market_data:A", since: nil)))
+        _ = machine.handle(request(.subscribe(channel: "market_data:A", since: nil, epoch: nil)))
         let closing = machine.handle(.closeRequested(.slowConsumer, reason: "slow"))
         #expect(closing == [.close(.slowConsumer, reason: "slow"), .release(subscriptions: ["market_data:A"])])
         #expect(machine.handle(.transportClosed) == [])
@@ -173,7 +173,7 @@ import Testing
 
     @Test func aClusterNodePreparesBeforeSubscribingAndKeepsOrder() {
         var machine = session { $0.preparesChannels = true }
-        let first = machine.handle(request(.subscribe(channel: "market_data:A", since: 3), id: 1))
+        let first = machine.handle(request(.subscribe(channel: "market_data:A", since: 3, epoch: nil), id: 1))
         guard case .prepare(let waiting)? = first.first else { Issue.record("expected a prepare, got \(first)"); return }
         #expect(waiting.map(\.name) == ["market_data:A"])
         #expect(machine.handle(request(.ping, id: 2)) == [])

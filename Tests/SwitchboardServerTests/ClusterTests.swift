@@ -145,7 +145,7 @@ import WebSocketTestClient
             let listener = RedisBroker(hub: hub, recipients: recipients, configuration: configuration, loop: loop)
             try await listener.start()
             let subscriber = Recorder()
-            hub.subscribe(subscriber, to: try #require(ChannelName("feed:x")), namespace: Self.feed) { _ in Delivery(payload: ByteBuffer()) }
+            hub.subscribe(subscriber, to: try #require(ChannelName("feed:x")), namespace: Self.feed) { _, _ in Delivery(payload: ByteBuffer()) }
             let otherHub = Hub(directory: ChannelDirectory(namespaces: [Self.feed]), scheduler: loop)
             var publisherConfiguration = configuration
             publisherConfiguration.nodeId = "publisher"

@@ -54,7 +54,7 @@ import Testing
     }
 
     @Test func repliesAreAcksWithTheirIdAndEventsWithout() {
-        let ack = SocketIOCodec.encode(.subscribed(channel: "market_data:A", recovered: true), id: .int(12))
+        let ack = SocketIOCodec.encode(.subscribed(channel: "market_data:A", epoch: "e1", recovered: true), id: .int(12))
         #expect(String(buffer: ack.payload).hasPrefix("4312["))
         #expect(String(buffer: ack.payload).contains(#""ok":true"#))
         let error = SocketIOCodec.encode(.error(.forbidden, "no"), id: .int(3))

@@ -9,34 +9,63 @@ import Synchronization
 /// order) happen under this channel's lock, so every subscriber sees the channel's messages in `seq` order
 /// and a replay never interleaves with live messages (SPEC §5). `seq` is assigned when a message goes out,
 /// so delivered messages are numbered without gaps even when conflation drops some.
+///
+/// Lifetime (SPEC §4): a channel is *unused* when it has no subscriber, no open throttle window and retains
+/// nothing; the hub frees an unused channel at once. What it retains (history, last value, `seq`, epoch) is
+/// kept for `retention` after its last publish: a timer then asks the hub to ``Hub/collect(_:)`` it. A
+/// channel that still has subscribers keeps its stream until the last one leaves (its `seq` is never
+/// renumbered under a live subscriber); it is freed then if its retention has run out.
 final class ChannelState: Sendable {
     let name: String
     let namespace: Namespace
     private let scheduler: any EventLoop
     private let clock: @Sendable () -> Int64
     private let statistics: NodeStatistics
+    /// How long retained state outlives the channel's last publish (`channel-ttl-ms`).
+    private let retention: TimeAmount
+    /// Hands the channel back to the hub when its retention ran out or its last throttle window closed.
+    private let collect: @Sendable (ChannelState) -> Void
 
     private struct State {
         var subscribers = ChannelMembers()
         var seq: UInt64 = 0
+        /// The current stream's epoch (SPEC §5): chosen when first needed, replaced when the stream restarts.
+        var epoch: String?
         var history: Deque<Delivery> = []
         var lastValue: Delivery?
         var throttle: Throttle?
+        /// When the channel last kept a message (retaining namespaces only); nil while it retains nothing.
+        var lastPublish: NIODeadline?
+        /// Whether the retention timer is scheduled.
+        var retentionTimerArmed = false
         /// Set once the hub has dropped this channel; a late subscriber must look it up again.
         var isClosed = false
+
+        /// Nothing a later subscriber could need, and nobody listening: the channel can go.
+        var isUnused: Bool { subscribers.isEmpty && lastPublish == nil && (throttle?.isIdle ?? true) }
+
+        mutating func dropStream() {
+            seq = 0
+            epoch = nil
+            history = []
+            lastValue = nil
+            lastPublish = nil
+        }
     }
 
     private let state: Mutex<State>
 
     init(
         name: String, namespace: Namespace, scheduler: any EventLoop, statistics: NodeStatistics,
-        clock: @escaping @Sendable () -> Int64
+        clock: @escaping @Sendable () -> Int64, retention: TimeAmount, collect: @escaping @Sendable (ChannelState) -> Void
     ) {
         self.name = name
         self.namespace = namespace
         self.scheduler = scheduler
         self.statistics = statistics
         self.clock = clock
+        self.retention = retention
+        self.collect = collect
         var initial = State()
         if namespace.throttleMs > 0 { initial.throttle = Throttle(conflate: namespace.conflate) }
         self.state = Mutex(initial)
@@ -68,15 +97,18 @@ final class ChannelState: Sendable {
     }
 
     private func windowEnded(_ window: Throttle.Window) {
-        state.withLock { state in
-            guard let (batch, keepOpen) = state.throttle?.windowEnded(window) else { return }
+        let unused = state.withLock { state -> Bool in
+            guard let (batch, keepOpen) = state.throttle?.windowEnded(window) else { return false }
             for publication in batch { _ = deliver(publication, extraRecipients: [], state: &state) }
             if keepOpen { scheduleWindowEnd(window) }
+            return state.isUnused
         }
+        if unused { collect(self) }
     }
 
     /// Assigns the next `seq`, encodes once and queues the same bytes for every recipient. Lock held.
     private func deliver(_ publication: Publication, extraRecipients: [any Subscriber], state: inout State) -> Hub.PublishResult {
+        if state.seq == 0 { state.epoch = state.epoch ?? StreamEpoch.make() }
         state.seq += 1
         let delivery = Delivery.message(
             seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()),
@@ -89,10 +121,16 @@ final class ChannelState: Sendable {
     }
 
     /// A message a broker sequenced elsewhere (cluster mode): `payload` is the complete message JSON with its
-    /// `seq`. Kept and fanned out like a local publish; a `seq` at or below the channel's last is ignored
-    /// (the broker hands each on once, in order, so that is only a late duplicate).
-    func deliverSequenced(seq: UInt64, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber]) -> Int {
+    /// `seq`, of the stream `epoch`. Kept and fanned out like a local publish; a message of another epoch
+    /// starts the stream again (the cluster's stream restarted: Redis lost or expired it); a `seq` at or below
+    /// the channel's last is ignored (the broker hands each on once, in order, so that is only a late duplicate).
+    func deliverSequenced(seq: UInt64, epoch: String, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber]) -> Int {
         state.withLock { state in
+            if state.epoch != epoch {
+                if state.seq > 0 { statistics.recordStreamRestart() }
+                state.dropStream()
+                state.epoch = epoch
+            }
             guard seq > state.seq else { return 0 }
             state.seq = seq
             let delivery = Delivery.message(seq: seq, payload: payload, conflationKey: conflationKey(of: key), namespace: namespace.name)
@@ -101,8 +139,12 @@ final class ChannelState: Sendable {
     }
 
     /// Merges messages read from the cluster's history into what this channel keeps (see ``Hub/seed``).
-    func seed(lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
+    func seed(epoch: String, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
         state.withLock { state in
+            if state.epoch != epoch {
+                state.dropStream()
+                state.epoch = epoch
+            }
             let known = Set(state.history.map(\.seq))
             var merged = Array(state.history)
             for (seq, payload) in messages where !known.contains(seq) && (namespace.history > 0 || seq > (state.lastValue?.seq ?? 0)) {
@@ -112,6 +154,48 @@ final class ChannelState: Sendable {
             if namespace.history > 0 { state.history = Deque(merged.suffix(namespace.history)) }
             if namespace.lastValue, let newest = merged.last, newest.seq > (state.lastValue?.seq ?? 0) { state.lastValue = newest }
             state.seq = max(state.seq, lastSeq, merged.last?.seq ?? 0)
+            if state.seq > 0 { retained(&state) }
+        }
+    }
+
+    /// The channel kept a message: its retention runs from now (retaining namespaces only).
+    private func retained(_ state: inout State) {
+        guard namespace.retainsMessages else { return }
+        state.lastPublish = .now()
+        guard !state.retentionTimerArmed else { return }
+        state.retentionTimerArmed = true
+        scheduleRetentionCheck(in: retention)
+    }
+
+    private func scheduleRetentionCheck(in delay: TimeAmount) {
+        scheduler.scheduleTask(in: delay) { [self] in
+            let due = state.withLock { state -> Bool in
+                guard let last = state.lastPublish, !state.isClosed else {
+                    state.retentionTimerArmed = false
+                    return false
+                }
+                let remaining = last + retention - .now()
+                if remaining > .zero {
+                    scheduleRetentionCheck(in: remaining)
+                    return false
+                }
+                state.retentionTimerArmed = false
+                return true
+            }
+            if due { collect(self) }
+        }
+    }
+
+    /// Called by the hub (its table locked) when the retention ran out or a window closed: drops the retained
+    /// stream when its time is up and nobody listens, and says whether the channel is now unused (closed).
+    func expire() -> Bool {
+        state.withLock { state in
+            guard !state.isClosed else { return true }
+            if state.subscribers.isEmpty, let last = state.lastPublish, last + retention <= .now() {
+                state.dropStream()
+            }
+            if state.isUnused { state.isClosed = true }
+            return state.isClosed
         }
     }
 
@@ -122,6 +206,7 @@ final class ChannelState: Sendable {
             state.history.append(delivery)
         }
         if namespace.lastValue { state.lastValue = delivery }
+        retained(&state)
         state.subscribers.deliver(delivery)
         var recipients = state.subscribers.count
         for extra in extraRecipients where !state.subscribers.contains(extra) {
@@ -140,27 +225,33 @@ final class ChannelState: Sendable {
         case closed
     }
 
-    /// Adds `subscriber`; queues `reply(recovered)` and then the replay or last value, all under the lock.
+    /// Adds `subscriber`; queues `reply(recovered, epoch)` and then the replay or last value, all under the lock.
+    ///
+    /// `since` is recovered (SPEC §5) only when it names a position in the current stream: its `epoch`, when
+    /// given, is the current one, it is not ahead of the stream, and every later message is still held.
     func subscribe(
         _ subscriber: any Subscriber,
         since: UInt64?,
-        reply: (_ recovered: Bool?) -> Delivery
+        epoch: String?,
+        reply: (_ recovered: Bool?, _ epoch: String) -> Delivery
     ) -> SubscribeOutcome {
         state.withLock { state in
             if state.isClosed { return .closed }
+            let current = state.epoch ?? StreamEpoch.make()
+            state.epoch = current
             guard state.subscribers.insert(subscriber, after: state.seq) else {
-                subscriber.deliver(reply(since.map { _ in true }))
+                subscriber.deliver(reply(since.map { _ in true }, current))
                 return .alreadySubscribed
             }
             guard let since else {
-                subscriber.deliver(reply(nil))
+                subscriber.deliver(reply(nil, current))
                 if let last = state.lastValue { subscriber.deliver(last) }
                 return .subscribed
             }
-            // Recovered when every message after `since` is still held (or there is none).
             let missed = state.history.filter { $0.seq > since }
-            let recovered = since >= state.seq || missed.first?.seq == since + 1
-            subscriber.deliver(reply(recovered))
+            let sameStream = (epoch == nil || epoch == current) && since <= state.seq
+            let recovered = sameStream && (since == state.seq || missed.first?.seq == since + 1)
+            subscriber.deliver(reply(recovered, current))
             if recovered {
                 for delivery in missed { subscriber.deliver(delivery) }
             } else if let last = state.lastValue {
@@ -170,13 +261,12 @@ final class ChannelState: Sendable {
         }
     }
 
-    /// Removes `subscriber`; the channel closes when it is left empty and retains nothing.
+    /// Removes `subscriber`; the channel closes when it is left unused, its retention run out included.
     func unsubscribe(_ subscriber: any Subscriber) -> (removed: Bool, closed: Bool) {
         state.withLock { state in
             let removed = state.subscribers.remove(subscriber)
-            if state.subscribers.isEmpty && !namespace.retainsMessages && (state.throttle?.isIdle ?? true) {
-                state.isClosed = true
-            }
+            if state.subscribers.isEmpty, let last = state.lastPublish, last + retention <= .now() { state.dropStream() }
+            if state.isUnused { state.isClosed = true }
             return (removed, state.isClosed)
         }
     }

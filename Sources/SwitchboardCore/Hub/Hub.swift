@@ -15,19 +15,24 @@ public final class Hub: Sendable {
     private let scheduler: any EventLoop
     /// Counters of published, delivered and dropped messages.
     public let statistics: NodeStatistics
+    /// How long a channel's retained state outlives its last publish (`channel-ttl-ms`, SPEC §4).
+    public let retention: TimeAmount
 
     /// - Parameters:
     ///   - directory: the namespace table.
     ///   - scheduler: event loop for throttle timers.
     ///   - statistics: where publishes, deliveries and drops are counted.
+    ///   - retention: how long a channel's retained state outlives its last publish.
     ///   - clock: milliseconds since the epoch, stamped on each message as `ts`.
     public init(
         directory: ChannelDirectory,
         scheduler: any EventLoop,
         statistics: NodeStatistics? = nil,
+        retention: TimeAmount = Hub.defaultRetention,
         clock: @escaping @Sendable () -> Int64 = Hub.wallClockMilliseconds
     ) {
         self.directory = directory
+        self.retention = retention
         self.scheduler = scheduler
         self.statistics = statistics ?? NodeStatistics(namespaces: Array(directory.namespaces.keys), factory: NOOPMetricsHandler.instance)
         self.clock = clock
@@ -78,16 +83,17 @@ public final class Hub: Sendable {
         }
     }
 
-    /// Delivers a message a broker sequenced elsewhere (cluster mode) to this node's subscribers of its
-    /// channel and to `extraRecipients`, keeping it as a local publish would be kept.
+    /// Delivers a message a broker sequenced elsewhere (cluster mode, stream `epoch`) to this node's subscribers
+    /// of its channel and to `extraRecipients`, keeping it as a local publish would be kept.
     /// - Returns: how many connections of this node it was queued for.
     @discardableResult
     public func deliverSequenced(
-        channel: String, namespace: Namespace, seq: UInt64, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber] = []
+        channel: String, namespace: Namespace, seq: UInt64, epoch: String, payload: ByteBuffer, key: String?,
+        extraRecipients: [any Subscriber] = []
     ) -> Int {
         guard let state = state(of: channel, namespace, keep: namespace.retainsMessages, reachesExtras: !extraRecipients.isEmpty)
         else { return 0 }
-        return state.deliverSequenced(seq: seq, payload: payload, key: key, extraRecipients: extraRecipients)
+        return state.deliverSequenced(seq: seq, epoch: epoch, payload: payload, key: key, extraRecipients: extraRecipients)
     }
 
     /// Delivers a global message (`all: true`) a broker sequenced elsewhere to `recipients`; a later local
@@ -106,10 +112,11 @@ public final class Hub: Sendable {
     /// Adds what a cluster holds of a channel this node has not seen whole (a node that started after some of
     /// its messages): `messages` (complete message JSON by `seq`, any order) go into the history and last value
     /// below what the node already keeps, and the channel's `seq` is raised to `lastSeq`, so that a subscribe
-    /// with `since` answers as on every other node. A channel that retains nothing is left alone.
-    public func seed(channel: String, namespace: Namespace, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
+    /// with `since` answers as on every other node. The cluster's stream `epoch` replaces another one the node
+    /// held. A channel that retains nothing is left alone.
+    public func seed(channel: String, namespace: Namespace, epoch: String, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
         guard namespace.retainsMessages else { return }
-        state(of: channel, namespace, keep: true, reachesExtras: false)?.seed(lastSeq: lastSeq, messages: messages)
+        state(of: channel, namespace, keep: true, reachesExtras: false)?.seed(epoch: epoch, lastSeq: lastSeq, messages: messages)
     }
 
     /// The live channel `name`, or a new one: kept in the table when `keep` (it retains or throttles something),
@@ -126,10 +133,21 @@ public final class Hub: Sendable {
     }
 
     private func makeChannel(_ name: String, _ namespace: Namespace) -> ChannelState {
-        ChannelState(name: name, namespace: namespace, scheduler: scheduler, statistics: statistics, clock: clock)
+        ChannelState(
+            name: name, namespace: namespace, scheduler: scheduler, statistics: statistics, clock: clock, retention: retention,
+            collect: { [weak self] channel in self?.collect(channel) })
     }
 
-    /// Subscribes; `reply` builds the `subscribed` frame, queued before any replayed message or last value.
+    /// Frees `channel` if it is unused (no subscriber, no open window, nothing retained or its retention run out).
+    private func collect(_ channel: ChannelState) {
+        channels.withLock { channels in
+            guard channel.expire(), channels[channel.name] === channel else { return }
+            channels[channel.name] = nil
+        }
+    }
+
+    /// Subscribes; `reply` builds the `subscribed` frame (with the stream's epoch), queued before any replayed
+    /// message or last value. `since` and `epoch` are the client's position in the stream, if it has one.
     /// - Returns: false when `subscriber` was already subscribed (the reply is sent again, nothing else).
     @discardableResult
     public func subscribe(
@@ -137,11 +155,12 @@ public final class Hub: Sendable {
         to channel: ChannelName,
         namespace: Namespace,
         since: UInt64? = nil,
-        reply: (_ recovered: Bool?) -> Delivery
+        epoch: String? = nil,
+        reply: (_ recovered: Bool?, _ epoch: String) -> Delivery
     ) -> Bool {
         while true {
             guard let state = state(of: channel.description, namespace, keep: true, reachesExtras: false) else { return false }
-            switch state.subscribe(subscriber, since: since, reply: reply) {
+            switch state.subscribe(subscriber, since: since, epoch: epoch, reply: reply) {
             case .subscribed: return true
             case .alreadySubscribed: return false
             case .closed: continue
@@ -162,6 +181,12 @@ public final class Hub: Sendable {
 
     /// Number of live channels (including empty ones that retain messages).
     public var channelCount: Int { channels.withLock { $0.count } }
+
+    /// Whether the node holds channel `name` now.
+    public func holds(_ name: String) -> Bool { channels.withLock { $0[name] != nil } }
+
+    /// `channel-ttl-ms`'s default: 10 minutes.
+    public static let defaultRetention: TimeAmount = .minutes(10)
 
     /// Live channels with their subscriber counts, by name.
     public func channelSummaries() -> [(name: String, subscribers: Int)] {

@@ -54,6 +54,7 @@ public final class NodeStatistics: Sendable {
     private let authFailures = Atomic<Int>(0)
     private let rateLimitedByLimit: [Limit: Tally]
     private let slowConsumerCloses = Atomic<Int>(0)
+    private let streamRestarts = Atomic<Int>(0)
     private let securityEventsByKind: [SecurityEventKind: Tally]
 
     // MARK: Metrics
@@ -88,6 +89,7 @@ public final class NodeStatistics: Sendable {
     private let compressedRawBytesCounter: Counter
     private let authFailuresCounter: Counter
     private let slowConsumerCounter: Counter
+    private let streamRestartCounter: Counter
     private let securityEventCounters: [SecurityEventKind: Counter]
     private let latency: CoreMetrics.Timer
     private let redisLink: RedisLinkMetrics?
@@ -130,6 +132,7 @@ public final class NodeStatistics: Sendable {
         connectionsByTransport = Dictionary(uniqueKeysWithValues: Transport.allCases.map { ($0, Tally()) })
         rateLimitedByLimit = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, Tally()) })
         securityEventsByKind = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { ($0, Tally()) })
+        streamRestartCounter = Counter(label: "switchboard_stream_restarts_total", factory: factory)
         securityEventCounters = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { kind in
             (kind, Counter(label: "switchboard_security_events_total", dimensions: [("event", kind.rawValue)], factory: factory))
         })
@@ -278,6 +281,12 @@ public final class NodeStatistics: Sendable {
         latency.recordNanoseconds(max(0, nanoseconds))
     }
 
+    /// A channel's stream restarted under this node (a new epoch from the cluster replaced the one it held).
+    public func recordStreamRestart() {
+        streamRestarts.add(1, ordering: .relaxed)
+        streamRestartCounter.increment()
+    }
+
     // MARK: Recording the Redis link (cluster mode)
 
     public func recordRedisLink(up: Bool) {
@@ -340,6 +349,8 @@ public final class NodeStatistics: Sendable {
         public var authFailures: Int
         public var rateLimited: [Limit: Int]
         public var slowConsumerCloses: Int
+        /// Channel streams that restarted under this node (see ``NodeStatistics/recordStreamRestart()``).
+        public var streamRestarts: Int
         public var securityEvents: [SecurityEventKind: Int]
 
         public var connections: Int { connectionsByRole.values.reduce(0, +) }
@@ -372,6 +383,7 @@ public final class NodeStatistics: Sendable {
             authSuccesses: authSuccesses.load(ordering: .relaxed), authFailures: authFailures.load(ordering: .relaxed),
             rateLimited: rateLimitedByLimit.mapValues { $0.load() },
             slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed),
+            streamRestarts: streamRestarts.load(ordering: .relaxed),
             securityEvents: securityEventsByKind.mapValues { $0.load() })
     }
 }

@@ -10,7 +10,8 @@ public enum RequestID: Sendable, Hashable {
 public struct ClientRequest: Sendable, Equatable {
     public enum Command: Sendable, Equatable {
         case auth(token: String)
-        case subscribe(channel: String, since: UInt64?)
+        /// `since` and `epoch`: the client's position in the channel's stream, for recovery (SPEC §5).
+        case subscribe(channel: String, since: UInt64?, epoch: String?)
         case unsubscribe(channel: String)
         case publish(channel: String, event: String, data: String, key: String?)
         case ping
@@ -67,7 +68,8 @@ extension ClientRequest {
         case .string("auth")?:
             command = .auth(token: try reader.string("token"))
         case .string("subscribe")?:
-            command = .subscribe(channel: try reader.string("channel"), since: try reader.sequenceNumber("since"))
+            command = .subscribe(
+                channel: try reader.string("channel"), since: try reader.sequenceNumber("since"), epoch: try reader.optionalString("epoch"))
         case .string("unsubscribe")?:
             command = .unsubscribe(channel: try reader.string("channel"))
         case .string("publish")?:

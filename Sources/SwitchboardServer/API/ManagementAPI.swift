@@ -102,7 +102,9 @@ struct ManagementAPI: Sendable {
             // Host-wide kernel counters (every listener on the machine): a reconnect storm that overflowed the
             // listen queue shows here, since a node cannot see the connections the kernel dropped for it.
             "listenQueue": .object(ListenQueueCounters.recent.value().map { ["overflows": int($0.overflows), "drops": int($0.drops)] } ?? [:]),
-            "channels": .object(["total": int(node.hub.channelCount), "subscriptions": int(counts.subscriptions)]),
+            "channels": .object([
+                "total": int(node.hub.channelCount), "subscriptions": int(counts.subscriptions), "streamRestarts": int(counts.streamRestarts),
+            ]),
             "messages": .object([
                 "published": int(counts.published), "delivered": int(counts.delivered), "dropped": int(counts.dropped),
                 "publishedPerSecond": .double(counts.publishedPerSecond), "deliveredPerSecond": .double(counts.deliveredPerSecond),

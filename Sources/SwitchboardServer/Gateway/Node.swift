@@ -89,7 +89,8 @@ public final class Node: Sendable {
         }
         self.statistics = NodeStatistics(namespaces: settings.namespaces.map(\.name), factory: factory, clustered: redisURL != nil)
         self.hub = Hub(
-            directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics)
+            directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics,
+            retention: .milliseconds(Int64(settings.channelTtlMs)))
         self.pools = ConnectionPools(
             limits: .init(
                 global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
@@ -122,7 +123,9 @@ public final class Node: Sendable {
         if let redisURL {
             let broker = RedisBroker(
                 hub: hub, recipients: connections,
-                configuration: .init(url: redisURL, prefix: settings.redisPrefix, nodeId: settings.nodeId),
+                configuration: .init(
+                    url: redisURL, prefix: settings.redisPrefix, nodeId: settings.nodeId,
+                    channelRetention: .milliseconds(settings.channelTtlMs)),
                 loop: eventLoopGroup.next())
             self.broker = broker
             self.cluster = broker

@@ -5,7 +5,7 @@ import SwitchboardCore
 /// (``ServerMessage``), the Socket.IO codec as an ACK (``SocketIOCodec``).
 enum SessionReply: Sendable, Equatable {
     case authenticated(Identity)
-    case subscribed(channel: String, recovered: Bool?)
+    case subscribed(channel: String, epoch: String, recovered: Bool?)
     case unsubscribed(channel: String)
     /// `seq` is null when the message was held by the throttle or had nobody to go to.
     case published(channel: String, seq: UInt64?)
@@ -19,7 +19,7 @@ enum ServerMessage {
     static func encode(_ reply: SessionReply, id: RequestID?) -> Delivery {
         switch reply {
         case .authenticated(let identity): authenticated(identity, id: id)
-        case .subscribed(let channel, let recovered): subscribed(channel: channel, recovered: recovered, id: id)
+        case .subscribed(let channel, let epoch, let recovered): subscribed(channel: channel, epoch: epoch, recovered: recovered, id: id)
         case .unsubscribed(let channel): unsubscribed(channel: channel, id: id)
         case .published(let channel, let seq): published(channel: channel, seq: seq, id: id)
         case .pong: pong(id: id)
@@ -45,10 +45,12 @@ enum ServerMessage {
         }
     }
 
-    static func subscribed(channel: String, recovered: Bool?, id: RequestID?) -> Delivery {
+    static func subscribed(channel: String, epoch: String, recovered: Bool?, id: RequestID?) -> Delivery {
         encode(type: "subscribed", id: id) { buffer in
             buffer.writeStaticString(",\"channel\":")
             buffer.writeJSONString(channel)
+            buffer.writeStaticString(",\"epoch\":")
+            buffer.writeJSONString(epoch)
             if let recovered { buffer.writeString(recovered ? ",\"recovered\":true" : ",\"recovered\":false") }
         }
     }

@@ -84,9 +84,9 @@ enum SocketIOCodec {
                 "role": .string(identity.role.rawValue), "userId": identity.userId.map(JSONValue.string) ?? .null,
                 "tier": identity.tier.map(JSONValue.string) ?? .null,
             ]
-        case .subscribed(let channel, let recovered):
+        case .subscribed(let channel, let epoch, let recovered):
             name = "subscribed"
-            fields = ["channel": .string(channel)]
+            fields = ["channel": .string(channel), "epoch": .string(epoch)]
             if let recovered { fields["recovered"] = .bool(recovered) }
         case .unsubscribed(let channel):
             name = "unsubscribed"

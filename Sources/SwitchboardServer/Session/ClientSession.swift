@@ -87,6 +87,7 @@ struct ClientSession {
         var channel: ChannelName
         var namespace: Namespace
         var since: UInt64?
+        var epoch: String?
         var id: RequestID?
     }
 
@@ -262,8 +263,8 @@ struct ClientSession {
         case .auth(let token):
             state = .waiting(.auth(id: request.id))
             actions.append(.verifyToken(token))
-        case .subscribe(let name, let since):
-            subscribe(name, since: since, id: request.id, into: &actions)
+        case .subscribe(let name, let since, let epoch):
+            subscribe(name, since: since, epoch: epoch, id: request.id, into: &actions)
         case .unsubscribe(let name):
             guard ChannelName(name) != nil else {
                 actions.append(.reply(.error(.badRequest, "invalid channel name"), id: request.id))
@@ -287,21 +288,21 @@ struct ClientSession {
 
     private mutating func subscribeAtUpgrade(_ names: [String], into actions: inout [Action]) {
         guard configuration.preparesChannels else {
-            for name in names { subscribe(name, since: nil, id: nil, into: &actions) }
+            for name in names { subscribe(name, since: nil, epoch: nil, id: nil, into: &actions) }
             return
         }
         // All of the upgrade's channels are prepared at once, then answered in order.
         var admitted: [Subscription] = []
         for name in names {
-            if let subscription = authorize(name, since: nil, id: nil, into: &actions) { admitted.append(subscription) }
+            if let subscription = authorize(name, since: nil, epoch: nil, id: nil, into: &actions) { admitted.append(subscription) }
         }
         guard !admitted.isEmpty else { return }
         state = .waiting(.preparation(admitted))
         actions.append(.prepare(admitted))
     }
 
-    private mutating func subscribe(_ name: String, since: UInt64?, id: RequestID?, into actions: inout [Action]) {
-        guard let subscription = authorize(name, since: since, id: id, into: &actions) else { return }
+    private mutating func subscribe(_ name: String, since: UInt64?, epoch: String?, id: RequestID?, into actions: inout [Action]) {
+        guard let subscription = authorize(name, since: since, epoch: epoch, id: id, into: &actions) else { return }
         guard configuration.preparesChannels else {
             admitSubscribe(subscription, into: &actions)
             return
@@ -311,7 +312,9 @@ struct ClientSession {
     }
 
     /// SPEC §3/§4's checks of a subscribe: anonymous access, the namespace's rules, the subscription limit.
-    private func authorize(_ name: String, since: UInt64?, id: RequestID?, into actions: inout [Action]) -> Subscription? {
+    private func authorize(
+        _ name: String, since: UInt64?, epoch: String?, id: RequestID?, into actions: inout [Action]
+    ) -> Subscription? {
         guard configuration.allowAnonymous || identity.isAuthenticated else {
             actions.append(.reply(.error(.unauthorized, "authenticate first: anonymous access is off"), id: id))
             return nil
@@ -329,7 +332,7 @@ struct ClientSession {
             actions.append(.reply(.error(.subscriptionLimit, message), id: id))
             return nil
         }
-        return Subscription(name: name, channel: channel, namespace: namespace, since: since, id: id)
+        return Subscription(name: name, channel: channel, namespace: namespace, since: since, epoch: epoch, id: id)
     }
 
     /// Records an authorized subscribe and hands it to the hub. The limit is checked again: other subscribes

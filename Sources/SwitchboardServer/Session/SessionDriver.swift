@@ -87,8 +87,11 @@ struct SessionDriver<Connection: SessionTransport> {
             prepare(subscriptions, for: connection)
         case .subscribe(let subscription, let isNew):
             if isNew { node.statistics.recordSubscribed(namespace: subscription.namespace.name) }
-            node.hub.subscribe(connection, to: subscription.channel, namespace: subscription.namespace, since: subscription.since) {
-                recovered in connection.encode(.subscribed(channel: subscription.name, recovered: recovered), id: subscription.id)
+            node.hub.subscribe(
+                connection, to: subscription.channel, namespace: subscription.namespace, since: subscription.since,
+                epoch: subscription.epoch
+            ) { recovered, epoch in
+                connection.encode(.subscribed(channel: subscription.name, epoch: epoch, recovered: recovered), id: subscription.id)
             }
         case .unsubscribe(let name):
             unsubscribe(connection, from: name)

@@ -41,6 +41,8 @@ public struct Settings: Sendable {
     public var messageRate = 100
     public var messageBurst = 20
     public var maxSubscriptions = 50
+    /// How long a channel's retained state (history, last value, `seq`, epoch) outlives its last publish (SPEC §4).
+    public var channelTtlMs = 600_000
     public var blockAfterFailures = 5
     public var blockSeconds = 900
     public var outboundBufferBytes = 1_048_576
@@ -120,6 +122,9 @@ public struct Settings: Sendable {
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
         guard (0...86_400_000).contains(jwtLeewayMs) else { throw SettingsError("jwt-leeway-ms must be 0 to 86400000 (a day), got \(jwtLeewayMs)") }
+        guard (100...2_592_000_000).contains(channelTtlMs) else {
+            throw SettingsError("channel-ttl-ms must be 100 to 2592000000 (30 days), got \(channelTtlMs)")
+        }
         guard compressionMinBytes >= 0 else { throw SettingsError("compression-min-bytes must be 0 or more, got \(compressionMinBytes)") }
         guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }

@@ -159,7 +159,13 @@ extension ClientRequest {
             case .int(let value)? where value >= 0: since = UInt64(value)
             default: throw fail("'since' must be a sequence number")
             }
-            self.init(id: id, command: .subscribe(channel: try string("channel"), since: since))
+            var epoch: String?
+            switch argument?["epoch"] {
+            case nil, .null?: epoch = nil
+            case .string(let value)?: epoch = value
+            default: throw fail("'epoch' must be a string")
+            }
+            self.init(id: id, command: .subscribe(channel: try string("channel"), since: since, epoch: epoch))
         case "unsubscribe":
             self.init(id: id, command: .unsubscribe(channel: try string("channel")))
         case "auth":

@@ -1,0 +1,99 @@
+import Foundation
+import RedisClient
+import RedisTestSupport
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §4's channel lifetime on live nodes: subscribing retains nothing, and what a publish retains goes
+/// `channel-ttl-ms` after it, on the node and in Redis.
+@Suite struct ChannelLifetimeTests {
+    /// `count` random `market_data:<10 letters>` names.
+    private static func randomChannels(_ count: Int) -> [String] {
+        (0..<count).map { _ in "market_data:" + String((0..<10).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement() ?? "a" }) }
+    }
+
+    /// Waits up to `limit` for `condition`, polling.
+    private static func eventually(within limit: Duration, _ condition: () async throws -> Bool) async rethrows -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline {
+            if try await condition() { return true }
+            try? await Task.sleep(for: .milliseconds(25))
+        }
+        return try await condition()
+    }
+
+    @Test func twoThousandRandomSubscriptionsLeaveNothingBehind() async throws {
+        try await TestNode.with({ $0.maxConnectionsPerIP = 100 }) { node in
+            let baseline = node.node.hub.channelCount
+            for _ in 0..<40 {
+                let names = Self.randomChannels(50)
+                let client = try await node.client(query: "subscribe=" + names.joined(separator: ","))
+                for _ in names { #expect(try await client.next()["type"] as? String == "subscribed") }
+                await client.close()
+            }
+            let freed = await Self.eventually(within: .seconds(1)) { node.node.hub.channelCount == baseline }
+            #expect(freed, "channels.total back at \(baseline) within 1 s of the last close, is \(node.node.hub.channelCount)")
+            let stats = try await node.request("GET", "/api/v1/websocket/stats", token: try await node.token("ops", role: .admin))
+            let channels = try #require(try TestClient.parse(stats.body)["channels"] as? [String: Any])
+            #expect(channels["total"] as? Int == baseline)
+        }
+    }
+
+    @Test func retainedChannelsGoAfterTheirTTLAndAreNotRecoveredAcrossIt() async throws {
+        try await TestNode.with({ $0.channelTtlMs = 2_000 }) { node in
+            let admin = try await node.token("ops", role: .admin)
+            let publisher = try await node.client(token: admin)
+            for n in 1...3 {
+                let reply = try await publisher.request(["type": "publish", "channel": "system_status", "event": "q", "data": n])
+                #expect(reply["type"] as? String == "published")
+            }
+            let subscriber = try await node.client()
+            let subscribed = try await subscriber.request(["type": "subscribe", "channel": "system_status"])
+            let epoch = try #require(subscribed["epoch"] as? String)
+            #expect(try await subscriber.next()["seq"] as? Int == 3, "the last value")
+            _ = try await subscriber.request(["type": "unsubscribe", "channel": "system_status"])
+            #expect(node.node.hub.holds("system_status"), "retained within channel-ttl-ms")
+            let expired = await Self.eventually(within: .seconds(6)) { !node.node.hub.holds("system_status") }
+            #expect(expired, "dropped channel-ttl-ms after the last publish")
+            let again = try await subscriber.request(["type": "subscribe", "channel": "system_status", "since": 3, "epoch": epoch])
+            #expect(again["recovered"] as? Bool == false, "the old stream is gone")
+            #expect(again["epoch"] as? String != epoch)
+            let next = try await publisher.request(["type": "publish", "channel": "system_status", "event": "q", "data": 4])
+            #expect(next["seq"] as? Int == 1, "a new stream")
+            #expect(try await subscriber.next()["seq"] as? Int == 1)
+            await subscriber.close()
+            await publisher.close()
+        }
+    }
+
+    @Test func inClusterModeTheChannelsRedisKeysExpireAndANewStreamIsDelivered() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(2, on: redis, { $0.channelTtlMs = 3_000 }) { nodes in
+                let subscriber = try await nodes[1].client()
+                try await subscriber.subscribe("feed:ttl")
+                for n in 1...3 { _ = try await nodes[0].node.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
+                #expect(try await ClusterTests.receive(3, on: subscriber).map(\.seq) == [1, 2, 3])
+                let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].listenerLoop)
+                let keys = ["test:seq:c:feed:ttl", "test:epoch:c:feed:ttl", "test:history:c:feed:ttl"]
+                for key in keys {
+                    let ttl = try #require(try await commands.send(["PTTL", RESPArgument(key)]).integer)
+                    #expect((1...3_000).contains(ttl), "\(key) expires channel-ttl-ms after the last publish, has \(ttl)")
+                }
+                let gone = try await Self.eventually(within: .seconds(8)) {
+                    try await commands.send(["EXISTS"] + keys.map { RESPArgument($0) }) == .integer(0)
+                }
+                #expect(gone, "the channel's keys expired in Redis")
+                // The subscriber is still there: the new stream (seq 1 of a new epoch) reaches it, none dropped
+                // as a duplicate of the old stream's 1.
+                for n in 4...5 { _ = try await nodes[0].node.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
+                let fresh = try await ClusterTests.receive(2, on: subscriber)
+                #expect(fresh.map(\.seq) == [1, 2] && fresh.map(\.data) == [4, 5])
+                await commands.close()
+                await subscriber.close()
+            }
+        }
+    }
+}
