@@ -264,6 +264,71 @@ def other_namespace_connects(node, stop_event):
             sock.close()
 
 
+def subscribe_churn(node, stop_event):
+    """Connections that each subscribe to 50 random channel names at upgrade, then close (issue 34, defect 1)."""
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    for _ in range(400):
+        if stop_event.is_set():
+            return
+        names = ",".join("market_data:" + "".join(secrets.choice(letters) for _ in range(10)) for _ in range(50))
+        sock = open_raw(node, "/ws?subscribe=" + names)
+        try:
+            seen = b""
+            deadline = time.time() + 5
+            while seen.count(b'"subscribed"') < 50 and time.time() < deadline:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                seen += chunk
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+def channels_back_to_baseline(node):
+    """Within 1 s of the last close, only the subscriber's channel is left (SPEC §4)."""
+    deadline = time.time() + 1
+    while True:
+        _, body = node.request("GET", "/api/v1/websocket/stats", token=node.admin)
+        total = body["channels"]["total"]
+        if total <= 1:
+            return []
+        if time.time() > deadline:
+            return [f"channels.total is {total} 1 s after the last close (baseline 1)"]
+        time.sleep(0.05)
+
+
+def pipelining_non_readers(node, stop_event):
+    """Keep-alive HTTP connections with small receive buffers that pipeline GET /metrics and never read
+    (issue 34, defect 11)."""
+    request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 50
+    sockets = []
+    try:
+        for _ in range(300):
+            if stop_event.is_set():
+                break
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.setblocking(False)
+            try:
+                sock.connect(("127.0.0.1", node.port))
+            except BlockingIOError:
+                pass
+            sockets.append(sock)
+        time.sleep(0.2)
+        while not stop_event.is_set():
+            for sock in sockets:
+                try:
+                    sock.send(request)
+                except (BlockingIOError, OSError):
+                    pass
+            time.sleep(0.01)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def no_ghosts(node):
     """Within 1 s of the last close, the user has no connection left (SPEC §13)."""
     deadline = time.time() + 1
@@ -283,6 +348,9 @@ SCENARIOS = {
                                  {"flags": ("--connect-rate-per-ip", "100000"), "after": no_ghosts}),
     "empty-continuation-flood": ("SPEC §7, §13", empty_continuations, {"flags": ("--connect-rate-per-ip", "100000")}),
     "socketio-other-namespace-connects": ("SPEC §7 every packet", other_namespace_connects, {"flags": ("--connect-rate-per-ip", "100000")}),
+    "random-channel-subscribe-churn": ("SPEC §4 channel lifetime", subscribe_churn,
+                                       {"flags": ("--connect-rate-per-ip", "100000"), "after": channels_back_to_baseline}),
+    "pipelining-http-non-readers": ("SPEC §13 HTTP", pipelining_non_readers, {"rss_limit_mib": 64}),
 }
 
 if SELECTED == ["--list"]:

@@ -58,14 +58,20 @@ public struct ClusterControl: Sendable {
         case ("user", 5): return .command(.disconnectUser(id: fields[3], reason: fields[4]), origin: sender, request: request)
         case ("ip", 5): return .command(.disconnectIP(fields[3], reason: fields[4]), origin: sender, request: request)
         case ("block", 6):
-            guard let seconds = Int(fields[4]), seconds > 0 else { return nil }
+            guard let seconds = Int(fields[4]), (1...maxBlockSeconds).contains(seconds) else { return nil }
             return .command(.block(ip: fields[3], seconds: seconds, reason: fields[5]), origin: sender, request: request)
         case ("reply", 4):
-            guard let closed = Int(fields[3]), closed >= 0 else { return nil }
+            guard let closed = Int(fields[3]), (0...maxClosedPerReply).contains(closed) else { return nil }
             return .reply(request: request, responder: sender, closed: closed)
         default: return nil
         }
     }
+
+    /// Most connections one node's reply may say it closed: no node holds more (a process opens at most a few
+    /// million files), so a larger number is not a reply of ours and is refused before it is added up.
+    static let maxClosedPerReply = 100_000_000
+    /// Longest block a command may carry: ten years (the API allows far less).
+    static let maxBlockSeconds = 315_360_000
 
     /// Sends `command` to every node (a block is also stored with its expiry), in one round trip.
     public func send(_ command: ClusterCommand, origin: String, request: String, on connection: RedisConnection) async throws {
@@ -95,7 +101,10 @@ public struct ClusterControl: Sendable {
         })
         var blocks: [(ip: String, seconds: Int, reason: String)] = []
         for (index, key) in keys.enumerated() {
-            guard let reason = replies[2 * index].string, let milliseconds = replies[2 * index + 1].integer, milliseconds > 0 else { continue }
+            // Redis's numbers are checked before arithmetic: a TTL past the longest block is not one we set.
+            guard let reason = replies[2 * index].string, let milliseconds = replies[2 * index + 1].integer,
+                (1...Int64(Self.maxBlockSeconds) * 1000).contains(milliseconds)
+            else { continue }
             blocks.append((String(key.dropFirst("\(prefix)block:".count)), Int((milliseconds + 999) / 1000), reason))
         }
         return blocks

@@ -72,17 +72,18 @@ public struct FeedSequencer<Message> {
         for (seq, message) in found where range.contains(seq) && seq > delivered && waiting[seq] == nil {
             waiting[seq] = message
         }
+        // Walks what was found, not the range: a `seq` from Redis may be far ahead (a corrupt or hostile reply),
+        // and counting a gap of 2^60 one by one would stall the feed.
         var action = Action()
-        while delivered < range.upperBound {
-            delivered += 1
-            if let message = waiting.removeValue(forKey: delivered) {
-                action.deliver.append((delivered, message))
-                action.repaired += 1
-            } else {
-                lost += 1
-                action.lost += 1
-            }
+        for seq in waiting.keys.filter({ range.contains($0) }).sorted() {
+            guard let message = waiting.removeValue(forKey: seq) else { continue }
+            action.deliver.append((seq, message))
+            action.repaired += 1
         }
+        let given = Self.count(of: range) - UInt64(action.repaired)
+        action.lost = given > Int.max ? Int.max : Int(given)
+        lost = lost.addingReportingOverflow(given).overflow ? UInt64.max : lost + given
+        delivered = range.upperBound
         let next = advance()
         action.deliver += next.deliver
         action.repair = next.repair
@@ -110,10 +111,16 @@ public struct FeedSequencer<Message> {
         repaired([])
     }
 
+    /// How many seqs `range` holds (a range of every UInt64 saturates).
+    private static func count(of range: ClosedRange<UInt64>) -> UInt64 {
+        let (width, overflow) = (range.upperBound - range.lowerBound).addingReportingOverflow(1)
+        return overflow ? UInt64.max : width
+    }
+
     /// Hands on what waits right after `delivered`; if messages still wait behind a gap, starts its repair.
     private mutating func advance() -> Action {
         var action = Action()
-        while let message = waiting.removeValue(forKey: delivered + 1) {
+        while delivered < UInt64.max, let message = waiting.removeValue(forKey: delivered + 1) {
             delivered += 1
             action.deliver.append((delivered, message))
         }

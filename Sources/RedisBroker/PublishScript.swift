@@ -136,7 +136,7 @@ public struct PublishScript: Sendable {
             let header = payload.getString(at: payload.readerIndex, length: newline - payload.readerIndex)
         else { return nil }
         let fields = header.split(separator: " ", omittingEmptySubsequences: false)
-        guard fields.count == 3, let seq = UInt64(fields[0]), seq > 0, let tag = Tag(rawValue: String(fields[1])),
+        guard fields.count == 3, let seq = UInt64(fields[0]), (1...UInt64(Int64.max)).contains(seq), let tag = Tag(rawValue: String(fields[1])),
             !fields[2].isEmpty, fields[2].utf8.count <= maxEpochBytes,
             let frame = payload.getSlice(at: newline + 1, length: payload.writerIndex - newline - 1)
         else { return nil }

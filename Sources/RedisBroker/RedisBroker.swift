@@ -642,7 +642,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             let finished = state.withLockedValue { state -> (EventLoopPromise<Int>, Int)? in
                 guard var waiting = state.requests[request] else { return nil }
                 waiting.replies += 1
-                waiting.closed += closed
+                // Each reply is bounded when decoded; the sum saturates rather than trap on a flood of them.
+                let (sum, overflow) = waiting.closed.addingReportingOverflow(closed)
+                waiting.closed = overflow ? Int.max : sum
                 if waiting.replies >= waiting.expected || (waiting.endsAtFirstHit && closed > 0) {
                     state.requests[request] = nil
                     return (waiting.promise, waiting.closed)

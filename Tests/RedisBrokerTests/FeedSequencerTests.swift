@@ -1,3 +1,4 @@
+import NIOCore
 import Testing
 
 @testable import RedisBroker
@@ -64,5 +65,14 @@ import Testing
         #expect(feed.epoch == "new" && feed.isIdle, "nothing of the old stream is waited for")
         #expect(seqs(feed.repaired([(41, "x")])) == [], "the old stream's repair no longer applies")
         #expect(seqs(feed.received(2, epoch: "new", "b")) == [2])
+    }
+
+    @Test func aSeqFarAheadIsGivenUpAtOnceNotCountedOneByOne() {
+        var feed = FeedSequencer<String>(delivered: 1, epoch: "e")
+        let far = UInt64(Int64.max)
+        #expect(feed.received(far, epoch: "e", "z").repair == 2...(far - 1))
+        let filled = feed.repaired([(2, "b")])  // a gap of 2^63 walked one by one would never return
+        #expect(seqs(filled) == [2, far] && filled.lost == Int(far) - 3)
+        #expect(PublishScript.parseFeedMessage(ByteBuffer(string: "18446744073709551615 c e\n{}")) == nil, "past Redis's own INCR range")
     }
 }
