@@ -43,7 +43,7 @@ class Node:
     def __init__(self, *flags):
         self.port = free_port()
         self.secret = secrets.token_hex(32)
-        self.log = open(os.devnull, "w")
+        self.log = open(os.environ.get("HOSTILE_NODE_LOG", os.devnull), "a")
         self.process = subprocess.Popen(
             [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--jwt-secret", self.secret,
              "--log-level", "error", *flags], stdout=self.log, stderr=self.log)
@@ -300,33 +300,101 @@ def channels_back_to_baseline(node):
 
 
 def pipelining_non_readers(node, stop_event):
-    """Keep-alive HTTP connections with small receive buffers that pipeline GET /metrics and never read
+    """The issue's reproduction: 300 keep-alive HTTP connections from one IP (127.0.0.2, so the checks from
+    127.0.0.1 stay under its cap), each with a 4 KB receive buffer, pipelining GET /metrics and never reading
     (issue 34, defect 11)."""
     request = b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" * 50
     sockets = []
     try:
         for _ in range(300):
-            if stop_event.is_set():
-                break
             sock = socket.socket()
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.bind(("127.0.0.2", 0))
             sock.setblocking(False)
             try:
                 sock.connect(("127.0.0.1", node.port))
             except BlockingIOError:
                 pass
             sockets.append(sock)
-        time.sleep(0.2)
-        while not stop_event.is_set():
+        for _ in range(2000):
+            if stop_event.is_set():
+                break
             for sock in sockets:
                 try:
                     sock.send(request)
-                except (BlockingIOError, OSError):
-                    pass
+                except OSError:
+                    pass  # full, or closed by the node: a non-reader does not care
             time.sleep(0.01)
     finally:
         for sock in sockets:
             sock.close()
+
+
+def trickled_requests(node, stop_event):
+    """Connections from 127.0.0.3 that trickle a head or a huge body a byte at a time (issue 34, defect 3)."""
+    starts = [b"GET /api/v1/websocket/health HTTP/1.1\r\nHost: x\r\nX-Slow: ",
+              b"POST /api/v1/websocket/broadcast HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n{"]
+    sockets = []
+    try:
+        for index in range(30):
+            sock = socket.socket()
+            sock.bind(("127.0.0.3", 0))
+            sock.settimeout(2)
+            sock.connect(("127.0.0.1", node.port))
+            sock.sendall(starts[index % 2])
+            sockets.append(sock)
+        for _ in range(400):
+            if stop_event.is_set():
+                break
+            for sock in sockets:
+                try:
+                    sock.send(b"a")
+                except OSError:
+                    pass
+            time.sleep(0.1)
+        node.still_open = sum(1 for sock in sockets if not closed_by_peer(sock))
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def closed_by_peer(sock):
+    """Whether the node closed `sock` (whatever it sent first is read and dropped)."""
+    sock.setblocking(False)
+    try:
+        while True:
+            if not sock.recv(65536):
+                return True
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def header_flood(node, stop_event):
+    """Heads that never end: header lines pushed as fast as the node takes them (issue 34, defect 12)."""
+    lines = b"X-Endless: " + b"y" * 100 + b"\r\n"
+    for _ in range(200):
+        if stop_event.is_set():
+            return
+        sock = socket.socket()
+        sock.bind(("127.0.0.4", 0))
+        sock.settimeout(2)
+        try:
+            sock.connect(("127.0.0.1", node.port))
+            sock.sendall(b"GET /api/v1/websocket/health HTTP/1.1\r\n")
+            for _ in range(2000):
+                sock.sendall(lines * 10)
+        except OSError:
+            pass  # answered 431 and closed
+        finally:
+            sock.close()
+
+
+def trickles_cut(node):
+    """request-timeout-ms is 1 s and the attack lasts 4: the node has closed every trickling connection."""
+    left = getattr(node, "still_open", None)
+    return [] if left == 0 else [f"{left} trickling connections still open after 4 s"]
 
 
 def no_ghosts(node):
@@ -351,6 +419,9 @@ SCENARIOS = {
     "random-channel-subscribe-churn": ("SPEC §4 channel lifetime", subscribe_churn,
                                        {"flags": ("--connect-rate-per-ip", "100000"), "after": channels_back_to_baseline}),
     "pipelining-http-non-readers": ("SPEC §13 HTTP", pipelining_non_readers, {"rss_limit_mib": 64}),
+    "trickled-heads-and-bodies": ("SPEC §13 HTTP time", trickled_requests,
+                                  {"flags": ("--request-timeout-ms", "1000"), "after": trickles_cut}),
+    "endless-header-lines": ("SPEC §13 HTTP 431", header_flood, {}),
 }
 
 if SELECTED == ["--list"]:

@@ -126,6 +126,14 @@ async def broadcast(channel, data, event="quote", url=None):
     return body
 
 
+def without_epoch(ack):
+    """A subscribe ack without its `epoch` (SPEC §5), which must be a non-empty string."""
+    ack = dict(ack)
+    epoch = ack.pop("epoch", None)
+    assert isinstance(epoch, str) and epoch, f"subscribe ack without an epoch: {ack}"
+    return ack
+
+
 def run(coroutine):
     return asyncio.run(asyncio.wait_for(coroutine, 60))
 
@@ -198,7 +206,7 @@ class ConnectTests(unittest.TestCase):
                     if data != "2":
                         frames.append(data)
                 self.assertTrue(frames[0].startswith("40{"), frames)
-                self.assertEqual(json.loads(frames[1][3:]), [{"ok": True, "channel": "trading_signals:eager"}])
+                self.assertEqual(without_epoch(json.loads(frames[1][3:])[0]), {"ok": True, "channel": "trading_signals:eager"})
                 self.assertEqual(json.loads(frames[2][3:]), [{"ok": True}])
                 self.assertTrue(frames[1].startswith("431[") and frames[2].startswith("432["), frames)
                 await ws.close()
@@ -255,7 +263,7 @@ class ChannelTests(unittest.TestCase):
     def test_subscribe_acks_and_forbidden(self):
         async def check(transports):
             client = await Recorder(transports).connect()
-            self.assertEqual(await client.call("subscribe", "market_data:SIO1"), {"ok": True, "channel": "market_data:SIO1"})
+            self.assertEqual(without_epoch(await client.call("subscribe", "market_data:SIO1")), {"ok": True, "channel": "market_data:SIO1"})
             denied = await client.call("subscribe", "admin")
             self.assertEqual((denied["ok"], denied["code"]), (False, "FORBIDDEN"))
             bad = await client.call("subscribe", "no such channel!")
@@ -290,7 +298,7 @@ class ChannelTests(unittest.TestCase):
                 await broadcast(channel, {"i": index}, event="signal")
             client = await Recorder(transports).connect(auth={"token": token("trader", tier="premium")})
             ack = await client.call("subscribe", {"channel": channel, "since": 2})
-            self.assertEqual(ack, {"ok": True, "channel": channel, "recovered": True})
+            self.assertEqual(without_epoch(ack), {"ok": True, "channel": channel, "recovered": True})
             received = await client.wait_for(channel, 3)
             self.assertEqual([m["seq"] for m in received], [3, 4, 5])
             await client.close()

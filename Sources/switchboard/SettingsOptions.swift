@@ -16,6 +16,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Global connection pool (default 10000).") var maxConnections: String?
     @Option(name: .customLong("max-connections-per-ip"), help: "Per-IP connection pool (default 100).") var maxConnectionsPerIP: String?
     @Option(help: "Per-user connection pool (default 10).") var maxConnectionsPerUser: String?
+    @Option(name: .customLong("max-http-connections-per-ip"), help: "Open HTTP connections per IP (default 32).") var maxHTTPConnectionsPerIP: String?
     @Option(name: .customLong("connect-rate-per-ip"), help: "Upgrade attempts per IP per minute (default 60).") var connectRatePerIP: String?
     @Option(help: "Time to authenticate when anonymous access is off, ms (default 5000).") var authTimeoutMs: String?
     @Option(help: "Clock tolerance for a token's exp and nbf, ms (default 0).") var jwtLeewayMs: String?
@@ -53,7 +54,7 @@ struct SettingsOptions: ParsableArguments {
             ("host", host), ("port", port), ("node-id", nodeId), ("jwt-secret", jwtSecret), ("jwt-public-key", jwtPublicKey),
             ("allow-anonymous", allowAnonymous), ("allowed-origins", allowedOrigins), ("trusted-proxies", trustedProxies),
             ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
-            ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
+            ("max-connections-per-user", maxConnectionsPerUser), ("max-http-connections-per-ip", maxHTTPConnectionsPerIP), ("connect-rate-per-ip", connectRatePerIP),
             ("auth-timeout-ms", authTimeoutMs), ("jwt-leeway-ms", jwtLeewayMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
             ("socketio-ping-timeout-ms", socketIOPingTimeoutMs), ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions), ("channel-ttl-ms", channelTtlMs),
             ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),

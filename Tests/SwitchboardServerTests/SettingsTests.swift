@@ -26,6 +26,8 @@ import Testing
         #expect(settings.maxMessageBytes == 65_536)
         #expect(settings.messageRate == 100 && settings.messageBurst == 20)
         #expect(settings.maxSubscriptions == 50)
+        #expect(settings.channelTtlMs == 600_000)
+        #expect(settings.maxHTTPConnectionsPerIP == 32)
         #expect(settings.outboundBufferBytes == 1_048_576)
         #expect(settings.namespaces.map(\.name) == ["market_data", "trading_signals", "system_status", "user", "admin"])
     }

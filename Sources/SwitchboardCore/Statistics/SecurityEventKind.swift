@@ -8,11 +8,15 @@ public enum SecurityEventKind: String, Sendable, CaseIterable {
     case originRejected = "origin_rejected"
     case adminDisconnect = "admin_disconnect"
     case adminBroadcast = "admin_broadcast"
+    /// An HTTP request or upgrade not complete within `request-timeout-ms`.
+    case requestTimeout = "request_timeout"
+    /// An HTTP bound hit: a head too large, too many pipelined requests, too many HTTP connections from an IP.
+    case httpLimit = "http_limit"
 
     /// Events a client can cause at will, written at most once a second per IP.
     public var isCoalesced: Bool {
         switch self {
-        case .rateLimited, .connectionLimit, .originRejected, .authFailed: true
+        case .rateLimited, .connectionLimit, .originRejected, .authFailed, .requestTimeout, .httpLimit: true
         case .ipBlocked, .ipUnblocked, .adminDisconnect, .adminBroadcast: false
         }
     }

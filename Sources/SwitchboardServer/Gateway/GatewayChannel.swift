@@ -113,6 +113,11 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     ) throws -> EventLoopFuture<Negotiated> {
         let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
         let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
+        let peerIP = channel.remoteAddress?.ipAddress ?? "unknown"
+        let requestGuard = HTTPRequestGuard(
+            limits: .init(requestTimeout: .milliseconds(Int64(node.settings.requestTimeoutMs))), eventLoop: channel.eventLoop,
+            audit: node.audit, ip: peerIP)
+        let guards = NIOLoopBound((bytes: requestGuard.bytes, parts: requestGuard.parts), eventLoop: channel.eventLoop)
         let upgrader = WebSocketUpgrader<Negotiated>(
             shouldUpgrade: { channel, head in
                 let extensions = compressionResponse(to: head, on: channel.eventLoop)
@@ -138,6 +143,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             upgradePipelineHandler: { channel, _ in
                 channel.eventLoop.makeCompletedFuture {
                     guard let upgrade = admitted.value else { throw ChannelError.inappropriateOperationForState }
+                    // HTTP's bounds end with HTTP: the WebSocket has its own.
+                    channel.pipeline.syncOperations.removeHandler(guards.value.bytes, promise: nil)
+                    channel.pipeline.syncOperations.removeHandler(guards.value.parts, promise: nil)
                     try install(upgrade, on: channel)
                     return Negotiated.webSocket
                 }
@@ -153,6 +161,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                     if let refused = rejection.value { return .http(.refused(http, refused)) }
+                    if let refused = admitHTTPConnection(channel, ip: peerIP) { return .http(.refused(http, refused)) }
                     // Includes upgrades with a bad handshake, which never reach our checks: the router answers them.
                     return .http(.request(http))
                 }
@@ -162,7 +171,28 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         pipeline.enablePipelining = false
         pipeline.enableErrorHandling = false
         pipeline.enableResponseHeaderValidation = false
-        return try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+        try channel.pipeline.syncOperations.addHandler(guards.value.bytes)
+        let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipeline)
+        // After the upgrade handler: it holds the first request's parts until it decides, and on an upgrade the
+        // decoder hands it (not us) the bytes that followed the request.
+        try channel.pipeline.syncOperations.addHandler(guards.value.parts)
+        return negotiated
+    }
+
+    /// SPEC §13's cap on one IP's HTTP connections (`max-http-connections-per-ip`): the connection is counted
+    /// until it closes, or refused `429` when the IP has too many. A trusted proxy's connections are not
+    /// capped: they carry many clients.
+    private func admitHTTPConnection(_ channel: any Channel, ip: String) -> UpgradeRejection? {
+        guard !node.settings.trustedProxies.contains(ip) else { return nil }
+        guard node.httpConnections.acquire(ip) else {
+            node.audit.record(SecurityEvent(.httpLimit, ip: ip, detail: "over \(node.settings.maxHTTPConnectionsPerIP) HTTP connections"))
+            return UpgradeRejection(
+                status: .tooManyRequests, code: .rateLimited,
+                message: "too many HTTP connections from this address (max-http-connections-per-ip)")
+        }
+        let counts = node.httpConnections
+        channel.closeFuture.whenComplete { _ in counts.release(ip) }
+        return nil
     }
 
     /// Puts an accepted upgrade's handler in the pipeline, after the `101` response was written.

@@ -23,7 +23,7 @@ extension Settings {
             int("max-connections-per-ip", \.maxConnectionsPerIP), int("max-connections-per-user", \.maxConnectionsPerUser),
             int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
             int("jwt-leeway-ms", \.jwtLeewayMs),
-            int("channel-ttl-ms", \.channelTtlMs),
+            int("channel-ttl-ms", \.channelTtlMs), int("max-http-connections-per-ip", \.maxHTTPConnectionsPerIP),
             int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
             int("socketio-ping-timeout-ms", \.socketIOPingTimeoutMs),
             int("message-rate", \.messageRate), int("message-burst", \.messageBurst),

@@ -28,6 +28,8 @@ public struct Settings: Sendable {
     public var maxConnections = 10_000
     public var maxConnectionsPerIP = 100
     public var maxConnectionsPerUser = 10
+    /// Open HTTP (non-WebSocket) connections per client IP (SPEC §13); a trusted proxy's are not capped.
+    public var maxHTTPConnectionsPerIP = 32
     /// Upgrade attempts per IP per minute.
     public var connectRatePerIP = 60
     public var authTimeoutMs = 5_000
@@ -122,6 +124,7 @@ public struct Settings: Sendable {
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
         guard (0...86_400_000).contains(jwtLeewayMs) else { throw SettingsError("jwt-leeway-ms must be 0 to 86400000 (a day), got \(jwtLeewayMs)") }
+        guard maxHTTPConnectionsPerIP >= 1 else { throw SettingsError("max-http-connections-per-ip must be at least 1, got \(maxHTTPConnectionsPerIP)") }
         guard (100...2_592_000_000).contains(channelTtlMs) else {
             throw SettingsError("channel-ttl-ms must be 100 to 2592000000 (30 days), got \(channelTtlMs)")
         }
