@@ -273,11 +273,11 @@ struct ManagementAPI: Sendable {
         }
         var closed = node.disconnectByAdmin(
             node.connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: Self.name(of: admin), reason: reason)
+        // The other nodes close the IP's connections as an admin's disconnect (4000) before the block reaches
+        // them (commands arrive in the order sent), so the block finds nothing of the IP left to close with 1008.
+        if let cluster = node.cluster { closed += await performed(.disconnectIP(ip, reason: reason), in: cluster) }
         if let blockSeconds {
-            // The block closes the IP's connections on the other nodes too (this node's are closed above).
             closed += await node.block(ip, for: .seconds(blockSeconds), reason: "by \(Self.name(of: admin)): \(reason)")
-        } else if let cluster = node.cluster {
-            closed += await performed(.disconnectIP(ip, reason: reason), in: cluster)
         }
         var result: [String: JSONValue] = ["disconnected": .int(Int64(closed))]
         if let blockSeconds { result["blockedSeconds"] = .int(blockSeconds) }
