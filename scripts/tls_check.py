@@ -136,6 +136,10 @@ class TLSTests(unittest.TestCase):
                         async with stats_session.get(self.url + "/api/v1/websocket/stats", headers={"Authorization": f"Bearer {self.admin}"}) as response:
                             connections = (await response.json())["connections"]
                     self.assertEqual((connections["tls"], connections["total"]), (2, 2), connections)
+                    async with self.session() as metrics_session:
+                        async with metrics_session.get(self.url + "/metrics") as response:
+                            metrics = await response.text()
+                    self.assertIn("switchboard_tls_connections 2", metrics, "SPEC §12: metrics count TLS connections too")
                     self.assertEqual(self.serial()[0], 1001)
                     make_certificate(self.directory, 2002)
                     self.process.send_signal(signal.SIGHUP)

@@ -90,6 +90,8 @@ public final class NodeStatistics: Sendable {
     private let authFailuresCounter: Counter
     private let slowConsumerCounter: Counter
     private let streamRestartCounter: Counter
+    /// Open TLS connections (SPEC §12), on a node that serves TLS.
+    private let tlsConnectionsGauge: Meter?
     private let securityEventCounters: [SecurityEventKind: Counter]
     private let latency: CoreMetrics.Timer
     private let redisLink: RedisLinkMetrics?
@@ -126,7 +128,9 @@ public final class NodeStatistics: Sendable {
     ///   - namespaces: the configured namespace names (the only values of the `namespace` label).
     ///   - factory: where the metrics live.
     ///   - clustered: whether the node is in cluster mode (it then exports the Redis link's metrics).
-    public init(namespaces: [String], factory: any MetricsFactory, clustered: Bool = false) {
+    ///   - tls: whether the node serves TLS (every connection then counts as a TLS one).
+    public init(namespaces: [String], factory: any MetricsFactory, clustered: Bool = false, tls: Bool = false) {
+        tlsConnectionsGauge = tls ? Meter(label: "switchboard_tls_connections", factory: factory) : nil
         redisLink = clustered ? RedisLinkMetrics(factory: factory) : nil
         connectionsByRole = Dictionary(uniqueKeysWithValues: Role.allCases.map { ($0, Tally()) })
         connectionsByTransport = Dictionary(uniqueKeysWithValues: Transport.allCases.map { ($0, Tally()) })
@@ -210,6 +214,7 @@ public final class NodeStatistics: Sendable {
         connectionsByRole[role]?.add(1)
         connectionsByTransport[transport]?.add(1)
         connectionsGauge[ConnectionKey(role: role, transport: transport)]?.increment()
+        tlsConnectionsGauge?.increment()
         let total = connectionsByRole.values.reduce(0) { $0 + $1.load() }
         var peak = peakConnections.load(ordering: .relaxed)
         while total > peak {
@@ -223,6 +228,7 @@ public final class NodeStatistics: Sendable {
         connectionsByRole[role]?.subtract(1)
         connectionsByTransport[transport]?.subtract(1)
         connectionsGauge[ConnectionKey(role: role, transport: transport)]?.decrement()
+        tlsConnectionsGauge?.decrement()
     }
 
     public func recordRoleChange(from old: Role, to new: Role, transport: Transport = .websocket) {
@@ -231,6 +237,7 @@ public final class NodeStatistics: Sendable {
         connectionsByRole[new]?.add(1)
         connectionsByTransport[transport]?.add(1)
         connectionsGauge[ConnectionKey(role: new, transport: transport)]?.increment()
+        tlsConnectionsGauge?.increment()
     }
 
     public func recordBytesIn(_ count: Int) {

@@ -89,7 +89,8 @@ public final class Node: Sendable {
         } catch {
             throw SettingsError("redis-url: \(error)")
         }
-        self.statistics = NodeStatistics(namespaces: settings.namespaces.map(\.name), factory: factory, clustered: redisURL != nil)
+        self.statistics = NodeStatistics(
+            namespaces: settings.namespaces.map(\.name), factory: factory, clustered: redisURL != nil, tls: settings.tlsCert != nil)
         self.hub = Hub(
             directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics,
             retention: .milliseconds(Int64(settings.channelTtlMs)))
