@@ -13,6 +13,7 @@ struct SettingsOptions: ParsableArguments {
     @Option(help: "Allow anonymous connections: true or false (default true).") var allowAnonymous: String?
     @Option(help: "Comma-separated allowed Origin values (default any).") var allowedOrigins: String?
     @Option(help: "Comma-separated proxy IPs whose X-Forwarded-For is believed.") var trustedProxies: String?
+    @Option(name: .customLong("ipv6-prefix-length"), help: "IPv6 clients are keyed by this prefix in per-IP rules (default 64).") var ipv6PrefixLength: String?
     @Option(help: "Global connection pool (default 10000).") var maxConnections: String?
     @Option(name: .customLong("max-connections-per-ip"), help: "Per-IP connection pool (default 100).") var maxConnectionsPerIP: String?
     @Option(help: "Per-user connection pool (default 10).") var maxConnectionsPerUser: String?
@@ -52,7 +53,7 @@ struct SettingsOptions: ParsableArguments {
     var given: [String: String] {
         let pairs: [(String, String?)] = [
             ("host", host), ("port", port), ("node-id", nodeId), ("jwt-secret", jwtSecret), ("jwt-public-key", jwtPublicKey),
-            ("allow-anonymous", allowAnonymous), ("allowed-origins", allowedOrigins), ("trusted-proxies", trustedProxies),
+            ("allow-anonymous", allowAnonymous), ("allowed-origins", allowedOrigins), ("trusted-proxies", trustedProxies), ("ipv6-prefix-length", ipv6PrefixLength),
             ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
             ("max-connections-per-user", maxConnectionsPerUser), ("max-http-connections-per-ip", maxHTTPConnectionsPerIP), ("connect-rate-per-ip", connectRatePerIP),
             ("auth-timeout-ms", authTimeoutMs), ("jwt-leeway-ms", jwtLeewayMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),

@@ -189,7 +189,7 @@ struct ManagementAPI: Sendable {
     // MARK: connections and disconnects
 
     private func connections(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let userId = try context.parameters.require("userId")
+        let userId = try Self.pathParameter("userId", of: context)
         guard let identity = try await self.identity(of: request) else { throw APIError.unauthorized("missing Authorization: Bearer <token>") }
         guard identity.role.isAdmin || identity.userId == userId else {
             throw APIError.forbidden("only admins and the user '\(userId)' may list these connections")
@@ -219,7 +219,7 @@ struct ManagementAPI: Sendable {
 
     private func disconnect(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let admin = try await requireAdmin(request)
-        let id = try context.parameters.require("connectionId")
+        let id = try Self.pathParameter("connectionId", of: context)
         let reason = try await Self.reason(in: request)
         var closed = 0
         if let connection = node.connections.connection(id: id) {
@@ -239,6 +239,16 @@ struct ManagementAPI: Sendable {
 
     private static func name(of admin: Identity) -> String { admin.userId ?? "?" }
 
+    /// A path parameter, percent-decoded (the router hands it on as sent: the dashboard encodes an IPv6
+    /// address's `:` as `%3A`).
+    private static func pathParameter(_ name: String, of context: BasicRequestContext) throws -> String {
+        let raw = try context.parameters.require(name)
+        guard let decoded = raw.removingPercentEncoding, !decoded.isEmpty else {
+            throw APIError.badRequest("\(name): '\(raw)' is not validly percent-encoded")
+        }
+        return decoded
+    }
+
     /// How many connections the other nodes closed for `command`; 0 when Redis is out of reach (then the
     /// command applied on this node only, and the log says so).
     private func performed(_ command: ClusterCommand, in cluster: any Cluster) async -> Int {
@@ -252,7 +262,7 @@ struct ManagementAPI: Sendable {
 
     private func disconnectUser(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let admin = try await requireAdmin(request)
-        let userId = try context.parameters.require("userId")
+        let userId = try Self.pathParameter("userId", of: context)
         let reason = try await Self.reason(in: request)
         var closed = node.disconnectByAdmin(
             node.connections.connections(ofUser: userId), target: "user \(userId)", by: Self.name(of: admin), reason: reason)
@@ -262,7 +272,10 @@ struct ManagementAPI: Sendable {
 
     private func disconnectIP(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let admin = try await requireAdmin(request)
-        let ip = try context.parameters.require("ip")
+        let given = try Self.pathParameter("ip", of: context)
+        // Normalised as every per-IP rule keys it: `2001:DB8::1` and `2001:db8:0::1` are one address, an IPv6
+        // client is its `ipv6-prefix-length` prefix, and an IPv4-mapped address is the IPv4 one.
+        guard let ip = node.addresses.key(ofAdminInput: given) else { throw APIError.badRequest("ip: '\(given)' is not an IP address") }
         let body = try await Self.optionalJSONBody(of: request)
         let reason = try Self.reason(in: body)
         var blockSeconds: Int64?

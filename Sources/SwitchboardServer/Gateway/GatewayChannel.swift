@@ -113,7 +113,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     ) throws -> EventLoopFuture<Negotiated> {
         let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
         let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
-        let peerIP = channel.remoteAddress?.ipAddress ?? "unknown"
+        let peerIP = node.addresses.clientKey(peer: channel.remoteAddress, forwardedFor: [])
         let requestGuard = HTTPRequestGuard(
             limits: .init(requestTimeout: .milliseconds(Int64(node.settings.requestTimeoutMs))), eventLoop: channel.eventLoop,
             audit: node.audit, ip: peerIP)
@@ -183,7 +183,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// until it closes, or refused `429` when the IP has too many. A trusted proxy's connections are not
     /// capped: they carry many clients.
     private func admitHTTPConnection(_ channel: any Channel, ip: String) -> UpgradeRejection? {
-        guard !node.settings.trustedProxies.contains(ip) else { return nil }
+        guard !node.addresses.isTrustedProxy(channel.remoteAddress) else { return nil }
         guard node.httpConnections.acquire(ip) else {
             node.audit.record(SecurityEvent(.httpLimit, ip: ip, detail: "over \(node.settings.maxHTTPConnectionsPerIP) HTTP connections"))
             return UpgradeRejection(
@@ -272,7 +272,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 throw UpgradeRejection(status: .badRequest, code: .badRequest, message: EngineHTTPError.unknownSession.message)
             }
             // SPEC §9: the block list and the origin apply to the upgrade of a session too.
-            let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"].first)
+            let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"])
             do {
                 try admission.screenSessionRequest(ip: ip, origin: head.headers["Origin"].first)
             } catch {
@@ -281,7 +281,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             }
             return .engineUpgrade(connection, compressed: compressed)
         case .success:
-            let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"].first)
+            let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"])
             let reservation = try admission.admitHandshake(ip: ip, origin: head.headers["Origin"].first)
             return .engineHandshake(reservation, compressed: compressed)
         }

@@ -59,6 +59,8 @@ public final class Node: Sendable {
     let upgradeQueues: PerEventLoop<UpgradeQueue>
     /// Each loop's connections still on their first request or upgrade, closed after `request-timeout-ms`.
     let requestDeadlines: PerEventLoop<RequestDeadlines>
+    /// How client IPs are found and keyed (`trusted-proxies`, `ipv6-prefix-length`).
+    let addresses: ClientAddresses
     /// Open HTTP connections per IP (`max-http-connections-per-ip`).
     let httpConnections: HTTPConnectionCounts
 
@@ -119,6 +121,7 @@ public final class Node: Sendable {
         self.upgradeQueues = PerEventLoop(group: eventLoopGroup) { UpgradeQueue(eventLoop: $0) }
         let requestTimeout = TimeAmount.milliseconds(Int64(settings.requestTimeoutMs))
         self.requestDeadlines = PerEventLoop(group: eventLoopGroup) { RequestDeadlines(eventLoop: $0, timeout: requestTimeout) }
+        self.addresses = ClientAddresses(trustedProxies: settings.trustedProxies, ipv6PrefixLength: settings.ipv6PrefixLength)
         self.httpConnections = HTTPConnectionCounts(limit: settings.maxHTTPConnectionsPerIP)
         self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
         self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)

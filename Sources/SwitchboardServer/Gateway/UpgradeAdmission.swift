@@ -70,7 +70,7 @@ struct UpgradeAdmission: Sendable {
     /// single node, every check is synchronous and the outcome is decided here: a reconnect storm of such
     /// clients creates no future or task and crosses no thread.
     func admit(_ head: HTTPRequestHead, peer: SocketAddress?, on loop: any EventLoop) -> Outcome {
-        let ip = clientIP(peer: peer, forwardedFor: head.headers["X-Forwarded-For"].first)
+        let ip = clientIP(peer: peer, forwardedFor: head.headers["X-Forwarded-For"])
         do {
             return admit(try check(head, ip: ip), on: loop)
         } catch {
@@ -80,8 +80,8 @@ struct UpgradeAdmission: Sendable {
     }
 
     /// The client's IP address (SPEC §3), from the TCP peer and a trusted proxy's `X-Forwarded-For`.
-    func clientIP(peer: SocketAddress?, forwardedFor: String?) -> String {
-        ClientAddress.resolve(peer: peer, forwardedFor: forwardedFor, trustedProxies: node.settings.trustedProxies)
+    func clientIP(peer: SocketAddress?, forwardedFor: [String]) -> String {
+        node.addresses.clientKey(peer: peer, forwardedFor: forwardedFor)
     }
 
     /// A Socket.IO handshake (SPEC §9): the checks before the token (block list, origin, connect rate), then an
@@ -313,20 +313,5 @@ struct UpgradeAdmission: Sendable {
             if parts.count == 2, parts[0].lowercased() == "bearer" { return String(parts[1]) }
         }
         return query["token"].flatMap { $0.isEmpty ? nil : String($0) }
-    }
-}
-
-/// The client's IP address (SPEC §3): the TCP peer, or the nearest untrusted hop of `X-Forwarded-For`
-/// when the peer is a trusted proxy.
-enum ClientAddress {
-    static func resolve(peer: SocketAddress?, forwardedFor: String?, trustedProxies: [String]) -> String {
-        let peerIP = peer?.ipAddress ?? "unknown"
-        guard let forwardedFor, trustedProxies.contains(peerIP) else { return peerIP }
-        // Walk from the right: each trusted proxy vouches for the hop before it.
-        let hops = forwardedFor.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        for hop in hops.reversed() where !trustedProxies.contains(hop) {
-            return hop
-        }
-        return hops.first ?? peerIP
     }
 }

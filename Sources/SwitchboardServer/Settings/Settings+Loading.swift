@@ -24,6 +24,7 @@ extension Settings {
             int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
             int("jwt-leeway-ms", \.jwtLeewayMs),
             int("channel-ttl-ms", \.channelTtlMs), int("max-http-connections-per-ip", \.maxHTTPConnectionsPerIP),
+            int("ipv6-prefix-length", \.ipv6PrefixLength),
             int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
             int("socketio-ping-timeout-ms", \.socketIOPingTimeoutMs),
             int("message-rate", \.messageRate), int("message-burst", \.messageBurst),

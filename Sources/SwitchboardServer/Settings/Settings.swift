@@ -25,6 +25,8 @@ public struct Settings: Sendable {
     public var allowedOrigins: [String] = []
     /// Peers whose `X-Forwarded-For` is believed.
     public var trustedProxies: [String] = []
+    /// IPv6 clients are keyed by this prefix in every per-IP rule (SPEC §7).
+    public var ipv6PrefixLength = 64
     public var maxConnections = 10_000
     public var maxConnectionsPerIP = 100
     public var maxConnectionsPerUser = 10
@@ -124,6 +126,10 @@ public struct Settings: Sendable {
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
         guard (0...86_400_000).contains(jwtLeewayMs) else { throw SettingsError("jwt-leeway-ms must be 0 to 86400000 (a day), got \(jwtLeewayMs)") }
+        guard (1...128).contains(ipv6PrefixLength) else { throw SettingsError("ipv6-prefix-length must be 1 to 128, got \(ipv6PrefixLength)") }
+        for proxy in trustedProxies where ClientAddresses.parse(proxy[...]) == nil {
+            throw SettingsError("trusted-proxies: '\(proxy)' is not an IP address")
+        }
         guard maxHTTPConnectionsPerIP >= 1 else { throw SettingsError("max-http-connections-per-ip must be at least 1, got \(maxHTTPConnectionsPerIP)") }
         guard (100...2_592_000_000).contains(channelTtlMs) else {
             throw SettingsError("channel-ttl-ms must be 100 to 2592000000 (30 days), got \(channelTtlMs)")

@@ -78,7 +78,7 @@ struct EnginePolling: Sendable {
 
     private func handshake(_ request: Request, origin: String?, channel: any Channel) async -> Result<ByteBuffer, EngineHTTPError> {
         let admission = UpgradeAdmission(node: node)
-        let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: request.headers[HTTPField.Name("X-Forwarded-For")!])
+        let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: request.headers[values: .forwardedFor])
         let reservation: SlotReservation
         do throws(UpgradeRejection) {
             reservation = try admission.admitHandshake(ip: ip, origin: origin)
@@ -95,7 +95,7 @@ struct EnginePolling: Sendable {
     /// session it names.
     private func screen(sid: String, _ request: Request, origin: String?, channel: any Channel) -> EngineHTTPError? {
         let admission = UpgradeAdmission(node: node)
-        let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: request.headers[HTTPField.Name("X-Forwarded-For")!])
+        let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: request.headers[values: .forwardedFor])
         do throws(UpgradeRejection) {
             try admission.screenSessionRequest(ip: ip, origin: origin)
             return nil
@@ -154,4 +154,9 @@ extension EngineHTTPError {
     init(rejection: UpgradeRejection) {
         self.init(code: 4, message: "\(rejection.code): \(rejection.message)", status: Int(rejection.status.code))
     }
+}
+
+extension HTTPField.Name {
+    /// `X-Forwarded-For`, whose every line counts (SPEC §7).
+    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
 }
