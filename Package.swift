@@ -139,10 +139,16 @@ let package = Package(
             dependencies: ["SwitchboardCore", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
-        // libFuzzer target for the Redis reply parser (`scripts/fuzz redis`).
+        // libFuzzer target for the Redis reply parser and the feed and control messages read from Redis (`scripts/fuzz redis`).
         .executableTarget(
             name: "FuzzRESPParser",
-            dependencies: ["RedisClient", .product(name: "NIOCore", package: "swift-nio")],
+            dependencies: ["RedisClient", "RedisBroker", .product(name: "NIOCore", package: "swift-nio")],
+            swiftSettings: swiftSettings
+        ),
+        // libFuzzer target for the plain-upgrade head reader and the client-address walk (`scripts/fuzz upgrade`).
+        .executableTarget(
+            name: "FuzzUpgradeHead",
+            dependencies: ["SwitchboardServer", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: swiftSettings
         ),
         // libFuzzer target for the Engine.IO / Socket.IO packet decoders (`scripts/fuzz socketio`).

@@ -1,4 +1,5 @@
 import NIOCore
+import RedisBroker
 import RedisClient
 
 /// One fuzz input: bytes as a Redis server might send them. Besides "never crashes", it checks the parser's
@@ -15,6 +16,10 @@ public func fuzzRESPParser(_ start: UnsafePointer<UInt8>, _ count: Int) -> CInt 
             fatalError("parsing depends on how the stream is split (at \(split))")
         }
     }
+    // The same bytes as a pub/sub payload: a feed message or a control message must parse or be refused.
+    let payload = ByteBuffer(bytes: bytes)
+    if let feed = PublishScript.parseFeedMessage(payload), feed.seq == 0 || feed.epoch.isEmpty { fatalError("accepted \(feed)") }
+    if case .reply(_, _, let closed)? = ClusterControl.decode(payload), closed < 0 { fatalError("negative reply") }
     for value in whole.values {
         var encoded = ByteBuffer()
         encoded.writeRESPValue(value)
