@@ -428,7 +428,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     /// Publishes a batch as one pipelined write of one script call per message (one round trip for the whole
     /// batch, in order). Each message is counted as published by this node (the accepting one); every node
-    /// counts its own deliveries from the feed, so no recipients are known here.
+    /// counts its own deliveries from the feed. The recipients a reply states are ``clusterRecipients(of:_:)``.
     public func publishBatch(_ items: [(publication: Publication, target: BrokerTarget)]) async -> [Result<Hub.PublishResult, BrokerError>] {
         guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else {
             return items.map { .success(publishLocally($0.publication, to: $0.target)) }
@@ -443,7 +443,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             // also delivered locally (they could then arrive twice); the publisher is told and may retry.
             return items.map { _ in .failure(BrokerError("Redis: \(error)")) }
         }
-        return zip(publishes, replies).map { publish, reply in
+        let peers = state.withLockedValue { $0.peers }
+        return zip(zip(items, publishes), replies).map { item, reply in
+            let publish = item.1
             guard case .success(let value) = reply, let answer = value.integer else {
                 return .failure(BrokerError("Redis: \(reply)"))
             }
@@ -451,7 +453,8 @@ public final class RedisBroker: Broker, Cluster, Sendable {
             switch answer {
             case 1...:
                 if let (channel, window, namespace) = publish.window { scheduleRelease(channel: channel, window: window, namespace: namespace) }
-                return .success(Hub.PublishResult(seq: UInt64(answer), recipients: 0))
+                let recipients = clusterRecipients(of: item.0.publication, item.0.target, peers: peers)
+                return .success(Hub.PublishResult(seq: UInt64(answer), recipients: recipients))
             case -2:
                 statistics.recordDropped(namespace: publish.namespaceName, reason: .conflated)
                 return .success(Hub.PublishResult(seq: nil, recipients: 0, held: true))
@@ -459,6 +462,34 @@ public final class RedisBroker: Broker, Cluster, Sendable {
                 return .success(Hub.PublishResult(seq: nil, recipients: 0, held: true))
             default:
                 return .failure(BrokerError("Redis: the publish script answered \(answer)"))
+            }
+        }
+    }
+
+    /// The connections of the cluster a message for `target` reaches: this node's now, plus the other nodes' as
+    /// they last announced them (at most a heartbeat old; each announces its busiest channels and its
+    /// connection count). A `userId` target counts this node's connections of the user and the other nodes'
+    /// subscribers of `user:<id>` (nodes do not announce their users).
+    private func clusterRecipients(of publication: Publication, _ target: BrokerTarget, peers: [String: JSONValue]) -> Int {
+        func announced(_ field: (JSONValue) -> Int64?) -> Int {
+            peers.values.reduce(0) { sum, figures in
+                let (total, overflow) = sum.addingReportingOverflow(Int(clamping: max(field(figures) ?? 0, 0)))
+                return overflow ? Int.max : total
+            }
+        }
+        func channelCount(_ figures: JSONValue) -> Int64? {
+            if case .int(let count)? = figures["channels"]?[publication.channel] { return count }
+            return nil
+        }
+        switch target {
+        case .channel:
+            return hub.subscriberCount(of: publication.channel) + announced(channelCount)
+        case .user(let userId, _):
+            return recipients.subscribers(ofUser: userId).count + announced(channelCount)
+        case .all:
+            return recipients.allSubscribers.count + announced { figures in
+                if case .int(let count)? = figures["connections"] { return count }
+                return nil
             }
         }
     }

@@ -69,6 +69,36 @@ import WebSocketTestClient
         }
     }
 
+    /// Issue 34, defect 13: a cluster broadcast's reply counts the subscribers of every node, not 0.
+    @Test func aBroadcastsRecipientsCountEveryNodesSubscribers() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(2, on: redis) { nodes in
+                let admin = try await nodes[0].token("ops", role: .admin)
+                let here = try await nodes[0].client()
+                let there = [try await nodes[1].client(), try await nodes[1].client()]
+                try await here.subscribe("feed:count-me")
+                for client in there { try await client.subscribe("feed:count-me") }
+                try await nodes[0].seesPeers(1)
+                // The other node announces its channels once a heartbeat: wait for the announcement with both.
+                let deadline = ContinuousClock.now + .seconds(5)
+                var recipients = 0
+                var n = 0
+                while recipients != 3, ContinuousClock.now < deadline {
+                    n += 1
+                    let reply = try await nodes[0].request(
+                        "POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"channel":"feed:count-me","event":"e","data":\#(n)}"#)
+                    recipients = reply.json["recipients"] as? Int ?? -1
+                    if recipients != 3 { try await Task.sleep(for: .milliseconds(200)) }
+                }
+                #expect(recipients == 3, "one subscriber here, two on the other node")
+                let all = try await nodes[0].request(
+                    "POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"all":true,"event":"e","data":0}"#)
+                #expect(all.json["recipients"] as? Int == 3, "\(all.body)")
+                for client in [here] + there { await client.close() }
+            }
+        }
+    }
+
     @Test func aBatchOfAThousandGoesOutWholeAndInOrderOnEveryNode() async throws {
         try await ClusterTests.withCluster(nodes: 2) { nodes, _ in
             let (first, second) = (nodes[0], nodes[1])

@@ -182,6 +182,11 @@ public final class Hub: Sendable {
     /// Number of live channels (including empty ones that retain messages).
     public var channelCount: Int { channels.withLock { $0.count } }
 
+    /// Subscribers of channel `name` on this node.
+    public func subscriberCount(of name: String) -> Int {
+        channels.withLock { $0[name] }?.subscriberCount ?? 0
+    }
+
     /// Whether the node holds channel `name` now.
     public func holds(_ name: String) -> Bool { channels.withLock { $0[name] != nil } }
 
