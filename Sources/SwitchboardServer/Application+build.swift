@@ -47,7 +47,7 @@ public func buildApplication(
     onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
 ) -> some Service {
     let settings = node.settings
-    let router = Router()
+    let router = Router(context: APIContext.self)
     ManagementAPI(node: node).register(on: router)
 
     // Services are shut down in reverse order: the WebSocket drain goes last, after the server.
@@ -64,7 +64,7 @@ public func buildApplication(
 /// In place of Hummingbird's `Application`, whose server gives every connection a task (see ``GatewayServer``);
 /// what that `Application` adds to each response is done here too: the request context, a 500 for an error
 /// the router did not turn into a response, and the `Date` and `Server` headers.
-struct SwitchboardApplication<Responder: HTTPResponder>: Service where Responder.Context == BasicRequestContext {
+struct SwitchboardApplication<Responder: HTTPResponder>: Service where Responder.Context == APIContext {
     let node: Node
     let responder: Responder
     let services: [any Service]
@@ -78,7 +78,7 @@ struct SwitchboardApplication<Responder: HTTPResponder>: Service where Responder
         let logger = node.logger
         let date = HTTPDate()
         let gateway = GatewayChannel(node: node) { request, writer, channel in
-            let context = BasicRequestContext(source: .init(channel: channel, logger: logger))
+            let context = APIContext(source: .init(channel: channel, logger: logger))
             var response: Response
             do {
                 response = try await responder.respond(to: request, context: context)

@@ -104,7 +104,7 @@ import Testing
                 left = try await redis.send(["EXISTS", RESPArgument(keys.sequence), RESPArgument(keys.epoch), RESPArgument(keys.history)])
             }
             #expect(left == .integer(0), "every key of the channel expired")
-            let again = PublishScript.Stream(history: 10, freshEpoch: "second", ttlMilliseconds: 300)
+            let again = PublishScript.Stream(history: 10, freshEpoch: "second", ttlMilliseconds: 60_000)
             let restarted = try await PublishScript.publish([(frame("market_data:T", "c"), keys, again, .channel)], on: redis)
             #expect(try restarted[0].get() == 1)
             let restartPayload = try #require(await iterator.next()).payload
@@ -112,7 +112,7 @@ import Testing
             #expect(message.seq == 1 && message.epoch == "second", "a new stream: seq 1 of a new epoch")
             // Redis lost the keys under a live stream (FLUSHALL): the stream restarts with a new epoch too.
             _ = try await redis.send(["DEL", RESPArgument(keys.epoch)])
-            let third = PublishScript.Stream(history: 10, freshEpoch: "third", ttlMilliseconds: 300)
+            let third = PublishScript.Stream(history: 10, freshEpoch: "third", ttlMilliseconds: 60_000)
             _ = try await PublishScript.publish([(frame("market_data:T", "d"), keys, third, .channel)], on: redis)
             let afterPayload = try #require(await iterator.next()).payload
             let after = try #require(PublishScript.parseFeedMessage(afterPayload))

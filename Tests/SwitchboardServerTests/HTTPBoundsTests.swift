@@ -131,4 +131,23 @@ import WebSocketTestClient
             #expect(health.status == 200)
         }
     }
+
+    /// Issue 34, defect 8: invalid bearer tokens on the admin API count toward blocking the IP, and a blocked
+    /// IP is refused before its token costs a signature check.
+    @Test func adminAPIAuthFailuresBlockTheIP() async throws {
+        try await TestNode.with({ $0.blockAfterFailures = 3 }) { node in
+            func stats(token: String) async throws -> String {
+                let socket = try await RawSocket.connect(port: node.port, localAddress: "127.0.0.51")
+                try await socket.send(Array(
+                    "GET /api/v1/websocket/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(token)\r\nConnection: close\r\n\r\n".utf8))
+                _ = await socket.waitFor("\r\n\r\n", timeout: .seconds(3))
+                return String(socket.received.prefix(12))
+            }
+            for _ in 0..<3 { #expect(try await stats(token: "junk") == "HTTP/1.1 401") }
+            #expect(try await stats(token: try await node.token("ops", role: .admin)) == "HTTP/1.1 403", "blocked, even with a good token")
+            let upgrade = try #require(try await node.upgrade(localAddress: "127.0.0.51").refusal)
+            #expect(upgrade.status == 403 && upgrade.errorCode == "IP_BLOCKED")
+            #expect(node.node.statistics.snapshot().authFailures == 3)
+        }
+    }
 }

@@ -14,19 +14,19 @@ struct ManagementAPI: Sendable {
     static let maxBodyBytes = 4 * 1_048_576
     static let prefix = "/api/v1/websocket"
 
-    typealias Handler = @Sendable (Request, BasicRequestContext) async throws -> Response
+    typealias Handler = @Sendable (Request, APIContext) async throws -> Response
 
-    func register(on router: Router<BasicRequestContext>) {
+    func register(on router: Router<APIContext>) {
         let apiRoutes: [(HTTPRequest.Method, String, Handler)] = [
             (.get, "\(Self.prefix)/health", { _, _ in await self.health() }),
-            (.get, "\(Self.prefix)/stats", { request, _ in try await self.stats(request) }),
-            (.get, "\(Self.prefix)/channels", { request, _ in try await self.channels(request) }),
+            (.get, "\(Self.prefix)/stats", { request, context in try await self.stats(request, context) }),
+            (.get, "\(Self.prefix)/channels", { request, context in try await self.channels(request, context) }),
             (.get, "\(Self.prefix)/connections/:userId", { request, context in try await self.connections(request, context) }),
             (.post, "\(Self.prefix)/disconnect/user/:userId", { request, context in try await self.disconnectUser(request, context) }),
             (.post, "\(Self.prefix)/disconnect/ip/:ip", { request, context in try await self.disconnectIP(request, context) }),
             (.post, "\(Self.prefix)/disconnect/:connectionId", { request, context in try await self.disconnect(request, context) }),
-            (.post, "\(Self.prefix)/broadcast", { request, _ in try await self.broadcast(request) }),
-            (.post, "\(Self.prefix)/broadcast/batch", { request, _ in try await self.broadcastBatch(request) }),
+            (.post, "\(Self.prefix)/broadcast", { request, context in try await self.broadcast(request, context) }),
+            (.post, "\(Self.prefix)/broadcast/batch", { request, context in try await self.broadcastBatch(request, context) }),
             (.get, "/metrics", { request, _ in try self.metrics(request) }),
             (.get, UpgradeAdmission.path, { _, _ in
                 throw APIError.badRequest(
@@ -72,8 +72,8 @@ struct ManagementAPI: Sendable {
         return Self.json(body, status: status == .unhealthy ? .serviceUnavailable : .ok)
     }
 
-    private func stats(_ request: Request) async throws -> Response {
-        try await requireAdmin(request)
+    private func stats(_ request: Request, _ context: APIContext) async throws -> Response {
+        try await requireAdmin(request, context)
         let counts = node.statistics.snapshot()
         let pools = node.pools.snapshot
         func int(_ value: Int) -> JSONValue { .int(Int64(value)) }
@@ -153,8 +153,8 @@ struct ManagementAPI: Sendable {
         ])
     }
 
-    private func channels(_ request: Request) async throws -> Response {
-        let identity = try await self.identity(of: request) ?? .anonymous
+    private func channels(_ request: Request, _ context: APIContext) async throws -> Response {
+        let identity = try await self.identity(of: request, context) ?? .anonymous
         let directory = node.hub.directory
         let readable = node.settings.namespaces.filter { namespace in
             // A namespace is listed when the caller may subscribe to some channel of it.
@@ -188,9 +188,9 @@ struct ManagementAPI: Sendable {
 
     // MARK: connections and disconnects
 
-    private func connections(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    private func connections(_ request: Request, _ context: APIContext) async throws -> Response {
         let userId = try Self.pathParameter("userId", of: context)
-        guard let identity = try await self.identity(of: request) else { throw APIError.unauthorized("missing Authorization: Bearer <token>") }
+        guard let identity = try await self.identity(of: request, context) else { throw APIError.unauthorized("missing Authorization: Bearer <token>") }
         guard identity.role.isAdmin || identity.userId == userId else {
             throw APIError.forbidden("only admins and the user '\(userId)' may list these connections")
         }
@@ -217,8 +217,8 @@ struct ManagementAPI: Sendable {
 
     static let defaultDisconnectReason = "disconnected by an administrator"
 
-    private func disconnect(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let admin = try await requireAdmin(request)
+    private func disconnect(_ request: Request, _ context: APIContext) async throws -> Response {
+        let admin = try await requireAdmin(request, context)
         let id = try Self.pathParameter("connectionId", of: context)
         let reason = try await Self.reason(in: request)
         var closed = 0
@@ -241,7 +241,7 @@ struct ManagementAPI: Sendable {
 
     /// A path parameter, percent-decoded (the router hands it on as sent: the dashboard encodes an IPv6
     /// address's `:` as `%3A`).
-    private static func pathParameter(_ name: String, of context: BasicRequestContext) throws -> String {
+    private static func pathParameter(_ name: String, of context: APIContext) throws -> String {
         let raw = try context.parameters.require(name)
         guard let decoded = raw.removingPercentEncoding, !decoded.isEmpty else {
             throw APIError.badRequest("\(name): '\(raw)' is not validly percent-encoded")
@@ -260,8 +260,8 @@ struct ManagementAPI: Sendable {
         }
     }
 
-    private func disconnectUser(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let admin = try await requireAdmin(request)
+    private func disconnectUser(_ request: Request, _ context: APIContext) async throws -> Response {
+        let admin = try await requireAdmin(request, context)
         let userId = try Self.pathParameter("userId", of: context)
         let reason = try await Self.reason(in: request)
         var closed = node.disconnectByAdmin(
@@ -270,8 +270,8 @@ struct ManagementAPI: Sendable {
         return Self.json(.object(["disconnected": .int(Int64(closed))]))
     }
 
-    private func disconnectIP(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let admin = try await requireAdmin(request)
+    private func disconnectIP(_ request: Request, _ context: APIContext) async throws -> Response {
+        let admin = try await requireAdmin(request, context)
         let given = try Self.pathParameter("ip", of: context)
         // Normalised as every per-IP rule keys it: `2001:DB8::1` and `2001:db8:0::1` are one address, an IPv6
         // client is its `ipv6-prefix-length` prefix, and an IPv4-mapped address is the IPv4 one.
@@ -312,8 +312,8 @@ struct ManagementAPI: Sendable {
 
     // MARK: broadcast
 
-    private func broadcast(_ request: Request) async throws -> Response {
-        let admin = try await requireAdmin(request)
+    private func broadcast(_ request: Request, _ context: APIContext) async throws -> Response {
+        let admin = try await requireAdmin(request, context)
         let body = try await Self.jsonBody(of: request)
         let broadcast: BroadcastRequest
         do {
@@ -330,8 +330,8 @@ struct ManagementAPI: Sendable {
     }
 
     /// SPEC §6: up to 1000 messages, validated as a whole first; one bad item rejects the batch, listing every bad index.
-    private func broadcastBatch(_ request: Request) async throws -> Response {
-        let admin = try await requireAdmin(request)
+    private func broadcastBatch(_ request: Request, _ context: APIContext) async throws -> Response {
+        let admin = try await requireAdmin(request, context)
         guard case .array(let items)? = try await Self.jsonBody(of: request)["messages"] else {
             throw APIError.badRequest("messages: required, an array of broadcast bodies")
         }
@@ -431,22 +431,34 @@ struct ManagementAPI: Sendable {
     }
 
     /// The caller's identity; nil without an `Authorization` header; 401 when the token is invalid.
-    private func identity(of request: Request) async throws -> Identity? {
+    ///
+    /// SPEC §7 holds here as on upgrades: a blocked IP is refused (403 `IP_BLOCKED`) before its token is
+    /// looked at, and each invalid token counts toward blocking its IP, so junk bearer tokens cost at most
+    /// `block-after-failures` signature checks per IP per block.
+    private func identity(of request: Request, _ context: APIContext) async throws -> Identity? {
         guard request.headers[.authorization] != nil else { return nil }
         guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
-        guard let token = Self.bearerToken(of: request) else { throw APIError.unauthorized("Authorization must be: Bearer <token>") }
+        let ip = node.addresses.clientKey(peer: context.remoteAddress, forwardedFor: request.headers[values: .forwardedFor])
+        guard !node.blockList.isBlocked(ip) else {
+            throw APIError(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
+        }
+        guard let token = Self.bearerToken(of: request) else {
+            node.authenticationFailed(ip: ip, connectionId: nil, detail: "admin API: Authorization is not Bearer <token>")
+            throw APIError.unauthorized("Authorization must be: Bearer <token>")
+        }
         do {
             return try await node.tokens.verify(token)
         } catch {
+            node.authenticationFailed(ip: ip, connectionId: nil, detail: "admin API: \(error.description)")
             throw APIError.unauthorized(error.description)
         }
     }
 
     /// SPEC §6: missing or invalid token -> 401, a role below admin -> 403.
     @discardableResult
-    private func requireAdmin(_ request: Request) async throws -> Identity {
+    private func requireAdmin(_ request: Request, _ context: APIContext) async throws -> Identity {
         guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
-        guard let identity = try await identity(of: request) else {
+        guard let identity = try await identity(of: request, context) else {
             throw APIError.unauthorized("missing Authorization: Bearer <token>")
         }
         guard identity.role.isAdmin else { throw APIError.forbidden("this endpoint needs role admin or super_admin") }
