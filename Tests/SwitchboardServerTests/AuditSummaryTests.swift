@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -58,6 +59,7 @@ import WebSocketTestClient
             }
             let seconds = Int((ContinuousClock.now - started).components.seconds)
             node.node.audit.writeDueSummaries(now: .now + .seconds(2))
+            await node.node.audit.flushed()
             let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
                 .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
                 .filter { $0["event"] as? String == "admin_broadcast" }
@@ -78,5 +80,33 @@ import WebSocketTestClient
             let stats = try await node.request("GET", "/api/v1/websocket/stats", token: admin).json
             #expect((stats["securityEvents"] as? [String: Any])?["admin_broadcast"] as? Int == 40, "every broadcast is still counted")
         }
+    }
+}
+
+/// Issue 34, defect 7: audit lines are written off the event loops, through a bounded queue that drops and
+/// counts when the file cannot keep up.
+@Suite struct AuditFileWriterTests {
+    @Test func aFileThatDoesNotKeepUpNeverBlocksTheCallerAndDropsAreCounted() async throws {
+        // A pipe nobody reads: the writing thread blocks once the pipe's buffer is full, like a stuck disk.
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        let reader = FileHandle(fileDescriptor: ends[0], closeOnDealloc: true)
+        let dropped = Counted()
+        let writer = AuditFileWriter(handle: FileHandle(fileDescriptor: ends[1], closeOnDealloc: false), capacity: 16) { dropped.add() }
+        let line = ByteBuffer(string: String(repeating: "x", count: 1_023) + "\n")
+        for _ in 0..<2_000 { writer.append(line) }  // 2 MB: far past the pipe's buffer and the queue
+        #expect(writer.dropped > 0 && writer.dropped == dropped.value, "dropped and counted, not waited for")
+        // Reading frees the pipe: what was queued is written after all.
+        let drain = Task.detached { while !(reader.availableData.isEmpty) {} }
+        await writer.flushed()
+        close(ends[1])
+        _ = await drain.value
+    }
+
+    private final class Counted: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        func add() { lock.withLock { count += 1 } }
+        var value: Int { lock.withLock { count } }
     }
 }

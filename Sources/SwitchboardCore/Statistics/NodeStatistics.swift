@@ -55,6 +55,7 @@ public final class NodeStatistics: Sendable {
     private let rateLimitedByLimit: [Limit: Tally]
     private let slowConsumerCloses = Atomic<Int>(0)
     private let streamRestarts = Atomic<Int>(0)
+    private let auditLinesDropped = Atomic<Int>(0)
     private let securityEventsByKind: [SecurityEventKind: Tally]
 
     // MARK: Metrics
@@ -90,6 +91,7 @@ public final class NodeStatistics: Sendable {
     private let authFailuresCounter: Counter
     private let slowConsumerCounter: Counter
     private let streamRestartCounter: Counter
+    private let auditDroppedCounter: Counter
     /// Open TLS connections (SPEC §12), on a node that serves TLS.
     private let tlsConnectionsGauge: Meter?
     private let securityEventCounters: [SecurityEventKind: Counter]
@@ -137,6 +139,7 @@ public final class NodeStatistics: Sendable {
         rateLimitedByLimit = Dictionary(uniqueKeysWithValues: Limit.allCases.map { ($0, Tally()) })
         securityEventsByKind = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { ($0, Tally()) })
         streamRestartCounter = Counter(label: "switchboard_stream_restarts_total", factory: factory)
+        auditDroppedCounter = Counter(label: "switchboard_audit_lines_dropped_total", factory: factory)
         securityEventCounters = Dictionary(uniqueKeysWithValues: SecurityEventKind.allCases.map { kind in
             (kind, Counter(label: "switchboard_security_events_total", dimensions: [("event", kind.rawValue)], factory: factory))
         })
@@ -294,6 +297,12 @@ public final class NodeStatistics: Sendable {
         streamRestartCounter.increment()
     }
 
+    /// An audit line dropped because the `--audit-log` file could not keep up.
+    public func recordAuditLineDropped() {
+        auditLinesDropped.add(1, ordering: .relaxed)
+        auditDroppedCounter.increment()
+    }
+
     // MARK: Recording the Redis link (cluster mode)
 
     public func recordRedisLink(up: Bool) {
@@ -358,6 +367,8 @@ public final class NodeStatistics: Sendable {
         public var slowConsumerCloses: Int
         /// Channel streams that restarted under this node (see ``NodeStatistics/recordStreamRestart()``).
         public var streamRestarts: Int
+        /// Audit lines dropped because the `--audit-log` file could not keep up.
+        public var auditLinesDropped: Int
         public var securityEvents: [SecurityEventKind: Int]
 
         public var connections: Int { connectionsByRole.values.reduce(0, +) }
@@ -391,6 +402,7 @@ public final class NodeStatistics: Sendable {
             rateLimited: rateLimitedByLimit.mapValues { $0.load() },
             slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed),
             streamRestarts: streamRestarts.load(ordering: .relaxed),
+            auditLinesDropped: auditLinesDropped.load(ordering: .relaxed),
             securityEvents: securityEventsByKind.mapValues { $0.load() })
     }
 }

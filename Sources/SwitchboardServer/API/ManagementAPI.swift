@@ -119,6 +119,7 @@ struct ManagementAPI: Sendable {
             "blockedIPs": int(node.blockList.count()),
             "rateLimited": .object(rateLimited),
             "slowConsumerDisconnects": int(counts.slowConsumerCloses),
+            "auditLinesDropped": int(counts.auditLinesDropped),
             "securityEvents": .object(Dictionary(uniqueKeysWithValues: counts.securityEvents.map { ($0.key.rawValue, int($0.value)) })),
         ])
         guard let cluster = node.cluster, case .object(var fields) = body else { return Self.json(body) }

@@ -29,8 +29,8 @@ public struct SecurityEvent: Sendable {
 /// second of the last one written is counted but not written again, so an attacker cannot turn its requests
 /// into our disk writes.
 public final class AuditLog: Sendable {
-    /// The `--audit-log` file; nil writes to the log.
-    private let file: Mutex<FileHandle>?
+    /// The `--audit-log` file's writer, off the event loops; nil writes to the log.
+    private let file: AuditFileWriter?
     private let logger: Logger
     private let statistics: NodeStatistics
     private let lastWritten = Mutex<[String: ContinuousClock.Instant]>([:])
@@ -53,7 +53,7 @@ public final class AuditLog: Sendable {
         }
         guard let handle = FileHandle(forWritingAtPath: path) else { throw SettingsError("audit-log: cannot open \(path) for writing") }
         handle.seekToEndOfFile()
-        file = Mutex(handle)
+        file = AuditFileWriter(handle: handle) { statistics.recordAuditLineDropped() }
     }
 
     public func record(_ event: SecurityEvent, now: ContinuousClock.Instant = .now) {
@@ -103,7 +103,15 @@ public final class AuditLog: Sendable {
             logger.notice("security event", metadata: ["sb.audit": "\(String(buffer: line).dropLast())"])
             return
         }
-        file?.withLock { $0.write(Data(line.readableBytesView)) }
+        file?.append(line)
+    }
+
+    /// Audit lines dropped because the file could not keep up (SPEC §13: counted, never waited for).
+    var droppedLines: Int { file?.dropped ?? 0 }
+
+    /// Waits until every line written so far is in the file.
+    func flushed() async {
+        await file?.flushed()
     }
 
     private func shouldWrite(_ event: SecurityEvent, now: ContinuousClock.Instant) -> Bool {
