@@ -56,6 +56,36 @@ import Testing
         #expect(limiter.allow("a", now: now + .seconds(30)))
     }
 
+    @Test func perKeyTablesForgetIdleKeysAndStayBoundedWithoutASweep() {
+        let start = ContinuousClock.now
+        var table = RotatingTable<Int>(lifetime: .seconds(60), capacity: 3, now: start)
+        let added = ["a", "b", "c", "d"].map { table.insert(1, for: $0, now: start) }
+        #expect(added == [true, true, true, false], "a generation takes at most `capacity` new keys")
+        let updated = table.insert(10, for: "a", now: start)
+        #expect(updated, "a known key is always updated")
+        // After one lifetime: the old generation is still readable, and a key read moves to the new one.
+        let b = table.value(for: "b", now: start + .seconds(61))
+        let d = table.insert(4, for: "d", now: start + .seconds(61))
+        #expect(b == 1 && d)
+        // After another: keys untouched for two lifetimes are gone; those touched since are kept.
+        let a = table.value(for: "a", now: start + .seconds(122))
+        let bAgain = table.value(for: "b", now: start + .seconds(122))
+        #expect(a == nil && bAgain == 1)
+        #expect(table.count == 2, "b and d")
+        let late = table.value(for: "b", now: start + .seconds(400))
+        #expect(late == nil, "a long silence forgets everything")
+    }
+
+    @Test func aFloodOfNewIPsCannotGetPastTheLimiters() {
+        let now = ContinuousClock.now
+        let limiter = KeyedRateLimiter(perMinute: 60, capacity: 1_000)
+        let allowed = (0..<5_000).filter { limiter.allow("10.0.\($0 / 256).\($0 % 256)", now: now) }.count
+        #expect(allowed == 1_000 && limiter.count == 1_000, "past the table's capacity new keys are refused, not tracked")
+        let tracker = AuthFailureTracker(threshold: 5, capacity: 1_000)
+        let blocked = (0..<2_000).filter { tracker.recordFailure(from: "ip\($0)", now: now) }.count
+        #expect(blocked == 1_000 && tracker.count == 1_000, "a failure from an IP the table cannot hold blocks it")
+    }
+
     @Test func blocksExpire() {
         let now = ContinuousClock.now
         let blocks = BlockList()

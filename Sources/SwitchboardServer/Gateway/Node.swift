@@ -199,12 +199,11 @@ public final class Node: Sendable {
         return closing.count
     }
 
-    /// Forgets expired blocks (writing `ip_unblocked` for each) and stale auth failures; called every second.
+    /// Forgets expired blocks (writing `ip_unblocked` for each); called every second.
     func expireBlocks() {
         for ip in blockList.expire() {
             audit.record(SecurityEvent(.ipUnblocked, ip: ip, detail: "block expired"))
         }
-        authFailures.prune()
     }
 
     /// Where a broadcast goes (SPEC §6).

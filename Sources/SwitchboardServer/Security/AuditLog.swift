@@ -33,7 +33,8 @@ public final class AuditLog: Sendable {
     private let file: AuditFileWriter?
     private let logger: Logger
     private let statistics: NodeStatistics
-    private let lastWritten = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// When each (kind, IP) was last written, for ``coalescing``; bounded, and never swept (``RotatingTable``).
+    private let lastWritten = Mutex(RotatingTable<ContinuousClock.Instant>(lifetime: AuditLog.coalescing, capacity: 100_000))
     private let broadcasts = Mutex(BroadcastTally())
     /// Events of one kind from one IP closer together than this are written once.
     static let coalescing: Duration = .seconds(1)
@@ -118,11 +119,11 @@ public final class AuditLog: Sendable {
         // Connection-level events are bounded by the connection's own limits; only upgrade-level floods coalesce.
         guard let ip = event.ip, event.kind.isCoalesced, event.connectionId == nil else { return true }
         let key = "\(event.kind.rawValue) \(ip)"
+        // Past the table's capacity (100,000 IPs flooding within a second) lines are not written; every event is
+        // still counted.
         return lastWritten.withLock { lastWritten in
-            if let last = lastWritten[key], now - last < Self.coalescing { return false }
-            if lastWritten.count > 10_000 { lastWritten = lastWritten.filter { now - $0.value < Self.coalescing } }
-            lastWritten[key] = now
-            return true
+            if let last = lastWritten.value(for: key, now: now), now - last < Self.coalescing { return false }
+            return lastWritten.insert(now, for: key, now: now)
         }
     }
 }
