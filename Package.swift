@@ -196,6 +196,7 @@ let package = Package(
             dependencies: [
                 "SwitchboardServer", "WebSocketTestClient", "RedisBroker", "RedisTestSupport",
                 .product(name: "CompressNIO", package: "compress-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings
         ),

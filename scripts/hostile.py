@@ -188,10 +188,12 @@ def run_scenario(name, spec, attack, seconds=4.0, rss_limit_mib=16, flags=(), af
     return not failures
 
 
-def open_raw(node, path="/ws", rcvbuf=None):
+def open_raw(node, path="/ws", rcvbuf=None, source=None):
     sock = socket.socket()
     if rcvbuf:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    if source:
+        sock.bind((source, 0))
     sock.settimeout(5)
     sock.connect(("127.0.0.1", node.port))
     sock.sendall(upgrade_request(path))
@@ -397,6 +399,202 @@ def trickles_cut(node):
     return [] if left == 0 else [f"{left} trickling connections still open after 4 s"]
 
 
+def raw_frame(opcode, payload, fin=True, mask=True, rsv=0):
+    """A frame with every bit chosen by the caller (RFC 6455 §5.2), masked with an all-zero key when `mask`."""
+    head = bytes([(0x80 if fin else 0) | rsv | opcode])
+    n, bit = len(payload), (0x80 if mask else 0)
+    if n < 126:
+        head += bytes([bit | n])
+    elif n < 65536:
+        head += bytes([bit | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([bit | 127]) + struct.pack(">Q", n)
+    return head + (b"\0\0\0\0" if mask else b"") + payload
+
+
+def malformed_frames(node, stop_event):
+    """Oversized, unmasked, reserved-bit, unknown-opcode, bad-UTF-8 and lying-length frames, one kind per
+    connection, round after round (SPEC §3 close codes, §7)."""
+    kinds = [
+        raw_frame(0x1, b"x" * 70_000),                       # over max-message-bytes: 1009
+        raw_frame(0x1, b'{"type":"ping"}', mask=False),      # unmasked: 1002
+        raw_frame(0x1, b'{"type":"ping"}', rsv=0x40),        # RSV1 without deflate: 1002
+        raw_frame(0x3, b"?"),                                # reserved opcode: 1002
+        raw_frame(0x1, b"\xff\xfe\xfd"),                     # bad UTF-8: 1007
+        raw_frame(0x9, b"p" * 200),                          # control frame over 125 bytes: 1002
+        bytes([0x81, 0xFF]) + struct.pack(">Q", 2 ** 63 - 1) + b"\0\0\0\0",  # a length no client has
+        raw_frame(0x8, b"\x03"),                             # close with a one-byte payload: 1002
+    ]
+    for round_ in range(200):
+        for payload in kinds:
+            if stop_event.is_set():
+                return
+            sock = open_raw(node)
+            try:
+                sock.sendall(payload)
+                sock.recv(4096)
+            except OSError:
+                pass
+            finally:
+                sock.close()
+
+
+def decompression_bombs(node, stop_event):
+    """permessage-deflate messages that inflate far past max-message-bytes (SPEC §12, §13): closed with 1009
+    without the node inflating them whole."""
+    import zlib
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = deflater.compress(b"\0" * 50_000_000) + deflater.flush(zlib.Z_SYNC_FLUSH)
+    bomb = bomb[:-4] if bomb.endswith(b"\x00\x00\xff\xff") else bomb
+    request = (upgrade_request()[:-2] + b"Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n")
+    for _ in range(200):
+        if stop_event.is_set():
+            return
+        sock = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+        try:
+            sock.sendall(request)
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                head += chunk
+            sock.sendall(raw_frame(0x1, bomb, rsv=0x40))
+            sock.recv(4096)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+
+def malformed_socketio_packets(node, stop_event):
+    """Garbage Engine.IO and Socket.IO packets on both transports (SPEC §9, §7)."""
+    garbage = [b"", b"9", b"4", b"42", b"42[", b'42["subscribe"', b"4" + b"[" * 5000, b'42["x",' + b"1," * 3000 + b"1]",
+               b"40/" + b"a" * 3000 + b",", b"6", b"2probe" * 100, b"\xff\xfe", b'43{"a":1}', b"451-[\"x\"]"]
+    for _ in range(100):
+        if stop_event.is_set():
+            return
+        sock = open_raw(node, "/socket.io/?EIO=4&transport=websocket", rcvbuf=4096)
+        try:
+            for packet in garbage:
+                sock.sendall(raw_frame(0x1, packet))
+        except OSError:
+            pass
+        finally:
+            sock.close()
+        try:
+            handshake = urllib.request.urlopen(f"http://127.0.0.1:{node.port}/socket.io/?EIO=4&transport=polling", timeout=2)
+            sid = json.loads(handshake.read()[1:])["sid"]
+            for packet in garbage:
+                request = urllib.request.Request(
+                    f"http://127.0.0.1:{node.port}/socket.io/?EIO=4&transport=polling&sid={sid}", data=packet, method="POST")
+                try:
+                    urllib.request.urlopen(request, timeout=2).read()
+                except Exception:  # noqa: BLE001 - a 400 ends the session, as it should
+                    break
+        except Exception:  # noqa: BLE001 - the pool or the rate may refuse: that is the node holding its bounds
+            pass
+
+
+def long_poll_hoarding(node, stop_event):
+    """Polling sessions from one IP (127.0.0.5) that each hold a GET open and never CONNECT, far past the per-IP
+    pool (SPEC §9, §13)."""
+    sockets = []
+    try:
+        for _ in range(300):
+            if stop_event.is_set():
+                break
+            try:
+                sock = socket.socket()
+                sock.bind(("127.0.0.5", 0))
+                sock.settimeout(2)
+                sock.connect(("127.0.0.1", node.port))
+                sock.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = sock.recv(4096)
+                if b" 200 " in answer.split(b"\r\n", 1)[0] and b'"sid":"' in answer:
+                    sid = answer.split(b'"sid":"', 1)[1].split(b'"', 1)[0].decode()
+                    sock.sendall(f"GET /socket.io/?EIO=4&transport=polling&sid={sid} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+                sockets.append(sock)
+            except OSError:
+                pass
+        while not stop_event.is_set():
+            time.sleep(0.05)
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def hs256(secret, claims):
+    """A JWT signed with HS256 (RFC 7519), its claims as given."""
+    import hashlib
+    import hmac
+
+    def part(value):
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=")
+    signing = part({"alg": "HS256", "typ": "JWT"}) + b"." + part(claims)
+    signature = base64.urlsafe_b64encode(hmac.new(secret.encode(), signing, hashlib.sha256).digest()).rstrip(b"=")
+    return (signing + b"." + signature).decode()
+
+
+def absurd_claims(node, stop_event):
+    """Correctly signed tokens with absurd claims, at upgrade, in `auth` and on the HTTP API (SPEC §2, §13)."""
+    now = int(time.time())
+    tokens = [hs256(node.secret, claims) for claims in [
+        {"sub": "x", "role": "admin", "exp": 1e17}, {"sub": "x", "role": "admin", "exp": 1e300},
+        {"sub": "x", "role": "admin", "exp": -1}, {"sub": "x", "role": "admin", "exp": "soon"},
+        {"sub": "x", "role": "admin", "exp": now + 60, "nbf": now + 3600}, {"sub": "x", "role": "admin", "iat": 1e300},
+        {"sub": "x" * 5000, "role": "admin"}, {"sub": "x", "role": "emperor"}, {"sub": 12, "role": "admin"},
+    ]]
+    for _ in range(100):
+        for token in tokens:
+            if stop_event.is_set():
+                return
+            # From 127.0.0.7: the failures block that IP (as they should), not the checks' 127.0.0.1.
+            try:
+                sock = open_raw(node, f"/ws?token={token}", source="127.0.0.7")
+                sock.recv(4096)
+                sock.close()
+                sock = open_raw(node, source="127.0.0.7")
+                sock.sendall(raw_frame(0x1, json.dumps({"type": "auth", "token": token}).encode()))
+                sock.recv(4096)
+                sock.close()
+                sock = socket.socket()
+                sock.bind(("127.0.0.7", 0))
+                sock.settimeout(2)
+                sock.connect(("127.0.0.1", node.port))
+                sock.sendall(f"GET /api/v1/websocket/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                             "Connection: close\r\n\r\n".encode())
+                sock.recv(4096)
+                sock.close()
+            except OSError:
+                pass  # refusals and closes are the point
+
+
+def connect_storm(node, stop_event):
+    """WebSocket connects from one IP (127.0.0.6) past its pool and connect rate, held open (SPEC §3, §7)."""
+    sockets = []
+    try:
+        for _ in range(3000):
+            if stop_event.is_set():
+                break
+            try:
+                sock = socket.socket()
+                sock.bind(("127.0.0.6", 0))
+                sock.settimeout(2)
+                sock.connect(("127.0.0.1", node.port))
+                sock.sendall(upgrade_request())
+                sockets.append(sock)
+            except OSError:
+                pass
+            if len(sockets) >= 1500:
+                for sock in sockets[:500]:
+                    sock.close()
+                del sockets[:500]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
 def no_ghosts(node):
     """Within 1 s of the last close, the user has no connection left (SPEC §13)."""
     deadline = time.time() + 1
@@ -422,6 +620,13 @@ SCENARIOS = {
     "trickled-heads-and-bodies": ("SPEC §13 HTTP time", trickled_requests,
                                   {"flags": ("--request-timeout-ms", "1000"), "after": trickles_cut}),
     "endless-header-lines": ("SPEC §13 HTTP 431", header_flood, {}),
+    "oversized-and-malformed-frames": ("SPEC §3 close codes, §7", malformed_frames, {"flags": ("--connect-rate-per-ip", "100000")}),
+    "decompression-bombs": ("SPEC §12, §13", decompression_bombs,
+                            {"flags": ("--connect-rate-per-ip", "100000", "--compression", "true")}),
+    "malformed-socketio-packets": ("SPEC §9, §7", malformed_socketio_packets, {"flags": ("--connect-rate-per-ip", "100000")}),
+    "long-poll-hoarding": ("SPEC §9, §13 pools", long_poll_hoarding, {"flags": ("--connect-rate-per-ip", "100000")}),
+    "tokens-with-absurd-claims": ("SPEC §2, §13", absurd_claims, {"flags": ("--connect-rate-per-ip", "100000")}),
+    "connect-storm-past-the-pools": ("SPEC §3 pools, §7 rate", connect_storm, {}),
 }
 
 if SELECTED == ["--list"]:

@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import NIOEmbedded
 import SwitchboardCore
 import Testing
 import WebSocketTestClient
@@ -149,5 +151,28 @@ import WebSocketTestClient
             #expect(upgrade.status == 403 && upgrade.errorCode == "IP_BLOCKED")
             #expect(node.node.statistics.snapshot().authFailures == 3)
         }
+    }
+
+    /// Found by `scripts/hostile` (oversized-and-malformed-frames): every refused WebSocket kept its channel,
+    /// buffers and all, for the 5 s close grace after it had closed (3,000 refused connections: +117 MiB). The
+    /// grace timer now holds the channel weakly and goes when the channel closes.
+    @Test func aClosedConnectionIsFreedAtOnceNotAfterItsCloseGrace() throws {
+        let loop = EmbeddedEventLoop()
+        weak var untimed: EmbeddedChannel?
+        weak var timed: EmbeddedChannel?
+        do {
+            // Closed, not finished: `finish()` would run the pending timer and hide what it holds.
+            let plain = EmbeddedChannel(loop: loop)
+            untimed = plain
+            try plain.close().wait()
+            let channel = EmbeddedChannel(loop: loop)
+            timed = channel
+            channel.close(after: .seconds(5))
+            try channel.close().wait()
+            loop.run()
+        }
+        #expect(untimed == nil, "a closed embedded channel is freed (the check can see it)")
+        #expect(timed == nil, "the close grace's timer no longer holds a closed channel")
+        try loop.syncShutdownGracefully()
     }
 }

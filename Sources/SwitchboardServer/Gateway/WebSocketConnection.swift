@@ -489,8 +489,7 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         // NIO shuts the output down once the bytes it holds are written, so the FIN follows the close frame.
         if endingOutput { context.close(mode: .output, promise: nil) }
         // RFC 6455 §7.1.1: wait for the client's close frame (or the end of its stream), then drop the TCP connection.
-        let channel = context.channel
-        eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
+        context.channel.close(after: Self.closeGrace)
     }
 
     /// Called by the loop's ``HeartbeatTimer`` about once per heartbeat interval: drops a client that left our

@@ -32,3 +32,13 @@ struct WebSocketDrain: Service {
         }
     }
 }
+
+extension Channel {
+    /// Closes the channel `grace` from now unless it closed before. The timer holds the channel weakly and is
+    /// cancelled when the channel closes, so a closed connection is freed at once rather than kept, with its
+    /// buffers, for the rest of the grace (a flood of refused connections would otherwise hold thousands).
+    func close(after grace: TimeAmount) {
+        let timer = eventLoop.scheduleTask(in: grace) { [weak self] in self?.close(promise: nil) }
+        closeFuture.whenComplete { _ in timer.cancel() }
+    }
+}

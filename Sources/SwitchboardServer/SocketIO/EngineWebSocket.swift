@@ -129,7 +129,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         closing = true
         writeThroughNIO(WebSocketWireFrame.close(code: code.rawValue, reason: reason))
         let channel = self.channel
-        channel.eventLoop.scheduleTask(in: WebSocketConnection.closeGrace) { channel.close(promise: nil) }
+        channel.close(after: WebSocketConnection.closeGrace)
     }
 
     // MARK: Channel events
