@@ -188,6 +188,16 @@ def run_scenario(name, spec, attack, seconds=4.0, rss_limit_mib=16, flags=(), af
     return not failures
 
 
+def connect_from(node, source, timeout=2):
+    """A TCP connection to the node from the loopback address `source` (each attacker gets its own IP, so the
+    checks from 127.0.0.1 are never under its limits)."""
+    sock = socket.socket()
+    sock.bind((source, 0))
+    sock.settimeout(timeout)
+    sock.connect(("127.0.0.1", node.port))
+    return sock
+
+
 def open_raw(node, path="/ws", rcvbuf=None, source=None):
     sock = socket.socket()
     if rcvbuf:
@@ -339,10 +349,7 @@ def trickled_requests(node, stop_event):
     sockets = []
     try:
         for index in range(30):
-            sock = socket.socket()
-            sock.bind(("127.0.0.3", 0))
-            sock.settimeout(2)
-            sock.connect(("127.0.0.1", node.port))
+            sock = connect_from(node, "127.0.0.3", timeout=2)
             sock.sendall(starts[index % 2])
             sockets.append(sock)
         for _ in range(400):
@@ -505,10 +512,7 @@ def long_poll_hoarding(node, stop_event):
             if stop_event.is_set():
                 break
             try:
-                sock = socket.socket()
-                sock.bind(("127.0.0.5", 0))
-                sock.settimeout(2)
-                sock.connect(("127.0.0.1", node.port))
+                sock = connect_from(node, "127.0.0.5", timeout=2)
                 sock.sendall(b"GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: x\r\n\r\n")
                 answer = sock.recv(4096)
                 if b" 200 " in answer.split(b"\r\n", 1)[0] and b'"sid":"' in answer:
@@ -558,10 +562,7 @@ def absurd_claims(node, stop_event):
                 sock.sendall(raw_frame(0x1, json.dumps({"type": "auth", "token": token}).encode()))
                 sock.recv(4096)
                 sock.close()
-                sock = socket.socket()
-                sock.bind(("127.0.0.7", 0))
-                sock.settimeout(2)
-                sock.connect(("127.0.0.1", node.port))
+                sock = connect_from(node, "127.0.0.7", timeout=2)
                 sock.sendall(f"GET /api/v1/websocket/stats HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
                              "Connection: close\r\n\r\n".encode())
                 sock.recv(4096)
@@ -578,10 +579,7 @@ def connect_storm(node, stop_event):
             if stop_event.is_set():
                 break
             try:
-                sock = socket.socket()
-                sock.bind(("127.0.0.6", 0))
-                sock.settimeout(2)
-                sock.connect(("127.0.0.1", node.port))
+                sock = connect_from(node, "127.0.0.6", timeout=2)
                 sock.sendall(upgrade_request())
                 sockets.append(sock)
             except OSError:
