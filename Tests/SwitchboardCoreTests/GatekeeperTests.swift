@@ -86,6 +86,17 @@ import Testing
         #expect(blocked == 1_000 && tracker.count == 1_000, "a failure from an IP the table cannot hold blocks it")
     }
 
+    @Test func theBlockListIsBounded() {
+        let now = ContinuousClock.now
+        let blocks = BlockList(capacity: 2)
+        #expect(blocks.block("a", for: .seconds(10), now: now) && blocks.block("b", for: .seconds(10), now: now))
+        #expect(!blocks.block("c", for: .seconds(10), now: now), "full: a new block is refused")
+        #expect(blocks.block("a", for: .seconds(20), now: now), "an existing one is still extended")
+        #expect(blocks.isBlocked("a", now: now + .seconds(15)) && !blocks.isBlocked("c", now: now))
+        _ = blocks.expire(now: now + .seconds(11))
+        #expect(blocks.block("c", for: .seconds(10), now: now + .seconds(11)), "room again once blocks expire")
+    }
+
     @Test func blocksExpire() {
         let now = ContinuousClock.now
         let blocks = BlockList()

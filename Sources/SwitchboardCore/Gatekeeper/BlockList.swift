@@ -1,17 +1,29 @@
 import Synchronization
 
 /// IP addresses refused at upgrade (SPEC §3 step 1) until their block expires.
+///
+/// Bounded (SPEC §13): at most `capacity` IPs are blocked at once; past it a new block is refused (and the
+/// caller says so), so a flood of addresses that each earn a block cannot grow the table without limit.
 public final class BlockList: Sendable {
     private let blocked = Mutex<[String: ContinuousClock.Instant]>([:])
+    public let capacity: Int
 
-    public init() {}
+    public init(capacity: Int = 100_000) {
+        self.capacity = capacity
+    }
 
-    /// Blocks `ip` for `duration` from now (extending any shorter block).
-    public func block(_ ip: String, for duration: Duration, now: ContinuousClock.Instant = .now) {
+    /// Blocks `ip` for `duration` from now (extending any shorter block); false when the list is full.
+    @discardableResult
+    public func block(_ ip: String, for duration: Duration, now: ContinuousClock.Instant = .now) -> Bool {
         blocked.withLock { blocked in
             let until = now + duration
-            if let current = blocked[ip], current > until { return }
+            if let current = blocked[ip] {
+                if current < until { blocked[ip] = until }
+                return true
+            }
+            guard blocked.count < capacity else { return false }
             blocked[ip] = until
+            return true
         }
     }
 

@@ -190,7 +190,10 @@ public final class Node: Sendable {
     /// Blocks `ip` on this node only; returns how many connections it closed.
     @discardableResult
     func blockHere(_ ip: String, for duration: Duration, reason: String) -> Int {
-        blockList.block(ip, for: duration)
+        guard blockList.block(ip, for: duration) else {
+            logger.warning("block list full: not blocked", metadata: ["sb.ip": "\(ip)", "sb.capacity": "\(blockList.capacity)"])
+            return 0
+        }
         audit.record(SecurityEvent(.ipBlocked, ip: ip, detail: "\(reason); for \(duration.components.seconds) s"))
         let closing = connections.all.filter { $0.ip == ip }
         for connection in closing {
