@@ -96,4 +96,39 @@ import WebSocketTestClient
             }
         }
     }
+
+    /// Issue 36's second defect: a Redis that loses its keys (FLUSHALL) under live traffic starts the channel's
+    /// stream again with a new epoch, and every node follows it: no publish the API accepted is dropped as a
+    /// "duplicate" of the old stream's seq, and the restart is counted.
+    @Test func afterRedisLostItsKeysEveryAcceptedPublishStillReachesEverySubscriber() async throws {
+        try await RedisServer.with { redis in
+            try await ClusterTests.withNodes(2, on: redis) { nodes in
+                let admin = try await nodes[0].token("ops", role: .admin)
+                let subscribers = [try await nodes[0].client(), try await nodes[1].client()]
+                for subscriber in subscribers { try await subscriber.subscribe("feed:fl") }
+                func publish(_ n: Int) async throws -> Int? {
+                    let reply = try await nodes[n % 2].request(
+                        "POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"channel":"feed:fl","event":"e","data":\#(n)}"#)
+                    return reply.json["seq"] as? Int
+                }
+                for n in 1...30 { _ = try await publish(n) }
+                for subscriber in subscribers {
+                    #expect(try await ClusterTests.receive(30, on: subscriber).map(\.data) == Array(1...30))
+                }
+                let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].listenerLoop)
+                _ = try await commands.send(["FLUSHALL"])
+                var seqs: [Int?] = []
+                for n in 31...60 { seqs.append(try await publish(n)) }
+                #expect(seqs.first == 1, "Redis starts the stream again")
+                for subscriber in subscribers {
+                    let received = try await ClusterTests.receive(30, on: subscriber)
+                    #expect(received.map(\.data) == Array(31...60), "every accepted publish, in order, none dropped")
+                    #expect(received.map(\.seq) == Array(1...30))
+                }
+                for node in nodes { #expect(node.node.statistics.snapshot().streamRestarts == 1, "the restart is counted") }
+                await commands.close()
+                for subscriber in subscribers { await subscriber.close() }
+            }
+        }
+    }
 }
