@@ -189,14 +189,16 @@ final class ChannelState: Sendable {
     /// Called by the hub (its table locked) when the retention ran out or a window closed: drops the retained
     /// stream when its time is up and nobody listens, and says whether the channel is now unused (closed).
     func expire() -> Bool {
-        state.withLock { state in
-            guard !state.isClosed else { return true }
-            if state.subscribers.isEmpty, let last = state.lastPublish, last + retention <= .now() {
-                state.dropStream()
-            }
-            if state.isUnused { state.isClosed = true }
-            return state.isClosed
-        }
+        state.withLock { closeIfUnused(&$0) }
+    }
+
+    /// Drops the retained stream if nobody listens and its retention ran out, then closes the channel if it is
+    /// left unused. Lock held.
+    private func closeIfUnused(_ state: inout State) -> Bool {
+        guard !state.isClosed else { return true }
+        if state.subscribers.isEmpty, let last = state.lastPublish, last + retention <= .now() { state.dropStream() }
+        if state.isUnused { state.isClosed = true }
+        return state.isClosed
     }
 
     /// Keeps `delivery` (history, last value) and queues it for every subscriber and extra recipient. Lock held.
@@ -265,9 +267,7 @@ final class ChannelState: Sendable {
     func unsubscribe(_ subscriber: any Subscriber) -> (removed: Bool, closed: Bool) {
         state.withLock { state in
             let removed = state.subscribers.remove(subscriber)
-            if state.subscribers.isEmpty, let last = state.lastPublish, last + retention <= .now() { state.dropStream() }
-            if state.isUnused { state.isClosed = true }
-            return (removed, state.isClosed)
+            return (removed, closeIfUnused(&state))
         }
     }
 

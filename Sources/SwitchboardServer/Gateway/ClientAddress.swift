@@ -1,3 +1,4 @@
+import HTTPTypes
 import NIOCore
 
 /// How a node finds a client's IP address and the key every per-IP rule uses for it (SPEC §7): pools, connect
@@ -112,4 +113,9 @@ struct ClientAddresses: Sendable {
         if colons == 1, let colon = hop.firstIndex(of: ":") { return hop[..<colon] }
         return hop
     }
+}
+
+extension HTTPField.Name {
+    /// `X-Forwarded-For`, whose every line counts (SPEC §7).
+    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
 }

@@ -155,8 +155,3 @@ extension EngineHTTPError {
         self.init(code: 4, message: "\(rejection.code): \(rejection.message)", status: Int(rejection.status.code))
     }
 }
-
-extension HTTPField.Name {
-    /// `X-Forwarded-For`, whose every line counts (SPEC §7).
-    static let forwardedFor = HTTPField.Name("X-Forwarded-For")!
-}
