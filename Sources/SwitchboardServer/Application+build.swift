@@ -17,13 +17,13 @@ import SwitchboardCore
 ///   - settings: validated settings.
 ///   - logger: the node's logger.
 ///   - metrics: the Prometheus registry `/metrics` renders (`main` bootstraps swift-metrics with it too).
-///   - onServerRunning: called with the listening channel (tests read the bound port from it).
+///   - onServerRunning: called once the node listens, with its port (tests read it) and open connections.
 public func buildApplication(
     settings: Settings,
     logger: Logger,
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
-    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (RunningServer) async -> Void = { _ in }
 ) async throws -> some Service {
     let publicKeyPEM: String?
     if let path = settings.jwtPublicKey {
@@ -44,7 +44,7 @@ public func buildApplication(
 /// Builds the application around an existing node (tests keep a handle on the node to inspect it).
 public func buildApplication(
     node: Node,
-    onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (RunningServer) async -> Void = { _ in }
 ) -> some Service {
     let settings = node.settings
     let router = Router(context: APIContext.self)
@@ -68,7 +68,7 @@ struct SwitchboardApplication<Responder: HTTPResponder>: Service where Responder
     let node: Node
     let responder: Responder
     let services: [any Service]
-    let onServerRunning: @Sendable (any Channel) async -> Void
+    let onServerRunning: @Sendable (RunningServer) async -> Void
 
     /// A malformed request found while the response was being written: not answered a second time.
     struct ParseErrorWhileWriting: Error {}

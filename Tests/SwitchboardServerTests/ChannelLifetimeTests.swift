@@ -76,7 +76,7 @@ import WebSocketTestClient
                 try await subscriber.subscribe("feed:ttl")
                 for n in 1...3 { _ = try await nodes[0].node.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
                 #expect(try await ClusterTests.receive(3, on: subscriber).map(\.seq) == [1, 2, 3])
-                let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].listenerLoop)
+                let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].eventLoop)
                 let keys = ["test:seq:c:feed:ttl", "test:epoch:c:feed:ttl", "test:history:c:feed:ttl"]
                 for key in keys {
                     let ttl = try #require(try await commands.send(["PTTL", RESPArgument(key)]).integer)
@@ -115,7 +115,7 @@ import WebSocketTestClient
                 for subscriber in subscribers {
                     #expect(try await ClusterTests.receive(30, on: subscriber).map(\.data) == Array(1...30))
                 }
-                let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].listenerLoop)
+                let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].eventLoop)
                 _ = try await commands.send(["FLUSHALL"])
                 var seqs: [Int?] = []
                 for n in 31...60 { seqs.append(try await publish(n)) }

@@ -191,14 +191,18 @@ import WebSocketTestClient
             let admin = try await node.token("ops", role: .admin)
             var waiting: [ByteCollector] = []
             for _ in 0..<burst { waiting.append(try await ByteCollector.connect(port: node.port, group: clientLoop)) }
-            // The listener accepts a few connections per poll; each round trip to the loop is one more poll, so
-            // after these every connection of the burst has been accepted and is waiting for its request.
-            for _ in 0..<(4 * burst) { try await node.listenerLoop.submit {}.get() }
+            // Every connection of the burst adopted by the loop and waiting for its request (the open WebSocket and
+            // the API connection too).
+            let adopted = ContinuousClock.now + patience
+            while node.openConnections.count < burst + 2 && ContinuousClock.now < adopted {
+                try await node.eventLoop.submit {}.get()
+            }
+            try #require(node.openConnections.count >= burst + 2)
             // Hold the loop until every request, then the open connection's `ping` and the API request, have
             // arrived (the writes return once the kernel has the bytes): its next poll reads them all at once.
             let (held, holding) = AsyncStream.makeStream(of: Void.self)
             let release = DispatchSemaphore(value: 0)
-            node.listenerLoop.execute {
+            node.eventLoop.execute {
                 holding.yield()
                 _ = release.wait(timeout: .now() + 60)
             }

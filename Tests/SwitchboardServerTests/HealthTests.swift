@@ -22,9 +22,9 @@ import WebSocketTestClient
     @Test func aStuckLoopMakesHealthDegradedWithinASecond() async throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         try await TestNode.with(eventLoopGroup: group) { node in
-            // Not the listener's loop: it must keep accepting. Connections alternate between the two loops, so of
+            // One of the two loops. Connections alternate between them, so of
             // several requests some are served by the free one, and those must not wait for the stuck one.
-            let stuck = try #require(group.makeIterator().first { $0 !== node.listenerLoop })
+            let stuck = try #require(group.makeIterator().first { $0 !== node.eventLoop })
             let blocked = Self.block(stuck, for: Self.stuckFor)
             let started = ContinuousClock.now
             let answers = await withTaskGroup(of: HTTPTestResponse?.self) { requests in

@@ -15,8 +15,10 @@ struct TestNode: Sendable {
 
     let node: Node
     let port: Int
-    /// The loop of the listening socket, which accepts every connection.
-    let listenerLoop: any EventLoop
+    /// One of the node's event loops (for test work that needs one; with a one-loop group, the loop of every connection).
+    let eventLoop: any EventLoop
+    /// The TCP connections the node accepted that are still open.
+    let openConnections: OpenConnections
 
     /// Runs `body` against a fresh node built with `configure`d settings.
     /// - Parameter eventLoopGroup: the node's own loops (default: the process-wide group the test clients share).
@@ -36,22 +38,23 @@ struct TestNode: Sendable {
         let publicKey = try settings.jwtPublicKey.map { try String(contentsOfFile: $0, encoding: .utf8) }
         let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey, leewayMs: settings.jwtLeewayMs)
         let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup, makeBroker: makeBroker)
-        let (listeners, listenerContinuation) = AsyncStream.makeStream(of: (any Channel).self)
-        let app = buildApplication(node: node) { channel in
-            listenerContinuation.yield(channel)
-            listenerContinuation.finish()
+        let (listenings, listeningContinuation) = AsyncStream.makeStream(of: RunningServer.self)
+        let app = buildApplication(node: node) { listening in
+            listeningContinuation.yield(listening)
+            listeningContinuation.finish()
         }
         let group = ServiceGroup(configuration: .init(services: [app], logger: logger))
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
-            var iterator = listeners.makeAsyncIterator()
-            guard let listener = await iterator.next(), let port = listener.localAddress?.port, port > 0 else {
+            var iterator = listenings.makeAsyncIterator()
+            guard let listening = await iterator.next(), listening.port > 0 else {
                 await group.triggerGracefulShutdown()
                 Issue.record("server did not start")
                 return
             }
             do {
-                try await body(TestNode(node: node, port: port, listenerLoop: listener.eventLoop))
+                try await body(
+                    TestNode(node: node, port: listening.port, eventLoop: eventLoopGroup.next(), openConnections: listening.openConnections))
             } catch {
                 await group.triggerGracefulShutdown()
                 throw error

@@ -43,15 +43,15 @@ import WebSocketTestClient
                 case .pending(let future): (false, try await future.get())
                 }
             }
-            let anonymous = try await admitted(admission.admit(upgrade("/ws"), peer: peer, on: node.listenerLoop))
+            let anonymous = try await admitted(admission.admit(upgrade("/ws"), peer: peer, on: node.eventLoop))
             #expect(anonymous.decided)
             let token = try await node.token("alice")
-            let first = try await admitted(admission.admit(upgrade("/ws?token=\(token)"), peer: peer, on: node.listenerLoop))
+            let first = try await admitted(admission.admit(upgrade("/ws?token=\(token)"), peer: peer, on: node.eventLoop))
             #expect(!first.decided, "a token seen for the first time is verified off the loop")
-            let again = try await admitted(admission.admit(upgrade("/ws?token=\(token)"), peer: peer, on: node.listenerLoop))
+            let again = try await admitted(admission.admit(upgrade("/ws?token=\(token)"), peer: peer, on: node.eventLoop))
             #expect(again.decided)
             #expect(again.1.identity.userId == "alice")
-            guard case .decided(.failure(let refusal)) = admission.admit(upgrade("/elsewhere"), peer: peer, on: node.listenerLoop) else {
+            guard case .decided(.failure(let refusal)) = admission.admit(upgrade("/elsewhere"), peer: peer, on: node.eventLoop) else {
                 Issue.record("a refusal by the first checks is decided too")
                 return
             }

@@ -15,7 +15,7 @@ import Synchronization
 /// Plain requests go to the Hummingbird responder. Upgrades run ``UpgradeAdmission`` first; a refusal is
 /// answered with SPEC §3's status and JSON body (HummingbirdWebSocket would send a bare 400), and an
 /// accepted upgrade is handed to a ``WebSocketConnection`` on NIO's frame decoder.
-struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
+struct GatewayChannel: HTTPChannelHandler {
     /// How the upgrade negotiation of one connection ended.
     enum Negotiated: Sendable {
         /// The connection goes on as HTTP, served by a task of its own (``serve(_:logger:)``).
@@ -75,7 +75,13 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         return PerMessageDeflate.response(toOffers: head.headers["Sec-WebSocket-Extensions"])
     }
 
+    /// Sets a connection's pipeline up without direct writes (``ServerChildChannel``'s entry point).
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        setup(channel: channel, socket: nil, logger: logger)
+    }
+
+    /// Sets a new connection's pipeline up. `socket` writes to its descriptor (nil under TLS).
+    func setup(channel: any Channel, socket: SocketWriter?, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
             // An HTTP client may half-close once its request is sent and still read the answer (a WebSocket turns
@@ -95,8 +101,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         (admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop),
                          extensions: compressionResponse(to: head, on: channel.eventLoop))
                     },
-                    install: { upgrade, channel in try install(upgrade, on: channel) },
-                    standardPipeline: { channel in try configureHTTPPipeline(on: channel, admission: admission, logger: logger) },
+                    install: { upgrade, channel in try install(upgrade, on: channel, socket: socket) },
+                    standardPipeline: { channel in try configureHTTPPipeline(on: channel, socket: socket, admission: admission, logger: logger) },
                     answered: { [node] in node.directUpgrades.add(1, ordering: .relaxed) }))
             // A connection must complete its first request or upgrade in time: sockets that connect and send
             // nothing, or half a request, are closed instead of held (`request-timeout-ms`).
@@ -109,7 +115,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     /// NIO's HTTP/1 pipeline with the upgrade handler, for every connection that does not start with a plain
     /// `/ws` upgrade: API requests, Socket.IO, and upgrades with anything unusual in them.
     private func configureHTTPPipeline(
-        on channel: any Channel, admission: UpgradeAdmission, logger: Logger
+        on channel: any Channel, socket: SocketWriter?, admission: UpgradeAdmission, logger: Logger
     ) throws -> EventLoopFuture<Negotiated> {
         let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
         let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
@@ -146,7 +152,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                     // HTTP's bounds end with HTTP: the WebSocket has its own.
                     channel.pipeline.syncOperations.removeHandler(guards.value.bytes, promise: nil)
                     channel.pipeline.syncOperations.removeHandler(guards.value.parts, promise: nil)
-                    try install(upgrade, on: channel)
+                    try install(upgrade, on: channel, socket: socket)
                     return Negotiated.webSocket
                 }
             }
@@ -196,7 +202,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     }
 
     /// Puts an accepted upgrade's handler in the pipeline, after the `101` response was written.
-    private func install(_ upgrade: AcceptedUpgrade, on channel: any Channel) throws {
+    private func install(_ upgrade: AcceptedUpgrade, on channel: any Channel, socket writer: SocketWriter?) throws {
         // The write buffer's high mark bounds bytes queued in NIO; the Outbox bounds the rest.
         let limit = max(node.settings.outboundBufferBytes, 64 * 1024)
         try channel.syncOptions?.setOption(ChannelOptions.writeBufferWaterMark, value: .init(low: limit / 2, high: limit))
@@ -211,7 +217,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         /// The Engine.IO WebSocket transport, in the pipeline.
         func engineWebSocket(compressed: Bool) throws -> EngineWebSocket {
             let socket = EngineWebSocket(
-                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, directWrites: node.tls == nil,
+                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, socket: writer,
                 deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
             try channel.pipeline.syncOperations.addHandler(socket)
             return socket
@@ -219,7 +225,8 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         switch upgrade {
         case .native(let upgrade, let compressed, let handshake):
             try channel.pipeline.syncOperations.addHandler(
-                WebSocketConnection(node: node, admitted: upgrade, channel: channel, compressed: compressed, handshake: handshake))
+                WebSocketConnection(
+                    node: node, admitted: upgrade, channel: channel, socket: writer, compressed: compressed, handshake: handshake))
         case .engineHandshake(let reservation, let compressed):
             let socket = try engineWebSocket(compressed: compressed)
             let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, reservation: reservation, transport: .websocket)
@@ -233,7 +240,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
         }
     }
 
-    /// Waits for the connection's first request and serves it if it is HTTP (under Hummingbird's `Server`;
+    /// Waits for the connection's first request and serves it if it is HTTP (``ServerChildChannel``'s entry point;
     /// ``GatewayServer`` calls ``serve(_:logger:)`` itself once it knows).
     func handle(value: Value, logger: Logger) async {
         do {

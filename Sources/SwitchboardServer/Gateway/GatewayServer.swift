@@ -1,7 +1,6 @@
 import HummingbirdCore
 import Logging
 import NIOCore
-import NIOExtras
 import NIOPosix
 import ServiceLifecycle
 import Synchronization
@@ -12,11 +11,22 @@ import Synchronization
 /// waiting for the connection's first request. Most of a node's connections become WebSockets that live on in
 /// their pipeline and never need one: in a reconnect storm that task (its creation, the executor's wake-ups and
 /// the hop back to the event loop) cost about a fifth of the server's CPU per connection. Here a connection is
-/// set up on its event loop as before (``GatewayChannel/setup(channel:logger:)``), and only one whose first
+/// set up on its event loop as before (``GatewayChannel/setup(channel:socket:logger:)``), and only one whose first
 /// request turns out to be HTTP, or a refused upgrade, is handed to a task (``GatewayChannel/serve(_:logger:)``).
 ///
-/// Graceful shutdown is NIO's quiescing: the listener closes, every connection is asked to quiesce (HTTP ends
+/// Connections are accepted by ``ListeningSocket`` and adopted by NIO one by one, so that each one's descriptor
+/// is known for direct writes (``SocketWriter``); the loops take them in turn.
+///
+/// Graceful shutdown: the listener closes, every connection is asked to quiesce (``OpenConnections``: HTTP ends
 /// after its in-flight request, a WebSocket closes with 1001), and `run` returns once the HTTP tasks are done.
+/// What a started server tells its caller.
+public struct RunningServer: Sendable {
+    /// The bound port (the kernel's pick when asked for port 0).
+    public let port: Int
+    /// The connections it accepted that are still open.
+    let openConnections: OpenConnections
+}
+
 struct GatewayServer: Service {
     let gateway: GatewayChannel
     let node: Node
@@ -25,38 +35,37 @@ struct GatewayServer: Service {
     let backlog: Int
     let eventLoopGroup: any EventLoopGroup
     let logger: Logger
-    /// Called with the listening channel once it is bound (tests read the port from it).
-    let onServerRunning: @Sendable (any Channel) async -> Void
+    /// Called once the node listens (tests read the port; with `port: 0` the kernel picks it).
+    let onServerRunning: @Sendable (RunningServer) async -> Void
 
     func run() async throws {
-        let quiescing = ServerQuiescingHelper(group: eventLoopGroup)
+        let open = OpenConnections()
         let (connections, arrivals) = AsyncStream.makeStream(of: GatewayChannel.HTTPConnection.self)
         let gateway = self.gateway
         let logger = self.logger
         let node = self.node
-        let listener = try await ServerBootstrap(group: eventLoopGroup)
-            .serverChannelOption(ChannelOptions.backlog, value: Int32(clamping: backlog))
-            .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
-            .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(quiescing.makeServerChannelHandler(channel: channel))
-                }
-            }
-            .childChannelInitializer { channel in
-                gateway.setup(channel: channel, logger: logger).map { value in
-                    value.negotiated.whenSuccess { outcome in
-                        guard case .http(let connection) = outcome else { return }
-                        // A first request after the listener closed: shutdown is under way, nobody will serve it.
-                        if case .terminated = arrivals.yield(connection) { channel.close(promise: nil) }
+        let group = self.eventLoopGroup
+        let listener = try ListeningSocket(host: host, port: port, backlog: backlog)
+        listener.startAccepting { descriptor in
+            // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
+            let socket = node.tls == nil ? SocketWriter(descriptor: descriptor) : nil
+            ClientBootstrap(group: group.next())
+                .channelInitializer { channel in
+                    open.add(channel)
+                    return gateway.setup(channel: channel, socket: socket, logger: logger).map { value in
+                        value.negotiated.whenSuccess { outcome in
+                            guard case .http(let connection) = outcome else { return }
+                            // A first request after the listener closed: shutdown is under way, nobody will serve it.
+                            if case .terminated = arrivals.yield(connection) { channel.close(promise: nil) }
+                        }
                     }
                 }
-            }
-            .bind(host: host, port: port)
-            .get()
-        listener.closeFuture.whenComplete { _ in arrivals.finish() }
+                .withConnectedSocket(descriptor)
+                .whenFailure { error in logger.debug("could not adopt a connection", metadata: ["sb.error": "\(error)"]) }
+        }
         // Scripts and tests read the port from this line (with `port: 0` the kernel picks it).
-        logger.info("listening on \(host):\(listener.localAddress?.port ?? port)")
-        await onServerRunning(listener)
+        logger.info("listening on \(host):\(listener.port)")
+        await onServerRunning(RunningServer(port: listener.port, openConnections: open))
 
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -66,9 +75,11 @@ struct GatewayServer: Service {
                 }
             }
         } onGracefulShutdown: {
-            quiescing.initiateShutdown(promise: nil)
+            listener.close()
+            arrivals.finish()
+            open.quiesceAll()
         }
         // Cancelled rather than shut down: the stream ended without the listener closing.
-        try? await listener.close()
+        listener.close()
     }
 }

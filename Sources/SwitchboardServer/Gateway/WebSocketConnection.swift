@@ -96,8 +96,12 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
 
     /// - Parameter handshake: the `101` answer, for the connection to write in front of its first frame (nil
     ///   when NIO's upgrader wrote it).
-    init(node: Node, admitted: AdmittedUpgrade, channel: any Channel, compressed: Bool = false, handshake: ByteBuffer? = nil) {
+    init(
+        node: Node, admitted: AdmittedUpgrade, channel: any Channel, socket: SocketWriter?, compressed: Bool = false,
+        handshake: ByteBuffer? = nil
+    ) {
         self.handshake = handshake
+        self.socket = socket
         self.node = node
         self.channel = channel
         self.reservation = admitted.reservation
@@ -119,8 +123,6 @@ public final class WebSocketConnection: ChannelInboundHandler, SessionTransport,
         self.context = context
         isWritable = context.channel.isWritable
         fanoutMember = loopFanout.register(self)
-        // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
-        socket = node.tls == nil ? SocketWriter(channel: context.channel) : nil
         // A 101 of our own leads the first write (`welcome`'s, below), direct or through NIO. One written by NIO's
         // upgrader (the HTTP path) is in NIO's pipeline: direct writes start once NIO reports everything before
         // this empty write written.

@@ -39,15 +39,15 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
     /// of ``directDescriptor``, synchronously.
     private var reportsDirectAccess = false
 
-    /// Whether frames may bypass the pipeline once attached (not under TLS: the bytes must be encrypted).
-    private let directWrites: Bool
+    /// The descriptor's writer (nil under TLS: the bytes must be encrypted), used once attached to a session on this loop.
+    private let writer: SocketWriter?
     /// This channel's loop's compressor when the client negotiated permessage-deflate (SPEC §12): it inflates
     /// the client's compressed packets; the session compresses what it sends with its own loop's.
     private let deflater: MessageDeflater?
 
     /// - Parameter deflater: non-nil when permessage-deflate was negotiated.
-    init(channel: any Channel, maxMessageBytes: Int, directWrites: Bool, deflater: MessageDeflater? = nil) {
-        self.directWrites = directWrites
+    init(channel: any Channel, maxMessageBytes: Int, socket: SocketWriter?, deflater: MessageDeflater? = nil) {
+        self.writer = socket
         self.channel = channel
         self.maxMessageBytes = maxMessageBytes
         self.deflater = deflater
@@ -62,7 +62,7 @@ final class EngineWebSocket: ChannelInboundHandler, @unchecked Sendable {
         channel.eventLoop.assertInEventLoop()
         self.connection = connection
         writable = channel.isWritable
-        guard directWrites, connection.eventLoop.inEventLoop, let writer = SocketWriter(channel: channel) else { return }
+        guard let writer, connection.eventLoop.inEventLoop else { return }
         reportsDirectAccess = true
         socket = writer
         // The 101 response may still sit in NIO: direct writes start once NIO reports it written.
