@@ -214,10 +214,10 @@ struct GatewayChannel: HTTPChannelHandler {
         if !node.settings.tcpNoDelay {
             try channel.syncOptions?.setOption(ChannelOptions.tcpOption(.tcp_nodelay), value: 0)
         }
-        /// The Engine.IO WebSocket transport, in the pipeline.
-        func engineWebSocket(compressed: Bool) throws -> EngineWebSocket {
+        /// The Engine.IO WebSocket transport of a session on `sessionLoop`, in the pipeline.
+        func engineWebSocket(compressed: Bool, sessionLoop: any EventLoop) throws -> EngineWebSocket {
             let socket = EngineWebSocket(
-                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, socket: writer,
+                channel: channel, maxMessageBytes: node.settings.maxMessageBytes, socket: writer, sessionLoop: sessionLoop,
                 deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
             try channel.pipeline.syncOperations.addHandler(socket)
             return socket
@@ -228,12 +228,12 @@ struct GatewayChannel: HTTPChannelHandler {
                 WebSocketConnection(
                     node: node, admitted: upgrade, channel: channel, socket: writer, compressed: compressed, handshake: handshake))
         case .engineHandshake(let reservation, let compressed):
-            let socket = try engineWebSocket(compressed: compressed)
+            let socket = try engineWebSocket(compressed: compressed, sessionLoop: channel.eventLoop)
             let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, reservation: reservation, transport: .websocket)
             socket.attach(to: connection)
             connection.openWebSocket(socket)
         case .engineUpgrade(let connection, let compressed):
-            let socket = try engineWebSocket(compressed: compressed)
+            let socket = try engineWebSocket(compressed: compressed, sessionLoop: connection.eventLoop)
             socket.attach(to: connection)
             let probe: @Sendable () -> Void = { if !connection.attachProbe(socket) { socket.close(code: .policyViolation, reason: "session cannot upgrade") } }
             if connection.eventLoop.inEventLoop { probe() } else { connection.eventLoop.execute(probe) }

@@ -49,19 +49,24 @@ struct GatewayServer: Service {
         listener.startAccepting { descriptor in
             // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
             let socket = node.tls == nil ? SocketWriter(descriptor: descriptor) : nil
-            ClientBootstrap(group: group.next())
-                .channelInitializer { channel in
-                    open.add(channel)
-                    return gateway.setup(channel: channel, socket: socket, logger: logger).map { value in
-                        value.negotiated.whenSuccess { outcome in
-                            guard case .http(let connection) = outcome else { return }
-                            // A first request after the listener closed: shutdown is under way, nobody will serve it.
-                            if case .terminated = arrivals.yield(connection) { channel.close(promise: nil) }
+            // Adopted on its loop, so that the channel is made there: allocated on the accepting thread, each
+            // connection's objects went to a malloc arena of that thread's own (+13 MiB in a connect storm).
+            let loop = group.next()
+            loop.execute {
+                ClientBootstrap(group: loop)
+                    .channelInitializer { channel in
+                        open.add(channel)
+                        return gateway.setup(channel: channel, socket: socket, logger: logger).map { value in
+                            value.negotiated.whenSuccess { outcome in
+                                guard case .http(let connection) = outcome else { return }
+                                // A first request after the listener closed: shutdown is under way, nobody will serve it.
+                                if case .terminated = arrivals.yield(connection) { channel.close(promise: nil) }
+                            }
                         }
                     }
-                }
-                .withConnectedSocket(descriptor)
-                .whenFailure { error in logger.debug("could not adopt a connection", metadata: ["sb.error": "\(error)"]) }
+                    .withConnectedSocket(descriptor)
+                    .whenFailure { error in logger.debug("could not adopt a connection", metadata: ["sb.error": "\(error)"]) }
+            }
         }
         // Scripts and tests read the port from this line (with `port: 0` the kernel picks it).
         logger.info("listening on \(host):\(listener.port)")

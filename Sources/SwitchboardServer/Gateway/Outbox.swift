@@ -30,11 +30,6 @@ final class Outbox: Sendable {
         var replaced = 0
         var drainScheduled = false
         var closed = false
-        /// The latest client ping's payload, to answer with one pong: RFC 6455 §5.5.3 lets a pong answer only
-        /// the latest ping, so however many pings arrive while the client does not read, one pong waits.
-        var pong: [UInt8]?
-        /// A heartbeat ping waits (one at most, whatever the number of heartbeats while the socket is full).
-        var ping = false
     }
 
     let limit: Int
@@ -78,49 +73,14 @@ final class Outbox: Sendable {
         }
     }
 
-    /// Queues a WebSocket control frame in its own slot: a pong replaces the one waiting, a ping waits once.
-    /// Control frames are a few bytes and never more than two wait, so they are outside ``limit``.
-    func push(_ control: ControlFrame) -> PushResult {
-        state.withLock { state in
-            guard !state.closed else { return .closed }
-            switch control {
-            case .pong(let payload): state.pong = Array(payload.readableBytesView)
-            case .ping: state.ping = true
-            }
-            if state.drainScheduled { return .queued }
-            state.drainScheduled = true
-            return .needsDrain
-        }
-    }
-
-    /// A control frame for the slots of ``push(_:)-(ControlFrame)``.
-    enum ControlFrame {
-        case pong(ByteBuffer)
-        case ping
-    }
-
-    /// The control frames a drain takes with the deliveries (written ahead of them: RFC 6455 §5.4 lets control
-    /// frames interleave between messages).
-    struct ControlFrames {
-        var pong: [UInt8]?
-        var ping = false
-    }
-
     /// Moves every queued delivery into `spare` (which must be empty) by swapping storage, so a drain
-    /// allocates nothing, and takes the waiting control frames; clears the drain flag. The caller empties
-    /// `spare` again after writing.
-    @discardableResult
-    func takeAll(into spare: inout [Delivery]) -> ControlFrames {
+    /// allocates nothing; clears the drain flag. The caller empties `spare` again after writing.
+    func takeAll(into spare: inout [Delivery]) {
         assert(spare.isEmpty, "the drain's spare queue must be emptied before the next drain")
-        return state.withLock { state in
+        state.withLock { state in
             swap(&state.queue, &spare)
             state.bytes = 0
             state.drainScheduled = false
-            defer {
-                state.pong = nil
-                state.ping = false
-            }
-            return ControlFrames(pong: state.pong, ping: state.ping)
         }
     }
 
@@ -138,8 +98,6 @@ final class Outbox: Sendable {
             state.closed = true
             state.queue.removeAll()
             state.bytes = 0
-            state.pong = nil
-            state.ping = false
         }
     }
 

@@ -6,7 +6,7 @@ import ServiceLifecycle
 /// The HTTP server stops accepting and asks each connection to quiesce (our handler answers with close 1001),
 /// but it does not wait for upgraded connections, which hold no task of their own. Listed first among the
 /// application's services, this one is shut down last, after the server, and waits for the close handshakes
-/// (bounded by ``WebSocketConnection/closeGrace`` and the service group's own shutdown limit).
+/// (bounded by ``WebSocketTransport/closeGrace`` and the service group's own shutdown limit).
 struct WebSocketDrain: Service {
     let node: Node
     static let pollInterval: Duration = .milliseconds(20)
@@ -22,7 +22,7 @@ struct WebSocketDrain: Service {
         for session in node.engineSessions.all {
             session.eventLoop.execute { session.end(code: .goingAway, reason: "server shutting down") }
         }
-        let deadline = ContinuousClock.now + .nanoseconds(WebSocketConnection.closeGrace.nanoseconds) + .seconds(1)
+        let deadline = ContinuousClock.now + .nanoseconds(WebSocketTransport.closeGrace.nanoseconds) + .seconds(1)
         while node.connections.count > 0 && ContinuousClock.now < deadline {
             do {
                 try await Task.sleep(for: Self.pollInterval)

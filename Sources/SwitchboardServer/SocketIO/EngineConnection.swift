@@ -189,7 +189,7 @@ final class EngineConnection: @unchecked Sendable {
         guard !isFinished, closeDeadline == nil, engine.transport == .websocket, let client, !client.queuedOnLoop,
             let webSocket, webSocketCompresses == client.lanesCompress
         else { return nil }
-        return webSocket.directDescriptor
+        return webSocket.directDescriptorForSession
     }
 
     /// Tells the client's slot table whether lanes may write directly (whenever an input changes). On the loop;
@@ -218,7 +218,7 @@ final class EngineConnection: @unchecked Sendable {
         guard !isFinished, let client else { return 0 }
         var bytes = 0
         if engine.transport == .websocket {
-            guard let webSocket, webSocket.isWritable else { return 0 }
+            guard let webSocket, webSocket.isWritableForSession else { return 0 }
             client.takeQueued(into: &draining)
             defer { draining.removeAll(keepingCapacity: true) }
             guard !draining.isEmpty else {
