@@ -33,6 +33,14 @@ public final class RawSocket: Sendable {
         return RawSocket(channel: try await bootstrap.connect(host: host, port: port).get(), inbox: inbox)
     }
 
+    /// Closes the connection (no WebSocket close frame: the client just leaves).
+    public func close() async {
+        try? await channel.close()
+    }
+
+    /// The connection's own port.
+    public var localPort: Int? { channel.localAddress?.port }
+
     public func send(_ bytes: [UInt8]) async throws {
         try await channel.writeAndFlush(ByteBuffer(bytes: bytes))
     }

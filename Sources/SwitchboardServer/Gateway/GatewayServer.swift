@@ -38,6 +38,9 @@ struct GatewayServer: Service {
     /// Called once the node listens (tests read the port; with `port: 0` the kernel picks it).
     let onServerRunning: @Sendable (RunningServer) async -> Void
 
+    /// Connections accepted ahead of the loops, per loop (see ``ListeningSocket/startAccepting(maxPending:_:)``).
+    static let pendingAdoptionsPerLoop = 4
+
     func run() async throws {
         let open = OpenConnections()
         let (connections, arrivals) = AsyncStream.makeStream(of: GatewayChannel.HTTPConnection.self)
@@ -46,7 +49,8 @@ struct GatewayServer: Service {
         let node = self.node
         let group = self.eventLoopGroup
         let listener = try ListeningSocket(host: host, port: port, backlog: backlog)
-        listener.startAccepting { descriptor in
+        let loops = Array(group.makeIterator()).count
+        listener.startAccepting(maxPending: Self.pendingAdoptionsPerLoop * loops) { descriptor, adopted in
             // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
             let socket = node.tls == nil ? SocketWriter(descriptor: descriptor) : nil
             // Adopted on its loop, so that the channel is made there: allocated on the accepting thread, each
@@ -65,7 +69,12 @@ struct GatewayServer: Service {
                         }
                     }
                     .withConnectedSocket(descriptor)
-                    .whenFailure { error in logger.debug("could not adopt a connection", metadata: ["sb.error": "\(error)"]) }
+                    .whenComplete { result in
+                        adopted()
+                        if case .failure(let error) = result {
+                            logger.debug("could not adopt a connection", metadata: ["sb.error": "\(error)"])
+                        }
+                    }
             }
         }
         // Scripts and tests read the port from this line (with `port: 0` the kernel picks it).

@@ -75,30 +75,38 @@ final class ListeningSocket: Sendable {
         if state.withLock({ $0 }) == .listening { _ = closeDescriptor(descriptor) }
     }
 
-    /// Accepts connections on a new thread until ``close()``, handing each descriptor to `adopt`,
-    /// which owns it from then on. Call once.
-    func startAccepting(_ adopt: @escaping @Sendable (CInt) -> Void) {
+    /// Accepts connections on a new thread until ``close()``, handing each descriptor to `adopt`, which owns it
+    /// from then on and calls `adopted` once the connection is in place. Call once.
+    ///
+    /// At most `maxPending` connections are accepted and not yet in place: the thread takes no more from the
+    /// kernel's backlog until the loops caught up. Accepting everything at once (a reconnect storm) would hold
+    /// every connection's objects and buffers in the process at the same moment, where the backlog holds them
+    /// in the kernel and the loops take them at their pace, as NIO's own listener did (SPEC §13).
+    func startAccepting(maxPending: Int, _ adopt: @escaping @Sendable (CInt, _ adopted: @escaping @Sendable () -> Void) -> Void) {
         let started = state.withLock { state -> Bool in
             guard state == .listening else { return false }
             state = .accepting
             return true
         }
         guard started else { return }
+        let permits = DispatchSemaphore(value: max(1, maxPending))
         Thread.detachNewThread { [self] in
-            acceptLoop(adopt)
+            acceptLoop(permits: permits) { descriptor in adopt(descriptor) { permits.signal() } }
             _ = closeDescriptor(descriptor)
             state.withLock { $0 = .closed }
             stopped.signal()
         }
     }
 
-    private func acceptLoop(_ adopt: @Sendable (CInt) -> Void) {
+    private func acceptLoop(permits: DispatchSemaphore, _ adopt: @Sendable (CInt) -> Void) {
         while state.withLock({ $0 }) == .accepting {
+            permits.wait()
             let connection = Self.accept(descriptor)
             if connection >= 0 {
                 adopt(connection)
                 continue
             }
+            permits.signal()
             switch errno {
             case EINTR, ECONNABORTED, EAGAIN, EPROTO:
                 continue
@@ -153,16 +161,10 @@ final class ListeningSocket: Sendable {
             pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
         }
         guard result == 0 else { return nil }
-        return withUnsafePointer(to: &storage) { pointer in
-            switch CInt(pointer.pointee.ss_family) {
-            case AF_INET:
-                pointer.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin_port)) }
-            case AF_INET6:
-                pointer.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { Int(UInt16(bigEndian: $0.pointee.sin6_port)) }
-            default:
-                nil
-            }
-        }
+        // `sin_port` and `sin6_port` both follow the 16-bit family, in network byte order.
+        let family = CInt(storage.ss_family)
+        guard family == AF_INET || family == AF_INET6 else { return nil }
+        return withUnsafeBytes(of: &storage) { Int($0[2]) << 8 | Int($0[3]) }
     }
 }
 

@@ -42,6 +42,9 @@ final class OpenConnections: Sendable {
     /// Connections tracked (for tests).
     var count: Int { state.withLock { $0.channels.count } }
 
+    /// The connections tracked (for tests).
+    var channels: [any Channel] { state.withLock { Array($0.channels.values) } }
+
     private static func quiesce(_ channel: any Channel) {
         channel.eventLoop.execute { channel.pipeline.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent()) }
     }
