@@ -3,7 +3,7 @@ import Testing
 
 /// Engine.IO 4's request routing and session rules (SPEC §9), without sockets.
 @Suite struct EngineSessionTests {
-    static let configuration = EngineSession.Configuration(pingIntervalMs: 1_000, pingTimeoutMs: 500, maxPayload: 100, maxQueuedPackets: 3)
+    static let configuration = EngineSession.Configuration(pingIntervalMs: 1_000, pingTimeoutMs: 500, maxPayload: 100)
 
     static func message(_ text: String) -> EnginePacket { EnginePacket(.message, text: text) }
 
@@ -24,7 +24,7 @@ import Testing
         #expect(EngineHTTPError.unknownSession.body == #"{"code":1,"message":"Session ID unknown"}"#)
     }
 
-    @Test func aPollingSessionOpensHoldsPollsAndAnswersThemWithWhatWasSent() {
+    @Test func aPollingSessionOpensHoldsPollsAndLetsOneTakeWhatWaits() {
         var session = EngineSession(sid: "s1", transport: .polling, configuration: Self.configuration, now: 0)
         guard case .answerPoll(let open)? = session.opened().first, let text = open.first?.text else {
             Issue.record("no open packet")
@@ -32,11 +32,13 @@ import Testing
         }
         #expect(open.first?.kind == .open && text.contains(#""sid":"s1""#) && text.contains(#""upgrades":["websocket"]"#))
         #expect(text.contains(#""pingInterval":1000"#) && text.contains(#""pingTimeout":500"#) && text.contains(#""maxPayload":100"#))
-        #expect(session.poll() == [], "nothing to send: the GET is held")
-        #expect(session.send(Self.message("a")) == [] && session.send(Self.message("b")) == [])
-        #expect(session.flush() == [.answerPoll([Self.message("a"), Self.message("b")])], "one answer for what was sent together")
-        #expect(session.send(Self.message("c")) == [])
-        #expect(session.poll() == [.answerPoll([Self.message("c")])], "a poll with packets waiting is answered at once")
+        #expect(session.takePoll() == false, "no GET held")
+        #expect(session.poll() == [], "the GET is held")
+        #expect(session.isPollPending)
+        #expect(session.takePoll() == true, "the held GET takes what waits in the queue")
+        let again = session.takePoll()
+        #expect(!again && !session.isPollPending, "once")
+        #expect(session.poll() == [])
         #expect(session.posted(Array("4hello\u{1e}3".utf8)) == [.received(Array("hello".utf8))])
     }
 
@@ -58,44 +60,38 @@ import Testing
     @Test func theServerPingsAndEndsASessionWhosePongIsLate() {
         var session = EngineSession(sid: "s", transport: .websocket, configuration: Self.configuration, now: 0)
         #expect(session.tick(now: 999) == [])
-        #expect(session.tick(now: 1_000) == [.writeWebSocket(EnginePacket(.ping))])
+        #expect(session.tick(now: 1_000) == [.send(EnginePacket(.ping))])
         #expect(session.webSocketReceived(EnginePacket(.pong)) == [])
         #expect(session.tick(now: 1_600) == [], "answered: no timeout")
-        #expect(session.tick(now: 2_000) == [.writeWebSocket(EnginePacket(.ping))])
+        #expect(session.tick(now: 2_000) == [.send(EnginePacket(.ping))])
         #expect(session.tick(now: 2_499) == [])
         #expect(session.tick(now: 2_500) == [.close(reason: "ping timeout")])
         #expect(session.isClosed)
     }
 
-    @Test func aPollingClientIsPingedThroughItsPendingPoll() {
+    @Test func aPollingClientIsPingedThroughTheQueue() {
         var session = EngineSession(sid: "s", transport: .polling, configuration: Self.configuration, now: 0)
         _ = session.poll()
-        #expect(session.tick(now: 1_000) == [.answerPoll([EnginePacket(.ping)])])
+        #expect(session.tick(now: 1_000) == [.send(EnginePacket(.ping))])
         #expect(session.posted(Array("3".utf8)) == [])
         #expect(session.tick(now: 1_700) == [])
     }
 
-    @Test func theUpgradeMovesEverythingToTheWebSocketInOrder() {
+    @Test func duringTheUpgradeNoPollTakesTheQueueAndAfterItTheWebSocketDoes() {
         var session = EngineSession(sid: "s", transport: .polling, configuration: Self.configuration, now: 0)
         _ = session.poll()
-        #expect(session.send(Self.message("1")) == [])
-        #expect(session.flush() == [.answerPoll([Self.message("1")])])
+        #expect(session.takePoll() == true)
         _ = session.poll()
         let probed = session.webSocketReceived(EnginePacket(.ping, text: "probe"))
         #expect(probed == [.writeProbe(EnginePacket(.pong, text: "probe")), .answerPoll([EnginePacket(.noop)])], "polling stops")
-        #expect(session.send(Self.message("2")) == [] && session.send(Self.message("3")) == [], "queued during the upgrade")
+        #expect(session.takePoll() == false, "what is queued during the upgrade waits for the WebSocket")
         #expect(session.poll() == [.answerPoll([EnginePacket(.noop)])])
-        #expect(session.webSocketReceived(EnginePacket(.upgrade)) == [.upgraded, .writeWebSocket(Self.message("2")), .writeWebSocket(Self.message("3"))])
+        #expect(session.takePoll() == false)
+        #expect(session.webSocketReceived(EnginePacket(.upgrade)) == [.upgraded])
         #expect(session.transport == .websocket)
-        #expect(session.send(Self.message("4")) == [.writeWebSocket(Self.message("4"))])
+        #expect(session.takePoll() == false)
         #expect(session.poll() == [.refuse(.badRequest("the session moved to WebSocket"))])
         #expect(session.webSocketReceived(Self.message("up")) == [.received(Array("up".utf8))])
-    }
-
-    @Test func aPollingClientThatStopsReadingIsASlowConsumer() {
-        var session = EngineSession(sid: "s", transport: .polling, configuration: Self.configuration, now: 0)
-        for n in 0..<3 { #expect(session.send(Self.message("\(n)")) == []) }
-        #expect(session.send(Self.message("4")) == [.close(reason: "too many packets waiting for a poll")])
     }
 
     @Test func aProbeThatIsNotAProbeEndsTheSession() {

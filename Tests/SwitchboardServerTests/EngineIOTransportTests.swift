@@ -88,6 +88,26 @@ import WebSocketTestClient
         }
     }
 
+    /// One outbound queue per session, bounded in bytes (`outbound-buffer-bytes`, SPEC §5) whatever the transport:
+    /// a polling client that stops polling is ended as a slow consumer once what waits for it passes the bound,
+    /// and its next GET learns the session is gone.
+    @Test func aPollingClientThatStopsPollingIsASlowConsumer() async throws {
+        let limit = 16 * 1024
+        try await TestNode.with({ Self.settings(&$0); $0.outboundBufferBytes = limit }) { node in
+            let session = try await Polling.subscribed(node)
+            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
+            let data = String(repeating: "x", count: 1_000)
+            for n in 0..<(2 * limit / 1_000) {
+                _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\"\(n) \(data)\""))
+            }
+            try await waitUntilOnLoop(engine) { engine.isFinished }
+            #expect(node.node.statistics.snapshot().slowConsumerCloses == 1)
+            #expect(node.node.engineSessions.session(sid: session.sid) == nil)
+            let next = try await HTTPTestClient.request("GET", session.path, port: node.port)
+            #expect(next.status == 400, "\(next.status) \(next.body)")
+        }
+    }
+
     /// Defect 8: a probe that closes without `5` used to leave the session answering every GET with `6`, and
     /// deliveries never arrived. Polling resumes, and every packet arrives once.
     @Test func anAbandonedUpgradeReturnsTheSessionToPolling() async throws {

@@ -9,6 +9,12 @@ import SwitchboardCore
 /// Until the client's CONNECT is admitted there is no ``SocketIOClient``: the session holds no pool slot and
 /// is dropped after the connect timeout (`auth-timeout-ms`).
 ///
+/// Every packet for the client, Engine.IO's own (`open` on a WebSocket, pings, `close`) and Socket.IO's (the
+/// CONNECT answer, replies, messages), waits in one ``Outbox`` owned here, bounded by `outbound-buffer-bytes`,
+/// until a drain moves it to the transport of the moment: written on the WebSocket, or the answer to the held
+/// poll GET. A packet queued at any moment of the polling → WebSocket upgrade is therefore delivered once, in
+/// order: it is in the queue until the one drain that takes it.
+///
 /// `@unchecked Sendable`: every member is confined to `eventLoop`; other threads reach it through
 /// `eventLoop.execute` (see ``SocketIOClient``).
 final class EngineConnection: @unchecked Sendable {
@@ -35,6 +41,12 @@ final class EngineConnection: @unchecked Sendable {
     private var closeDeadline: NIODeadline? { didSet { updateLaneAccess() } }
     private var closeCode: CloseCode = .normal
     private(set) var isFinished = false { didSet { updateLaneAccess() } }
+    /// The session's one outbound queue (SPEC §5's bound), shared with its ``SocketIOClient``.
+    let outbox: Outbox
+    /// Something the loop itself queued waits in the outbox: lanes queue behind it until a drain takes it.
+    private var queuedOnLoop = false { didSet { updateLaneAccess() } }
+    /// Engine.IO packets queued since the last drain (not Socket.IO packets: not counted as messages out).
+    private var enginePacketsQueued = 0
     /// The deliveries of the drain in progress (storage reused from drain to drain).
     private var draining: [Delivery] = []
     private let drainScheduler: DrainScheduler
@@ -55,6 +67,7 @@ final class EngineConnection: @unchecked Sendable {
         self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
         self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
         self.drainScheduler = node.drainSchedulers[eventLoop]
+        self.outbox = Outbox(limit: settings.outboundBufferBytes)
         self.loopDeflater = node.deflaters[eventLoop]
         self.rateBeforeConnect = MessageRateLimiter(perMinute: settings.messageRate, burst: settings.messageBurst)
     }
@@ -186,7 +199,7 @@ final class EngineConnection: @unchecked Sendable {
     /// its WebSocket, which allows direct writes, with frames of the lanes' kind; the client has nothing queued
     /// by the loop; the session is not ending.
     private var laneDescriptor: CInt? {
-        guard !isFinished, closeDeadline == nil, engine.transport == .websocket, let client, !client.queuedOnLoop,
+        guard !isFinished, closeDeadline == nil, engine.transport == .websocket, let client, !queuedOnLoop,
             let webSocket, webSocketCompresses == client.lanesCompress
         else { return nil }
         return webSocket.directDescriptorForSession
@@ -208,19 +221,52 @@ final class EngineConnection: @unchecked Sendable {
         webSocket?.finishDirectWrite(bytes, outcome: outcome)
     }
 
-    /// Moves what the client's outbox holds to the transport, when the transport can take it: a writable
-    /// WebSocket, or a held poll GET. Otherwise it waits in the outbox, which bounds it (SPEC §5).
+    /// Queues a packet for the client (any thread): behind what waits, drained by the loop's ``DrainScheduler``.
+    /// Past `outbound-buffer-bytes` the session is a slow consumer (SPEC §5).
+    func enqueue(_ delivery: Delivery) {
+        let result = outbox.push(delivery)
+        if result != .closed && eventLoop.inEventLoop { queuedOnLoop = true }
+        result.apply(statistics: node.statistics) {
+            drainScheduler.markDirty(self)
+        } overflow: {
+            self.eventLoop.execute { self.overflowed() }
+        }
+    }
+
+    /// Queues one of Engine.IO's own packets (on the loop).
+    private func enqueue(_ packet: EnginePacket) {
+        var text = ByteBuffer()
+        packet.write(into: &text)
+        enginePacketsQueued += 1
+        enqueue(Delivery(payload: text))
+    }
+
+    /// Sends a Socket.IO packet: the CONNECT answer, a refusal before the client exists, a DISCONNECT.
+    private func enqueue(_ packet: SocketPacket) {
+        enqueue(SocketIOCodec.delivery(packet))
+    }
+
+    /// The outbox overflowed: the client does not read (SPEC §5).
+    private func overflowed() {
+        if let client {
+            client.handleSession(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full"))
+        } else {
+            end(code: .slowConsumer, reason: "slow consumer: outbound buffer full")
+        }
+    }
+
+    /// Moves what the outbox holds to the transport, when the transport can take it: a writable WebSocket, or a
+    /// held poll GET. Otherwise it waits in the outbox, which bounds it (SPEC §5).
     /// - Parameter countingBytes: add the bytes written to the node's counter (the loop's ``DrainScheduler``
     ///   counts a whole run of sessions at once instead).
     /// - Returns: the bytes written (or handed to the held poll).
     @discardableResult
     func drainOutbox(countingBytes: Bool = true) -> Int {
-        guard !isFinished, let client else { return 0 }
+        guard !isFinished else { return 0 }
         var bytes = 0
         if engine.transport == .websocket {
             guard let webSocket, webSocket.isWritableForSession else { return 0 }
-            client.takeQueued(into: &draining)
-            defer { draining.removeAll(keepingCapacity: true) }
+            take()
             guard !draining.isEmpty else {
                 closeIfFlushed()
                 return 0
@@ -242,32 +288,36 @@ final class EngineConnection: @unchecked Sendable {
                 drainScheduler.returnGatherBuffer(frames)
             }
             compressed.record(in: node.statistics)
-            client.recordWritten(draining.count)
+            draining.removeAll(keepingCapacity: true)
             closeIfFlushed()
         } else {
-            guard engine.isPollPending else { return 0 }
-            client.takeQueued(into: &draining)
-            defer { draining.removeAll(keepingCapacity: true) }
-            guard !draining.isEmpty else { return 0 }
+            guard engine.isPollPending, outbox.hasQueued else { return 0 }
+            take()
+            guard !draining.isEmpty, engine.takePoll() else {
+                draining.removeAll(keepingCapacity: true)
+                return 0
+            }
+            var packets: [EnginePacket] = []
+            packets.reserveCapacity(draining.count)
             for delivery in draining {
                 let packet = delivery.isMessage ? SocketIOCodec.messagePacket(of: delivery) : delivery.payload
                 guard let decoded = try? EnginePacket.decode(text: packet.readableBytesView) else { continue }
                 bytes += packet.readableBytes
-                perform(engine.send(decoded))
+                packets.append(decoded)
             }
-            client.recordWritten(draining.count)
-            perform(engine.flush())
+            draining.removeAll(keepingCapacity: true)
+            perform([.answerPoll(packets)])
         }
         if countingBytes { node.statistics.recordBytesOut(bytes) }
         return bytes
     }
 
-    /// Sends a Socket.IO packet ahead of the client's outbox (the CONNECT answer, a refusal before the client exists).
-    private func sendDirectly(_ packet: SocketPacket) {
-        var data = ByteBuffer()
-        packet.write(into: &data)
-        perform(engine.send(EnginePacket(.message, data: Array(data.readableBytesView))))
-        perform(engine.flush())
+    /// Takes everything queued into ``draining``, counting the Socket.IO packets among it as written.
+    private func take() {
+        outbox.takeAll(into: &draining)
+        queuedOnLoop = false
+        client?.recordWritten(max(0, draining.count - enginePacketsQueued))
+        enginePacketsQueued = 0
     }
 
     // MARK: Socket.IO
@@ -309,7 +359,7 @@ final class EngineConnection: @unchecked Sendable {
             case .request(let request): client?.receive(request)
             case .unanswered: controlReceived()
             case .send(let packet):
-                if let client { client.send(SocketIOCodec.delivery(packet)) } else { sendDirectly(packet) }
+                enqueue(packet)
             case .close(let reason): finish(reason: reason)
             }
         }
@@ -328,9 +378,9 @@ final class EngineConnection: @unchecked Sendable {
                 node.engineSessions.admitted(self)
                 let client = SocketIOClient(engine: self, admitted: admitted)
                 let actions = socketIO.accepted(sid: client.id)
-                // The CONNECT answer first (ahead of the client's outbox), then the session opens, then the
-                // packets that arrived while the CONNECT was checked.
-                if case .send(let packet)? = actions.first { sendDirectly(packet) }
+                // The CONNECT answer first, then the session opens, then the packets that arrived while the
+                // CONNECT was checked.
+                if case .send(let packet)? = actions.first { enqueue(packet) }
                 self.client = client
                 client.start(transport: engine.transport == .websocket ? .webSocket : .polling)
                 perform(actions.dropFirst())
@@ -340,7 +390,7 @@ final class EngineConnection: @unchecked Sendable {
                 let code = rejection?.code ?? .internalError
                 for action in socketIO.refused(code: code.description, message: rejection?.message ?? "connect failed") {
                     switch action {
-                    case .send(let packet): sendDirectly(packet)
+                    case .send(let packet): enqueue(packet)
                     case .close: endAfterFlush(code: .normal)
                     default: break
                     }
@@ -359,8 +409,7 @@ final class EngineConnection: @unchecked Sendable {
         switch code {
         case .goingAway, .slowConsumer:
             if engine.transport == .polling {
-                perform(engine.send(EnginePacket(.close)))
-                perform(engine.flush())
+                enqueue(EnginePacket(.close))
                 endAfterFlush(code: code)
             } else {
                 webSocket?.close(code: code, reason: reason)
@@ -368,7 +417,7 @@ final class EngineConnection: @unchecked Sendable {
             }
         default:
             for action in socketIO.disconnect(reason: reason) {
-                if case .send(let packet) = action { client?.send(SocketIOCodec.delivery(packet)) }
+                if case .send(let packet) = action { enqueue(packet) }
             }
             endAfterFlush(code: .normal)
         }
@@ -378,19 +427,17 @@ final class EngineConnection: @unchecked Sendable {
     private func endAfterFlush(code: CloseCode) {
         closeCode = code
         closeDeadline = .now() + .seconds(5)
-        client?.closeOutbox()
+        outbox.seal()
         drainOutbox()
         closeIfFlushed()
     }
 
     private func closeIfFlushed() {
-        guard closeDeadline != nil, !isFinished, client?.hasQueued != true else { return }
+        guard closeDeadline != nil, !isFinished, !outbox.hasQueued else { return }
         if engine.transport == .websocket {
             webSocket?.close(code: closeCode, reason: "")
-            finish(reason: "session ended")
-        } else if !engine.hasQueuedPackets {
-            finish(reason: "session ended")
         }
+        finish(reason: "session ended")
     }
 
     // MARK: Actions
@@ -403,11 +450,12 @@ final class EngineConnection: @unchecked Sendable {
                 pendingPoll?.succeed(packets)
                 pendingPoll = nil
                 closeIfFlushed()
-            case .writeWebSocket(let packet):
-                webSocket?.send(SocketIOCodec.frame(packet))
+            case .send(let packet):
+                enqueue(packet)
             case .writeProbe(let packet):
                 probe?.send(SocketIOCodec.frame(packet))
             case .upgraded:
+                // From here on the outbox drains to the WebSocket (``webSocketReceived(_:from:)`` drains it now).
                 webSocket = probe
                 probe = nil
                 client?.transport = .webSocket
@@ -438,10 +486,17 @@ final class EngineConnection: @unchecked Sendable {
     /// Ends everything: transports, the Socket.IO client (its slot, subscriptions and counters), the timer.
     func finish(reason: String) {
         guard !isFinished else { return }
+        // What is queued still goes out ahead of the close (a slow consumer's outbox was emptied when it overflowed).
+        // The drain's own close check may finish the session meanwhile.
+        if engine.transport == .websocket && outbox.hasQueued {
+            drainOutbox()
+            guard !isFinished else { return }
+        }
         isFinished = true
         node.logger.debug("Socket.IO session ended", metadata: ["sb.conn.id": "\(client?.id ?? sid)", "sb.reason": "\(reason)"])
         ticker?.cancel()
         ticker = nil
+        outbox.close()
         pendingPoll?.succeed([EnginePacket(.close)])
         pendingPoll = nil
         _ = engine.transportClosed(reason: reason)

@@ -7,10 +7,10 @@ import SwitchboardCore
 ///
 /// Channel messages reach it through its loop's Socket.IO lanes (``LoopFanout``), which write the shared
 /// Socket.IO frame straight to the socket while the session is on a WebSocket that allows it, as for a native
-/// connection, and otherwise queue it here.
+/// connection, and otherwise queue it in the engine session's one outbound queue, as every other packet.
 ///
-/// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from any thread, which only touches the thread-safe
-/// ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
+/// `@unchecked Sendable`: the hub calls ``deliver(_:)`` from any thread, which only touches the engine session's
+/// thread-safe ``Outbox`` and hops to the event loop; every other member is confined to `eventLoop`.
 final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked Sendable {
     enum Transport: String {
         case polling = "socketio-polling"
@@ -21,17 +21,13 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     let reservation: SlotReservation
     /// The session protocol (SPEC §3, §9), carried out by its driver.
     var session: SessionDriver<SocketIOClient>
-    /// The engine session that carries this client (cleared when it ends).
-    private var engine: EngineConnection?
+    /// The engine session that carries this client (which lets go of the client when it ends).
+    private let engine: EngineConnection
     let eventLoop: any EventLoop
-    private let outbox: Outbox
-    private let drainScheduler: DrainScheduler
     /// The loop's Socket.IO slot table (the compressing one when the session's WebSocket compresses at CONNECT).
     private let loopFanout: LoopFanout
     /// This client's slot in ``loopFanout``, from `start` to `tearDown`.
     private var fanoutMember: UInt64?
-    /// Something the loop itself queued waits in the outbox: lanes queue behind it until a drain takes it.
-    private(set) var queuedOnLoop = false { didSet { engine?.updateLaneAccess() } }
     var transport: Transport = .polling
     let connectedAt = Date()
     private var messagesIn = 0
@@ -47,8 +43,6 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         self.eventLoop = engine.eventLoop
         self.reservation = admitted.reservation
         self.session = SessionDriver(identity: admitted.identity, rules: engine.node.sessionRules)
-        self.outbox = Outbox(limit: engine.node.settings.outboundBufferBytes)
-        self.drainScheduler = engine.node.drainSchedulers[engine.eventLoop]
         self.loopFanout = engine.node.fanouts[engine.eventLoop][LaneFormat(codec: .socketIO, compressed: engine.webSocketCompresses)]
     }
 
@@ -56,7 +50,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     func start(transport: Transport) {
         self.transport = transport
         fanoutMember = loopFanout.register(self)
-        engine?.updateLaneAccess()
+        engine.updateLaneAccess()
         SessionDriver.open(self)
     }
 
@@ -77,22 +71,9 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         fanoutMember.map { FanoutMembership(group: loopFanout, member: $0) }
     }
 
+    /// Queues a reply or delivery in the engine session's outbound queue (any thread).
     func send(_ delivery: Delivery) {
-        let result = outbox.push(delivery)
-        // `fanoutMember` is read on the loop only.
-        if result != .closed && eventLoop.inEventLoop && fanoutMember != nil { queuedOnLoop = true }
-        result.apply(statistics: node.statistics) {
-            // One task per loop drains every session (and native connection) marked meanwhile.
-            if let engine { drainScheduler.markDirty(engine) }
-        } overflow: {
-            self.eventLoop.execute { self.handleSession(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full")) }
-        }
-    }
-
-    /// Moves everything queued, in order, into `deliveries` (empty), for the engine to write.
-    func takeQueued(into deliveries: inout [Delivery]) {
-        outbox.takeAll(into: &deliveries)
-        queuedOnLoop = false
+        engine.enqueue(delivery)
     }
 
     // MARK: Lanes
@@ -110,14 +91,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     var laneWrites: Int { fanoutMember.map { loopFanout.messagesOut(of: $0) } ?? 0 }
 
     func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
-        engine?.finishDirectWrite(bytes, outcome: outcome)
-    }
-
-    var hasQueued: Bool { outbox.hasQueued }
-
-    /// No more deliveries: the session is ending (what is queued still goes out).
-    func closeOutbox() {
-        outbox.seal()
+        engine.finishDirectWrite(bytes, outcome: outcome)
     }
 
     /// Counts messages written to the client (for the admin API's `messagesOut`).
@@ -132,7 +106,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
     }
 
     func endTransport(code: CloseCode, reason: String) {
-        engine?.end(code: code, reason: reason)
+        engine.end(code: code, reason: reason)
     }
 
     /// The session gave back its slot, subscriptions and registration: lanes stop reaching it (what is queued,
@@ -159,8 +133,6 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
 
     /// The engine session ended: the Socket.IO session ends with it (if it had not already).
     func tearDown() {
-        outbox.close()
         handleSession(.transportClosed)
-        engine = nil
     }
 }

@@ -1,40 +1,40 @@
 /// One Engine.IO 4 session as a pure state machine (SPEC §9): the transports feed it what arrives and what
 /// the layer above sends, and carry out the actions it returns; it holds the rules.
 ///
+/// - Outbound packets, the server's own (`open` on a WebSocket, pings) and the layer above's, wait in one queue
+///   that the glue owns (bounded in bytes: past the bound the session ends, a slow consumer). The session says
+///   where they may go: ``Action/send(_:)`` queues a packet, and ``takePoll()`` tells whether a held GET may take
+///   what waits; on a WebSocket everything queued is written as it comes.
 /// - Long-polling: at most one pending GET, answered with every queued packet (at once when packets wait,
 ///   else when some arrive or a ping is due); POSTed bodies are decoded within `maxPayload`. A second pending
 ///   GET, a bad body or a binary packet ends the session.
 /// - The server pings every `pingInterval` and ends a session whose pong does not come within `pingTimeout`.
 /// - Upgrade: on a polling session a WebSocket sends `2probe` (answered `3probe`, and the pending GET gets a
-///   `noop` so polling stops), then `5`; from then on every packet, the queued ones first, goes over the
-///   WebSocket, in order.
-/// - Outbound packets wait in a bounded queue while no GET is pending; past the bound the session ends (a
-///   slow consumer).
+///   `noop` so polling stops), then `5`; from then on the one queue drains to the WebSocket, so a packet
+///   queued at any moment of the upgrade leaves once, in order.
 public struct EngineSession: Sendable {
     public struct Configuration: Sendable {
         public var pingIntervalMs: Int64
         public var pingTimeoutMs: Int64
         public var maxPayload: Int
-        /// Most packets queued for a polling client before the session ends.
-        public var maxQueuedPackets: Int
 
-        public init(pingIntervalMs: Int64 = 25_000, pingTimeoutMs: Int64 = 20_000, maxPayload: Int = 1_000_000, maxQueuedPackets: Int = 10_000) {
+        public init(pingIntervalMs: Int64 = 25_000, pingTimeoutMs: Int64 = 20_000, maxPayload: Int = 1_000_000) {
             self.pingIntervalMs = pingIntervalMs
             self.pingTimeoutMs = pingTimeoutMs
             self.maxPayload = maxPayload
-            self.maxQueuedPackets = maxQueuedPackets
         }
     }
 
     public enum Action: Sendable, Equatable {
-        /// Answer the pending (or the current) poll GET with these packets.
+        /// Answer the pending (or the current) poll GET with these packets, ahead of the queue (an `open`, a
+        /// `noop` while upgrading, the `close` of an ended session).
         case answerPoll([EnginePacket])
-        /// Write this packet on the session's WebSocket.
-        case writeWebSocket(EnginePacket)
+        /// Queue this packet for the client, behind what waits (written at once on a WebSocket).
+        case send(EnginePacket)
         /// Write this packet on the WebSocket that is probing an upgrade.
         case writeProbe(EnginePacket)
-        /// The upgrade completed: the probing WebSocket is the session's transport from this action on (the
-        /// packets that waited for a poll follow it, as ``writeWebSocket(_:)``, so none is lost between the two).
+        /// The upgrade completed: the probing WebSocket is the session's transport from this action on, and what
+        /// waits in the queue drains to it.
         case upgraded
         /// A message packet's data, for the layer above (Socket.IO).
         case received([UInt8])
@@ -51,11 +51,8 @@ public struct EngineSession: Sendable {
     private var pollPending = false
     /// A poll GET is held, waiting for packets.
     public var isPollPending: Bool { pollPending }
-    /// Packets wait for the next poll.
-    public var hasQueuedPackets: Bool { !queue.isEmpty }
     /// A probe was answered: the pending GET (or the next one) is answered with a `noop`.
     private var upgrading = false
-    private var queue: [EnginePacket] = []
     private var nextPingAt: Int64
     private var pongDeadline: Int64?
 
@@ -78,20 +75,27 @@ public struct EngineSession: Sendable {
 
     /// The handshake: the open packet, as the answer to the handshake GET or the first WebSocket frame.
     public func opened() -> [Action] {
-        transport == .polling ? [.answerPoll([openPacket])] : [.writeWebSocket(openPacket)]
+        transport == .polling ? [.answerPoll([openPacket])] : [.send(openPacket)]
     }
 
     // MARK: Long-polling
 
-    /// A poll GET arrived: answered now when packets wait, else held.
+    /// A poll GET arrived: held, for what waits in the queue now or arrives later (``takePoll()``).
     public mutating func poll() -> [Action] {
         guard !isClosed else { return [.refuse(.unknownSession)] }
         guard transport == .polling else { return [.refuse(.badRequest("the session moved to WebSocket"))] }
         guard !pollPending else { return end(.badRequest("a poll is already pending"), "overlapping polls") }
         if upgrading { return [.answerPoll([EnginePacket(.noop)])] }
-        guard queue.isEmpty else { return takeQueue() }
         pollPending = true
         return []
+    }
+
+    /// Whether the held poll GET may be answered with what waits in the queue now: true once, then the GET is
+    /// no longer held (the glue answers it with the queue's packets).
+    public mutating func takePoll() -> Bool {
+        guard !isClosed, transport == .polling, pollPending else { return false }
+        pollPending = false
+        return true
     }
 
     /// A POST of packets arrived (its answer is `ok` unless an action refuses it).
@@ -141,32 +145,13 @@ public struct EngineSession: Sendable {
         case (.upgrade, _) where upgrading:
             transport = .websocket
             upgrading = false
-            let waiting = queue
-            queue = []
-            return [.upgraded] + waiting.map { .writeWebSocket($0) }
+            return [.upgraded]
         default:
             return end(nil, "unexpected packet while probing an upgrade")
         }
     }
 
     // MARK: Both transports
-
-    /// The layer above sends a packet: written now on a WebSocket; queued for the next poll otherwise (call
-    /// ``flush()`` when a batch of sends is done).
-    public mutating func send(_ packet: EnginePacket) -> [Action] {
-        guard !isClosed else { return [] }
-        if transport == .websocket { return [.writeWebSocket(packet)] }
-        guard queue.count < configuration.maxQueuedPackets else { return end(nil, "too many packets waiting for a poll") }
-        queue.append(packet)
-        return []
-    }
-
-    /// Answers a pending GET with what was sent since the last answer.
-    public mutating func flush() -> [Action] {
-        guard !isClosed, transport == .polling, pollPending, !queue.isEmpty else { return [] }
-        pollPending = false
-        return takeQueue()
-    }
 
     /// The clock moved: a ping when one is due, the end of a session whose pong is late.
     public mutating func tick(now: Int64) -> [Action] {
@@ -175,7 +160,7 @@ public struct EngineSession: Sendable {
         guard pongDeadline == nil, now >= nextPingAt else { return [] }
         pongDeadline = now + configuration.pingTimeoutMs
         nextPingAt = now + configuration.pingIntervalMs
-        return send(EnginePacket(.ping)) + flush()
+        return [.send(EnginePacket(.ping))]
     }
 
     /// The transport ended (a WebSocket closed, a polling client stopped polling).
@@ -201,12 +186,6 @@ public struct EngineSession: Sendable {
             // Engine.IO 4: only the server pings; open and upgrade are not the client's to send here.
             return end(.badRequest("unexpected packet type \(packet.kind.rawValue)"), "unexpected packet")
         }
-    }
-
-    private mutating func takeQueue() -> [Action] {
-        let packets = queue
-        queue = []
-        return [.answerPoll(packets)]
     }
 
     /// Ends the session (refusing the current request first, when given).
