@@ -141,6 +141,37 @@ import WebSocketTestClient
         }
     }
 
+    /// Every byte to a client leaves through the one outbound path of ``WebSocketTransport``, and what NIO holds of
+    /// it is bounded: past twice `outbound-buffer-bytes` (whatever wrote it, control frames and Engine.IO's own
+    /// packets included) the connection is a slow consumer, closed with 4009, and the others are not disturbed.
+    @Test func whatNIOHoldsForAClientIsBoundedWhateverWroteIt() async throws {
+        let limit = 64 * 1024
+        try await TestNode.with({ $0.outboundBufferBytes = limit }) { node in
+            let stalled = try await node.client(receiveBufferBytes: 4096)
+            let id = try #require(stalled.welcome["connectionId"] as? String)
+            let connection = try #require(node.node.connections.connection(id: id) as? WebSocketConnection)
+            try await connection.channel.setOption(.socketOption(.so_sndbuf), value: 8192)
+            try await stalled.socket.pauseReading()
+            let healthy = try await node.client()
+            // Frames written on the outbound path directly, as a control frame would be: 64 of 4 KiB, four times
+            // the bound; the drains' own back-pressure is not what stops them.
+            let frame = WebSocketWireFrame.frame(.text, payload: ByteBuffer(repeating: UInt8(ascii: "x"), count: 4096))
+            let heldAtClose = try await connection.eventLoop.submit { () -> Int? in
+                for _ in 1...64 {
+                    connection.write(frame)
+                    if connection.closing { return connection.bytesHeldByNIO }
+                }
+                return nil
+            }.get()
+            let held = try #require(heldAtClose, "the connection was not closed")
+            // The bound, the frame that passed it and the close frame.
+            #expect(held <= 2 * limit + 2 * frame.readableBytes, "NIO held \(held) bytes")
+            #expect(node.node.statistics.snapshot().slowConsumerCloses == 1)
+            try await waitUntil { node.node.connections.count == 1 }
+            #expect(try await healthy.request(["type": "ping"])["type"] as? String == "pong")
+        }
+    }
+
     /// Defect 9: a closed connection used to hold its pool slot until the TCP connection ended (up to the 5 s
     /// close grace when the client does not answer the close frame). The slot is given back when the close starts.
     @Test func theSlotIsFreeAsSoonAsTheCloseStarts() async throws {

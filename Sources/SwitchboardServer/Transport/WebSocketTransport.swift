@@ -45,8 +45,8 @@ public class WebSocketTransport: ChannelInboundHandler, @unchecked Sendable {
     private var socket: SocketWriter? { didSet { directAccessChanged() } }
     /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none.
     private var writesHeldByNIO = 0 { didSet { directAccessChanged() } }
-    /// The bytes of those writes (bounded: see ``transportOverflowed()``).
-    private var bytesHeldByNIO = 0
+    /// The bytes of those writes (bounded: see ``transportOverflowed()``; read on the loop by tests).
+    private(set) var bytesHeldByNIO = 0
     /// The `101` answer until the first write, which it leads; lanes wait for it.
     private var handshake: ByteBuffer? { didSet { directAccessChanged() } }
     /// The latest ping's payload, waiting for the pong before it to be written.
