@@ -92,6 +92,7 @@ let package = Package(
             dependencies: [
                 "RedisClient",
                 "SwitchboardCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: swiftSettings

@@ -1,3 +1,4 @@
+public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 public import RedisClient
@@ -94,6 +95,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         /// This node's leases, by user (renewed on the heartbeat).
         var leases: [String: Set<String>] = [:]
         var notForwarded = 0
+        /// Channels this node numbered itself since Redis went out of reach: their streams restart (a new epoch)
+        /// on this node at the first local publish and in Redis on reconnect.
+        var sequencedLocally: Set<FeedTarget> = []
         var reconnects = 0
         var lost: UInt64 = 0
         var upWaiters: [EventLoopPromise<Void>] = []
@@ -103,6 +107,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     public let configuration: Configuration
     private let hub: Hub
+    private let logger: Logger
     private let recipients: any LocalRecipients
     private let loop: any EventLoop
     private let state = NIOLockedValueBox(State())
@@ -111,7 +116,12 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     private let registry: NodeRegistry
     private let userLeases: UserLeases
 
-    public init(hub: Hub, recipients: any LocalRecipients, configuration: Configuration, loop: any EventLoop) {
+    /// - Parameter logger: where stream restarts are told (SPEC §5: a restart is counted and logged).
+    public init(
+        hub: Hub, recipients: any LocalRecipients, configuration: Configuration, loop: any EventLoop,
+        logger: Logger = Logger(label: "switchboard.redis")
+    ) {
+        self.logger = logger
         self.hub = hub
         self.recipients = recipients
         self.configuration = configuration
@@ -239,12 +249,19 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     /// After (re)connecting: `seq` in Redis raised to at least what this node delivered or numbered itself
     /// (Redis may have restarted empty), what was missed repaired from the history, and the stored blocks loaded.
+    /// A channel this node numbered itself during the outage gets a new stream in Redis (its epoch key goes, so
+    /// the next publish starts one): the numbers the nodes gave meanwhile were not one stream.
     private func resynchronise(_ commands: RedisConnection) async {
-        let known = state.withLockedValue { state in state.sequencers.map { ($0.key, $0.value.delivered) } }
+        let (known, local) = state.withLockedValue { state in (state.sequencers.map { ($0.key, $0.value.delivered) }, state.sequencedLocally) }
         if !known.isEmpty, let results = try? await commands.run(known.map { target, delivered in
-            (Self.raiseScript, [RESPArgument(keys(of: target).sequence)], [RESPArgument(delivered), RESPArgument(retentionMilliseconds)])
+            let keys = keys(of: target)
+            return (
+                Self.raiseScript, [RESPArgument(keys.sequence), RESPArgument(keys.epoch)],
+                [RESPArgument(delivered), RESPArgument(retentionMilliseconds), RESPArgument(local.contains(target) ? 1 : 0)]
+            )
         }) {
             statistics.recordRedisCommands(known.count)
+            state.withLockedValue { state in state.sequencedLocally.subtract(local) }
             for ((target, _), result) in zip(known, results) {
                 guard case .success(let reply) = result, let top = reply.integer, top > 0 else { continue }
                 // On the feed's loop, like every other sequencer step (see `repair`).
@@ -263,9 +280,11 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         }
     }
 
-    /// Raises a channel's `seq` counter to at least ARGV[1] (expiring ARGV[2] ms later) and returns it.
+    /// Raises a channel's `seq` counter (KEYS[1]) to at least ARGV[1] (expiring ARGV[2] ms later) and returns it;
+    /// with ARGV[3] = 1 also deletes its epoch (KEYS[2]), so that the next publish starts a new stream.
     static let raiseScript = RedisScript(
         """
+        if ARGV[3] == '1' then redis.call('DEL', KEYS[2]) end
         local current = tonumber(redis.call('GET', KEYS[1]) or '0')
         local floor = tonumber(ARGV[1])
         if current < floor then
@@ -540,8 +559,18 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     /// Redis is out of reach: this node's subscribers get the message, numbered after the last `seq` the node
     /// saw; the feed continues after it, and on reconnect Redis's `seq` is raised past it.
+    ///
+    /// Other nodes may number the same channel meanwhile, so these numbers are the node's own stream: at the
+    /// channel's first local publish of the outage its stream restarts with a new epoch here, and on reconnect
+    /// the stream in Redis restarts too (``resynchronise(_:)``). A client never takes one node's local `seq` for
+    /// another's, or for the cluster's (SPEC §5: `recovered` is never true across streams).
     private func publishLocally(_ publication: Publication, to target: BrokerTarget) -> Hub.PublishResult {
         let (feedTarget, _, _) = feedTarget(of: publication, target)
+        if case .channel(let channel) = feedTarget, state.withLockedValue({ $0.sequencedLocally.insert(feedTarget).inserted }) {
+            logger.warning(
+                "Redis out of reach: this node numbers the channel itself, on a stream of its own", metadata: ["sb.channel": "\(channel)"])
+            hub.restartStream(channel: channel)
+        }
         let result = LocalBroker(hub: hub, recipients: recipients).publish(publication, to: target)
         statistics.recordNotForwarded()
         state.withLockedValue { state in
@@ -588,6 +617,15 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     }
 
     private func perform(_ action: FeedSequencer<FeedMessage>.Action, for target: FeedTarget, on commands: RedisConnection?) {
+        if action.restarted {
+            // Redis lost or expired the stream, or a node numbered it through an outage: subscribers' `seq` start
+            // again under a new epoch (SPEC §5), and no `since` of the old stream is recovered.
+            let channel: String = switch target {
+            case .channel(let name): name
+            case .all: "(global)"
+            }
+            logger.warning("channel stream restarted with a new epoch", metadata: ["sb.channel": "\(channel)"])
+        }
         if action.repaired > 0 || action.lost > 0 {
             statistics.recordGap(repaired: action.repaired, lost: action.lost)
             state.withLockedValue { $0.lost += UInt64(action.lost) }

@@ -65,6 +65,70 @@ import WebSocketTestClient
         }
     }
 
+    /// Issue 36: both nodes number a channel themselves while Redis hangs, each on a stream of its own (a new epoch),
+    /// and the stream in Redis restarts when they are back. A client never gets `recovered: true` across those
+    /// streams (before, both reused the cluster's epoch: node B answered `recovered` to a client that had node
+    /// A's seq 4-5, and it never saw B's); within the new stream it recovers, every missed message once.
+    @Test func anOutageDuringWhichBothNodesPublishedLocallyIsNeverRecoveredAcross() async throws {
+        try await ClusterTests.withCluster(nodes: 2) { nodes, redis in try await Self.splitStreams(nodes, redis) }
+    }
+
+    static func splitStreams(_ nodes: [TestNode], _ redis: RedisServer) async throws {
+            let channel = "trading_signals:split"
+            let token = try await nodes[0].token("trader", tier: "premium")
+            // The cluster's stream exists (1-3) before the clients come: each learns its epoch from `subscribed`,
+            // with seq 3 replayed from the history.
+            for n in 1...3 { _ = try await nodes[0].node.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
+            var clients: [TestClient] = []
+            var epochs: [String] = []
+            for node in nodes {
+                let client = try await node.client(token: token)
+                let reply = try await client.request(["type": "subscribe", "channel": channel, "since": 2])
+                #expect(reply["recovered"] as? Bool == true, "\(reply)")
+                epochs.append(try #require(reply["epoch"] as? String))
+                #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [3])
+                clients.append(client)
+            }
+            #expect(epochs[0] == epochs[1], "one stream in the cluster")
+            let clusterEpoch = epochs[0]
+
+            redis.pause()
+            for node in nodes { try await eventually("the node notices the hung Redis") { try await node.healthStatus() == "degraded" } }
+            // Each node numbers 4 and 5 itself, with different messages.
+            for (index, node) in nodes.enumerated() {
+                for n in 4...5 { _ = try await node.node.publish(Publication(channel: channel, event: "e", data: "\(index * 100 + n)")) }
+                #expect(try await ClusterTests.receive(2, on: clients[index]).map(\.seq) == [4, 5])
+            }
+            // Node 0's client moves to node 1 with what it knows (the cluster's epoch, seq 5): not recovered.
+            let moved = try await nodes[1].client(token: token)
+            let during = try await moved.request(["type": "subscribe", "channel": channel, "since": 5, "epoch": clusterEpoch])
+            #expect(during["recovered"] as? Bool == false, "\(during)")
+            #expect(during["epoch"] as? String != clusterEpoch, "node 1 numbers on a stream of its own")
+            await moved.close()
+
+            redis.resume()
+            for node in nodes { try await eventually("the node reconnects") { try await node.healthStatus() == "ok" } }
+            let next = try await nodes[1].node.publish(Publication(channel: channel, event: "e", data: "6"))
+            let nextSeq = Int(try #require(next.seq))
+            #expect(nextSeq > 5, "seq never goes back")
+            for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [nextSeq]) }
+            for node in nodes {
+                let returning = try await node.client(token: token)
+                let after = try await returning.request(["type": "subscribe", "channel": channel, "since": 5, "epoch": clusterEpoch])
+                #expect(after["recovered"] as? Bool == false, "\(after)")
+                let newEpoch = try #require(after["epoch"] as? String)
+                #expect(newEpoch != clusterEpoch, "the stream in Redis restarted")
+                // Within the new stream: recovered, the missed message once.
+                _ = try await returning.request(["type": "unsubscribe", "channel": channel])
+                let within = try await returning.request(["type": "subscribe", "channel": channel, "since": nextSeq - 1, "epoch": newEpoch])
+                #expect(within["recovered"] as? Bool == true, "\(within)")
+                #expect(try await returning.next()["seq"] as? Int == nextSeq, "the missed message, once")
+                await returning.close()
+                #expect(node.node.statistics.snapshot().streamRestarts >= 1)
+            }
+            for client in clients { await client.close() }
+    }
+
     @Test func aRedisThatDiesAndComesBackEmptyNeverMakesSeqGoBackwards() async throws {
         try await Self.withSubscribedPair("feed:crash") { redis, nodes, clients in
             let (first, second) = (nodes[0], nodes[1])

@@ -138,6 +138,18 @@ final class ChannelState: Sendable {
         }
     }
 
+    /// Starts a new stream (a new epoch) that goes on numbering after the last `seq`: this node is about to
+    /// sequence the channel by itself while the cluster's stream is out of reach (SPEC §5), so its numbers are not
+    /// the cluster's. The history of the old stream goes (no `since` of one can be recovered in the other); the
+    /// last value stays the channel's value.
+    func restartStream() {
+        state.withLock { state in
+            if state.seq > 0 { statistics.recordStreamRestart() }
+            state.epoch = StreamEpoch.make()
+            state.history = []
+        }
+    }
+
     /// Merges messages read from the cluster's history into what this channel keeps (see ``Hub/seed``).
     func seed(epoch: String, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
         state.withLock { state in
@@ -260,6 +272,22 @@ final class ChannelState: Sendable {
                 subscriber.deliver(last)
             }
             return .subscribed
+        }
+    }
+
+    /// What the channel holds, read without subscribing (the history endpoint): the current stream's epoch and
+    /// last `seq`, and, with `since`, whether that position is recovered (the rule of ``subscribe``) with the
+    /// messages after it; otherwise, or when not recovered, every message held (a fresh start).
+    func history(since: UInt64?, epoch: String?) -> Hub.History {
+        state.withLock { state in
+            let held = Array(state.history)
+            guard let since else {
+                return Hub.History(epoch: state.epoch, seq: state.seq, recovered: nil, messages: held.map(\.payload))
+            }
+            let missed = held.filter { $0.seq > since }
+            let sameStream = state.epoch != nil && (epoch == nil || epoch == state.epoch) && since <= state.seq
+            let recovered = sameStream && (since == state.seq || missed.first?.seq == since + 1)
+            return Hub.History(epoch: state.epoch, seq: state.seq, recovered: recovered, messages: (recovered ? missed : held).map(\.payload))
         }
     }
 

@@ -119,6 +119,34 @@ public final class Hub: Sendable {
         state(of: channel, namespace, keep: true, reachesExtras: false)?.seed(epoch: epoch, lastSeq: lastSeq, messages: messages)
     }
 
+    /// What a channel holds, for a client that polls for what it missed (see ``history(of:since:epoch:)``).
+    public struct History: Sendable {
+        /// The current stream's epoch; nil when the node holds no stream of the channel.
+        public var epoch: String?
+        /// The stream's last `seq` (0: none yet).
+        public var seq: UInt64
+        /// With a `since`: whether it named a position in the current stream with every later message held.
+        public var recovered: Bool?
+        /// Complete message JSON, in `seq` order.
+        public var messages: [ByteBuffer]
+    }
+
+    /// What `channel` holds, read without subscribing: its epoch and last `seq`, and the messages after `since`
+    /// when that position is recovered (SPEC §5's rule for `subscribe`), else every message held. A channel the
+    /// node does not hold is not created: it has no stream.
+    public func history(of channel: String, since: UInt64?, epoch: String?) -> History {
+        guard let state = channels.withLock({ $0[channel] }) else {
+            return History(epoch: nil, seq: 0, recovered: since.map { _ in false }, messages: [])
+        }
+        return state.history(since: since, epoch: epoch)
+    }
+
+    /// Starts a new stream of `channel`, numbered on after its last `seq`, if the node holds the channel: it is
+    /// about to sequence the channel itself while the cluster's stream is out of reach (SPEC §5, §8).
+    public func restartStream(channel: String) {
+        channels.withLock { $0[channel] }?.restartStream()
+    }
+
     /// The live channel `name`, or a new one: kept in the table when `keep` (it retains or throttles something),
     /// made for this one message only when it just `reachesExtras` (a `userId` target's connections), else nil
     /// (nobody would receive it).

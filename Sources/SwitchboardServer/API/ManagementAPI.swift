@@ -25,6 +25,7 @@ struct ManagementAPI: Sendable {
             (.post, "\(Self.prefix)/disconnect/user/:userId", { request, context in try await self.disconnectUser(request, context) }),
             (.post, "\(Self.prefix)/disconnect/ip/:ip", { request, context in try await self.disconnectIP(request, context) }),
             (.post, "\(Self.prefix)/disconnect/:connectionId", { request, context in try await self.disconnect(request, context) }),
+            (.get, "\(Self.prefix)/history/:channel", { request, context in try await self.history(request, context) }),
             (.post, "\(Self.prefix)/broadcast", { request, context in try await self.broadcast(request, context) }),
             (.post, "\(Self.prefix)/broadcast/batch", { request, context in try await self.broadcastBatch(request, context) }),
             (.get, "/metrics", { request, _ in try self.metrics(request) }),
@@ -242,7 +243,7 @@ struct ManagementAPI: Sendable {
 
     /// A path parameter, percent-decoded (the router hands it on as sent: the dashboard encodes an IPv6
     /// address's `:` as `%3A`).
-    private static func pathParameter(_ name: String, of context: APIContext) throws -> String {
+    static func pathParameter(_ name: String, of context: APIContext) throws -> String {
         let raw = try context.parameters.require(name)
         guard let decoded = raw.removingPercentEncoding, !decoded.isEmpty else {
             throw APIError.badRequest("\(name): '\(raw)' is not validly percent-encoded")
@@ -436,7 +437,7 @@ struct ManagementAPI: Sendable {
     /// SPEC §7 holds here as on upgrades: a blocked IP is refused (403 `IP_BLOCKED`) before its token is
     /// looked at, and each invalid token counts toward blocking its IP, so junk bearer tokens cost at most
     /// `block-after-failures` signature checks per IP per block.
-    private func identity(of request: Request, _ context: APIContext) async throws -> Identity? {
+    func identity(of request: Request, _ context: APIContext) async throws -> Identity? {
         guard request.headers[.authorization] != nil else { return nil }
         guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
         let ip = node.addresses.clientKey(peer: context.remoteAddress, forwardedFor: request.headers[values: .forwardedFor])

@@ -133,7 +133,7 @@ public final class Node: Sendable {
                 configuration: .init(
                     url: redisURL, prefix: settings.redisPrefix, nodeId: settings.nodeId,
                     channelRetention: .milliseconds(settings.channelTtlMs)),
-                loop: eventLoopGroup.next())
+                loop: eventLoopGroup.next(), logger: logger)
             self.broker = broker
             self.cluster = broker
         } else {

@@ -47,9 +47,10 @@ final class WebSocketConnection: WebSocketTransport, SessionTransport, LaneMembe
     private var lastActivity = NIODeadline.now()
     /// When the last heartbeat ping went out.
     private var lastPing: NIODeadline?
-    private let heartbeats: HeartbeatTimer
-    /// Drains so far, wrapping, for sampling the latency histogram (every 16th).
+    /// Drains so far, wrapping, for sampling the latency histogram (every 16th; 32 bits fit in the padding after
+    /// `lastPing`).
     private var drains: UInt32 = 0
+    private let heartbeats: HeartbeatTimer
     /// When the upgrade completed.
     let connectedAt = Date()
     /// The upgrade's `?subscribe=` channels, until `handlerAdded` subscribes them.

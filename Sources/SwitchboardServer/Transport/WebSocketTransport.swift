@@ -32,30 +32,17 @@ public class WebSocketTransport: ChannelInboundHandler, @unchecked Sendable {
     /// How long a close waits for the client's answering close frame before dropping the connection.
     static let closeGrace: TimeAmount = .seconds(5)
     /// Most bytes read while the client's close frame is awaited before the connection is dropped outright.
-    static let maxBytesWhileClosing = 65_536
+    static let maxBytesWhileClosing: UInt32 = 65_536
     /// Most bytes read and thrown away after the input ended before the connection is dropped outright.
-    static let maxDiscardedBytes = 1_048_576
+    static let maxDiscardedBytes: UInt32 = 1_048_576
 
     /// The connection's channel (thread-safe to hold; its pipeline is only touched on its loop).
     let channel: any Channel
     private(set) var context: ChannelHandlerContext?
     /// Messages and control frames from the client's bytes.
     private var inbound: WebSocketInbound
-    /// Writes straight to the socket while the channel is active; nil under TLS and from `channelInactive` on.
-    private var socket: SocketWriter? { didSet { directAccessChanged() } }
-    /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none.
-    private var writesHeldByNIO = 0 { didSet { directAccessChanged() } }
-    /// The bytes of those writes (bounded: see ``transportOverflowed()``; read on the loop by tests).
-    private(set) var bytesHeldByNIO = 0
-    /// The `101` answer until the first write, which it leads; lanes wait for it.
-    private var handshake: ByteBuffer? { didSet { directAccessChanged() } }
-    /// The latest ping's payload, waiting for the pong before it to be written.
-    private var nextPong: [UInt8]?
-    /// Bytes thrown away since the input ended or our close frame went out.
-    private var discardedBytes = 0
-    /// Writes of which the socket took only a part, and writes handed to NIO (for tests; 32 bits, wrapping).
-    private var shortWrites: UInt32 = 0
-    private var writesThroughNIO: UInt32 = 0
+    // The small fields follow in an order that packs them (a node holds tens of thousands of these objects):
+    // the flags fill the padding after `inbound`'s last byte, the 32-bit counters pair up.
     /// The channel's writability as last reported (read here instead of the channel's atomic).
     private(set) var isWritable = true { didSet { directAccessChanged() } }
     /// Our close frame is out (or the client's arrived): only the client's close frame is still read.
@@ -66,6 +53,21 @@ public class WebSocketTransport: ChannelInboundHandler, @unchecked Sendable {
     private var pongInFlight = false
     /// The transport ended (`channelInactive` or the handler's removal).
     private(set) var tornDown = false
+    /// Writes straight to the socket while the channel is active; nil under TLS and from `channelInactive` on.
+    private var socket: SocketWriter? { didSet { directAccessChanged() } }
+    /// Writes of which the socket took only a part, and writes handed to NIO (for tests; 32 bits, wrapping).
+    private var shortWrites: UInt32 = 0
+    private var writesThroughNIO: UInt32 = 0
+    /// Writes handed to NIO and not yet taken by the socket: direct writes wait until there are none.
+    private var writesHeldByNIO: UInt32 = 0 { didSet { directAccessChanged() } }
+    /// Bytes thrown away since the input ended or our close frame went out (bounded by ``maxDiscardedBytes``).
+    private var discardedBytes: UInt32 = 0
+    /// The bytes of the writes NIO holds (bounded: see ``transportOverflowed()``; read on the loop by tests).
+    private(set) var bytesHeldByNIO = 0
+    /// The latest ping's payload, waiting for the pong before it to be written.
+    private var nextPong: [UInt8]?
+    /// The `101` answer until the first write, which it leads; lanes wait for it.
+    private var handshake: ByteBuffer? { didSet { directAccessChanged() } }
 
     /// - Parameters:
     ///   - socket: the connection's descriptor's writer (nil under TLS, or when the session writes from another loop).
@@ -127,14 +129,14 @@ public class WebSocketTransport: ChannelInboundHandler, @unchecked Sendable {
         // closing with unread bytes would make the kernel reset the connection, which can drop our close frame.
         // After the transport ended (an upgrade's early data can arrive after it), nothing is parsed for nobody.
         guard !inbound.isEnded, !tornDown else {
-            discardedBytes += bytes.readableBytes
+            discardedBytes &+= UInt32(clamping: bytes.readableBytes)
             if discardedBytes > Self.maxDiscardedBytes { context.close(promise: nil) }
             return
         }
         if closing {
             // Our close frame is out and the client's answer is awaited (RFC 6455 §7.1.1): a client that answers
             // sends a few bytes; one that goes on flooding is dropped instead of parsed for the whole close grace.
-            discardedBytes += bytes.readableBytes
+            discardedBytes &+= UInt32(clamping: bytes.readableBytes)
             guard discardedBytes <= Self.maxBytesWhileClosing else {
                 context.close(promise: nil)
                 return
