@@ -41,11 +41,13 @@ class Node:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = tempfile.TemporaryFile()
+        # The check's defaults, each replaced by a flag the test gives.
+        defaults = {"--heartbeat-ms": str(HEARTBEAT_MS), "--socketio-ping-timeout-ms": "1500", "--connect-rate-per-ip": "100000",
+                    "--max-connections-per-ip": "1000", "--block-after-failures": "1000"}
+        given = set(flags[0::2])
+        chosen = [item for name, value in defaults.items() if name not in given for item in (name, value)]
         self.process = subprocess.Popen(
-            [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--jwt-secret", SECRET,
-             "--heartbeat-ms", str(HEARTBEAT_MS), "--socketio-ping-timeout-ms", "1500",
-             "--connect-rate-per-ip", "100000", "--max-connections-per-ip", "1000", "--block-after-failures", "1000",
-             *flags],
+            [BIN, "serve", "--host", "127.0.0.1", "--port", str(self.port), "--jwt-secret", SECRET, *chosen, *flags],
             stdout=self.log, stderr=self.log, stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -546,7 +548,9 @@ class HostileInputTests(unittest.TestCase):
 
     def test_a_slow_consumer_is_dropped_and_the_others_get_everything(self):
         async def check():
-            node = Node("--outbound-buffer-bytes", "65536")
+            # Pings far apart: the stalled client answers none, and under a loaded machine the 500 broadcasts may take
+            # longer than the check's usual 400 ms + 1.5 s ping timeout, which would end it before its outbox fills.
+            node = Node("--outbound-buffer-bytes", "65536", "--heartbeat-ms", "60000", "--socketio-ping-timeout-ms", "60000")
             try:
                 channel = "trading_signals:sio-slow"
                 admin = token("check-admin", role="admin")

@@ -136,7 +136,9 @@ polyline { fill: none; stroke-width: 2; vector-effect: non-scaling-stroke; }
 // Switchboard dashboard: a quote board over /ws and, with an admin token, the management API.
 const symbols = ["AAPL", "MSFT", "GOOG", "BTC-USD", "ETH-USD"];
 const $ = (id) => document.getElementById(id);
+// Where the board is in each channel's stream: the stream's epoch (from `subscribed`) and the last seq shown.
 const lastSeq = {};
+const epochs = {};
 const rows = {};
 let backoff = 500;
 
@@ -177,7 +179,10 @@ function showQuote(message) {
   cells[5].textContent = new Date(message.ts || Date.now()).toLocaleTimeString();
 }
 
-// The quote board: subscribes to every symbol, reconnects with jittered backoff and recovers with `since`.
+// The quote board: subscribes to every symbol, reconnects with jittered backoff and recovers with `since` and
+// `epoch`. A `subscribed` of another epoch (the node restarted, the stream was dropped or restarted) starts the
+// channel's numbering again, so a new stream's low seqs are not taken for old ones; a seq already shown in the
+// same stream is skipped.
 function connectFeed() {
   const scheme = location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(scheme + "://" + location.host + "/ws");
@@ -187,7 +192,10 @@ function connectFeed() {
     for (const symbol of symbols) {
       const channel = "market_data:" + symbol;
       const request = { type: "subscribe", channel: channel };
-      if (lastSeq[channel]) request.since = lastSeq[channel];
+      if (lastSeq[channel] && epochs[channel]) {
+        request.since = lastSeq[channel];
+        request.epoch = epochs[channel];
+      }
       socket.send(JSON.stringify(request));
     }
   };
@@ -195,7 +203,11 @@ function connectFeed() {
     const message = JSON.parse(event.data);
     const messages = message.type === "batch" ? message.messages : [message];
     for (const m of messages) {
-      if (m.type === "message" && typeof m.channel === "string" && m.channel.startsWith("market_data:")) {
+      if (typeof m.channel !== "string" || !m.channel.startsWith("market_data:")) continue;
+      if (m.type === "subscribed") {
+        if (m.epoch !== epochs[m.channel] || m.recovered === false) delete lastSeq[m.channel];
+        epochs[m.channel] = m.epoch;
+      } else if (m.type === "message" && !(m.seq <= lastSeq[m.channel])) {
         lastSeq[m.channel] = m.seq;
         showQuote(m);
       }
