@@ -25,6 +25,12 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "switchboard")
+        let unknown = Settings.unknownEnvironmentNames(in: ProcessInfo.processInfo.environment)
+        if !unknown.isEmpty {
+            logger.warning(
+                "ignored: environment variables that name no setting (see `switchboard serve --help` for the settings)",
+                metadata: ["sb.variables": "\(unknown.joined(separator: ", "))"])
+        }
         if settings.demo {
             if settings.jwtSecret == nil {
                 settings.jwtSecret = Self.randomSecret()

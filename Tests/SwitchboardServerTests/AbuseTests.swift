@@ -64,7 +64,7 @@ import WebSocketTestClient
             try await waitUntil(timeout: .seconds(8)) {
                 ((try? events(in: audit)) ?? []).contains { $0["event"] as? String == "ip_unblocked" && $0["ip"] as? String == "127.0.0.14" }
             }
-            #expect(!node.node.blockList.isBlocked("127.0.0.14"))
+            #expect(!node.node.gatekeeper.blockList.isBlocked("127.0.0.14"))
             #expect(try await node.upgrade(localAddress: "127.0.0.14").isUpgraded)
         }
     }

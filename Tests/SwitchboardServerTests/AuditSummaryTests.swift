@@ -58,8 +58,8 @@ import WebSocketTestClient
                 #expect(try await node.request("POST", "/api/v1/websocket/broadcast", token: admin, body: body).status == 200)
             }
             let seconds = Int((ContinuousClock.now - started).components.seconds)
-            node.node.audit.writeDueSummaries(now: .now + .seconds(2))
-            await node.node.audit.flushed()
+            node.node.gatekeeper.audit.writeDueSummaries(now: .now + .seconds(2))
+            await node.node.gatekeeper.audit.flushed()
             let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n")
                 .compactMap { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
                 .filter { $0["event"] as? String == "admin_broadcast" }

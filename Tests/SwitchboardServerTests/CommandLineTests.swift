@@ -149,6 +149,18 @@ import WebSocketTestClient
         #expect(lines.contains { $0.contains("debug") && $0.contains("closing connection") })
     }
 
+    /// An unknown `SWITCHBOARD_*` variable is reported at start, not silently ignored (a known one still applies).
+    @Test func anUnknownEnvironmentVariableIsReportedAtStart() async throws {
+        let server = try ServerProcess(
+            arguments: ["serve", "--host", "127.0.0.1", "--port", "0", "--jwt-secret", Self.secret],
+            environment: ["SWITCHBOARD_HEARTBEAT_MX": "garbage", "SWITCHBOARD_HEARTBEAT_MS": "5000"])
+        defer { server.terminate() }
+        let lines = try await server.readStderr(until: { $0.contains("listening on") })
+        let report = lines.first { $0.contains("name no setting") }
+        #expect(report?.contains("SWITCHBOARD_HEARTBEAT_MX") == true, "\(lines)")
+        #expect(report?.contains("SWITCHBOARD_HEARTBEAT_MS") == false, "a known variable is not reported")
+    }
+
     @Test func serveRefusesAShortSecret() async throws {
         let (status, _, message) = try await OperatorCommandTests.run(["serve", "--port", "0", "--jwt-secret", "short"])
         #expect(status != 0)

@@ -183,7 +183,7 @@ import WebSocketTestClient
         try await TestNode.with(Self.settings) { node in
             let beforeConnect = try await Polling.open(node)
             let beforeUpgrade = try await Polling.open(node)
-            _ = node.node.blockHere("127.0.0.1", for: .seconds(60), reason: "test")
+            _ = node.node.gatekeeper.blockHere("127.0.0.1", for: .seconds(60), reason: "test")
             let connect = try await beforeConnect.post("40")
             #expect(connect.status == 403, "CONNECT after a block: \(connect.status) \(connect.body)")
             let upgrade = try await TestWebSocket.connect(port: node.port, path: "/socket.io/?EIO=4&transport=websocket&sid=\(beforeUpgrade.sid)")

@@ -111,7 +111,7 @@ import WebSocketTestClient
             await client.close()
             for socket in open { _ = try await socket.waitForClose(timeout: .milliseconds(1)) }
             let deadline = ContinuousClock.now + .seconds(2)
-            while node.node.httpConnections.count > 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            while node.node.gatekeeper.httpConnections.count > 1, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
             let again = try await RawSocket.connect(port: node.port, localAddress: "127.0.0.21")
             try await again.send(Array(Self.health.utf8))
             #expect(await again.waitFor("200 OK", timeout: .seconds(2)), "a closed connection gives its place back")

@@ -62,7 +62,7 @@ import WebSocketTestClient
 
     @Test func blockedIPIsRefusedWith403() async throws {
         try await TestNode.with { node in
-            node.node.blockList.block("127.0.0.1", for: .seconds(60))
+            node.node.gatekeeper.blockList.block("127.0.0.1", for: .seconds(60))
             let refusal = try #require(try await node.upgrade().refusal)
             #expect(refusal.status == 403)
             #expect(refusal.errorCode == "IP_BLOCKED")
@@ -72,7 +72,7 @@ import WebSocketTestClient
 
     @Test func blockIsCheckedBeforeOrigin() async throws {
         try await TestNode.with({ $0.allowedOrigins = ["https://app.example"] }) { node in
-            node.node.blockList.block("127.0.0.1", for: .seconds(60))
+            node.node.gatekeeper.blockList.block("127.0.0.1", for: .seconds(60))
             let refusal = try #require(try await node.upgrade(headers: [("Origin", "https://evil.example")]).refusal)
             #expect(refusal.errorCode == "IP_BLOCKED")
         }
@@ -157,7 +157,7 @@ import WebSocketTestClient
         try await TestNode.with({ $0.maxConnectionsPerIP = 1 }) { node in
             let first = try await node.client()
             await first.close()
-            try await waitUntil { node.node.pools.snapshot.total == 0 }
+            try await waitUntil { node.node.gatekeeper.pools.snapshot.total == 0 }
             let second = try await node.client()
             await second.close()
         }
@@ -186,7 +186,7 @@ import WebSocketTestClient
             }
             #expect(admitted != nil, "the slot came back")
             await admitted?.close()
-            try await waitUntil { node.node.pools.snapshot.total == 0 }
+            try await waitUntil { node.node.gatekeeper.pools.snapshot.total == 0 }
         }
     }
 
@@ -201,9 +201,9 @@ import WebSocketTestClient
             let alice = try await node.client(token: token)
             let refusal = try #require(try await node.upgrade(path: "/ws?token=\(token)").refusal)
             #expect(refusal.status == 429 && refusal.errorCode == "CONNECTION_LIMIT")
-            #expect(node.node.pools.snapshot.total == 1, "the refused upgrade holds no slot")
+            #expect(node.node.gatekeeper.pools.snapshot.total == 1, "the refused upgrade holds no slot")
             let other = try await node.client()  // the second global slot is still free
-            #expect(node.node.pools.snapshot.total == 2)
+            #expect(node.node.gatekeeper.pools.snapshot.total == 2)
             await other.close()
             await alice.close()
         }
@@ -237,7 +237,7 @@ import WebSocketTestClient
 
     @Test func forwardedForIsIgnoredFromUntrustedPeers() async throws {
         try await TestNode.with { node in
-            node.node.blockList.block("203.0.113.9", for: .seconds(60))
+            node.node.gatekeeper.blockList.block("203.0.113.9", for: .seconds(60))
             let outcome = try await node.upgrade(headers: [("X-Forwarded-For", "203.0.113.9")])
             #expect(outcome.isUpgraded)
         }
@@ -245,7 +245,7 @@ import WebSocketTestClient
 
     @Test func forwardedForIsBelievedFromTrustedProxies() async throws {
         try await TestNode.with({ $0.trustedProxies = ["127.0.0.1"] }) { node in
-            node.node.blockList.block("203.0.113.9", for: .seconds(60))
+            node.node.gatekeeper.blockList.block("203.0.113.9", for: .seconds(60))
             let refusal = try #require(try await node.upgrade(headers: [("X-Forwarded-For", "203.0.113.9")]).refusal)
             #expect(refusal.errorCode == "IP_BLOCKED")
         }

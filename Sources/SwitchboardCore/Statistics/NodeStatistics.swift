@@ -38,36 +38,36 @@ public final class NodeStatistics: Sendable {
 
     // MARK: Values read by stats
 
-    private let connectionsByRole: [Role: Tally]
-    private let connectionsByTransport: [Transport: Tally]
-    private let peakConnections = Atomic<Int>(0)
-    private let upgradesAccepted = Atomic<Int>(0)
-    private let subscriptionsTotal = Atomic<Int>(0)
-    private let published = Atomic<Int>(0)
-    private let delivered = Atomic<Int>(0)
-    private let dropped = Atomic<Int>(0)
-    private let bytesIn = Atomic<Int>(0)
-    private let bytesOut = Atomic<Int>(0)
-    private let compressedBytesOut = Atomic<Int>(0)
-    private let compressedFramesRawBytes = Atomic<Int>(0)
-    private let authSuccesses = Atomic<Int>(0)
-    private let authFailures = Atomic<Int>(0)
-    private let rateLimitedByLimit: [Limit: Tally]
-    private let slowConsumerCloses = Atomic<Int>(0)
-    private let streamRestarts = Atomic<Int>(0)
-    private let auditLinesDropped = Atomic<Int>(0)
-    private let securityEventsByKind: [SecurityEventKind: Tally]
+    let connectionsByRole: [Role: Tally]
+    let connectionsByTransport: [Transport: Tally]
+    let peakConnections = Atomic<Int>(0)
+    let upgradesAccepted = Atomic<Int>(0)
+    let subscriptionsTotal = Atomic<Int>(0)
+    let published = Atomic<Int>(0)
+    let delivered = Atomic<Int>(0)
+    let dropped = Atomic<Int>(0)
+    let bytesIn = Atomic<Int>(0)
+    let bytesOut = Atomic<Int>(0)
+    let compressedBytesOut = Atomic<Int>(0)
+    let compressedFramesRawBytes = Atomic<Int>(0)
+    let authSuccesses = Atomic<Int>(0)
+    let authFailures = Atomic<Int>(0)
+    let rateLimitedByLimit: [Limit: Tally]
+    let slowConsumerCloses = Atomic<Int>(0)
+    let streamRestarts = Atomic<Int>(0)
+    let auditLinesDropped = Atomic<Int>(0)
+    let securityEventsByKind: [SecurityEventKind: Tally]
 
     // MARK: Metrics
 
-    private struct NamespaceMetrics: Sendable {
+    struct NamespaceMetrics: Sendable {
         let published: Counter
         let delivered: Counter
         let dropped: [DropReason: Counter]
         let subscriptions: Meter
     }
 
-    private let namespaceMetrics: [String: NamespaceMetrics]
+    let namespaceMetrics: [String: NamespaceMetrics]
     /// The wire protocol of a connection, the `transport` label of `switchboard_connections` (SPEC §9).
     public enum Transport: String, CaseIterable, Sendable {
         /// A native `/ws` connection.
@@ -76,30 +76,30 @@ public final class NodeStatistics: Sendable {
         case socketio
     }
 
-    private struct ConnectionKey: Hashable {
+    struct ConnectionKey: Hashable {
         let role: Role
         let transport: Transport
     }
 
-    private let connectionsGauge: [ConnectionKey: Meter]
-    private let attemptCounters: [AttemptResult: Counter]
-    private let rateLimitedCounters: [Limit: Counter]
-    private let bytesReceivedCounter: Counter
-    private let bytesSentCounter: Counter
-    private let compressedBytesSentCounter: Counter
-    private let compressedRawBytesCounter: Counter
-    private let authFailuresCounter: Counter
-    private let slowConsumerCounter: Counter
-    private let streamRestartCounter: Counter
-    private let auditDroppedCounter: Counter
+    let connectionsGauge: [ConnectionKey: Meter]
+    let attemptCounters: [AttemptResult: Counter]
+    let rateLimitedCounters: [Limit: Counter]
+    let bytesReceivedCounter: Counter
+    let bytesSentCounter: Counter
+    let compressedBytesSentCounter: Counter
+    let compressedRawBytesCounter: Counter
+    let authFailuresCounter: Counter
+    let slowConsumerCounter: Counter
+    let streamRestartCounter: Counter
+    let auditDroppedCounter: Counter
     /// Open TLS connections (SPEC §12), on a node that serves TLS.
-    private let tlsConnectionsGauge: Meter?
-    private let securityEventCounters: [SecurityEventKind: Counter]
-    private let latency: CoreMetrics.Timer
-    private let redisLink: RedisLinkMetrics?
+    let tlsConnectionsGauge: Meter?
+    let securityEventCounters: [SecurityEventKind: Counter]
+    let latency: CoreMetrics.Timer
+    let redisLink: RedisLinkMetrics?
 
     /// The Redis link's metrics, made in cluster mode only (a single node exports none of them).
-    private struct RedisLinkMetrics: Sendable {
+    struct RedisLinkMetrics: Sendable {
         let up: Meter
         let reconnects: Counter
         let commands: Counter
@@ -119,7 +119,7 @@ public final class NodeStatistics: Sendable {
     }
 
     /// Samples of (published, delivered) once a second, for per-second rates over ``rateWindow``.
-    private let samples = Mutex<Deque<(at: ContinuousClock.Instant, published: Int, delivered: Int, accepted: Int)>>([])
+    let samples = Mutex<Deque<(at: ContinuousClock.Instant, published: Int, delivered: Int, accepted: Int)>>([])
     /// The sliding window of the per-second rates.
     public static let rateWindow: Duration = .seconds(10)
 
@@ -339,70 +339,4 @@ public final class NodeStatistics: Sendable {
         }
     }
 
-    // MARK: Reading
-
-    /// A consistent-enough copy of every counter (each read is atomic; the set is not one transaction).
-    public struct Snapshot: Sendable {
-        public var connectionsByRole: [Role: Int]
-        public var connectionsByTransport: [Transport: Int]
-        public var peakConnections: Int
-        public var subscriptions: Int
-        public var published: Int
-        public var delivered: Int
-        public var dropped: Int
-        public var publishedPerSecond: Double
-        public var deliveredPerSecond: Double
-        /// Upgrades admitted, and per second over the last ``NodeStatistics/rateWindow`` (how fast a reconnect
-        /// storm is absorbed).
-        public var upgradesAccepted: Int
-        public var upgradesAcceptedPerSecond: Double
-        public var bytesIn: Int
-        public var bytesOut: Int
-        /// Bytes of compressed frames written, and what those frames would have taken uncompressed.
-        public var compressedBytesOut: Int
-        public var compressedFramesRawBytes: Int
-        public var authSuccesses: Int
-        public var authFailures: Int
-        public var rateLimited: [Limit: Int]
-        public var slowConsumerCloses: Int
-        /// Channel streams that restarted under this node (see ``NodeStatistics/recordStreamRestart()``).
-        public var streamRestarts: Int
-        /// Audit lines dropped because the `--audit-log` file could not keep up.
-        public var auditLinesDropped: Int
-        public var securityEvents: [SecurityEventKind: Int]
-
-        public var connections: Int { connectionsByRole.values.reduce(0, +) }
-        public var anonymousConnections: Int { connectionsByRole[.anonymous] ?? 0 }
-    }
-
-    public func snapshot() -> Snapshot {
-        let published = published.load(ordering: .relaxed)
-        let delivered = delivered.load(ordering: .relaxed)
-        let (publishedRate, deliveredRate, acceptedRate) = samples.withLock { samples -> (Double, Double, Double) in
-            guard let oldest = samples.first, let newest = samples.last, newest.at > oldest.at else { return (0, 0, 0) }
-            let seconds = Double((newest.at - oldest.at).components.seconds)
-                + Double((newest.at - oldest.at).components.attoseconds) * 1e-18
-            return (
-                Double(newest.published - oldest.published) / seconds, Double(newest.delivered - oldest.delivered) / seconds,
-                Double(newest.accepted - oldest.accepted) / seconds
-            )
-        }
-        return Snapshot(
-            connectionsByRole: connectionsByRole.mapValues { $0.load() },
-            connectionsByTransport: connectionsByTransport.mapValues { $0.load() },
-            peakConnections: peakConnections.load(ordering: .relaxed),
-            subscriptions: subscriptionsTotal.load(ordering: .relaxed),
-            published: published, delivered: delivered, dropped: dropped.load(ordering: .relaxed),
-            publishedPerSecond: publishedRate, deliveredPerSecond: deliveredRate,
-            upgradesAccepted: upgradesAccepted.load(ordering: .relaxed), upgradesAcceptedPerSecond: acceptedRate,
-            bytesIn: bytesIn.load(ordering: .relaxed), bytesOut: bytesOut.load(ordering: .relaxed),
-            compressedBytesOut: compressedBytesOut.load(ordering: .relaxed),
-            compressedFramesRawBytes: compressedFramesRawBytes.load(ordering: .relaxed),
-            authSuccesses: authSuccesses.load(ordering: .relaxed), authFailures: authFailures.load(ordering: .relaxed),
-            rateLimited: rateLimitedByLimit.mapValues { $0.load() },
-            slowConsumerCloses: slowConsumerCloses.load(ordering: .relaxed),
-            streamRestarts: streamRestarts.load(ordering: .relaxed),
-            auditLinesDropped: auditLinesDropped.load(ordering: .relaxed),
-            securityEvents: securityEventsByKind.mapValues { $0.load() })
-    }
 }

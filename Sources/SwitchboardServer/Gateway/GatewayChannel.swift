@@ -71,7 +71,7 @@ struct GatewayChannel: HTTPChannelHandler {
     /// The `Sec-WebSocket-Extensions` answer to a `/ws` or Engine.IO WebSocket upgrade: permessage-deflate when `compression` is on, the
     /// client offers it acceptably and the loop's compressor is running (SPEC §12); nil for plain frames.
     private func compressionResponse(to head: HTTPRequestHead, on loop: any EventLoop) -> String? {
-        guard node.settings.compression, node.deflaters[loop] != nil else { return nil }
+        guard node.settings.compression, node.loops[loop].deflater != nil else { return nil }
         return PerMessageDeflate.response(toOffers: head.headers["Sec-WebSocket-Extensions"])
     }
 
@@ -96,7 +96,7 @@ struct GatewayChannel: HTTPChannelHandler {
             try channel.pipeline.syncOperations.addHandler(
                 DirectUpgradeHandler(
                     negotiated: negotiated,
-                    queue: node.upgradeQueues[channel.eventLoop],
+                    queue: node.loops[channel.eventLoop].upgradeQueue,
                     admit: { head, channel in
                         (admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop),
                          extensions: compressionResponse(to: head, on: channel.eventLoop))
@@ -106,7 +106,7 @@ struct GatewayChannel: HTTPChannelHandler {
                     answered: { [node] in node.directUpgrades.add(1, ordering: .relaxed) }))
             // A connection must complete its first request or upgrade in time: sockets that connect and send
             // nothing, or half a request, are closed instead of held (`request-timeout-ms`).
-            let deadline = node.requestDeadlines[channel.eventLoop].watch(channel)
+            let deadline = node.loops[channel.eventLoop].requestDeadlines.watch(channel)
             negotiated.futureResult.assumeIsolated().whenComplete { _ in deadline.settle() }
             return Value(negotiated: negotiated.futureResult, channel: channel)
         }
@@ -119,10 +119,10 @@ struct GatewayChannel: HTTPChannelHandler {
     ) throws -> EventLoopFuture<Negotiated> {
         let rejection = NIOLoopBoundBox<UpgradeRejection?>(nil, eventLoop: channel.eventLoop)
         let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
-        let peerIP = node.addresses.clientKey(peer: channel.remoteAddress, forwardedFor: [])
+        let peerIP = node.gatekeeper.addresses.clientKey(peer: channel.remoteAddress, forwardedFor: [])
         let requestGuard = HTTPRequestGuard(
             limits: .init(requestTimeout: .milliseconds(Int64(node.settings.requestTimeoutMs))), eventLoop: channel.eventLoop,
-            audit: node.audit, ip: peerIP)
+            audit: node.gatekeeper.audit, ip: peerIP)
         let guards = NIOLoopBound((bytes: requestGuard.bytes, parts: requestGuard.parts), eventLoop: channel.eventLoop)
         let upgrader = WebSocketUpgrader<Negotiated>(
             shouldUpgrade: { channel, head in
@@ -189,14 +189,14 @@ struct GatewayChannel: HTTPChannelHandler {
     /// until it closes, or refused `429` when the IP has too many. A trusted proxy's connections are not
     /// capped: they carry many clients.
     private func admitHTTPConnection(_ channel: any Channel, ip: String) -> UpgradeRejection? {
-        guard !node.addresses.isTrustedProxy(channel.remoteAddress) else { return nil }
-        guard node.httpConnections.acquire(ip) else {
-            node.audit.record(SecurityEvent(.httpLimit, ip: ip, detail: "over \(node.settings.maxHTTPConnectionsPerIP) HTTP connections"))
+        guard !node.gatekeeper.addresses.isTrustedProxy(channel.remoteAddress) else { return nil }
+        guard node.gatekeeper.httpConnections.acquire(ip) else {
+            node.gatekeeper.audit.record(SecurityEvent(.httpLimit, ip: ip, detail: "over \(node.settings.maxHTTPConnectionsPerIP) HTTP connections"))
             return UpgradeRejection(
                 status: .tooManyRequests, code: .rateLimited,
                 message: "too many HTTP connections from this address (max-http-connections-per-ip)")
         }
-        let counts = node.httpConnections
+        let counts = node.gatekeeper.httpConnections
         channel.closeFuture.whenComplete { _ in counts.release(ip) }
         return nil
     }
@@ -218,7 +218,7 @@ struct GatewayChannel: HTTPChannelHandler {
         func engineWebSocket(compressed: Bool, sessionLoop: any EventLoop) throws -> EngineWebSocket {
             let socket = EngineWebSocket(
                 channel: channel, maxMessageBytes: node.settings.maxMessageBytes, socket: writer, sessionLoop: sessionLoop,
-                deflater: compressed ? node.deflaters[channel.eventLoop] : nil)
+                deflater: compressed ? node.loops[channel.eventLoop].deflater : nil)
             try channel.pipeline.syncOperations.addHandler(socket)
             return socket
         }
@@ -254,7 +254,7 @@ struct GatewayChannel: HTTPChannelHandler {
     func serve(_ connection: HTTPConnection, logger: Logger) async {
         switch connection {
         case .request(let http):
-            await withTaskExecutorPreference(node.taskExecutors[http.channel.eventLoop]) {
+            await withTaskExecutorPreference(node.loops[http.channel.eventLoop].taskExecutor) {
                 await handleHTTP(asyncChannel: http, logger: logger)
             }
         case .refused(let http, let rejection):

@@ -12,7 +12,7 @@ extension Node: ClusterMember {
         case .disconnectIP(let ip, let reason):
             return disconnectByAdmin(connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: "an admin on another node", reason: reason)
         case .block(let ip, let seconds, let reason):
-            return blockHere(ip, for: .seconds(Int64(seconds)), reason: "from another node: \(reason)")
+            return gatekeeper.blockHere(ip, for: .seconds(Int64(seconds)), reason: "from another node: \(reason)")
         }
     }
 
@@ -20,7 +20,7 @@ extension Node: ClusterMember {
     @discardableResult
     func disconnectByAdmin(_ connections: [any ClientConnection], target: String, by admin: String, reason: String) -> Int {
         for connection in connections {
-            audit.record(SecurityEvent(
+            gatekeeper.audit.record(SecurityEvent(
                 .adminDisconnect, ip: connection.ip, connectionId: connection.id, detail: "\(target) by \(admin): \(reason)"))
             connection.disconnect(code: .disconnectedByAdmin, reason: reason)
         }

@@ -13,11 +13,8 @@ public final class Node: Sendable {
     public let hub: Hub
     /// What every client session applies (SPEC §3's limits and the namespace table), shared by all of them.
     let sessionRules: ClientSession.Rules
-    public let pools: ConnectionPools
-    /// The pools with the cluster's leases, as each connection's reservation holds them.
-    let slots: ConnectionSlots
-    public let blockList: BlockList
-    public let connectRateLimiter: KeyedRateLimiter
+    /// Who may connect, and what failed authentications and blocks do (SPEC §3, §7).
+    public let gatekeeper: Gatekeeper
     public let tokens: TokenVerifier
     public let connections: ConnectionRegistry
     /// The TLS identity when `tls-cert` is set (SPEC §12); its connections never write to the socket directly.
@@ -40,29 +37,8 @@ public final class Node: Sendable {
     public let metrics: PrometheusCollectorRegistry
     /// The node's event loops (the API's health check pings each).
     public let eventLoopGroup: any EventLoopGroup
-    /// Security events (SPEC §7).
-    public let audit: AuditLog
-    /// Failed authentications per IP, for blocking.
-    public let authFailures: AuthFailureTracker
-    /// Per-event-loop drain batching for connections' outboxes.
-    let drainSchedulers: PerEventLoop<DrainScheduler>
-    /// Per-event-loop heartbeat timers.
-    let heartbeats: PerEventLoop<HeartbeatTimer>
-    /// Per-event-loop slot tables through which channel lanes write to connections, one per way of framing.
-    let fanouts: PerEventLoop<LoopFanouts>
-    /// With `compression`: each loop's permessage-deflate compressor (nil where zlib could not start: that
-    /// loop's connections then get plain frames).
-    let deflaters: PerEventLoop<MessageDeflater?>
-    /// Per-event-loop task executors: an HTTP connection's task runs on its channel's loop.
-    let taskExecutors: PerEventLoop<LoopTaskExecutor>
-    /// Each loop's line of `/ws` upgrades, answered a few at a time between the loop's other work.
-    let upgradeQueues: PerEventLoop<UpgradeQueue>
-    /// Each loop's connections still on their first request or upgrade, closed after `request-timeout-ms`.
-    let requestDeadlines: PerEventLoop<RequestDeadlines>
-    /// How client IPs are found and keyed (`trusted-proxies`, `ipv6-prefix-length`).
-    let addresses: ClientAddresses
-    /// Open HTTP connections per IP (`max-http-connections-per-ip`).
-    let httpConnections: HTTPConnectionCounts
+    /// What the connections of each event loop share (drains, heartbeats, lanes, compressor, upgrade line, …).
+    let loops: PerEventLoop<LoopResources>
 
     /// - Parameters:
     ///   - metrics: the registry `/metrics` renders; each node (each test) may have its own.
@@ -96,36 +72,15 @@ public final class Node: Sendable {
         self.hub = Hub(
             directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics,
             retention: .milliseconds(Int64(settings.channelTtlMs)))
-        self.pools = ConnectionPools(
-            limits: .init(
-                global: settings.maxConnections, perIP: settings.maxConnectionsPerIP,
-                perUser: settings.maxConnectionsPerUser))
-        self.blockList = BlockList()
-        let batchDelay = TimeAmount.milliseconds(Int64(settings.batchWriteDelayMs))
         let statistics = self.statistics
-        self.drainSchedulers = PerEventLoop(group: eventLoopGroup) {
-            DrainScheduler(eventLoop: $0, batchDelay: batchDelay, statistics: statistics)
+        let loopConfiguration = LoopResources.Configuration(
+            batchDelay: .milliseconds(Int64(settings.batchWriteDelayMs)), heartbeatInterval: .milliseconds(Int64(settings.heartbeatMs)),
+            compression: settings.compression, compressionMinimumBytes: settings.compressionMinBytes,
+            requestTimeout: .milliseconds(Int64(settings.requestTimeoutMs)))
+        self.loops = PerEventLoop(group: eventLoopGroup) {
+            LoopResources(eventLoop: $0, configuration: loopConfiguration, statistics: statistics)
         }
-        let heartbeatInterval = TimeAmount.milliseconds(Int64(settings.heartbeatMs))
-        self.heartbeats = PerEventLoop(group: eventLoopGroup) { HeartbeatTimer(eventLoop: $0, interval: heartbeatInterval) }
-        let compression = settings.compression
-        let minimumBytes = settings.compressionMinBytes
-        let deflaters = PerEventLoop<MessageDeflater?>(group: eventLoopGroup) { _ in
-            compression ? MessageDeflater(minimumBytes: minimumBytes) : nil
-        }
-        self.deflaters = deflaters
-        self.fanouts = PerEventLoop(group: eventLoopGroup) {
-            LoopFanouts(eventLoop: $0, statistics: statistics, batchDelay: batchDelay, deflater: deflaters[$0])
-        }
-        self.taskExecutors = PerEventLoop(group: eventLoopGroup) { LoopTaskExecutor(eventLoop: $0) }
-        self.upgradeQueues = PerEventLoop(group: eventLoopGroup) { UpgradeQueue(eventLoop: $0) }
-        let requestTimeout = TimeAmount.milliseconds(Int64(settings.requestTimeoutMs))
-        self.requestDeadlines = PerEventLoop(group: eventLoopGroup) { RequestDeadlines(eventLoop: $0, timeout: requestTimeout) }
-        self.addresses = ClientAddresses(trustedProxies: settings.trustedProxies, ipv6PrefixLength: settings.ipv6PrefixLength)
-        self.httpConnections = HTTPConnectionCounts(limit: settings.maxHTTPConnectionsPerIP)
-        self.authFailures = AuthFailureTracker(threshold: settings.blockAfterFailures)
-        self.audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
-        self.connectRateLimiter = KeyedRateLimiter(perMinute: settings.connectRatePerIP)
+        let audit = try AuditLog(path: settings.auditLog, logger: logger, statistics: statistics)
         self.connections = ConnectionRegistry()
         if let redisURL {
             let broker = RedisBroker(
@@ -146,7 +101,14 @@ public final class Node: Sendable {
                 messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeoutMs: settings.authTimeoutMs,
                 preparesChannels: redisURL != nil),
             directory: hub.directory)
-        self.slots = ConnectionSlots(pools: pools, cluster: cluster)
+        self.gatekeeper = Gatekeeper(
+            configuration: .init(blockAfterFailures: settings.blockAfterFailures, blockSeconds: settings.blockSeconds),
+            pools: ConnectionPools(
+                limits: .init(global: settings.maxConnections, perIP: settings.maxConnectionsPerIP, perUser: settings.maxConnectionsPerUser)),
+            blockList: BlockList(), connectRateLimiter: KeyedRateLimiter(perMinute: settings.connectRatePerIP),
+            addresses: ClientAddresses(trustedProxies: settings.trustedProxies, ipv6PrefixLength: settings.ipv6PrefixLength),
+            httpConnections: HTTPConnectionCounts(limit: settings.maxHTTPConnectionsPerIP), audit: audit, connections: connections,
+            cluster: cluster, statistics: statistics, logger: logger)
         self.startedAt = .now
         cluster?.attach(self)
     }
@@ -160,54 +122,6 @@ public final class Node: Sendable {
 
     /// Seconds since this node started.
     public var uptimeSeconds: Int { Int((ContinuousClock.now - startedAt).components.seconds) }
-
-    // MARK: Abuse handling (SPEC §7)
-
-    /// Counts a failed authentication from `ip` and blocks the IP when it reaches `block-after-failures`
-    /// within 60 s.
-    public func authenticationFailed(ip: String, connectionId: String?, detail: String) {
-        statistics.recordAuth(succeeded: false)
-        audit.record(SecurityEvent(.authFailed, ip: ip, connectionId: connectionId, detail: detail))
-        if authFailures.recordFailure(from: ip) {
-            let duration = Duration.seconds(Int64(settings.blockSeconds))
-            let reason = "\(settings.blockAfterFailures) failed authentications within 60 s"
-            blockHere(ip, for: duration, reason: reason)
-            if let cluster {
-                Task { _ = try? await cluster.perform(.block(ip: ip, seconds: Int(duration.components.seconds), reason: reason)) }
-            }
-        }
-    }
-
-    /// Blocks `ip` on every node (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with
-    /// 1008; answers how many connections the other nodes of the cluster closed.
-    @discardableResult
-    public func block(_ ip: String, for duration: Duration, reason: String) async -> Int {
-        blockHere(ip, for: duration, reason: reason)
-        let seconds = Int(duration.components.seconds)
-        return (try? await cluster?.perform(.block(ip: ip, seconds: seconds, reason: reason))) ?? 0
-    }
-
-    /// Blocks `ip` on this node only; returns how many connections it closed.
-    @discardableResult
-    func blockHere(_ ip: String, for duration: Duration, reason: String) -> Int {
-        guard blockList.block(ip, for: duration) else {
-            logger.warning("block list full: not blocked", metadata: ["sb.ip": "\(ip)", "sb.capacity": "\(blockList.capacity)"])
-            return 0
-        }
-        audit.record(SecurityEvent(.ipBlocked, ip: ip, detail: "\(reason); for \(duration.components.seconds) s"))
-        let closing = connections.all.filter { $0.ip == ip }
-        for connection in closing {
-            connection.disconnect(code: .policyViolation, reason: "IP address blocked")
-        }
-        return closing.count
-    }
-
-    /// Forgets expired blocks (writing `ip_unblocked` for each); called every second.
-    func expireBlocks() {
-        for ip in blockList.expire() {
-            audit.record(SecurityEvent(.ipUnblocked, ip: ip, detail: "block expired"))
-        }
-    }
 
     /// Where a broadcast goes (SPEC §6).
     public enum Target: Sendable, Equatable, CustomStringConvertible {

@@ -81,7 +81,7 @@ struct UpgradeAdmission: Sendable {
 
     /// The client's IP address (SPEC §3), from the TCP peer and a trusted proxy's `X-Forwarded-For`.
     func clientIP(peer: SocketAddress?, forwardedFor: [String]) -> String {
-        node.addresses.clientKey(peer: peer, forwardedFor: forwardedFor)
+        node.gatekeeper.addresses.clientKey(peer: peer, forwardedFor: forwardedFor)
     }
 
     /// A Socket.IO handshake (SPEC §9): the checks before the token (block list, origin, connect rate), then an
@@ -215,13 +215,13 @@ struct UpgradeAdmission: Sendable {
         switch rejection.result {
         case .rateLimited:
             node.statistics.recordRateLimited(.connectRate)
-            node.audit.record(SecurityEvent(.rateLimited, ip: ip, detail: "connect rate: \(rejection.message)"))
+            node.gatekeeper.audit.record(SecurityEvent(.rateLimited, ip: ip, detail: "connect rate: \(rejection.message)"))
         case .unauthorized:
-            node.authenticationFailed(ip: ip, connectionId: nil, detail: "at upgrade: \(rejection.message)")
+            node.gatekeeper.authenticationFailed(ip: ip, connectionId: nil, detail: "at upgrade: \(rejection.message)")
         case .connectionLimit:
-            node.audit.record(SecurityEvent(.connectionLimit, ip: ip, detail: rejection.message))
+            node.gatekeeper.audit.record(SecurityEvent(.connectionLimit, ip: ip, detail: rejection.message))
         case .originNotAllowed:
-            node.audit.record(SecurityEvent(.originRejected, ip: ip, detail: rejection.message))
+            node.gatekeeper.audit.record(SecurityEvent(.originRejected, ip: ip, detail: rejection.message))
         default:
             break
         }
@@ -258,7 +258,7 @@ struct UpgradeAdmission: Sendable {
     private func screen(ip: String, origin: String?) throws(UpgradeRejection) {
         try screenBlockAndOrigin(ip: ip, origin: origin)
         let settings = node.settings
-        guard node.connectRateLimiter.allow(ip) else {
+        guard node.gatekeeper.connectRateLimiter.allow(ip) else {
             throw UpgradeRejection(
                 status: .tooManyRequests, code: .rateLimited,
                 message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
@@ -267,7 +267,7 @@ struct UpgradeAdmission: Sendable {
 
     /// SPEC §3 steps 1-2: block list, origin.
     private func screenBlockAndOrigin(ip: String, origin: String?) throws(UpgradeRejection) {
-        guard !node.blockList.isBlocked(ip) else {
+        guard !node.gatekeeper.blockList.isBlocked(ip) else {
             throw UpgradeRejection(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
         }
         let allowed = node.settings.allowedOrigins
@@ -280,7 +280,7 @@ struct UpgradeAdmission: Sendable {
     private func reserve(_ request: CheckedRequest, for identity: Identity) throws(UpgradeRejection) -> AdmittedUpgrade {
         if identity.isAuthenticated { node.statistics.recordAuth(succeeded: true) }
         do {
-            try node.pools.reserve(ip: request.ip, userId: identity.userId)
+            try node.gatekeeper.pools.reserve(ip: request.ip, userId: identity.userId)
         } catch {
             switch error {
             case .global:
@@ -293,7 +293,7 @@ struct UpgradeAdmission: Sendable {
         }
         return AdmittedUpgrade(
             identity: identity, ip: request.ip,
-            reservation: SlotReservation(slots: node.slots, ip: request.ip, userId: identity.userId),
+            reservation: SlotReservation(slots: node.gatekeeper.slots, ip: request.ip, userId: identity.userId),
             wantsBatches: request.wantsBatches, subscriptions: request.subscriptions)
     }
 

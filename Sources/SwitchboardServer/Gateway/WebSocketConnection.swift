@@ -72,9 +72,9 @@ final class WebSocketConnection: WebSocketTransport, SessionTransport, LaneMembe
         self.wantsBatches = admitted.wantsBatches
         self.upgradeSubscriptions = admitted.subscriptions
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
-        self.drainScheduler = node.drainSchedulers[channel.eventLoop]
-        self.heartbeats = node.heartbeats[channel.eventLoop]
-        let loopFanout = node.fanouts[channel.eventLoop][LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
+        self.drainScheduler = node.loops[channel.eventLoop].drainScheduler
+        self.heartbeats = node.loops[channel.eventLoop].heartbeats
+        let loopFanout = node.loops[channel.eventLoop].fanouts[LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
         self.loopFanout = loopFanout
         self.session = SessionDriver(identity: admitted.identity, rules: node.sessionRules)
         super.init(

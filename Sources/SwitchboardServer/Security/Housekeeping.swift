@@ -10,8 +10,8 @@ struct Housekeeping: Service {
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 node.statistics.sample()
-                node.expireBlocks()
-                node.audit.writeDueSummaries()
+                node.gatekeeper.expireBlocks()
+                node.gatekeeper.audit.writeDueSummaries()
                 try? await Task.sleep(for: .seconds(1))
             }
         }

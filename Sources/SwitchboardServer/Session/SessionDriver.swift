@@ -102,21 +102,21 @@ struct SessionDriver<Connection: SessionTransport> {
         case .rateLimited(let report):
             node.statistics.recordRateLimited(.messageRate)
             if report {
-                node.audit.record(
+                node.gatekeeper.audit.record(
                     SecurityEvent(
                         .rateLimited, ip: connection.ip, userId: connection.session.identity.userId, connectionId: connection.id,
                         detail: "message rate"))
             }
         case .rateAbused:
             node.statistics.recordRateLimited(.messageAbuse)
-            node.audit.record(
+            node.gatekeeper.audit.record(
                 SecurityEvent(
                     .rateLimited, ip: connection.ip, userId: connection.session.identity.userId, connectionId: connection.id,
                     detail: "message rate abuse: closed with 4008"))
         case .authenticationFailed(let detail):
-            node.authenticationFailed(ip: connection.ip, connectionId: connection.id, detail: detail)
+            node.gatekeeper.authenticationFailed(ip: connection.ip, connectionId: connection.id, detail: detail)
         case .poolExhausted(let userId):
-            node.audit.record(
+            node.gatekeeper.audit.record(
                 SecurityEvent(.connectionLimit, ip: connection.ip, userId: userId, connectionId: connection.id, detail: "per-user pool full after auth"))
         case .close(let code, let reason):
             connection.endTransport(code: code, reason: reason)

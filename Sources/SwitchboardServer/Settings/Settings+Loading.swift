@@ -44,6 +44,14 @@ extension Settings {
     /// Names of every setting, `config` and `namespaces` included.
     public static var settingNames: [String] { keys.map(\.name) + ["config", "namespaces"] }
 
+    /// `SWITCHBOARD_*` variables of `environment` that name no setting (a typo, or a setting of another version):
+    /// not applied, and worth telling at start rather than ignoring (an unknown config-file key is an error).
+    public static func unknownEnvironmentNames(in environment: [String: String]) -> [String] {
+        // `SWITCHBOARD_URL` and `SWITCHBOARD_TOKEN` are the operator commands' (`switchboard stats`, ...).
+        let known = Set(keys.map(\.environmentName) + ["SWITCHBOARD_CONFIG", "SWITCHBOARD_URL", "SWITCHBOARD_TOKEN"])
+        return environment.keys.filter { $0.hasPrefix("SWITCHBOARD_") && !known.contains($0) }.sorted()
+    }
+
     /// Builds settings from flags (by setting name, as text), the environment and the config file named by
     /// `config` in either; flags beat the environment beat the file beat defaults.
     public static func load(flags: [String: String], environment: [String: String]) throws(SettingsError) -> Settings {

@@ -24,36 +24,36 @@ final class EngineConnection: @unchecked Sendable {
     let reservation: SlotReservation
     var ip: String { reservation.ip }
     /// The CONNECT was admitted (the session counts as a connection from then on, not as awaiting one).
-    private var wasAdmitted = false
+    var wasAdmitted = false
     var sid: String { engine.sid }
-    private var engine: EngineSession
-    private var socketIO: SocketIOSession
+    var engine: EngineSession
+    var socketIO: SocketIOSession
     /// The admitted Socket.IO session, from CONNECT to the end.
-    private(set) var client: SocketIOClient?
+    var client: SocketIOClient?
     /// The held poll GET, answered with packets.
-    private var pendingPoll: EventLoopPromise<[EnginePacket]>?
+    var pendingPoll: EventLoopPromise<[EnginePacket]>?
     /// The session's WebSocket (opened on it, or upgraded to it), and one probing an upgrade.
-    private var webSocket: EngineWebSocket? { didSet { updateLaneAccess() } }
-    private var probe: EngineWebSocket?
-    private var ticker: RepeatedTask?
+    var webSocket: EngineWebSocket? { didSet { updateLaneAccess() } }
+    var probe: EngineWebSocket?
+    var ticker: RepeatedTask?
     /// The Socket.IO session ended (a DISCONNECT or CONNECT_ERROR waits to be written): the transport closes
     /// once everything queued is out, or at `closeDeadline`.
-    private var closeDeadline: NIODeadline? { didSet { updateLaneAccess() } }
-    private var closeCode: CloseCode = .normal
-    private(set) var isFinished = false { didSet { updateLaneAccess() } }
+    var closeDeadline: NIODeadline? { didSet { updateLaneAccess() } }
+    var closeCode: CloseCode = .normal
+    var isFinished = false { didSet { updateLaneAccess() } }
     /// The session's one outbound queue (SPEC §5's bound), shared with its ``SocketIOClient``.
     let outbox: Outbox
     /// Something the loop itself queued waits in the outbox: lanes queue behind it until a drain takes it.
-    private var queuedOnLoop = false { didSet { updateLaneAccess() } }
+    var queuedOnLoop = false { didSet { updateLaneAccess() } }
     /// Engine.IO packets queued since the last drain (not Socket.IO packets: not counted as messages out).
-    private var enginePacketsQueued = 0
+    var enginePacketsQueued = 0
     /// The deliveries of the drain in progress (storage reused from drain to drain).
-    private var draining: [Delivery] = []
-    private let drainScheduler: DrainScheduler
+    var draining: [Delivery] = []
+    let drainScheduler: DrainScheduler
     /// This loop's permessage-deflate compressor (with `compression` on), used while the WebSocket negotiated it.
-    private let loopDeflater: MessageDeflater?
+    let loopDeflater: MessageDeflater?
     /// SPEC §7's message rate until the CONNECT is admitted (the session's own applies after).
-    private var rateBeforeConnect: MessageRateLimiter
+    var rateBeforeConnect: MessageRateLimiter
 
     init(node: Node, eventLoop: any EventLoop, reservation: SlotReservation, transport: EngineTransport) {
         self.node = node
@@ -66,21 +66,21 @@ final class EngineConnection: @unchecked Sendable {
         let now = Self.now()
         self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
         self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
-        self.drainScheduler = node.drainSchedulers[eventLoop]
+        self.drainScheduler = node.loops[eventLoop].drainScheduler
         self.outbox = Outbox(limit: settings.outboundBufferBytes)
-        self.loopDeflater = node.deflaters[eventLoop]
+        self.loopDeflater = node.loops[eventLoop].deflater
         self.rateBeforeConnect = MessageRateLimiter(perMinute: settings.messageRate, burst: settings.messageBurst)
     }
 
     /// Milliseconds on the monotonic clock the state machines run on.
     static func now() -> Int64 { Int64(NIODeadline.now().uptimeNanoseconds / 1_000_000) }
 
-    private static func makeSid() -> String {
+    static func makeSid() -> String {
         String(RandomWords.next(), radix: 36) + String(RandomWords.next(), radix: 36)
     }
 
     /// How often the clocks of the state machines are advanced (pings, timeouts).
-    private var tickInterval: TimeAmount {
+    var tickInterval: TimeAmount {
         .milliseconds(max(20, min(1_000, Int64(node.settings.heartbeatMs) / 5)))
     }
 
@@ -101,7 +101,7 @@ final class EngineConnection: @unchecked Sendable {
         perform(engine.opened())
     }
 
-    private func start() {
+    func start() {
         node.engineSessions.add(self)
         ticker = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [self] _ in tick() }
     }
@@ -190,215 +190,6 @@ final class EngineConnection: @unchecked Sendable {
         }
     }
 
-    // MARK: Outbound
-
-    /// Whether the session's WebSocket compresses what it is sent.
-    var webSocketCompresses: Bool { webSocket?.compresses == true && loopDeflater != nil }
-
-    /// The descriptor the client's channel lanes may write to directly (see ``LoopFanout``): the session is on
-    /// its WebSocket, which allows direct writes, with frames of the lanes' kind; the client has nothing queued
-    /// by the loop; the session is not ending.
-    private var laneDescriptor: CInt? {
-        guard !isFinished, closeDeadline == nil, engine.transport == .websocket, let client, !queuedOnLoop,
-            let webSocket, webSocketCompresses == client.lanesCompress
-        else { return nil }
-        return webSocket.directDescriptorForSession
-    }
-
-    /// Tells the client's slot table whether lanes may write directly (whenever an input changes). On the loop;
-    /// it never writes (it may run inside NIO's close).
-    func updateLaneAccess() {
-        client?.setLaneDescriptor(laneDescriptor)
-    }
-
-    /// The WebSocket's own direct-write state changed.
-    func directAccessChanged(of socket: EngineWebSocket) {
-        if socket === webSocket { updateLaneAccess() }
-    }
-
-    /// Hands what a lane's direct write left to the WebSocket (dropped if the session has left it).
-    func finishDirectWrite(_ bytes: ByteBuffer, outcome: SocketWriter.Outcome) {
-        webSocket?.finishDirectWrite(bytes, outcome: outcome)
-    }
-
-    /// Queues a packet for the client (any thread): behind what waits, drained by the loop's ``DrainScheduler``.
-    /// Past `outbound-buffer-bytes` the session is a slow consumer (SPEC §5).
-    func enqueue(_ delivery: Delivery) {
-        let result = outbox.push(delivery)
-        if result != .closed && eventLoop.inEventLoop { queuedOnLoop = true }
-        result.apply(statistics: node.statistics) {
-            drainScheduler.markDirty(self)
-        } overflow: {
-            self.eventLoop.execute { self.overflowed() }
-        }
-    }
-
-    /// Queues one of Engine.IO's own packets (on the loop).
-    private func enqueue(_ packet: EnginePacket) {
-        var text = ByteBuffer()
-        packet.write(into: &text)
-        enginePacketsQueued += 1
-        enqueue(Delivery(payload: text))
-    }
-
-    /// Sends a Socket.IO packet: the CONNECT answer, a refusal before the client exists, a DISCONNECT.
-    private func enqueue(_ packet: SocketPacket) {
-        enqueue(SocketIOCodec.delivery(packet))
-    }
-
-    /// The outbox overflowed: the client does not read (SPEC §5).
-    private func overflowed() {
-        if let client {
-            client.handleSession(.closeRequested(.slowConsumer, reason: "slow consumer: outbound buffer full"))
-        } else {
-            end(code: .slowConsumer, reason: "slow consumer: outbound buffer full")
-        }
-    }
-
-    /// Moves what the outbox holds to the transport, when the transport can take it: a writable WebSocket, or a
-    /// held poll GET. Otherwise it waits in the outbox, which bounds it (SPEC §5).
-    /// - Parameter countingBytes: add the bytes written to the node's counter (the loop's ``DrainScheduler``
-    ///   counts a whole run of sessions at once instead).
-    /// - Returns: the bytes written (or handed to the held poll).
-    @discardableResult
-    func drainOutbox(countingBytes: Bool = true) -> Int {
-        guard !isFinished else { return 0 }
-        var bytes = 0
-        if engine.transport == .websocket {
-            guard let webSocket, webSocket.isWritableForSession else { return 0 }
-            take()
-            guard !draining.isEmpty else {
-                closeIfFlushed()
-                return 0
-            }
-            let deflater = webSocket.compresses ? loopDeflater : nil
-            var compressed = CompressedBytes()
-            if draining.count == 1 {
-                let frame = LaneFormat.Codec.socketIO.frame(of: draining[0], deflater: deflater, counting: &compressed)
-                bytes = frame.readableBytes
-                webSocket.send(frame)
-            } else {
-                // One write for the whole drain, gathered in the loop's reused storage.
-                var frames = drainScheduler.takeGatherBuffer()
-                for delivery in draining {
-                    frames.append(LaneFormat.Codec.socketIO.frame(of: delivery, deflater: deflater, counting: &compressed))
-                }
-                bytes = frames.bytes
-                webSocket.send(frames.output)
-                drainScheduler.returnGatherBuffer(frames)
-            }
-            compressed.record(in: node.statistics)
-            draining.removeAll(keepingCapacity: true)
-            closeIfFlushed()
-        } else {
-            guard engine.isPollPending, outbox.hasQueued else { return 0 }
-            take()
-            guard !draining.isEmpty, engine.takePoll() else {
-                draining.removeAll(keepingCapacity: true)
-                return 0
-            }
-            var packets: [EnginePacket] = []
-            packets.reserveCapacity(draining.count)
-            for delivery in draining {
-                let packet = delivery.isMessage ? SocketIOCodec.messagePacket(of: delivery) : delivery.payload
-                guard let decoded = try? EnginePacket.decode(text: packet.readableBytesView) else { continue }
-                bytes += packet.readableBytes
-                packets.append(decoded)
-            }
-            draining.removeAll(keepingCapacity: true)
-            perform([.answerPoll(packets)])
-        }
-        if countingBytes { node.statistics.recordBytesOut(bytes) }
-        return bytes
-    }
-
-    /// Takes everything queued into ``draining``, counting the Socket.IO packets among it as written.
-    private func take() {
-        outbox.takeAll(into: &draining)
-        queuedOnLoop = false
-        client?.recordWritten(max(0, draining.count - enginePacketsQueued))
-        enginePacketsQueued = 0
-    }
-
-    // MARK: Socket.IO
-
-    private func socketIOReceived(_ data: [UInt8]) {
-        // Every client packet counts toward the message rate (SPEC §7): before CONNECT here, after it in the session.
-        if client == nil, !admitBeforeConnect() { return }
-        perform(socketIO.received(data))
-    }
-
-    /// A client packet that asks for nothing (a WebSocket ping, an ack, another namespace's packet) counts.
-    func controlReceived() {
-        if let client {
-            client.handleSession(.controlReceived)
-        } else {
-            _ = admitBeforeConnect()
-        }
-    }
-
-    /// The message rate for packets before the session is admitted: over it, dropped; far over it, the end.
-    private func admitBeforeConnect() -> Bool {
-        switch rateBeforeConnect.check() {
-        case .allow:
-            return true
-        case .limit:
-            node.statistics.recordRateLimited(.messageRate)
-            return false
-        case .abuse:
-            node.statistics.recordRateLimited(.messageAbuse)
-            finish(reason: "message rate abused before CONNECT")
-            return false
-        }
-    }
-
-    private func perform(_ actions: some Sequence<SocketIOSession.Action>) {
-        for action in actions {
-            switch action {
-            case .authenticate(let token): authenticate(token: token)
-            case .request(let request): client?.receive(request)
-            case .unanswered: controlReceived()
-            case .send(let packet):
-                enqueue(packet)
-            case .close(let reason): finish(reason: reason)
-            }
-        }
-    }
-
-    private func authenticate(token: String?) {
-        let admission = UpgradeAdmission(node: node)
-        admission.admitConnect(reservation, token: token, on: eventLoop).whenComplete { [self] result in
-            guard !isFinished else {
-                if case .success(let admitted) = result { admitted.reservation.release() }
-                return
-            }
-            switch result {
-            case .success(let admitted):
-                wasAdmitted = true
-                node.engineSessions.admitted(self)
-                let client = SocketIOClient(engine: self, admitted: admitted)
-                let actions = socketIO.accepted(sid: client.id)
-                // The CONNECT answer first, then the session opens, then the packets that arrived while the
-                // CONNECT was checked.
-                if case .send(let packet)? = actions.first { enqueue(packet) }
-                self.client = client
-                client.start(transport: engine.transport == .websocket ? .webSocket : .polling)
-                perform(actions.dropFirst())
-                drainOutbox()
-            case .failure(let error):
-                let rejection = error as? UpgradeRejection
-                let code = rejection?.code ?? .internalError
-                for action in socketIO.refused(code: code.description, message: rejection?.message ?? "connect failed") {
-                    switch action {
-                    case .send(let packet): enqueue(packet)
-                    case .close: endAfterFlush(code: .normal)
-                    default: break
-                    }
-                }
-            }
-        }
-    }
-
     /// Ends the session for `code` (SPEC §9): an admin disconnect, a block, an expired token or abuse end the
     /// Socket.IO session with DISCONNECT (the client does not reconnect); shutdown and a slow consumer end the
     /// transport only (the client reconnects).
@@ -424,7 +215,7 @@ final class EngineConnection: @unchecked Sendable {
     }
 
     /// The session ends once what is queued has gone out (bounded: at most one poll interval of waiting).
-    private func endAfterFlush(code: CloseCode) {
+    func endAfterFlush(code: CloseCode) {
         closeCode = code
         closeDeadline = .now() + .seconds(5)
         outbox.seal()
@@ -432,7 +223,7 @@ final class EngineConnection: @unchecked Sendable {
         closeIfFlushed()
     }
 
-    private func closeIfFlushed() {
+    func closeIfFlushed() {
         guard closeDeadline != nil, !isFinished, !outbox.hasQueued else { return }
         if engine.transport == .websocket {
             webSocket?.close(code: closeCode, reason: "")
@@ -443,7 +234,7 @@ final class EngineConnection: @unchecked Sendable {
     // MARK: Actions
 
     /// Carries out the engine's actions; `request` is the HTTP request being handled (its refusal).
-    private func perform(_ actions: [EngineSession.Action], request: EventLoopPromise<[EnginePacket]>? = nil) {
+    func perform(_ actions: [EngineSession.Action], request: EventLoopPromise<[EnginePacket]>? = nil) {
         for action in actions {
             switch action {
             case .answerPoll(let packets):
@@ -473,7 +264,7 @@ final class EngineConnection: @unchecked Sendable {
         }
     }
 
-    private func tick() {
+    func tick() {
         guard !isFinished else { return }
         let now = Self.now()
         perform(engine.tick(now: now))

@@ -1,0 +1,104 @@
+public import Logging
+public import SwitchboardCore
+
+/// SPEC §3 and §7's gate: who may connect (the block list, the connect rate, the pools), how client IPs are
+/// found and keyed, and what a failed authentication or a block does (counted, audited, spread to the cluster).
+/// The node holds one; connections, admission and the API ask it.
+public final class Gatekeeper: Sendable {
+    /// The rules it applies (SPEC §10's settings).
+    public struct Configuration: Sendable {
+        /// `block-after-failures` within 60 s block an IP for `block-seconds`.
+        public var blockAfterFailures: Int
+        public var blockSeconds: Int
+
+        public init(blockAfterFailures: Int, blockSeconds: Int) {
+            self.blockAfterFailures = blockAfterFailures
+            self.blockSeconds = blockSeconds
+        }
+    }
+
+    public let pools: ConnectionPools
+    /// The pools with the cluster's leases, as each connection's reservation holds them.
+    let slots: ConnectionSlots
+    public let blockList: BlockList
+    public let connectRateLimiter: KeyedRateLimiter
+    /// Failed authentications per IP, for blocking.
+    public let authFailures: AuthFailureTracker
+    /// How client IPs are found and keyed (`trusted-proxies`, `ipv6-prefix-length`).
+    let addresses: ClientAddresses
+    /// Open HTTP connections per IP (`max-http-connections-per-ip`).
+    let httpConnections: HTTPConnectionCounts
+    /// Security events (SPEC §7).
+    public let audit: AuditLog
+    private let configuration: Configuration
+    private let connections: ConnectionRegistry
+    private let cluster: (any Cluster)?
+    private let statistics: NodeStatistics
+    private let logger: Logger
+
+    init(
+        configuration: Configuration, pools: ConnectionPools, blockList: BlockList, connectRateLimiter: KeyedRateLimiter,
+        addresses: ClientAddresses, httpConnections: HTTPConnectionCounts, audit: AuditLog, connections: ConnectionRegistry,
+        cluster: (any Cluster)?, statistics: NodeStatistics, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.pools = pools
+        self.slots = ConnectionSlots(pools: pools, cluster: cluster)
+        self.blockList = blockList
+        self.connectRateLimiter = connectRateLimiter
+        self.authFailures = AuthFailureTracker(threshold: configuration.blockAfterFailures)
+        self.addresses = addresses
+        self.httpConnections = httpConnections
+        self.audit = audit
+        self.connections = connections
+        self.cluster = cluster
+        self.statistics = statistics
+        self.logger = logger
+    }
+
+    /// Counts a failed authentication from `ip` and blocks the IP, on every node, when it reaches
+    /// `block-after-failures` within 60 s.
+    public func authenticationFailed(ip: String, connectionId: String?, detail: String) {
+        statistics.recordAuth(succeeded: false)
+        audit.record(SecurityEvent(.authFailed, ip: ip, connectionId: connectionId, detail: detail))
+        guard authFailures.recordFailure(from: ip) else { return }
+        let duration = Duration.seconds(Int64(configuration.blockSeconds))
+        let reason = "\(configuration.blockAfterFailures) failed authentications within 60 s"
+        blockHere(ip, for: duration, reason: reason)
+        if let cluster {
+            // Told to the other nodes without waiting: the caller is answering a request.
+            Task { _ = try? await cluster.perform(.block(ip: ip, seconds: Int(duration.components.seconds), reason: reason)) }
+        }
+    }
+
+    /// Blocks `ip` on every node (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with
+    /// 1008; answers how many connections the other nodes of the cluster closed.
+    @discardableResult
+    public func block(_ ip: String, for duration: Duration, reason: String) async -> Int {
+        blockHere(ip, for: duration, reason: reason)
+        let seconds = Int(duration.components.seconds)
+        return (try? await cluster?.perform(.block(ip: ip, seconds: seconds, reason: reason))) ?? 0
+    }
+
+    /// Blocks `ip` on this node only; returns how many connections it closed.
+    @discardableResult
+    func blockHere(_ ip: String, for duration: Duration, reason: String) -> Int {
+        guard blockList.block(ip, for: duration) else {
+            logger.warning("block list full: not blocked", metadata: ["sb.ip": "\(ip)", "sb.capacity": "\(blockList.capacity)"])
+            return 0
+        }
+        audit.record(SecurityEvent(.ipBlocked, ip: ip, detail: "\(reason); for \(duration.components.seconds) s"))
+        let closing = connections.all.filter { $0.ip == ip }
+        for connection in closing {
+            connection.disconnect(code: .policyViolation, reason: "IP address blocked")
+        }
+        return closing.count
+    }
+
+    /// Forgets expired blocks (writing `ip_unblocked` for each); called every second.
+    func expireBlocks() {
+        for ip in blockList.expire() {
+            audit.record(SecurityEvent(.ipUnblocked, ip: ip, detail: "block expired"))
+        }
+    }
+}
