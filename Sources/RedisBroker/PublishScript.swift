@@ -14,7 +14,7 @@ public import SwitchboardCore
 ///
 /// The `seq` stream has an epoch (SPEC §5) kept beside the counter: a publish that finds no counter or no
 /// epoch (a new channel, one whose keys expired, a Redis that lost them) starts a new stream with the epoch
-/// the node offered, and every feed message carries its stream's epoch, so a node never takes a new
+/// the node offered (a stream a subscriber's node started, counter 0 and epoch, is kept: ``prepareScript``), and every feed message carries its stream's epoch, so a node never takes a new
 /// stream's `seq` for an old one's. Every publish sets the channel's keys to expire `channel-ttl-ms` later
 /// (SPEC §4).
 public struct PublishScript: Sendable {
@@ -55,9 +55,10 @@ public struct PublishScript: Sendable {
     /// `send(keys, keep, head, tail, feed, tag, fresh, ttl)` with `keys = {seq, history, epoch}`.
     static let sendFunction = """
         local function send(keys, keep, head, tail, feed, tag, fresh, ttl)
+          local counted = redis.call('EXISTS', keys[1]) == 1
           local seq = redis.call('INCR', keys[1])
           local epoch = redis.call('GET', keys[3])
-          if seq == 1 or not epoch then
+          if not counted or not epoch then
             epoch = fresh
             redis.call('SET', keys[3], epoch)
             redis.call('DEL', keys[2])
@@ -73,6 +74,25 @@ public struct PublishScript: Sendable {
           return seq
         end
         """
+
+    /// A node's first look at a retaining channel (before its first subscriber there is answered): the counter,
+    /// the epoch (empty: none) and the newest `ARGV[3]` history entries. With an epoch `ARGV[1]` offered (for a
+    /// subscriber), a channel with no stream gets one now (counter 0 and that epoch, both expiring `ARGV[2]` ms
+    /// later), so that every node's subscribers learn the same epoch before the first publish, which keeps it; a
+    /// counter left without its epoch starts a new stream there too.
+    /// KEYS: seq, epoch, history.
+    public static let prepareScript = RedisScript(
+        """
+        local epoch = redis.call('GET', KEYS[2])
+        if not epoch and ARGV[1] ~= '' then
+          epoch = ARGV[1]
+          redis.call('SET', KEYS[2], epoch, 'PX', ARGV[2])
+          redis.call('SET', KEYS[1], 0, 'NX', 'PX', ARGV[2])
+          redis.call('DEL', KEYS[3])
+        end
+        local top = redis.call('GET', KEYS[1]) or '0'
+        return {top, epoch or '', redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', ARGV[3])}
+        """)
 
     /// Whom a message is for, besides its channel's subscribers: a `userId` target's message also reaches
     /// every connection of the user (SPEC §11), and shares the channel `user:<id>`'s one sequence.

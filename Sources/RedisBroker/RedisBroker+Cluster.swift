@@ -116,26 +116,32 @@ extension RedisBroker {
         namespace.retainsMessages && !state.withLockedValue { $0.prepared.contains(channel) }
     }
 
-    public func prepare(channel: String, namespace: Namespace) async {
+    public func prepare(channel: String, namespace: Namespace, forSubscriber: Bool) async {
         guard namespace.retainsMessages, let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive else { return }
         let keys = keys(of: .channel(channel))
         let count = max(namespace.history, 1)
-        guard let replies = try? await commands.pipeline([
-            ["GET", RESPArgument(keys.sequence)],
-            ["GET", RESPArgument(keys.epoch)],
-            ["XREVRANGE", RESPArgument(keys.history), "+", "-", "COUNT", RESPArgument(count)],
-        ]), replies.count == 3 else { return }
-        statistics.recordRedisCommands(3)
-        let top = replies[0].string.flatMap { UInt64($0) } ?? 0
-        // No epoch: no stream in Redis (none yet, or it expired), nothing to read; the first publish starts one,
-        // and the feed is followed from `top` so that what a cut feed misses is still repaired.
-        let epoch = replies[1].string.flatMap { $0.isEmpty ? nil : $0 }
+        let reply: RESPValue
+        do {
+            reply = try await commands.run(
+                PublishScript.prepareScript, keys: [RESPArgument(keys.sequence), RESPArgument(keys.epoch), RESPArgument(keys.history)],
+                arguments: [RESPArgument(forSubscriber ? StreamEpoch.make() : ""), RESPArgument(retentionMilliseconds), RESPArgument(count)])
+        } catch {
+            return
+        }
+        statistics.recordRedisCommands(1)
+        guard let parts = reply.array, parts.count == 3 else { return }
+        let top = parts[0].string.flatMap { UInt64($0) } ?? parts[0].integer.flatMap { UInt64(exactly: $0) } ?? 0
+        // No epoch: no stream in Redis and none started (a read); the first publish starts one, and the feed is
+        // followed from `top` so that what a cut feed misses is still repaired.
+        let epoch = parts[1].string.flatMap { $0.isEmpty ? nil : $0 }
         if let epoch {
-            let messages = (replies[2].array ?? []).compactMap { Self.historyEntry($0, epoch: epoch) }.map { ($0.seq, $0.message.payload) }
+            let messages = (parts[2].array ?? []).compactMap { Self.historyEntry($0, epoch: epoch) }.map { ($0.seq, $0.message.payload) }
+            // The cluster's stream (started here for a subscriber if it had none): every node's subscribers get its epoch.
             hub.seed(channel: channel, namespace: namespace, epoch: epoch, lastSeq: top, messages: messages)
         }
         state.withLockedValue { state in
-            state.prepared.insert(channel)
+            // A read that found no stream leaves the channel for a subscriber's preparation to start one.
+            if epoch != nil { state.prepared.insert(channel) }
             if state.sequencers[.channel(channel)] == nil {
                 state.sequencers[.channel(channel)] = FeedSequencer(delivered: top, epoch: epoch)
             }

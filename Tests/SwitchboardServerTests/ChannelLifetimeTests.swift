@@ -69,6 +69,35 @@ import WebSocketTestClient
         }
     }
 
+    /// Issue 36: subscribers of a channel that has no stream yet learn the same epoch on every node, the one its
+    /// first publish keeps, so a client that subscribed early recovers with it (before, each node made one up
+    /// and the first publish started yet another: the early client's `since` was never recovered).
+    @Test func subscribersBeforeTheFirstPublishShareTheEpochItKeeps() async throws {
+        try await ClusterTests.withCluster(nodes: 2) { nodes, _ in
+            let channel = "trading_signals:early"
+            let token = try await nodes[0].token("trader", tier: "premium")
+            var clients: [TestClient] = []
+            var epochs: [String] = []
+            for node in nodes {
+                let client = try await node.client(token: token)
+                let reply = try await client.request(["type": "subscribe", "channel": channel])
+                epochs.append(try #require(reply["epoch"] as? String))
+                clients.append(client)
+            }
+            #expect(epochs[0] == epochs[1], "one epoch on both nodes before any publish")
+            _ = try await nodes[0].node.publish(Publication(channel: channel, event: "e", data: "1"))
+            for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [1]) }
+            // A client that subscribed early and missed seq 1 comes back on the other node with what it knew.
+            let late = try await nodes[1].client(token: token)
+            let reply = try await late.request(["type": "subscribe", "channel": channel, "since": 0, "epoch": epochs[0]])
+            #expect(reply["recovered"] as? Bool == true, "\(reply)")
+            #expect(reply["epoch"] as? String == epochs[0], "the first publish kept the stream's epoch")
+            #expect(try await late.next()["seq"] as? Int == 1)
+            await late.close()
+            for client in clients { await client.close() }
+        }
+    }
+
     @Test func inClusterModeTheChannelsRedisKeysExpireAndANewStreamIsDelivered() async throws {
         try await RedisServer.with { redis in
             try await ClusterTests.withNodes(2, on: redis, { $0.channelTtlMs = 3_000 }) { nodes in

@@ -20,13 +20,15 @@ public protocol Cluster: Sendable {
     /// Gives a slot taken by ``acquireUserSlot(userId:connectionId:limit:)`` back.
     func releaseUserSlot(userId: String, connectionId: String)
 
-    /// Whether a subscribe to `channel` must wait for ``prepare(channel:namespace:)`` first: the channel
+    /// Whether a subscribe to `channel` must wait for ``prepare(channel:namespace:forSubscriber:)`` first: the channel
     /// retains messages and this node has not yet loaded what the cluster holds of it.
     func needsPreparation(channel: String, namespace: Namespace) -> Bool
 
     /// Loads the cluster's history and last value of `channel` into this node's hub, so that a subscribe with
     /// `since` or a last value answers as on every other node. Returns when done or when it cannot be done.
-    func prepare(channel: String, namespace: Namespace) async
+    /// With `forSubscriber`, a channel with no stream in the cluster gets one now, so that its subscribers on
+    /// every node learn the same epoch before its first publish; a read (the history endpoint) starts nothing.
+    func prepare(channel: String, namespace: Namespace, forSubscriber: Bool) async
 
     /// The other live nodes' announced figures (each as its member's ``ClusterMember/figures()``), by node id.
     func peers() async -> [String: JSONValue]

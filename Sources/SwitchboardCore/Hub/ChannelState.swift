@@ -166,7 +166,9 @@ final class ChannelState: Sendable {
             if namespace.history > 0 { state.history = Deque(merged.suffix(namespace.history)) }
             if namespace.lastValue, let newest = merged.last, newest.seq > (state.lastValue?.seq ?? 0) { state.lastValue = newest }
             state.seq = max(state.seq, lastSeq, merged.last?.seq ?? 0)
-            if state.seq > 0 { retained(&state) }
+            // Held for `channel-ttl-ms` like a publish's stream (a stream started for a subscriber that then never
+            // came is freed then).
+            retained(&state)
         }
     }
 

@@ -36,7 +36,7 @@ extension ManagementAPI {
         let epoch = query["epoch"].map(String.init)
         if epoch != nil && since == nil { throw APIError.badRequest("epoch: only with since") }
         if let cluster = node.cluster, cluster.needsPreparation(channel: name, namespace: namespace) {
-            await cluster.prepare(channel: name, namespace: namespace)
+            await cluster.prepare(channel: name, namespace: namespace, forSubscriber: false)
         }
         return Self.historyResponse(node.hub.history(of: name, since: since, epoch: epoch))
     }

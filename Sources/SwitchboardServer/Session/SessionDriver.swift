@@ -158,7 +158,7 @@ struct SessionDriver<Connection: SessionTransport> {
         let channels = unprepared.map { ($0.name, $0.namespace) }
         connection.eventLoop.makeFutureWithTask {
             await withTaskGroup(of: Void.self) { group in
-                for (name, namespace) in channels { group.addTask { await cluster.prepare(channel: name, namespace: namespace) } }
+                for (name, namespace) in channels { group.addTask { await cluster.prepare(channel: name, namespace: namespace, forSubscriber: true) } }
             }
         }.whenSuccess { handle(.prepared, on: connection) }
     }
