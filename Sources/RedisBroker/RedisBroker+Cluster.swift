@@ -94,7 +94,12 @@ extension RedisBroker {
         let member = leaseMember(connectionId)
         guard let taken = try? await userLeases.acquire(member, of: userId, limit: limit, on: commands) else { return true }
         statistics.recordRedisCommands(1)
-        if taken { state.withLockedValue { _ = $0.leases[userId, default: []].insert(member) } }
+        if taken {
+            state.withLockedValue { state in
+                state.leases[userId, default: []].insert(member)
+                state.leaseLimits[userId] = limit
+            }
+        }
         return taken
     }
 
@@ -102,7 +107,10 @@ extension RedisBroker {
         let member = leaseMember(connectionId)
         let commands = state.withLockedValue { state -> RedisConnection? in
             guard state.leases[userId]?.remove(member) != nil else { return nil }
-            if state.leases[userId]?.isEmpty == true { state.leases[userId] = nil }
+            if state.leases[userId]?.isEmpty == true {
+                state.leases[userId] = nil
+                state.leaseLimits[userId] = nil
+            }
             return state.commands
         }
         guard let commands else { return }

@@ -221,7 +221,7 @@ extension RedisBroker {
 
     func heartbeat(_ commands: RedisConnection, _ feed: RedisSubscription, renewLeases: Bool) async {
         async let pinged: Void? = try? feed.ping()
-        let (member, leases, isLeaving) = state.withLockedValue { ($0.member, $0.leases, $0.isLeaving) }
+        let (member, leases, limits, isLeaving) = state.withLockedValue { ($0.member, $0.leases, $0.leaseLimits, $0.isLeaving) }
         if !isLeaving {
             let figures = member?.figures() ?? .object([:])
             try? await registry.announce(configuration.nodeId, figures: figures.jsonText, on: commands)
@@ -237,12 +237,37 @@ extension RedisBroker {
         var sent = 3
         if renewLeases {
             for (userId, members) in leases {
-                try? await userLeases.refresh(Array(members), of: userId, on: commands)
+                let limit = limits[userId] ?? members.count
+                guard let lost = try? await userLeases.refresh(Array(members), of: userId, limit: limit, on: commands) else { continue }
                 sent += 1
+                for lease in lost { leaseLost(lease, of: userId, member: member) }
+                // A lease released while the refresh was on its way (its connection closed) may have been taken back
+                // by it: given back again at once, so a closed connection's slot stays free (SPEC §3).
+                let held = state.withLockedValue { $0.leases[userId] ?? [] }
+                for lease in members where !held.contains(lease) && !lost.contains(lease) {
+                    try? await userLeases.release(lease, of: userId, on: commands)
+                    sent += 1
+                }
             }
         }
         _ = await pinged
         statistics.recordRedisCommands(sent)
+    }
+
+    /// A lease this node could not keep (it expired while the node was paused or cut off, and other nodes filled
+    /// the user's pool meanwhile): the connection is over the cluster's per-user limit and is closed (SPEC §8).
+    func leaseLost(_ lease: String, of userId: String, member: (any ClusterMember)?) {
+        state.withLockedValue { state in
+            state.leases[userId]?.remove(lease)
+            if state.leases[userId]?.isEmpty == true {
+                state.leases[userId] = nil
+                state.leaseLimits[userId] = nil
+            }
+        }
+        let prefix = "\(configuration.nodeId)|"
+        guard lease.hasPrefix(prefix) else { return }
+        logger.warning("user connection limit: a lease expired and the pool is full again; closing the connection", metadata: ["sb.user": "\(userId)"])
+        member?.leaseLost(connectionId: String(lease.dropFirst(prefix.count)))
     }
 
     /// Forgets the feed state of channels this node no longer holds (SPEC §4: state follows what is published

@@ -92,8 +92,9 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         weak var member: (any ClusterMember)?
         var peers: [String: JSONValue] = [:]
         var requests: [String: Request] = [:]
-        /// This node's leases, by user (renewed on the heartbeat).
+        /// This node's leases, by user (renewed on the heartbeat), and each user's pool limit as admission took it.
         var leases: [String: Set<String>] = [:]
+        var leaseLimits: [String: Int] = [:]
         var notForwarded = 0
         /// Channels this node numbered itself since Redis went out of reach: their streams restart (a new epoch)
         /// on this node at the first local publish and in Redis on reconnect.

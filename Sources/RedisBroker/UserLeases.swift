@@ -30,14 +30,26 @@ public struct UserLeases: Sendable {
         return 1
         """)
 
-    /// Renews leases that still exist (never re-creates one released meanwhile).
+    /// Renews this node's leases of a user (`ARGV[3...]`, with the pool's limit `ARGV[2]`). A lease that expired
+    /// meanwhile (the node was paused or cut off longer than a lease lives) is taken again if the pool has room,
+    /// as at admission; the members it could not take back are returned: their connections are over the limit
+    /// now that other nodes admitted others in their place, and must close.
     static let refreshScript = RedisScript(
         """
         local now = redis.call('TIME')
-        local expiry = now[1] * 1000 + math.floor(now[2] / 1000) + tonumber(ARGV[1])
-        for i = 2, #ARGV do redis.call('ZADD', KEYS[1], 'XX', expiry, ARGV[i]) end
+        local ms = now[1] * 1000 + math.floor(now[2] / 1000)
+        local expiry = ms + tonumber(ARGV[1])
+        redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
+        local lost = {}
+        for i = 3, #ARGV do
+          if redis.call('ZSCORE', KEYS[1], ARGV[i]) ~= false or redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+            redis.call('ZADD', KEYS[1], expiry, ARGV[i])
+          else
+            table.insert(lost, ARGV[i])
+          end
+        end
         redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[1]) * 2)
-        return 1
+        return lost
         """)
 
     /// Takes a slot of `userId`'s pool of `limit` for `member` (`node|connection`); false when it is full.
@@ -53,11 +65,13 @@ public struct UserLeases: Sendable {
         _ = try await connection.send(["ZREM", RESPArgument(key(of: userId)), RESPArgument(member)])
     }
 
-    /// Renews this node's leases of `userId` (in one round trip per user, pipelined by the caller).
-    public func refresh(_ members: [String], of userId: String, on connection: RedisConnection) async throws {
-        guard !members.isEmpty else { return }
-        _ = try await connection.run(
+    /// Renews this node's leases of `userId` in a pool of `limit`, taking back expired ones where there is room;
+    /// returns the members that could not be kept (see ``refreshScript``).
+    public func refresh(_ members: [String], of userId: String, limit: Int, on connection: RedisConnection) async throws -> [String] {
+        guard !members.isEmpty else { return [] }
+        let reply = try await connection.run(
             Self.refreshScript, keys: [RESPArgument(key(of: userId))],
-            arguments: [RESPArgument(leaseMilliseconds)] + members.map { RESPArgument($0) })
+            arguments: [RESPArgument(leaseMilliseconds), RESPArgument(limit)] + members.map { RESPArgument($0) })
+        return (reply.array ?? []).compactMap(\.string)
     }
 }

@@ -248,6 +248,39 @@ import WebSocketTestClient
         }
     }
 
+    /// Issue 37's broken limit: a node paused longer than a lease lives (SIGSTOP) loses its leases, and another node
+    /// admits the user's connections in their place. Its next renewal cannot take them back, so it closes its own
+    /// with 4029 instead of leaving the user over the limit for good. The pause is forced here by dropping the
+    /// node's leases in Redis, as their expiry would; with room in the pool, the renewal takes them back.
+    @Test func leasesLostToAPauseAreTakenBackOrTheirConnectionsClosed() async throws {
+        try await ClusterTests.withCluster(nodes: 2, { $0.maxConnectionsPerUser = 3 }) { nodes, redis in
+            let token = try await nodes[0].token("paused")
+            let admin = try await RedisConnection.connect(to: redis.url, on: nodes[0].eventLoop)
+            defer { Task { await admin.close() } }
+            let key = "test:user-leases:paused"
+            var onB: [TestClient] = []
+            for _ in 0..<3 { onB.append(try await nodes[1].client(token: token)) }
+            #expect(try await admin.send(["ZCARD", RESPArgument(key)]).integer == 3)
+
+            // Room in the pool: the renewal takes the leases back and the connections stay.
+            _ = try await admin.send(["DEL", RESPArgument(key)])
+            try await eventually("node B takes its leases back") { try await admin.send(["ZCARD", RESPArgument(key)]).integer == 3 }
+            #expect(try await nodes[0].upgrade(path: "/ws?token=\(token)").refusal?.status == 429, "the pool is full again")
+
+            // No room: node A admitted three in their place; node B closes its own.
+            _ = try await admin.send(["DEL", RESPArgument(key)])
+            var onA: [TestClient] = []
+            for _ in 0..<3 { onA.append(try await nodes[0].client(token: token)) }
+            for client in onB { #expect(try await client.closeCode(timeout: .seconds(15)) == 4029) }
+            try await eventually("the user is at the limit, not over it") {
+                nodes[0].node.connections.connections(ofUser: "paused").count == 3
+                    && nodes[1].node.connections.connections(ofUser: "paused").isEmpty
+            }
+            #expect(try await admin.send(["ZCARD", RESPArgument(key)]).integer == 3)
+            for client in onA { await client.close() }
+        }
+    }
+
     @Test func throttleWindowsAreClusterWideAndTheLatestValueWinsAcrossNodes() async throws {
         try await ClusterTests.withCluster(nodes: 2) { nodes, _ in
             let (first, second) = (nodes[0], nodes[1])

@@ -43,6 +43,9 @@ public protocol ClusterMember: AnyObject, Sendable {
     func perform(_ command: ClusterCommand) -> Int
     /// This node's figures, as `stats` shows them for each node.
     func figures() -> JSONValue
+    /// The cluster lease of this node's connection `connectionId` was lost and the user's pool is full: close it
+    /// (SPEC §8: per-user limits hold across nodes, whatever a node's pauses).
+    func leaseLost(connectionId: String)
 }
 
 /// A command every node carries out (SPEC §8: within 1 s, including nodes that start after a block).

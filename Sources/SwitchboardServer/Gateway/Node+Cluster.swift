@@ -16,6 +16,10 @@ extension Node: ClusterMember {
         }
     }
 
+    public func leaseLost(connectionId: String) {
+        connections.connection(id: connectionId)?.disconnect(code: .poolLimit, reason: "per-user connection limit reached across the cluster")
+    }
+
     /// Closes `connections` with 4000 and writes an `admin_disconnect` event for each; returns how many.
     @discardableResult
     func disconnectByAdmin(_ connections: [any ClientConnection], target: String, by admin: String, reason: String) -> Int {
