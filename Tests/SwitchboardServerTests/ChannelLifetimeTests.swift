@@ -69,6 +69,51 @@ import WebSocketTestClient
         }
     }
 
+    /// Issue 36's first defect as reported: an admin receives seq 1-3 of `admin` (a namespace that retains nothing),
+    /// unsubscribes (the channel is freed), and subscribes again with `since: 3` and the epoch it had. The reply
+    /// used to be `recovered: true` and the next publish came as seq 1, which a client de-duplicating by `seq`
+    /// drops. Now the stream is new: another epoch, `recovered: false`.
+    @Test func aFreedChannelIsNotRecoveredAcrossItsNewStream() async throws {
+        try await TestNode.with { node in
+            let admin = try await node.client(token: try await node.token("ops", role: .admin))
+            let subscribed = try await admin.request(["type": "subscribe", "channel": "admin"])
+            let epoch = try #require(subscribed["epoch"] as? String)
+            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "admin", event: "e", data: "\(n)")) }
+            for seq in 1...3 { #expect(try await admin.next()["seq"] as? Int == seq) }
+            _ = try await admin.request(["type": "unsubscribe", "channel": "admin"])
+            #expect(!node.node.hub.holds("admin"), "nothing retained: freed")
+            let again = try await admin.request(["type": "subscribe", "channel": "admin", "since": 3, "epoch": epoch])
+            #expect(again["recovered"] as? Bool == false, "\(again)")
+            #expect(again["epoch"] as? String != epoch)
+            _ = try await node.node.publish(Publication(channel: "admin", event: "e", data: "4"))
+            #expect(try await admin.next()["seq"] as? Int == 1, "a new stream, under its own epoch")
+            await admin.close()
+        }
+    }
+
+    /// Issue 36: a node that restarted (here: a new node in its place) holds a new stream; a client that comes back
+    /// with its old position is told so.
+    @Test func aRestartedNodeDoesNotRecoverTheOldStream() async throws {
+        var before: (epoch: String, seq: Int)?
+        try await TestNode.with { node in
+            let client = try await node.client(token: try await node.token("trader", tier: "premium"))
+            let reply = try await client.request(["type": "subscribe", "channel": "trading_signals:restart"])
+            for n in 1...2 { _ = try await node.node.publish(Publication(channel: "trading_signals:restart", event: "e", data: "\(n)")) }
+            _ = try await client.next()
+            before = (try #require(reply["epoch"] as? String), try #require(try await client.next()["seq"] as? Int))
+            await client.close()
+        }
+        let (epoch, seq) = try #require(before)
+        try await TestNode.with { node in
+            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "trading_signals:restart", event: "e", data: "\(n)")) }
+            let client = try await node.client(token: try await node.token("trader", tier: "premium"))
+            let reply = try await client.request(["type": "subscribe", "channel": "trading_signals:restart", "since": seq, "epoch": epoch])
+            #expect(reply["recovered"] as? Bool == false, "\(reply)")
+            #expect(reply["epoch"] as? String != epoch)
+            await client.close()
+        }
+    }
+
     /// Issue 36: subscribers of a channel that has no stream yet learn the same epoch on every node, the one its
     /// first publish keeps, so a client that subscribed early recovers with it (before, each node made one up
     /// and the first publish started yet another: the early client's `since` was never recovered).
