@@ -2,17 +2,42 @@ public import Logging
 import NIOConcurrencyHelpers
 public import NIOCore
 public import RedisClient
+public import ServiceLifecycle
 public import SwitchboardCore
 
 /// The link to Redis: its two connections (commands, and the feed's pub/sub), supervised and remade with backoff,
 /// the resynchronisation after each (re)connect, and the heartbeat (SPEC §8).
-extension RedisBroker {
-    /// Starts keeping the link (once; later calls only wait) and waits until it is up or `timeout` passed.
+extension RedisBroker: Service {
+    /// Keeps the link for the life of the node's service group (SPEC §8): the supervisor runs as a child task;
+    /// the node waits a few seconds for Redis at start (a node whose Redis is down still starts, degraded, and
+    /// keeps trying), and on graceful shutdown leaves the registry (so `stats` drops it at once) and closes the
+    /// link. The group shuts it down after the server and the WebSocket drain, so their last messages still go out.
+    public func run() async throws {
+        await withDiscardingTaskGroup { group in
+            group.addTask { await self.superviseLink() }
+            if (try? await waitUntilUp(timeout: .seconds(5))) != nil {
+                logger.info("joined the cluster", metadata: ["sb.redis": "\(configuration.url)"])
+            } else {
+                logger.warning("Redis not reachable: serving this node's clients only, and retrying", metadata: ["sb.redis": "\(configuration.url)"])
+            }
+            try? await gracefulShutdown()
+            await leave()
+            group.cancelAll()
+        }
+    }
+
+    /// Starts keeping the link outside a service group (tests, tools: ``stop()`` ends it) and waits until it is up
+    /// or `timeout` passed. A node runs the broker as a `Service` instead (``run()``).
     /// - Throws: ``BrokerError`` when the link is not up within `timeout` (the supervisor keeps trying).
     public func start(timeout: Duration = .seconds(5)) async throws {
         supervisor.withLockedValue { task in
             if task == nil { task = Task { await self.superviseLink() } }
         }
+        try await waitUntilUp(timeout: timeout)
+    }
+
+    /// Waits until the link (kept by ``run()`` or ``start(timeout:)``) is up, or throws when `timeout` passed first.
+    public func waitUntilUp(timeout: Duration) async throws {
         let promise = loop.makePromise(of: Void.self)
         let isUp = state.withLockedValue { state in
             if !state.isUp { state.upWaiters.append(promise) }
@@ -34,19 +59,24 @@ extension RedisBroker {
         do { try await promise.futureResult.get() } catch { throw BrokerError("Redis at \(configuration.url) not reachable") }
     }
 
-    /// Leaves the registry (so `stats` drops this node at once) and closes the link.
+    /// Leaves the registry (so `stats` drops this node at once) and closes the link ``start(timeout:)`` keeps.
     public func stop() async {
         let task = supervisor.withLockedValue { task in
             defer { task = nil }
             return task
         }
+        await leave()
+        task?.cancel()
+        await task?.value
+    }
+
+    /// Takes this node out of the registry and stops announcing it.
+    func leave() async {
         let commands = state.withLockedValue { state in
             state.isLeaving = true
             return state.commands
         }
         if let commands { try? await registry.leave(configuration.nodeId, on: commands) }
-        task?.cancel()
-        await task?.value
     }
 
     /// Keeps the link until cancelled: the command connection, and over it the feed. When the feed ends (Redis

@@ -7,7 +7,6 @@ public import Logging
 public import NIOCore
 public import NIOPosix
 public import Prometheus
-import RedisBroker
 import SwitchboardCore
 
 /// Builds a Switchboard node: the router, the gateway child channel and the node's services.
@@ -53,7 +52,7 @@ public func buildApplication(
     // Services are shut down in reverse order: the WebSocket drain goes last, after the server.
     var services: [any Service] = [WebSocketDrain(node: node), Housekeeping(node: node)]
     // The Redis link goes after everything else, so the drain's last messages can still be forwarded.
-    if let broker = node.broker as? RedisBroker { services.insert(ClusterLink(broker: broker, logger: node.logger), at: 0) }
+    if let cluster = node.cluster { services.insert(cluster, at: 0) }
     if settings.demo { services.append(DemoFeed(node: node)) }
     if let tls = node.tls { services.append(TLSReloader(tls: tls, logger: node.logger)) }
     return SwitchboardApplication(node: node, responder: router.buildResponder(), services: services, onServerRunning: onServerRunning)

@@ -177,7 +177,8 @@ extension TestNode {
     /// Waits until this cluster node's Redis link is up.
     func joined() async throws {
         let broker = try #require(node.broker as? RedisBroker, "a cluster node")
-        try await broker.start()
+        // The node's service group runs the broker (its link); this only waits for it.
+        try await broker.waitUntilUp(timeout: .seconds(10))
     }
 
     /// Waits until this node has read `count` other live nodes from the registry.

@@ -1,8 +1,13 @@
+public import ServiceLifecycle
+
 /// What the nodes of one cluster do together beyond publishing (SPEC §8): commands carried out on every node,
 /// per-user limits across nodes, the live nodes' figures, the shared history a node reads before it answers a
 /// subscribe, and the state of the link that joins them. A cluster broker conforms to it as well as to
 /// ``Broker``; a single node has none.
-public protocol Cluster: Sendable {
+///
+/// It is a ServiceLifecycle `Service`: the node's service group runs it for the life of the server (its link to
+/// the other nodes), and shuts it down after the server and the WebSocket drain.
+public protocol Cluster: Sendable, Service {
     /// Connects the node's member to the cluster: commands from other nodes are performed on it, and its
     /// figures are announced. Call once, before the node serves.
     func attach(_ member: any ClusterMember)
