@@ -44,6 +44,15 @@ final class ChannelState: Sendable {
         /// Nothing a later subscriber could need, and nobody listening: the channel can go.
         var isUnused: Bool { subscribers.isEmpty && lastPublish == nil && (throttle?.isIdle ?? true) }
 
+        /// SPEC §5's recovery rule, for `subscribe` and the history endpoint alike: the messages after `since`
+        /// when it names a position in the current stream (of `epoch`, when given) with every later message still
+        /// held; nil when it does not (a new stream, a position ahead of it, or messages no longer held).
+        func recovery(since: UInt64, epoch: String?) -> [Delivery]? {
+            guard let current = self.epoch, epoch == nil || epoch == current, since <= seq else { return nil }
+            let missed = Array(history.filter { $0.seq > since })
+            return since == seq || missed.first?.seq == since + 1 ? missed : nil
+        }
+
         mutating func dropStream() {
             seq = 0
             epoch = nil
@@ -264,11 +273,9 @@ final class ChannelState: Sendable {
                 if let last = state.lastValue { subscriber.deliver(last) }
                 return .subscribed
             }
-            let missed = state.history.filter { $0.seq > since }
-            let sameStream = (epoch == nil || epoch == current) && since <= state.seq
-            let recovered = sameStream && (since == state.seq || missed.first?.seq == since + 1)
-            subscriber.deliver(reply(recovered, current))
-            if recovered {
+            let missed = state.recovery(since: since, epoch: epoch)
+            subscriber.deliver(reply(missed != nil, current))
+            if let missed {
                 for delivery in missed { subscriber.deliver(delivery) }
             } else if let last = state.lastValue {
                 subscriber.deliver(last)
@@ -282,14 +289,9 @@ final class ChannelState: Sendable {
     /// messages after it; otherwise, or when not recovered, every message held (a fresh start).
     func history(since: UInt64?, epoch: String?) -> Hub.History {
         state.withLock { state in
-            let held = Array(state.history)
-            guard let since else {
-                return Hub.History(epoch: state.epoch, seq: state.seq, recovered: nil, messages: held.map(\.payload))
-            }
-            let missed = held.filter { $0.seq > since }
-            let sameStream = state.epoch != nil && (epoch == nil || epoch == state.epoch) && since <= state.seq
-            let recovered = sameStream && (since == state.seq || missed.first?.seq == since + 1)
-            return Hub.History(epoch: state.epoch, seq: state.seq, recovered: recovered, messages: (recovered ? missed : held).map(\.payload))
+            let missed = since.flatMap { state.recovery(since: $0, epoch: epoch) }
+            let messages = (missed ?? Array(state.history)).map(\.payload)
+            return Hub.History(epoch: state.epoch, seq: state.seq, recovered: since.map { _ in missed != nil }, messages: messages)
         }
     }
 
