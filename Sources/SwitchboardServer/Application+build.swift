@@ -54,7 +54,7 @@ public func buildApplication(
     // The Redis link goes after everything else, so the drain's last messages can still be forwarded.
     if let cluster = node.cluster { services.insert(cluster, at: 0) }
     if settings.demo { services.append(DemoFeed(node: node)) }
-    if let tls = node.tls { services.append(TLSReloader(tls: tls, logger: node.logger)) }
+    if let tls = node.gateway.tls { services.append(TLSReloader(tls: tls, logger: node.logger)) }
     return SwitchboardApplication(node: node, responder: router.buildResponder(), services: services, onServerRunning: onServerRunning)
 }
 

@@ -160,7 +160,7 @@ import WebSocketTestClient
             try await healthy.subscribe("system_status")
             let publisher = Task {
                 for n in 1...300 {
-                    _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\(n)"))
+                    _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: "\(n)"))
                     try await Task.sleep(for: .milliseconds(10))
                 }
             }

@@ -16,7 +16,7 @@ import WebSocketTestClient
         try await TestNode.with({ $0.namespaces[0].throttleMs = 300 }) { node in
             let client = try await node.client()
             try await client.subscribe("market_data:AAPL")
-            for n in 1...50 { _ = try await node.node.publish(quote(n)) }
+            for n in 1...50 { _ = try await node.node.publisher.publish(quote(n)) }
             let first = try await client.next()
             let last = try await client.next()
             #expect((first["data"] as? [String: Any])?["n"] as? Int == 1)
@@ -36,7 +36,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client()
             try await client.subscribe("market_data:AAPL")
-            for n in 1...200 { _ = try await node.node.publish(quote(n, key: nil)) }
+            for n in 1...200 { _ = try await node.node.publisher.publish(quote(n, key: nil)) }
             for n in 1...200 {
                 let message = try await client.next()
                 #expect((message["data"] as? [String: Any])?["n"] as? Int == n)
@@ -77,7 +77,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client(query: "batch=true")
             try await client.subscribe("market_data:AAPL")
-            for n in 1...30 { _ = try await node.node.publish(quote(n, key: nil)) }
+            for n in 1...30 { _ = try await node.node.publisher.publish(quote(n, key: nil)) }
             var seen: [Int] = []
             var batches = 0
             while seen.count < 30 {
@@ -188,7 +188,7 @@ import WebSocketTestClient
             let early = try await node.client(token: token, query: query)
             try await early.subscribe("user:alice")
             func publish(_ range: ClosedRange<Int>) async throws {
-                for n in range { _ = try await node.node.publish(Publication(channel: "user:alice", event: "e", data: "\(n)")) }
+                for n in range { _ = try await node.node.publisher.publish(Publication(channel: "user:alice", event: "e", data: "\(n)")) }
             }
             let recovering = try await node.client(token: token, query: query)
             let joining = try await node.client(token: token, query: query)
@@ -247,7 +247,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client()
             try await client.subscribe("system_status")
-            for n in 1...20 { _ = try await node.node.publish(Publication(channel: "system_status", event: "e", data: "\(n)")) }
+            for n in 1...20 { _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "e", data: "\(n)")) }
             for _ in 1...20 { #expect(try await client.next()["type"] as? String == "message") }
             let connection = try #require(node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             // welcome, subscribed and the 20 messages.
@@ -269,7 +269,7 @@ import WebSocketTestClient
             try await client.socket.pauseReading()
             let padding = String(repeating: "x", count: 300)
             for n in 1...total {
-                _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
+                _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
             }
             // Wait for the event itself: the drains running into the full socket (a short write) before reading again.
             var shortWrites = 0
@@ -284,7 +284,7 @@ import WebSocketTestClient
             try await client.socket.resumeReading()
             let publishing = Task {
                 for n in (total + 1)...(2 * total) {
-                    _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
+                    _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: #"{"n":\#(n),"pad":"\#(padding)"}"#))
                     if n % 20 == 0 { try await Task.sleep(for: .microseconds(200)) }
                 }
             }
@@ -335,7 +335,7 @@ import WebSocketTestClient
             let chunkSize = 100
             for chunk in 0..<(total / chunkSize) {
                 for n in 0..<chunkSize {
-                    _ = try await node.node.publish(
+                    _ = try await node.node.publisher.publish(
                         Publication(channel: "system_status", event: "tick", data: #"{"n":\#(chunk * chunkSize + n),"pad":"\#(padding)"}"#))
                 }
                 for _ in 0..<chunkSize { seqs.append(try await healthy.next(timeout: .seconds(20))["seq"] as? Int ?? -1) }

@@ -79,14 +79,14 @@ import WebSocketTestClient
             let admin = try await node.client(token: try await node.token("ops", role: .admin))
             let subscribed = try await admin.request(["type": "subscribe", "channel": "admin"])
             let epoch = try #require(subscribed["epoch"] as? String)
-            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "admin", event: "e", data: "\(n)")) }
+            for n in 1...3 { _ = try await node.node.publisher.publish(Publication(channel: "admin", event: "e", data: "\(n)")) }
             for seq in 1...3 { #expect(try await admin.next()["seq"] as? Int == seq) }
             _ = try await admin.request(["type": "unsubscribe", "channel": "admin"])
             #expect(!node.node.hub.holds("admin"), "nothing retained: freed")
             let again = try await admin.request(["type": "subscribe", "channel": "admin", "since": 3, "epoch": epoch])
             #expect(again["recovered"] as? Bool == false, "\(again)")
             #expect(again["epoch"] as? String != epoch)
-            _ = try await node.node.publish(Publication(channel: "admin", event: "e", data: "4"))
+            _ = try await node.node.publisher.publish(Publication(channel: "admin", event: "e", data: "4"))
             #expect(try await admin.next()["seq"] as? Int == 1, "a new stream, under its own epoch")
             await admin.close()
         }
@@ -99,14 +99,14 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client(token: try await node.token("trader", tier: "premium"))
             let reply = try await client.request(["type": "subscribe", "channel": "trading_signals:restart"])
-            for n in 1...2 { _ = try await node.node.publish(Publication(channel: "trading_signals:restart", event: "e", data: "\(n)")) }
+            for n in 1...2 { _ = try await node.node.publisher.publish(Publication(channel: "trading_signals:restart", event: "e", data: "\(n)")) }
             _ = try await client.next()
             before = (try #require(reply["epoch"] as? String), try #require(try await client.next()["seq"] as? Int))
             await client.close()
         }
         let (epoch, seq) = try #require(before)
         try await TestNode.with { node in
-            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "trading_signals:restart", event: "e", data: "\(n)")) }
+            for n in 1...3 { _ = try await node.node.publisher.publish(Publication(channel: "trading_signals:restart", event: "e", data: "\(n)")) }
             let client = try await node.client(token: try await node.token("trader", tier: "premium"))
             let reply = try await client.request(["type": "subscribe", "channel": "trading_signals:restart", "since": seq, "epoch": epoch])
             #expect(reply["recovered"] as? Bool == false, "\(reply)")
@@ -131,7 +131,7 @@ import WebSocketTestClient
                 clients.append(client)
             }
             #expect(epochs[0] == epochs[1], "one epoch on both nodes before any publish")
-            _ = try await nodes[0].node.publish(Publication(channel: channel, event: "e", data: "1"))
+            _ = try await nodes[0].node.publisher.publish(Publication(channel: channel, event: "e", data: "1"))
             for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [1]) }
             // A client that subscribed early and missed seq 1 comes back on the other node with what it knew.
             let late = try await nodes[1].client(token: token)
@@ -149,7 +149,7 @@ import WebSocketTestClient
             try await ClusterTests.withNodes(2, on: redis, { $0.channelTtlMs = 3_000 }) { nodes in
                 let subscriber = try await nodes[1].client()
                 try await subscriber.subscribe("feed:ttl")
-                for n in 1...3 { _ = try await nodes[0].node.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
+                for n in 1...3 { _ = try await nodes[0].node.publisher.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
                 #expect(try await ClusterTests.receive(3, on: subscriber).map(\.seq) == [1, 2, 3])
                 let commands = try await RedisConnection.connect(to: redis.url, on: nodes[0].eventLoop)
                 let keys = ["test:seq:c:feed:ttl", "test:epoch:c:feed:ttl", "test:history:c:feed:ttl"]
@@ -163,7 +163,7 @@ import WebSocketTestClient
                 #expect(gone, "the channel's keys expired in Redis")
                 // The subscriber is still there: the new stream (seq 1 of a new epoch) reaches it, none dropped
                 // as a duplicate of the old stream's 1.
-                for n in 4...5 { _ = try await nodes[0].node.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
+                for n in 4...5 { _ = try await nodes[0].node.publisher.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }
                 let fresh = try await ClusterTests.receive(2, on: subscriber)
                 #expect(fresh.map(\.seq) == [1, 2] && fresh.map(\.data) == [4, 5])
                 await commands.close()

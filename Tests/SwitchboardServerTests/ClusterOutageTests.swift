@@ -30,13 +30,13 @@ import WebSocketTestClient
     }
 
     static func broker(of node: TestNode) throws -> RedisBroker {
-        try #require(node.node.broker as? RedisBroker)
+        try #require(node.node.publisher.broker as? RedisBroker)
     }
 
     @Test func aHungRedisDegradesTheNodeWhichKeepsServingItsClientsAndResumesWithoutGoingBack() async throws {
         try await Self.withSubscribedPair("feed:hang") { redis, nodes, clients in
             let (first, second) = (nodes[0], nodes[1])
-            _ = try await first.node.publish(Publication(channel: "feed:hang", event: "e", data: "1"))
+            _ = try await first.node.publisher.publish(Publication(channel: "feed:hang", event: "e", data: "1"))
             #expect(try await ClusterTests.receive(1, on: clients[0]).map(\.seq) == [1])
             #expect(try await ClusterTests.receive(1, on: clients[1]).map(\.seq) == [1])
             redis.pause()
@@ -44,7 +44,7 @@ import WebSocketTestClient
             let health = try await first.request("GET", "/api/v1/websocket/health")
             #expect(health.status == 200 && (health.json["checks"] as? [String: Any])?["redis"] as? String != "ok", "\(health.body)")
             // Local publishes still reach local subscribers, numbered on from what the node saw.
-            let local = try await first.node.publish(Publication(channel: "feed:hang", event: "e", data: "2"))
+            let local = try await first.node.publisher.publish(Publication(channel: "feed:hang", event: "e", data: "2"))
             #expect(local.seq == 2)
             #expect(try await ClusterTests.receive(1, on: clients[0]).map(\.seq) == [2])
             #expect(try Self.broker(of: first).linkStatus.notForwarded == 1)
@@ -55,7 +55,7 @@ import WebSocketTestClient
                 return firstStatus == "ok" && secondStatus == "ok"
             }
             // Redis's seq was raised past the local one: the next publish, from the other node, is 3 everywhere.
-            let next = try await second.node.publish(Publication(channel: "feed:hang", event: "e", data: "3"))
+            let next = try await second.node.publisher.publish(Publication(channel: "feed:hang", event: "e", data: "3"))
             #expect(next.seq == 3)
             #expect(try await ClusterTests.receive(1, on: clients[0]).map(\.seq) == [3])
             #expect(try await ClusterTests.receive(1, on: clients[1]).map(\.seq) == [3], "the other node never goes back either")
@@ -78,7 +78,7 @@ import WebSocketTestClient
             let token = try await nodes[0].token("trader", tier: "premium")
             // The cluster's stream exists (1-3) before the clients come: each learns its epoch from `subscribed`,
             // with seq 3 replayed from the history.
-            for n in 1...3 { _ = try await nodes[0].node.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
+            for n in 1...3 { _ = try await nodes[0].node.publisher.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
             var clients: [TestClient] = []
             var epochs: [String] = []
             for node in nodes {
@@ -96,7 +96,7 @@ import WebSocketTestClient
             for node in nodes { try await eventually("the node notices the hung Redis") { try await node.healthStatus() == "degraded" } }
             // Each node numbers 4 and 5 itself, with different messages.
             for (index, node) in nodes.enumerated() {
-                for n in 4...5 { _ = try await node.node.publish(Publication(channel: channel, event: "e", data: "\(index * 100 + n)")) }
+                for n in 4...5 { _ = try await node.node.publisher.publish(Publication(channel: channel, event: "e", data: "\(index * 100 + n)")) }
                 #expect(try await ClusterTests.receive(2, on: clients[index]).map(\.seq) == [4, 5])
             }
             // Node 0's client moves to node 1 with what it knows (the cluster's epoch, seq 5): not recovered.
@@ -108,7 +108,7 @@ import WebSocketTestClient
 
             redis.resume()
             for node in nodes { try await eventually("the node reconnects") { try await node.healthStatus() == "ok" } }
-            let next = try await nodes[1].node.publish(Publication(channel: channel, event: "e", data: "6"))
+            let next = try await nodes[1].node.publisher.publish(Publication(channel: channel, event: "e", data: "6"))
             let nextSeq = Int(try #require(next.seq))
             #expect(nextSeq > 5, "seq never goes back")
             for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [nextSeq]) }
@@ -132,14 +132,14 @@ import WebSocketTestClient
     @Test func aRedisThatDiesAndComesBackEmptyNeverMakesSeqGoBackwards() async throws {
         try await Self.withSubscribedPair("feed:crash") { redis, nodes, clients in
             let (first, second) = (nodes[0], nodes[1])
-            for n in 1...3 { _ = try await first.node.publish(Publication(channel: "feed:crash", event: "e", data: "\(n)")) }
+            for n in 1...3 { _ = try await first.node.publisher.publish(Publication(channel: "feed:crash", event: "e", data: "\(n)")) }
             for client in clients { #expect(try await ClusterTests.receive(3, on: client).map(\.seq) == [1, 2, 3]) }
             try await redis.restart()
             try await eventually("both nodes reconnect to the new Redis") {
                 let links = try [Self.broker(of: first), Self.broker(of: second)].map(\.linkStatus)
                 return links.allSatisfy { $0.isUp && $0.reconnects >= 1 }
             }
-            let next = try await second.node.publish(Publication(channel: "feed:crash", event: "e", data: "4"))
+            let next = try await second.node.publisher.publish(Publication(channel: "feed:crash", event: "e", data: "4"))
             #expect(next.seq == 4, "the empty Redis was raised to the nodes' seq")
             for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [4]) }
         }
@@ -156,7 +156,7 @@ import WebSocketTestClient
                     #expect(killed.integer == 2, "both nodes' feeds cut")
                 }
                 let publisher = n % 2 == 0 ? first : second
-                seqs.append(try #require(try await publisher.node.publish(Publication(channel: "feed:cut", event: "e", data: "\(n)")).seq))
+                seqs.append(try #require(try await publisher.node.publisher.publish(Publication(channel: "feed:cut", event: "e", data: "\(n)")).seq))
             }
             #expect(seqs == Array(1...300), "every publish was taken by Redis: the command connections were not cut")
             for client in clients {
@@ -166,7 +166,7 @@ import WebSocketTestClient
             // Cut again and publish one last message: no later one reveals the gap, so each node finds it by
             // comparing its position with Redis's when its feed is back.
             #expect(try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"]).integer == 2)
-            #expect(try await first.node.publish(Publication(channel: "feed:cut", event: "e", data: "301")).seq == 301)
+            #expect(try await first.node.publisher.publish(Publication(channel: "feed:cut", event: "e", data: "301")).seq == 301)
             for client in clients { #expect(try await ClusterTests.receive(1, on: client).map(\.seq) == [301]) }
             #expect(try Self.broker(of: first).lostMessages == 0 && Self.broker(of: second).lostMessages == 0)
             #expect(try Self.broker(of: second).linkStatus.reconnects >= 1)
@@ -193,7 +193,7 @@ extension ClusterOutageTests {
                     try await client.subscribe("feed:quiet")
                     proxy.silenceOpenConnections()  // Redis is up; the first node's connections just carry nothing
                     for n in 1...20 {
-                        _ = try await second.node.publish(Publication(channel: "feed:quiet", event: "e", data: "\(n)"))
+                        _ = try await second.node.publisher.publish(Publication(channel: "feed:quiet", event: "e", data: "\(n)"))
                         try await Task.sleep(for: .milliseconds(200))
                     }
                     let received = try await ClusterTests.receive(20, on: client)

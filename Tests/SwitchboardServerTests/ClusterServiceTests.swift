@@ -122,9 +122,9 @@ import WebSocketTestClient
             try await ClusterTests.withNodes(1, on: redis) { nodes in
                 let first = nodes[0]
                 for n in 1...5 {
-                    _ = try await first.node.publish(Publication(channel: "feed:late", event: "e", data: "\(n)"))
+                    _ = try await first.node.publisher.publish(Publication(channel: "feed:late", event: "e", data: "\(n)"))
                 }
-                _ = try await first.node.publish(Publication(channel: "last:px", event: "px", data: "42"))
+                _ = try await first.node.publisher.publish(Publication(channel: "last:px", event: "px", data: "42"))
                 // A node that was not running when those were published.
                 try await ClusterTests.withNodes(1, on: redis) { later in
                     let client = try await later[0].client()
@@ -136,7 +136,7 @@ import WebSocketTestClient
                     let last = try await client.next()
                     #expect(last["channel"] as? String == "last:px" && last["data"] as? Int == 42 && last["seq"] as? Int == 1, "\(last)")
                     // Live messages continue right after, once each.
-                    _ = try await first.node.publish(Publication(channel: "feed:late", event: "e", data: "6"))
+                    _ = try await first.node.publisher.publish(Publication(channel: "feed:late", event: "e", data: "6"))
                     let live = try await ClusterTests.receive(1, on: client)
                     #expect(live.map(\.seq) == [6])
                     // Too far back: not recovered, as on the node that saw everything.
@@ -293,7 +293,7 @@ import WebSocketTestClient
             // A 1.5 s window (the `slow` namespace), so the publishes below all land inside it however loaded the
             // machine is.
             func publish(_ value: Int, _ key: String, on node: TestNode) async throws -> Hub.PublishResult {
-                try await node.node.publish(Publication(channel: "slow:BTC", event: "px", data: "\(value)", key: key))
+                try await node.node.publisher.publish(Publication(channel: "slow:BTC", event: "px", data: "\(value)", key: key))
             }
             let opened = try await publish(1, "last", on: first)
             #expect(opened.seq == 1 && !opened.held, "an idle window sends at once")
@@ -321,8 +321,8 @@ import WebSocketTestClient
                 try await client.subscribe("slow:ETH")
                 try await ClusterTests.withNodes(1, on: redis) { leaving in
                     // The leaving node opens the window (1.5 s); the survivor's publish is held in it.
-                    _ = try await leaving[0].node.publish(Publication(channel: "slow:ETH", event: "px", data: "1", key: "p"))
-                    let held = try await survivor.node.publish(Publication(channel: "slow:ETH", event: "px", data: "2", key: "p"))
+                    _ = try await leaving[0].node.publisher.publish(Publication(channel: "slow:ETH", event: "px", data: "1", key: "p"))
+                    let held = try await survivor.node.publisher.publish(Publication(channel: "slow:ETH", event: "px", data: "2", key: "p"))
                     #expect(held.held)
                 }
                 // The node that opened the window is gone; the survivor's sweep ends it.

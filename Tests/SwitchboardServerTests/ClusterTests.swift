@@ -87,7 +87,7 @@ import WebSocketTestClient
                 for (index, node) in [first, second].enumerated() {
                     publishers.addTask {
                         for n in 0..<100 {
-                            _ = try await node.node.publish(Publication(channel: "feed:quotes", event: "q", data: "\(index * 1000 + n)"))
+                            _ = try await node.node.publisher.publish(Publication(channel: "feed:quotes", event: "q", data: "\(index * 1000 + n)"))
                         }
                     }
                 }
@@ -120,8 +120,8 @@ import WebSocketTestClient
             #expect(fill["channel"] as? String == "user:alice" && fill["data"] as? Int == 7, "reached alice on the other node")
             // A channel publish to `user:alice` and `userId` targets share the channel's one sequence, across nodes.
             try await aliceOnSecond.subscribe("user:alice")
-            _ = try await first.node.publish(Publication(channel: "user:alice", event: "note", data: "8"), to: .channel("user:alice"))
-            _ = try await second.node.publish(Publication(channel: "", event: "fill", data: "9"), to: .user("alice"))
+            _ = try await first.node.publisher.publish(Publication(channel: "user:alice", event: "note", data: "8"), to: .channel("user:alice"))
+            _ = try await second.node.publisher.publish(Publication(channel: "", event: "fill", data: "9"), to: .user("alice"))
             let next = [try await aliceOnSecond.next(), try await aliceOnSecond.next()]
             #expect(next.map { $0["seq"] as? Int } == [2, 3] && next.map { $0["data"] as? Int } == [8, 9], "\(next)")
             let toAll = try await first.request("POST", "/api/v1/websocket/broadcast", token: admin, body: #"{"all":true,"event":"notice","data":1}"#)
@@ -176,7 +176,7 @@ import WebSocketTestClient
 extension TestNode {
     /// Waits until this cluster node's Redis link is up.
     func joined() async throws {
-        let broker = try #require(node.broker as? RedisBroker, "a cluster node")
+        let broker = try #require(node.publisher.broker as? RedisBroker, "a cluster node")
         // The node's service group runs the broker (its link); this only waits for it.
         try await broker.waitUntilUp(timeout: .seconds(10))
     }

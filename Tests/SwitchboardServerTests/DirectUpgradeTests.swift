@@ -113,7 +113,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client()
             #expect(client.welcome["type"] as? String == "welcome")
-            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+            #expect(node.node.gateway.directUpgrades.load(ordering: .relaxed) == 1)
             // One byte per write, then a masked ping sent before the 101 could arrive: answered with a pong.
             let raw = try await ByteCollector.connect(port: node.port)
             for byte in Array(Self.request().utf8) { try await raw.send([byte]) }
@@ -122,7 +122,7 @@ import WebSocketTestClient
             // The pong may come before `welcome` (control frames interleave), both after the 101.
             let seen = try await raw.waitFor(Array(#""type":"welcome""#.utf8))
             #expect(seen.starts(with: Array("HTTP/1.1 101 Switching Protocols\r\n".utf8)))
-            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 2)
+            #expect(node.node.gateway.directUpgrades.load(ordering: .relaxed) == 2)
             await raw.close()
             await client.close()
         }
@@ -134,7 +134,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client(query: "subscribe=system_status")
             #expect(try await client.next()["type"] as? String == "subscribed")
-            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+            #expect(node.node.gateway.directUpgrades.load(ordering: .relaxed) == 1)
             let connection = try #require(
                 node.node.connections.connection(id: client.welcome["connectionId"] as? String ?? "") as? WebSocketConnection)
             let writes = try await connection.eventLoop.submit { connection.directWrites }.get()
@@ -149,7 +149,7 @@ import WebSocketTestClient
             try await unusual.send(Array(Self.request(extra: "X-Note: caf\u{e9}\r\n").utf8))
             let accepted = String(decoding: try await unusual.waitFor(Array("welcome".utf8)), as: UTF8.self)
             #expect(accepted.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
-            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 0, "the HTTP pipeline answered it")
+            #expect(node.node.gateway.directUpgrades.load(ordering: .relaxed) == 0, "the HTTP pipeline answered it")
             await unusual.close()
             // The same refusal either way: SPEC §3's status and JSON body, then the connection closes.
             for extra in ["", "X-Note: caf\u{e9}\r\n"] {
@@ -160,7 +160,7 @@ import WebSocketTestClient
                 #expect(text.lowercased().contains("content-type: application/json"))
                 #expect(text.contains(#""code":"UNAUTHORIZED""#))
             }
-            #expect(node.node.directUpgrades.load(ordering: .relaxed) == 1)
+            #expect(node.node.gateway.directUpgrades.load(ordering: .relaxed) == 1)
         }
     }
 
@@ -240,13 +240,13 @@ import WebSocketTestClient
             let unusual = try await ByteCollector.connect(port: node.port)
             try await unusual.send(Array(Self.request(extra: "X-Note: caf\u{e9}\r\n").utf8))
             _ = try await unusual.waitFor(Array("welcome".utf8))
-            #expect(node.node.httpConnectionTasks.load(ordering: .relaxed) == 0, "WebSockets hold no task")
+            #expect(node.node.gateway.httpConnectionTasks.load(ordering: .relaxed) == 0, "WebSockets hold no task")
             let health = try await node.request("GET", "/api/v1/websocket/health")
             #expect(health.status == 200)
             let refused = try await ByteCollector.connect(port: node.port)
             try await refused.send(Array(Self.request("/ws?token=not-a-jwt", extra: "X-Note: caf\u{e9}\r\n").utf8))
             _ = try await refused.waitForClose()
-            #expect(node.node.httpConnectionTasks.load(ordering: .relaxed) == 2, "one request, one refusal")
+            #expect(node.node.gateway.httpConnectionTasks.load(ordering: .relaxed) == 2, "one request, one refusal")
             await unusual.close()
             for client in clients { await client.close() }
         }

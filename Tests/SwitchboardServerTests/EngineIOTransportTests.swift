@@ -68,7 +68,7 @@ import WebSocketTestClient
     @Test func repliesProducedDuringTheUpgradeArriveOnceInOrder() async throws {
         try await TestNode.with(Self.settings) { node in
             let session = try await Polling.open(node)
-            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
+            let engine = try #require(node.node.gateway.engineSessions.session(sid: session.sid))
             let held = Task { try await session.get() }
             try await waitUntilOnLoop(engine) { engine.isPollHeld }
             let socket = try await session.probe()
@@ -95,14 +95,14 @@ import WebSocketTestClient
         let limit = 16 * 1024
         try await TestNode.with({ Self.settings(&$0); $0.outboundBufferBytes = limit }) { node in
             let session = try await Polling.subscribed(node)
-            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
+            let engine = try #require(node.node.gateway.engineSessions.session(sid: session.sid))
             let data = String(repeating: "x", count: 1_000)
             for n in 0..<(2 * limit / 1_000) {
-                _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\"\(n) \(data)\""))
+                _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: "\"\(n) \(data)\""))
             }
             try await waitUntilOnLoop(engine) { engine.isFinished }
             #expect(node.node.statistics.snapshot().slowConsumerCloses == 1)
-            #expect(node.node.engineSessions.session(sid: session.sid) == nil)
+            #expect(node.node.gateway.engineSessions.session(sid: session.sid) == nil)
             let next = try await HTTPTestClient.request("GET", session.path, port: node.port)
             #expect(next.status == 400, "\(next.status) \(next.body)")
         }
@@ -113,11 +113,11 @@ import WebSocketTestClient
     @Test func anAbandonedUpgradeReturnsTheSessionToPolling() async throws {
         try await TestNode.with(Self.settings) { node in
             let session = try await Polling.subscribed(node)
-            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
+            let engine = try #require(node.node.gateway.engineSessions.session(sid: session.sid))
             let socket = try await session.probe()
             await socket.close()
             try await waitUntilOnLoop(engine) { !engine.isProbing }
-            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
+            for n in 1...3 { _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
             var received: [String] = []
             let deadline = ContinuousClock.now + .seconds(3)
             while received.count < 3 && ContinuousClock.now < deadline {
@@ -133,13 +133,13 @@ import WebSocketTestClient
     @Test func aGETWhoseClientLeftLosesNothing() async throws {
         try await TestNode.with(Self.settings) { node in
             let session = try await Polling.subscribed(node)
-            let engine = try #require(node.node.engineSessions.session(sid: session.sid))
+            let engine = try #require(node.node.gateway.engineSessions.session(sid: session.sid))
             let abandoned = try BlockingSocket(port: node.port)
             try abandoned.send("GET \(session.path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             try await waitUntilOnLoop(engine) { engine.isPollHeld }
             abandoned.reset()
             try await waitUntilOnLoop(engine) { !engine.isPollHeld }
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: "1"))
             let next = try await session.get()
             #expect(next.contains { $0.hasPrefix(#"42["tick""#) }, "\(next)")
         }
@@ -174,7 +174,7 @@ import WebSocketTestClient
                 if text.hasPrefix("44/x,") { refusals += 1 }
             }
             #expect(refusals == 2, "only the burst is answered")
-            #expect(node.node.engineSessions.count == 0, "far over the rate the session ends")
+            #expect(node.node.gateway.engineSessions.count == 0, "far over the rate the session ends")
         }
     }
 
@@ -188,7 +188,7 @@ import WebSocketTestClient
             #expect(connect.status == 403, "CONNECT after a block: \(connect.status) \(connect.body)")
             let upgrade = try await TestWebSocket.connect(port: node.port, path: "/socket.io/?EIO=4&transport=websocket&sid=\(beforeUpgrade.sid)")
             #expect(upgrade.refusal?.status == 403, "upgrade by sid after a block")
-            try await waitUntil { node.node.engineSessions.count == 0 }
+            try await waitUntil { node.node.gateway.engineSessions.count == 0 }
             #expect(node.node.connections.count == 0)
         }
     }
@@ -205,7 +205,7 @@ import WebSocketTestClient
             let connections = try #require(stats.json["connections"] as? [String: Any])
             #expect(connections["awaitingConnect"] as? Int == 5, "\(connections)")
             _ = try await sessions[0].connect()
-            #expect(node.node.engineSessions.awaitingConnect == 4)
+            #expect(node.node.gateway.engineSessions.awaitingConnect == 4)
             #expect(node.node.connections.count == 1)
         }
     }

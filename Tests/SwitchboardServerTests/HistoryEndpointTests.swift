@@ -24,7 +24,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let token = try await node.token("trader", tier: "premium")
             let channel = "trading_signals:hist"
-            for n in 1...4 { _ = try await node.node.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
+            for n in 1...4 { _ = try await node.node.publisher.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
             let whole = try Self.body(try await node.request("GET", Self.path + channel, token: token))
             let epoch = try #require(whole["epoch"] as? String)
             #expect(whole["seq"] as? Int == 4 && whole["recovered"] == nil)
@@ -53,7 +53,7 @@ import WebSocketTestClient
     @Test func theAccessRulesOfSubscribingApply() async throws {
         try await TestNode.with { node in
             let channel = "trading_signals:hist"
-            _ = try await node.node.publish(Publication(channel: channel, event: "e", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: channel, event: "e", data: "1"))
             let anonymous = try await node.request("GET", Self.path + channel)
             #expect(anonymous.status == 403, "no tier: \(anonymous.body)")
             let basic = try await node.request("GET", Self.path + channel, token: try await node.token("u", tier: "basic"))
@@ -83,7 +83,7 @@ import WebSocketTestClient
         try await ClusterTests.withCluster(nodes: 2) { nodes, _ in
             let token = try await nodes[0].token("trader", tier: "premium")
             let channel = "trading_signals:cluster-hist"
-            for n in 1...3 { _ = try await nodes[0].node.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
+            for n in 1...3 { _ = try await nodes[0].node.publisher.publish(Publication(channel: channel, event: "e", data: "\(n)")) }
             let first = try Self.body(try await nodes[0].request("GET", Self.path + channel + "?since=1", token: token))
             try await eventually("the other node has the stream") {
                 let second = try Self.body(try await nodes[1].request("GET", Self.path + channel + "?since=1", token: token))

@@ -24,10 +24,10 @@ import WebSocketTestClient
                 try await client.subscribe("system_status")
                 clients.append(client)
             }
-            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
+            for n in 1...3 { _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
             // A global message reaches every connection through its own outbox (the per-connection drain). It has a
             // sequence of its own, so it may come before or after the channel's messages.
-            _ = try await node.node.publish(Publication(channel: "", event: "notice", data: "4"), to: .all)
+            _ = try await node.node.publisher.publish(Publication(channel: "", event: "notice", data: "4"), to: .all)
             try await withThrowingTaskGroup(of: [Int].self) { readers in
                 for client in clients {
                     readers.addTask {

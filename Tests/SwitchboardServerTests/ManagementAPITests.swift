@@ -42,7 +42,7 @@ import WebSocketTestClient
             try await viewer.subscribe("system_status")
             let trader = try await node.client(token: try await node.token("alice"))
             try await trader.subscribe("system_status")
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "s", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "s", data: "1"))
             _ = try await viewer.next()
             _ = try await trader.next()
             let stats = try await node.request("GET", "/api/v1/websocket/stats", token: try await node.token("ops", role: .admin)).json
@@ -245,7 +245,7 @@ import WebSocketTestClient
         try await TestNode.with { node in
             let client = try await node.client()
             try await client.subscribe("system_status")
-            for n in 1...3 { _ = try await node.node.publish(Publication(channel: "system_status", event: "s", data: "\(n)")) }
+            for n in 1...3 { _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "s", data: "\(n)")) }
             for _ in 1...3 { _ = try await client.next() }
             let text = try await node.request("GET", "/metrics").body
             #expect(text.contains(#"switchboard_messages_published_total{namespace="system_status"} 3"#))

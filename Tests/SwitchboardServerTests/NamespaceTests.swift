@@ -113,7 +113,7 @@ import WebSocketTestClient
             let client = try await node.client()
             try await client.subscribe("system_status")
             try await client.subscribe("system_status")
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "s", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "s", data: "1"))
             #expect(try await client.next()["seq"] as? Int == 1)
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong", "delivered once only")
             await client.close()

@@ -139,7 +139,7 @@ import WebSocketTestClient
             #expect(reply["type"] as? String == "unsubscribed")
             #expect(reply["channel"] as? String == "system_status")
             #expect(reply["id"] as? String == "u")
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "status", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "status", data: "1"))
             let pong = try await client.request(["type": "ping"])
             #expect(pong["type"] as? String == "pong", "no delivery after unsubscribe, got \(pong)")
             await client.close()
@@ -335,7 +335,7 @@ import WebSocketTestClient
             #expect(replies[2]["code"] as? String == "FORBIDDEN", "the same checks as a subscribe message: \(replies[2])")
             #expect(replies[3]["code"] as? String == "BAD_REQUEST")
             #expect(replies[4]["code"] as? String == "BAD_REQUEST", "decoded twice: \(replies[4])")
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "s", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "s", data: "1"))
             #expect(try await client.next()["channel"] as? String == "system_status", "subscribed for real")
             await client.close()
         }

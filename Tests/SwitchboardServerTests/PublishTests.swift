@@ -192,7 +192,7 @@ import WebSocketTestClient
             $0.namespaces = [Namespace(name: "user", minRole: .user, ownerOnly: true, topic: .required, history: 2)]
         }) { node in
             for index in 1...5 {
-                _ = try await node.node.publish(Publication(channel: "user:alice", event: "fill", data: "\(index)"))
+                _ = try await node.node.publisher.publish(Publication(channel: "user:alice", event: "fill", data: "\(index)"))
             }
             let alice = try await node.client(token: try await node.token("alice"))
             let reply = try await alice.request(["type": "subscribe", "channel": "user:alice", "since": 1])
@@ -204,8 +204,8 @@ import WebSocketTestClient
 
     @Test func newSubscriberGetsLastValueAfterSubscribed() async throws {
         try await TestNode.with { node in
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "status", data: #""open""#))
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "status", data: #""halted""#))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "status", data: #""open""#))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "status", data: #""halted""#))
             let client = try await node.client()
             try await client.subscribe("system_status")
             let last = try await client.next()

@@ -25,7 +25,7 @@ import WebSocketTestClient
                 let client = try #require(node.node.connections.connection(id: sid) as? SocketIOClient)
                 sessions.append((socket, client))
             }
-            for n in 1...20 { _ = try await node.node.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
+            for n in 1...20 { _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "tick", data: "\(n)")) }
             var nativeSeqs: [Int] = []
             for _ in 1...20 {
                 let message = try await native.next()

@@ -19,7 +19,7 @@ import WebSocketTestClient
             let option = try await connection.channel.getOption(ChannelOptions.tcpOption(.tcp_nodelay)).get()
             #expect((option != 0) == noDelay)
             try await client.subscribe("system_status")
-            _ = try await node.node.publish(Publication(channel: "system_status", event: "e", data: "1"))
+            _ = try await node.node.publisher.publish(Publication(channel: "system_status", event: "e", data: "1"))
             #expect(try await client.next()["seq"] as? Int == 1)
             await client.close()
         }

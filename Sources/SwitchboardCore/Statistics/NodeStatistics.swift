@@ -43,6 +43,8 @@ public final class NodeStatistics: Sendable {
     let peakConnections = Atomic<Int>(0)
     let upgradesAccepted = Atomic<Int>(0)
     let subscriptionsTotal = Atomic<Int>(0)
+    /// When the node started counting (its uptime).
+    public let startedAt = ContinuousClock.now
     let published = Atomic<Int>(0)
     let delivered = Atomic<Int>(0)
     let dropped = Atomic<Int>(0)

@@ -3,14 +3,16 @@ import SwitchboardCore
 /// A broadcast body (SPEC §6): `event`, `data`, optional `key`, and exactly one target of `channel`,
 /// `userId`, `all: true`.
 struct BroadcastRequest: Sendable {
-    let publication: Publication
-    let target: Node.Target
+    let target: Publisher.Target
+    /// The publication on its target's channel, resolved once, here.
+    let resolved: Publisher.Resolved
+    var publication: Publication { resolved.publication }
 
     /// Most messages in one `broadcast/batch` request.
     static let maxBatch = 1_000
 
     /// Validates one body; the error message names the field.
-    init(_ body: JSONValue, directory: ChannelDirectory) throws(FieldError) {
+    init(_ body: JSONValue, publisher: Publisher) throws(FieldError) {
         guard case .object(let fields) = body else { throw FieldError("body must be a JSON object") }
         guard case .string(let event)? = fields["event"], !event.isEmpty else {
             throw FieldError("event: required, a non-empty string")
@@ -30,11 +32,6 @@ struct BroadcastRequest: Sendable {
         }
         switch (fields["channel"], fields["userId"], fields["all"]) {
         case (.string(let channel)?, _, _):
-            do {
-                _ = try directory.resolve(channel)
-            } catch {
-                throw FieldError("channel: \(error.message)", code: error.reason == .unknownNamespace ? .unknownChannel : .badRequest)
-            }
             target = .channel(channel)
         case (_, .string(let userId)?, _):
             guard ChannelName("user:\(userId)") != nil else { throw FieldError("userId: must match [A-Za-z0-9_.-]+") }
@@ -44,8 +41,12 @@ struct BroadcastRequest: Sendable {
         default:
             throw FieldError("\(given[0]): channel and userId must be strings, all must be true")
         }
-        let channel: String = if case .channel(let name) = target { name } else { "" }
-        publication = Publication(channel: channel, event: event, data: data.jsonText, key: key)
+        do {
+            resolved = try publisher.resolve(Publication(channel: "", event: event, data: data.jsonText, key: key), to: target)
+        } catch {
+            guard case .target(let refusal) = error else { throw FieldError(error.message, code: error.code) }
+            throw FieldError("\(given[0]): \(refusal.message)", code: refusal.reason == .unknownNamespace ? .unknownChannel : .badRequest)
+        }
     }
 
     /// The namespace the audit trail counts this broadcast under: the channel's, `user` or `all`.

@@ -13,7 +13,7 @@ extension ManagementAPI {
         let body = try await Self.jsonBody(of: request)
         let broadcast: BroadcastRequest
         do {
-            broadcast = try BroadcastRequest(body, directory: node.hub.directory)
+            broadcast = try BroadcastRequest(body, publisher: node.publisher)
         } catch {
             throw APIError(status: .badRequest, code: error.code, message: error.message)
         }
@@ -38,7 +38,7 @@ extension ManagementAPI {
         var problems: [ErrorBody.Detail] = []
         for (index, item) in items.enumerated() {
             do {
-                broadcasts.append(try BroadcastRequest(item, directory: node.hub.directory))
+                broadcasts.append(try BroadcastRequest(item, publisher: node.publisher))
             } catch {
                 problems.append(ErrorBody.Detail(index: index, message: error.message))
             }
@@ -47,7 +47,7 @@ extension ManagementAPI {
             throw APIError.badRequest("\(problems.count) of \(items.count) messages are invalid; nothing was sent", details: problems)
         }
         // One call for the whole batch: a cluster node sends it to Redis in one pipelined write.
-        let published = await node.publishBatch(broadcasts.map { ($0.publication, $0.target) })
+        let published = await node.publisher.publishBatch(broadcasts.map(\.resolved))
         await Self.letDeliveriesGoFirst()
         let results = try zip(published, broadcasts).map { result, broadcast in try Self.describe(result, of: broadcast) }
         for (namespace, items) in Dictionary(grouping: broadcasts, by: \.auditNamespace).sorted(by: { $0.key < $1.key }) {
@@ -67,9 +67,9 @@ extension ManagementAPI {
 
     /// Publishes one validated broadcast and describes the result as SPEC's `{"channel","seq","recipients"}`.
     func send(_ broadcast: BroadcastRequest) async throws -> JSONValue {
-        let result: Result<Hub.PublishResult, Node.PublishError>
+        let result: Result<Hub.PublishResult, Publisher.PublishError>
         do {
-            result = .success(try await node.publish(broadcast.publication, to: broadcast.target))
+            result = .success(try await node.publisher.publish(broadcast.resolved))
         } catch {
             result = .failure(error)
         }
@@ -77,14 +77,14 @@ extension ManagementAPI {
     }
 
     /// SPEC's `{"channel","seq","recipients"}` for a publish, or the API error for its refusal.
-    static func describe(_ result: Result<Hub.PublishResult, Node.PublishError>, of broadcast: BroadcastRequest) throws -> JSONValue {
+    static func describe(_ result: Result<Hub.PublishResult, Publisher.PublishError>, of broadcast: BroadcastRequest) throws -> JSONValue {
         let published: Hub.PublishResult
         switch result {
         case .success(let result): published = result
         case .failure(let error):
             switch error {
             case .target:
-                // Validation resolved the channel already; only a namespace table without `user` gets here.
+                // The request resolved its target when it was validated; the broker refuses nothing by target.
                 throw APIError(status: .badRequest, code: error.code, message: error.message)
             case .broker:
                 throw APIError(status: .serviceUnavailable, code: error.code, message: error.message)

@@ -43,7 +43,7 @@ extension ManagementAPI {
         let reason = try await Self.reason(in: request)
         var closed = 0
         if let connection = node.connections.connection(id: id) {
-            closed = node.disconnectByAdmin([connection], target: "connection \(id)", by: Self.name(of: admin), reason: reason)
+            closed = node.gatekeeper.disconnectByAdmin([connection], target: "connection \(id)", by: Self.name(of: admin), reason: reason)
         } else if let cluster = node.cluster {
             // SPEC §8: the connection may be on another node; 404 only when no node has it.
             guard cluster.linkStatus.isUp else {
@@ -84,7 +84,7 @@ extension ManagementAPI {
         let admin = try await requireAdmin(request, context)
         let userId = try Self.pathParameter("userId", of: context)
         let reason = try await Self.reason(in: request)
-        var closed = node.disconnectByAdmin(
+        var closed = node.gatekeeper.disconnectByAdmin(
             node.connections.connections(ofUser: userId), target: "user \(userId)", by: Self.name(of: admin), reason: reason)
         if let cluster = node.cluster { closed += await performed(.disconnectUser(id: userId, reason: reason), in: cluster) }
         return Self.json(.object(["disconnected": .int(Int64(closed))]))
@@ -104,7 +104,7 @@ extension ManagementAPI {
         case .int(let seconds)? where seconds > 0 && seconds <= 365 * 86_400: blockSeconds = seconds
         default: throw APIError.badRequest("blockSeconds: a whole number of seconds, 1 to 31536000")
         }
-        var closed = node.disconnectByAdmin(
+        var closed = node.gatekeeper.disconnectByAdmin(
             node.connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: Self.name(of: admin), reason: reason)
         // The other nodes close the IP's connections as an admin's disconnect (4000) before the block reaches
         // them (commands arrive in the order sent), so the block finds nothing of the IP left to close with 1008.

@@ -27,11 +27,11 @@ extension ManagementAPI {
                 "byRole": .object(Dictionary(uniqueKeysWithValues: counts.connectionsByRole.map { ($0.key.rawValue, int($0.value)) })),
                 "byTransport": .object(Dictionary(uniqueKeysWithValues: counts.connectionsByTransport.map { ($0.key.rawValue, int($0.value)) })),
                 // SPEC §12: with tls-cert set the port serves TLS only, so every connection is a TLS one.
-                "tls": int(node.tls == nil ? 0 : counts.connections),
+                "tls": int(node.gateway.tls == nil ? 0 : counts.connections),
                 "uniqueUsers": int(pools.uniqueUsers),
                 "uniqueIPs": int(pools.uniqueIPs),
                 // Socket.IO sessions that did the handshake and have not CONNECTed: they hold a slot in the pools too.
-                "awaitingConnect": int(node.engineSessions.awaitingConnect),
+                "awaitingConnect": int(node.gateway.engineSessions.awaitingConnect),
                 "accepted": int(counts.upgradesAccepted),
                 "acceptedPerSecond": .double(counts.upgradesAcceptedPerSecond),
             ]),

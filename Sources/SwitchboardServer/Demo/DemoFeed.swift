@@ -25,7 +25,7 @@ struct DemoFeed: Service {
             while !Task.isCancelled {
                 if tick % Self.statusEvery == 0 {
                     let data = #"{"state":"open","demo":true,"uptimeSeconds":\#(node.uptimeSeconds)}"#
-                    _ = try? await node.publish(Publication(channel: "system_status", event: "status", data: data))
+                    _ = try? await node.publisher.publish(Publication(channel: "system_status", event: "status", data: data))
                 }
                 for (symbol, _) in Self.symbols {
                     let last = (prices[symbol] ?? 100) * (1 + Double.random(in: -0.001...0.001))
@@ -33,7 +33,7 @@ struct DemoFeed: Service {
                     let spread = last * 0.0002
                     let data = String(
                         format: #"{"symbol":"%@","bid":%.4f,"ask":%.4f,"last":%.4f}"#, symbol, last - spread, last + spread, last)
-                    _ = try? await node.publish(Publication(channel: "market_data:\(symbol)", event: "quote", data: data, key: symbol))
+                    _ = try? await node.publisher.publish(Publication(channel: "market_data:\(symbol)", event: "quote", data: data, key: symbol))
                 }
                 if tick % Self.signalEvery == Self.signalEvery - 1 {
                     let strategy = Self.strategies[(tick / Self.signalEvery) % Self.strategies.count]
@@ -41,7 +41,7 @@ struct DemoFeed: Service {
                     let data = String(
                         format: #"{"strategy":"%@","symbol":"%@","side":"%@","confidence":%.2f,"price":%.4f}"#, strategy, symbol,
                         Bool.random() ? "buy" : "sell", Double.random(in: 0.5...0.99), prices[symbol] ?? 0)
-                    _ = try? await node.publish(Publication(channel: "trading_signals:\(strategy)", event: "signal", data: data))
+                    _ = try? await node.publisher.publish(Publication(channel: "trading_signals:\(strategy)", event: "signal", data: data))
                 }
                 if tick % Self.fillEvery == Self.fillEvery - 1 {
                     orders += 1
@@ -49,7 +49,7 @@ struct DemoFeed: Service {
                     let data = String(
                         format: #"{"orderId":"demo-%d","symbol":"%@","side":"%@","quantity":%d,"price":%.4f}"#, orders, symbol,
                         orders % 2 == 0 ? "buy" : "sell", Int.random(in: 1...10), prices[symbol] ?? 0)
-                    _ = try? await node.publish(Publication(channel: "", event: "fill", data: data), to: .user(Self.trader))
+                    _ = try? await node.publisher.publish(Publication(channel: "", event: "fill", data: data), to: .user(Self.trader))
                 }
                 tick += 1
                 try? await Task.sleep(for: Self.interval)

@@ -71,7 +71,7 @@ struct GatewayChannel: HTTPChannelHandler {
     /// The `Sec-WebSocket-Extensions` answer to a `/ws` or Engine.IO WebSocket upgrade: permessage-deflate when `compression` is on, the
     /// client offers it acceptably and the loop's compressor is running (SPEC §12); nil for plain frames.
     private func compressionResponse(to head: HTTPRequestHead, on loop: any EventLoop) -> String? {
-        guard node.settings.compression, node.loops[loop].deflater != nil else { return nil }
+        guard node.settings.compression, node.gateway.loops[loop].deflater != nil else { return nil }
         return PerMessageDeflate.response(toOffers: head.headers["Sec-WebSocket-Extensions"])
     }
 
@@ -89,24 +89,24 @@ struct GatewayChannel: HTTPChannelHandler {
             // through a chain of futures per connection (about 1 % of the server's CPU in a connect storm).
             try channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
             // SPEC §12: TLS first, for HTTP and WebSocket alike; the context is the latest loaded (SIGHUP).
-            if let tls = node.tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current)) }
+            if let tls = node.gateway.tls { try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: tls.current)) }
             // A plain `/ws` upgrade is answered without NIO's HTTP pipeline; everything else gets it.
             let negotiated = channel.eventLoop.makePromise(of: Negotiated.self)
             let admission = UpgradeAdmission(node: node)
             try channel.pipeline.syncOperations.addHandler(
                 DirectUpgradeHandler(
                     negotiated: negotiated,
-                    queue: node.loops[channel.eventLoop].upgradeQueue,
+                    queue: node.gateway.loops[channel.eventLoop].upgradeQueue,
                     admit: { head, channel in
                         (admission.admit(head, peer: channel.remoteAddress, on: channel.eventLoop),
                          extensions: compressionResponse(to: head, on: channel.eventLoop))
                     },
                     install: { upgrade, channel in try install(upgrade, on: channel, socket: socket) },
                     standardPipeline: { channel in try configureHTTPPipeline(on: channel, socket: socket, admission: admission, logger: logger) },
-                    answered: { [node] in node.directUpgrades.add(1, ordering: .relaxed) }))
+                    answered: { [node] in node.gateway.directUpgrades.add(1, ordering: .relaxed) }))
             // A connection must complete its first request or upgrade in time: sockets that connect and send
             // nothing, or half a request, are closed instead of held (`request-timeout-ms`).
-            let deadline = node.loops[channel.eventLoop].requestDeadlines.watch(channel)
+            let deadline = node.gateway.loops[channel.eventLoop].requestDeadlines.watch(channel)
             negotiated.futureResult.assumeIsolated().whenComplete { _ in deadline.settle() }
             return Value(negotiated: negotiated.futureResult, channel: channel)
         }
@@ -161,7 +161,7 @@ struct GatewayChannel: HTTPChannelHandler {
             upgraders: [upgrader],
             notUpgradingCompletionHandler: { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: node.tls != nil))
+                    try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: node.gateway.tls != nil))
                     try channel.pipeline.syncOperations.addHandler(
                         HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
                     let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
@@ -218,7 +218,7 @@ struct GatewayChannel: HTTPChannelHandler {
         func engineWebSocket(compressed: Bool, sessionLoop: any EventLoop) throws -> EngineWebSocket {
             let socket = EngineWebSocket(
                 channel: channel, maxMessageBytes: node.settings.maxMessageBytes, socket: writer, sessionLoop: sessionLoop,
-                deflater: compressed ? node.loops[channel.eventLoop].deflater : nil)
+                deflater: compressed ? node.gateway.loops[channel.eventLoop].deflater : nil)
             try channel.pipeline.syncOperations.addHandler(socket)
             return socket
         }
@@ -254,7 +254,7 @@ struct GatewayChannel: HTTPChannelHandler {
     func serve(_ connection: HTTPConnection, logger: Logger) async {
         switch connection {
         case .request(let http):
-            await withTaskExecutorPreference(node.loops[http.channel.eventLoop].taskExecutor) {
+            await withTaskExecutorPreference(node.gateway.loops[http.channel.eventLoop].taskExecutor) {
                 await handleHTTP(asyncChannel: http, logger: logger)
             }
         case .refused(let http, let rejection):
@@ -275,7 +275,7 @@ struct GatewayChannel: HTTPChannelHandler {
         case .failure(let error):
             throw UpgradeRejection(status: .badRequest, code: .badRequest, message: error.message)
         case .success(.upgrade(let sid)):
-            guard let connection = node.engineSessions.session(sid: sid) else {
+            guard let connection = node.gateway.engineSessions.session(sid: sid) else {
                 throw UpgradeRejection(status: .badRequest, code: .badRequest, message: EngineHTTPError.unknownSession.message)
             }
             // SPEC §9: the block list and the origin apply to the upgrade of a session too.

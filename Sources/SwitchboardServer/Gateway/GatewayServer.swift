@@ -52,7 +52,7 @@ struct GatewayServer: Service {
         let loops = Array(group.makeIterator()).count
         listener.startAccepting(maxPending: Self.pendingAdoptionsPerLoop * loops) { descriptor, adopted in
             // Under TLS every byte goes through NIOSSL's handler: no direct writes (SPEC §12).
-            let socket = node.tls == nil ? SocketWriter(descriptor: descriptor) : nil
+            let socket = node.gateway.tls == nil ? SocketWriter(descriptor: descriptor) : nil
             // Adopted on its loop, so that the channel is made there: allocated on the accepting thread, each
             // connection's objects went to a malloc arena of that thread's own (+13 MiB in a connect storm).
             let loop = group.next()
@@ -84,7 +84,7 @@ struct GatewayServer: Service {
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
                 for await connection in connections {
-                    node.httpConnectionTasks.add(1, ordering: .relaxed)
+                    node.gateway.httpConnectionTasks.add(1, ordering: .relaxed)
                     group.addTask { await gateway.serve(connection, logger: logger) }
                 }
             }

@@ -6,11 +6,11 @@ extension Node: ClusterMember {
         switch command {
         case .disconnectConnection(let id, let reason):
             guard let connection = connections.connection(id: id) else { return 0 }
-            return disconnectByAdmin([connection], target: "connection \(id)", by: "an admin on another node", reason: reason)
+            return gatekeeper.disconnectByAdmin([connection], target: "connection \(id)", by: "an admin on another node", reason: reason)
         case .disconnectUser(let id, let reason):
-            return disconnectByAdmin(connections.connections(ofUser: id), target: "user \(id)", by: "an admin on another node", reason: reason)
+            return gatekeeper.disconnectByAdmin(connections.connections(ofUser: id), target: "user \(id)", by: "an admin on another node", reason: reason)
         case .disconnectIP(let ip, let reason):
-            return disconnectByAdmin(connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: "an admin on another node", reason: reason)
+            return gatekeeper.disconnectByAdmin(connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: "an admin on another node", reason: reason)
         case .block(let ip, let seconds, let reason):
             return gatekeeper.blockHere(ip, for: .seconds(Int64(seconds)), reason: "from another node: \(reason)")
         }
@@ -18,17 +18,6 @@ extension Node: ClusterMember {
 
     public func leaseLost(connectionId: String) {
         connections.connection(id: connectionId)?.disconnect(code: .poolLimit, reason: "per-user connection limit reached across the cluster")
-    }
-
-    /// Closes `connections` with 4000 and writes an `admin_disconnect` event for each; returns how many.
-    @discardableResult
-    func disconnectByAdmin(_ connections: [any ClientConnection], target: String, by admin: String, reason: String) -> Int {
-        for connection in connections {
-            gatekeeper.audit.record(SecurityEvent(
-                .adminDisconnect, ip: connection.ip, connectionId: connection.id, detail: "\(target) by \(admin): \(reason)"))
-            connection.disconnect(code: .disconnectedByAdmin, reason: reason)
-        }
-        return connections.count
     }
 
     /// Most channels a node announces with their subscriber counts (the busiest), so an announcement stays small.

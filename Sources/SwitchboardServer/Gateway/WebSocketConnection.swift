@@ -72,9 +72,9 @@ final class WebSocketConnection: WebSocketTransport, SessionTransport, LaneMembe
         self.wantsBatches = admitted.wantsBatches
         self.upgradeSubscriptions = admitted.subscriptions
         self.outbox = Outbox(limit: node.settings.outboundBufferBytes)
-        self.drainScheduler = node.loops[channel.eventLoop].drainScheduler
-        self.heartbeats = node.loops[channel.eventLoop].heartbeats
-        let loopFanout = node.loops[channel.eventLoop].fanouts[LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
+        self.drainScheduler = node.gateway.loops[channel.eventLoop].drainScheduler
+        self.heartbeats = node.gateway.loops[channel.eventLoop].heartbeats
+        let loopFanout = node.gateway.loops[channel.eventLoop].fanouts[LaneFormat(batches: admitted.wantsBatches, compressed: compressed)]
         self.loopFanout = loopFanout
         self.session = SessionDriver(identity: admitted.identity, rules: node.sessionRules)
         super.init(

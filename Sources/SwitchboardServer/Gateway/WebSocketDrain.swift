@@ -19,7 +19,7 @@ struct WebSocketDrain: Service {
         }
         // Polling Socket.IO sessions have no channel for the server to quiesce: end their transport (SPEC §9:
         // the client reconnects, to another node).
-        for session in node.engineSessions.all {
+        for session in node.gateway.engineSessions.all {
             session.eventLoop.execute { session.end(code: .goingAway, reason: "server shutting down") }
         }
         let deadline = ContinuousClock.now + .nanoseconds(WebSocketTransport.closeGrace.nanoseconds) + .seconds(1)

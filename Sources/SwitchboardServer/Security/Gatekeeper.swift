@@ -95,6 +95,17 @@ public final class Gatekeeper: Sendable {
         return closing.count
     }
 
+    /// Closes `connections` with 4000 and writes an `admin_disconnect` event for each; returns how many.
+    @discardableResult
+    func disconnectByAdmin(_ connections: [any ClientConnection], target: String, by admin: String, reason: String) -> Int {
+        for connection in connections {
+            audit.record(SecurityEvent(
+                .adminDisconnect, ip: connection.ip, connectionId: connection.id, detail: "\(target) by \(admin): \(reason)"))
+            connection.disconnect(code: .disconnectedByAdmin, reason: reason)
+        }
+        return connections.count
+    }
+
     /// Forgets expired blocks (writing `ip_unblocked` for each); called every second.
     func expireBlocks() {
         for ip in blockList.expire() {

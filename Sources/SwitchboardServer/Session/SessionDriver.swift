@@ -166,28 +166,26 @@ struct SessionDriver<Connection: SessionTransport> {
     private static func publish(_ publication: Publication, id: RequestID?, for connection: Connection) {
         let node = connection.node
         let channel = publication.channel
-        let target: BrokerTarget
-        let resolved: Publication
+        let resolved: Publisher.Resolved
         do {
-            (resolved, target) = try node.resolve(publication, to: .channel(channel))
+            resolved = try node.publisher.resolve(publication, to: .channel(channel))
         } catch {
             handle(.answered(.error(error.code, error.message), id: id), on: connection)
             return
         }
         // An in-process broker answers at once; one that needs a round trip answers later, and the requests
         // after this one wait for it.
-        if let result = node.broker.publishImmediately(resolved, to: target) {
+        let publisher = node.publisher
+        if let result = publisher.publishImmediately(resolved) {
             handle(.answered(.published(channel: channel, seq: result.seq), id: id), on: connection)
             return
         }
-        let broker = node.broker
         connection.eventLoop.makeFutureWithTask { () async -> ClientSession.Event in
-            do throws(BrokerError) {
-                let result = try await broker.publish(resolved, to: target)
+            do throws(Publisher.PublishError) {
+                let result = try await publisher.publish(resolved)
                 return .answered(.published(channel: channel, seq: result.seq), id: id)
             } catch {
-                let failure = Node.PublishError.broker(error)
-                return .answered(.error(failure.code, failure.message), id: id)
+                return .answered(.error(error.code, error.message), id: id)
             }
         }.whenSuccess { handle($0, on: connection) }
     }
@@ -231,23 +229,6 @@ struct SessionDriver<Connection: SessionTransport> {
         connection.node.statistics.recordDisconnected(role: identity.role, transport: connection.metricsTransport)
         connection.reservation.release()
         connection.sessionEnded()
-    }
-}
-
-extension Node.PublishError {
-    /// The wire error code for this refusal.
-    var code: ErrorCode {
-        switch self {
-        case .target(let error): error.code
-        case .broker: .internalError
-        }
-    }
-
-    var message: String {
-        switch self {
-        case .target(let error): error.message
-        case .broker(let error): "publish failed: \(error.description)"
-        }
     }
 }
 

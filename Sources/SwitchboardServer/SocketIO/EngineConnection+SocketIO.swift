@@ -58,7 +58,7 @@ extension EngineConnection {
             switch result {
             case .success(let admitted):
                 wasAdmitted = true
-                node.engineSessions.admitted(self)
+                node.gateway.engineSessions.admitted(self)
                 let client = SocketIOClient(engine: self, admitted: admitted)
                 let actions = socketIO.accepted(sid: client.id)
                 // The CONNECT answer first, then the session opens, then the packets that arrived while the

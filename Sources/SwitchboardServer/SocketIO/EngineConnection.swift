@@ -66,9 +66,9 @@ final class EngineConnection: @unchecked Sendable {
         let now = Self.now()
         self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
         self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
-        self.drainScheduler = node.loops[eventLoop].drainScheduler
+        self.drainScheduler = node.gateway.loops[eventLoop].drainScheduler
         self.outbox = Outbox(limit: settings.outboundBufferBytes)
-        self.loopDeflater = node.loops[eventLoop].deflater
+        self.loopDeflater = node.gateway.loops[eventLoop].deflater
         self.rateBeforeConnect = MessageRateLimiter(perMinute: settings.messageRate, burst: settings.messageBurst)
     }
 
@@ -102,7 +102,7 @@ final class EngineConnection: @unchecked Sendable {
     }
 
     func start() {
-        node.engineSessions.add(self)
+        node.gateway.engineSessions.add(self)
         ticker = eventLoop.scheduleRepeatedTask(initialDelay: tickInterval, delay: tickInterval) { [self] _ in tick() }
     }
 
@@ -298,6 +298,6 @@ final class EngineConnection: @unchecked Sendable {
         client?.tearDown()
         client = nil
         reservation.release()
-        node.engineSessions.remove(self, wasAdmitted: wasAdmitted)
+        node.gateway.engineSessions.remove(self, wasAdmitted: wasAdmitted)
     }
 }

@@ -100,7 +100,7 @@ struct EnginePolling: Sendable {
             try admission.screenSessionRequest(ip: ip, origin: origin)
             return nil
         } catch {
-            if let connection = node.engineSessions.session(sid: sid) {
+            if let connection = node.gateway.engineSessions.session(sid: sid) {
                 connection.eventLoop.execute { connection.finish(reason: "refused: \(error.code)") }
             }
             return EngineHTTPError(rejection: error)
@@ -108,7 +108,7 @@ struct EnginePolling: Sendable {
     }
 
     private func poll(sid: String, channel: any Channel) async -> Result<ByteBuffer, EngineHTTPError> {
-        guard let connection = node.engineSessions.session(sid: sid) else { return .failure(.unknownSession) }
+        guard let connection = node.gateway.engineSessions.session(sid: sid) else { return .failure(.unknownSession) }
         do {
             let packets = try await connection.eventLoop.flatSubmit {
                 let answer = connection.poll()
@@ -124,7 +124,7 @@ struct EnginePolling: Sendable {
     }
 
     private func post(sid: String, request: inout Request) async -> Result<ByteBuffer, EngineHTTPError> {
-        guard let connection = node.engineSessions.session(sid: sid) else { return .failure(.unknownSession) }
+        guard let connection = node.gateway.engineSessions.session(sid: sid) else { return .failure(.unknownSession) }
         let maxPayload = node.settings.maxMessageBytes
         let body: ByteBuffer
         do {

@@ -43,7 +43,7 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         self.eventLoop = engine.eventLoop
         self.reservation = admitted.reservation
         self.session = SessionDriver(identity: admitted.identity, rules: engine.node.sessionRules)
-        self.loopFanout = engine.node.loops[engine.eventLoop].fanouts[LaneFormat(codec: .socketIO, compressed: engine.webSocketCompresses)]
+        self.loopFanout = engine.node.gateway.loops[engine.eventLoop].fanouts[LaneFormat(codec: .socketIO, compressed: engine.webSocketCompresses)]
     }
 
     /// The session is open: counted, registered and reachable.
