@@ -34,7 +34,7 @@ public func buildApplication(
     } else {
         publicKeyPEM = nil
     }
-    let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM, leewayMs: settings.jwtLeewayMs)
+    let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKeyPEM, leeway: settings.jwtLeeway)
     return buildApplication(
         node: try Node(settings: settings, tokens: tokens, logger: logger, metrics: metrics, eventLoopGroup: eventLoopGroup),
         onServerRunning: onServerRunning)

@@ -11,7 +11,8 @@ import SwitchboardServer
 
 /// `switchboard serve`: run a node.
 struct Serve: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run a Switchboard node (HTTP API and WebSocket on one port).")
+    static let configuration = CommandConfiguration(
+        abstract: "Run a Switchboard node (HTTP API and WebSocket on one port).", discussion: Settings.helpText)
 
     @OptionGroup var options: SettingsOptions
     @Flag(help: "Also run a synthetic market-data feed and print an admin token.") var demo = false
@@ -53,7 +54,7 @@ struct Serve: AsyncParsableCommand {
         var configuration = ServiceGroupConfiguration(
             services: [app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // SPEC §1: in-flight work gets a bounded drain time after SIGTERM.
-        configuration.maximumGracefulShutdownDuration = .milliseconds(settings.shutdownGraceMs)
+        configuration.maximumGracefulShutdownDuration = settings.shutdownGrace
         try await ServiceGroup(configuration: configuration).run()
     }
 

@@ -4,7 +4,8 @@ import SwitchboardServer
 
 /// `switchboard token`: mint a JWT with the configured secret.
 struct Token: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a JWT signed with the configured HS256 secret.")
+    static let configuration = CommandConfiguration(
+        abstract: "Print a JWT signed with the configured HS256 secret (--jwt-secret, or any setting of `serve`).")
 
     @OptionGroup var options: SettingsOptions
     @Option(help: "User id (the token's sub).") var sub: String

@@ -55,7 +55,7 @@ import WebSocketTestClient
         try await TestNode.with({
             $0.blockAfterFailures = 1
             // 3 s, not 1: on a loaded machine the second upgrade may come more than a second after the first.
-            $0.blockSeconds = 3
+            $0.blockDuration = .seconds(3)
             $0.auditLog = audit
         }) { node in
             _ = try await node.upgrade(path: "/ws?token=bad", localAddress: "127.0.0.14")
@@ -118,7 +118,7 @@ import WebSocketTestClient
     }
 
     @Test func silentAndHalfSentConnectionsTimeOut() async throws {
-        try await TestNode.with({ $0.requestTimeoutMs = 1_000 }) { node in
+        try await TestNode.with({ $0.requestTimeout = .milliseconds(1_000) }) { node in
             let silent = try await RawSocket.connect(port: node.port)
             let half = try await RawSocket.connect(port: node.port)
             try await half.send(Array("GET /ws HTTP/1.1\r\nHost: x\r\nUpgr".utf8))
@@ -130,7 +130,7 @@ import WebSocketTestClient
     /// The timeout ends with the first request: an upgraded connection outlives it, and a connection made after
     /// the loop's last deadline passed still gets one of its own.
     @Test func answeredConnectionsOutliveTheRequestTimeoutAndLaterOnesStillGetOne() async throws {
-        try await TestNode.with({ $0.requestTimeoutMs = 1_000 }) { node in
+        try await TestNode.with({ $0.requestTimeout = .milliseconds(1_000) }) { node in
             let client = try await node.client()
             let silent = try await RawSocket.connect(port: node.port)
             #expect(try await silent.waitForClose(timeout: .seconds(5)))
@@ -151,7 +151,7 @@ import WebSocketTestClient
             $0.maxMessageBytes = 4096
             // Long enough for the healthy client's own upgrade on a loaded machine; idle sockets still close
             // well within the 5 s the test waits for them.
-            $0.requestTimeoutMs = 1_500
+            $0.requestTimeout = .milliseconds(1_500)
             $0.maxConnectionsPerIP = 1000
             $0.connectRatePerIP = 100_000
             $0.messageBurst = 1000

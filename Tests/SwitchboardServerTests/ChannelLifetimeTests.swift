@@ -44,7 +44,7 @@ import WebSocketTestClient
 
     @Test func retainedChannelsGoAfterTheirTTLAndAreNotRecoveredAcrossIt() async throws {
         // 6 s: the steps between the last publish and the "still held" check took over 2 s on a loaded CI machine.
-        try await TestNode.with({ $0.channelTtlMs = 6_000 }) { node in
+        try await TestNode.with({ $0.channelTTL = .milliseconds(6_000) }) { node in
             let admin = try await node.token("ops", role: .admin)
             let publisher = try await node.client(token: admin)
             for n in 1...3 {
@@ -146,7 +146,7 @@ import WebSocketTestClient
 
     @Test func inClusterModeTheChannelsRedisKeysExpireAndANewStreamIsDelivered() async throws {
         try await RedisServer.with { redis in
-            try await ClusterTests.withNodes(2, on: redis, { $0.channelTtlMs = 3_000 }) { nodes in
+            try await ClusterTests.withNodes(2, on: redis, { $0.channelTTL = .milliseconds(3_000) }) { nodes in
                 let subscriber = try await nodes[1].client()
                 try await subscriber.subscribe("feed:ttl")
                 for n in 1...3 { _ = try await nodes[0].node.publisher.publish(Publication(channel: "feed:ttl", event: "e", data: "\(n)")) }

@@ -62,7 +62,7 @@ import WebSocketTestClient
         try await TestNode.with({
             $0.allowAnonymous = false
             // Long enough for a loaded machine (the full suite runs in parallel) to connect and ask before it ends.
-            $0.authTimeoutMs = 2_000
+            $0.authTimeout = .milliseconds(2_000)
         }) { node in
             let client = try await node.client()
             let reply = try await client.request(["type": "subscribe", "channel": "system_status"])
@@ -75,7 +75,7 @@ import WebSocketTestClient
         try await TestNode.with({
             $0.allowAnonymous = false
             // Long enough for a loaded machine to verify a first token in time, and slept past below.
-            $0.authTimeoutMs = 1_500
+            $0.authTimeout = .milliseconds(1_500)
         }) { node in
             let token = try await node.token("alice")
             let client = try await node.client()
@@ -172,7 +172,7 @@ import WebSocketTestClient
     }
 
     @Test func silentConnectionIsClosedAfterTwoHeartbeats() async throws {
-        try await TestNode.with({ $0.heartbeatMs = 200 }) { node in
+        try await TestNode.with({ $0.heartbeat = .milliseconds(200) }) { node in
             let client = try await node.client(answerPings: false)
             // The server pings, gets no answer, and drops the connection without a close frame.
             let first = try await client.socket.nextFrame()
@@ -184,7 +184,7 @@ import WebSocketTestClient
 
     @Test func connectionAnsweringPingsStaysOpen() async throws {
         // Three ping intervals; each long enough for a loaded 2-core CI machine to answer (200 ms was not, once).
-        try await TestNode.with({ $0.heartbeatMs = 600 }) { node in
+        try await TestNode.with({ $0.heartbeat = .milliseconds(600) }) { node in
             let client = try await node.client(answerPings: true)
             try await Task.sleep(for: .milliseconds(2_000))
             #expect(try await client.request(["type": "ping"])["type"] as? String == "pong")

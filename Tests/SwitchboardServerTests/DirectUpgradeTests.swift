@@ -173,7 +173,7 @@ import WebSocketTestClient
         try await TestNode.with({
             $0.maxConnectionsPerIP = 1_000
             $0.connectRatePerIP = 100_000
-            $0.requestTimeoutMs = 120_000  // the burst waits unanswered while the loop is held, however slow the suite
+            $0.requestTimeout = .milliseconds(120_000)  // the burst waits unanswered while the loop is held, however slow the suite
         }, eventLoopGroup: group) { node in
             let patience = Duration.seconds(30)
             let welcome = Array(#""type":"welcome""#.utf8)

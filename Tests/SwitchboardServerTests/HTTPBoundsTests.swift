@@ -14,7 +14,7 @@ import WebSocketTestClient
     private static let health = "GET /api/v1/websocket/health HTTP/1.1\r\nHost: x\r\n\r\n"
 
     @Test func trickledBodiesAndHeadsAreClosedWithinTheRequestTimeout() async throws {
-        try await TestNode.with({ $0.requestTimeoutMs = 1_000 }) { node in
+        try await TestNode.with({ $0.requestTimeout = .milliseconds(1_000) }) { node in
             let admin = try await node.token("ops", role: .admin)
             // A body within the size bound, from an admin, one byte every 100 ms (50 s in all).
             let body = try await RawSocket.connect(port: node.port)

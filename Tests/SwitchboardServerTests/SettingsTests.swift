@@ -22,11 +22,11 @@ import Testing
         #expect(settings.maxConnectionsPerIP == 100)
         #expect(settings.maxConnectionsPerUser == 10)
         #expect(settings.connectRatePerIP == 60)
-        #expect(settings.heartbeatMs == 25_000)
+        #expect(settings.heartbeat == .milliseconds(25_000))
         #expect(settings.maxMessageBytes == 65_536)
         #expect(settings.messageRate == 100 && settings.messageBurst == 20)
         #expect(settings.maxSubscriptions == 50)
-        #expect(settings.channelTtlMs == 600_000)
+        #expect(settings.channelTTL == .milliseconds(600_000))
         #expect(settings.maxHTTPConnectionsPerIP == 32)
         #expect(settings.outboundBufferBytes == 1_048_576)
         #expect(settings.namespaces.map(\.name) == ["market_data", "trading_signals", "system_status", "user", "admin"])
@@ -68,7 +68,7 @@ import Testing
             flags: ["config": config, "port": "7003"],
             environment: ["SWITCHBOARD_PORT": "7002", "SWITCHBOARD_HEARTBEAT_MS": "2000"])
         #expect(settings.port == 7003)
-        #expect(settings.heartbeatMs == 2000)
+        #expect(settings.heartbeat == .milliseconds(2000))
         #expect(settings.maxSubscriptions == 7)
         #expect(settings.maxMessageBytes == 65_536)
     }
@@ -126,5 +126,60 @@ import Testing
     @Test func booleanSettingAcceptsTrueAndFalse() throws {
         #expect(try Settings.load(flags: ["allow-anonymous": "false"], environment: [:]).allowAnonymous == false)
         #expect(throws: SettingsError.self) { try Settings.load(flags: ["allow-anonymous": "maybe"], environment: [:]) }
+    }
+
+    /// Each setting is declared once: the one declaration drives the flag, the environment variable, the config-file
+    /// key, the range check and the help line. Every declaration is tried through all three sources here.
+    @Test func oneDeclarationDrivesTheFlagTheVariableTheFileKeyAndTheHelp() throws {
+        let defaults = Settings()
+        let help = Settings.helpText
+        for declaration in Settings.declarations {
+            // A value that differs from the default, in the setting's own text form.
+            let value: String = switch declaration.placeholder {
+            case "n": declaration.name == "port" ? "7001" : declaration.name == "threads" ? "3" : "77"
+            case "ms": "1234"
+            case "s": "77"
+            case "true|false": declaration.text(defaults) == "true" ? "false" : "true"
+            case "level": "debug"
+            case "a,b": "10.0.0.1,10.0.0.2"
+            default: declaration.name.hasSuffix("url") ? "redis://127.0.0.1:6390" : "value-\(declaration.name)-0123456789abcdef0123456789"
+            }
+            // tls-cert and tls-key go together: each is given with the other.
+            let partner: [String: String] = switch declaration.name {
+            case "tls-cert": ["tls-key": "k.pem"]
+            case "tls-key": ["tls-cert": "c.pem"]
+            default: [:]
+            }
+            let fromFlag = try Settings.load(
+                flags: Settings.flags(fromArguments: ["--\(declaration.name)=\(value)"]).merging(partner) { $1 }, environment: [:])
+            let fromVariable = try Settings.load(
+                flags: partner, environment: [declaration.environmentName: value])
+            let config = try file("d.json", "{\"\(declaration.name)\": \"\(value)\"}")
+            let fromFile = try Settings.load(flags: partner.merging(["config": config]) { $1 }, environment: [:])
+            #expect(declaration.text(defaults) != value, "\(declaration.name): the test value is not the default")
+            for settings in [fromFlag, fromVariable, fromFile] {
+                #expect(declaration.text(settings) == value, "\(declaration.name)")
+            }
+            if declaration.name != "demo" { #expect(help.contains("--\(declaration.name) <\(declaration.placeholder)>"), "\(declaration.name)") }
+        }
+        #expect(help.contains("--heartbeat-ms <ms>\n        Server ping interval. Default: 25000."))
+        #expect(Settings.declarations.filter { $0.name == "heartbeat-ms" }.count == 1)
+    }
+
+    @Test func durationsAreTypedAndBounded() throws {
+        let settings = try Settings.load(flags: ["heartbeat-ms": "1500", "block-seconds": "60"], environment: [:])
+        #expect(settings.heartbeat == .milliseconds(1_500))
+        #expect(settings.blockDuration == .seconds(60))
+        for (name, value) in [("heartbeat-ms", "0"), ("heartbeat-ms", "9223372036854775807"), ("request-timeout-ms", "-5")] {
+            #expect(throws: SettingsError.self, "\(name)=\(value)") { try Settings.load(flags: [name: value], environment: [:]) }
+        }
+    }
+
+    @Test func commandLineArgumentsAreReadByTheSameTable() throws {
+        #expect(try Settings.flags(fromArguments: ["--port", "9", "--heartbeat-ms=300", "--config", "x.yaml"])
+            == ["port": "9", "heartbeat-ms": "300", "config": "x.yaml"])
+        #expect { try Settings.flags(fromArguments: ["--prot", "9"]) } throws: { "\($0)".contains("unknown option '--prot'") }
+        #expect { try Settings.flags(fromArguments: ["--port"]) } throws: { "\($0)".contains("--port needs a value") }
+        #expect { try Settings.flags(fromArguments: ["9"]) } throws: { "\($0)".contains("unexpected argument '9'") }
     }
 }

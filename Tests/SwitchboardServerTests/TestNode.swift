@@ -36,7 +36,7 @@ struct TestNode: Sendable {
         var logger = Logger(label: "switchboard-test")
         logger.logLevel = .warning
         let publicKey = try settings.jwtPublicKey.map { try String(contentsOfFile: $0, encoding: .utf8) }
-        let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey, leewayMs: settings.jwtLeewayMs)
+        let tokens = try await TokenVerifier(secret: settings.jwtSecret, publicKeyPEM: publicKey, leeway: settings.jwtLeeway)
         let node = try Node(settings: settings, tokens: tokens, logger: logger, eventLoopGroup: eventLoopGroup, makeBroker: makeBroker)
         let (listenings, listeningContinuation) = AsyncStream.makeStream(of: RunningServer.self)
         let app = buildApplication(node: node) { listening in

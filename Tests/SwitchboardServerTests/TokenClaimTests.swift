@@ -87,7 +87,7 @@ import WebSocketTestClient
 
     /// `exp` and `nbf` in range are honoured, within `jwt-leeway-ms`.
     @Test func expAndNbfAreComparedWithTheLeeway() async throws {
-        try await TestNode.with({ $0.jwtLeewayMs = 5_000; $0.blockAfterFailures = 1_000 }) { node in
+        try await TestNode.with({ $0.jwtLeeway = .milliseconds(5_000); $0.blockAfterFailures = 1_000 }) { node in
             let justExpired = try await Self.token(["exp": .number((Self.now - 2).rounded(.down))])
             let almostValid = try await Self.token(["nbf": .number((Self.now + 2).rounded(.up))])
             let longExpired = try await Self.token(["exp": .number(Self.now - 60)])

@@ -25,9 +25,9 @@ public struct TokenVerifier: Sendable {
     /// - Parameters:
     ///   - secret: HS256 secret (at least 32 bytes, checked by ``Settings/validate()``).
     ///   - publicKeyPEM: contents of a PEM public key; RSA keys verify RS256, P-256 keys ES256.
-    ///   - leewayMs: clock tolerance for `exp` and `nbf` (SPEC §2's `jwt-leeway-ms`).
-    public init(secret: String?, publicKeyPEM: String?, leewayMs: Int = 0) async throws {
-        self.leeway = Double(max(0, leewayMs)) / 1000
+    ///   - leeway: clock tolerance for `exp` and `nbf` (SPEC §2's `jwt-leeway-ms`).
+    public init(secret: String?, publicKeyPEM: String?, leeway: Duration = .zero) async throws {
+        self.leeway = max(0, Double(leeway.milliseconds) / 1000)
         var keysByAlgorithm: [String: JWTKeyCollection] = [:]
         if let secret {
             keysByAlgorithm["HS256"] = await JWTKeyCollection().add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)

@@ -121,7 +121,7 @@ struct GatewayChannel: HTTPChannelHandler {
         let admitted = NIOLoopBoundBox<AcceptedUpgrade?>(nil, eventLoop: channel.eventLoop)
         let peerIP = node.gatekeeper.addresses.clientKey(peer: channel.remoteAddress, forwardedFor: [])
         let requestGuard = HTTPRequestGuard(
-            limits: .init(requestTimeout: .milliseconds(Int64(node.settings.requestTimeoutMs))), eventLoop: channel.eventLoop,
+            limits: .init(requestTimeout: TimeAmount(node.settings.requestTimeout)), eventLoop: channel.eventLoop,
             audit: node.gatekeeper.audit, ip: peerIP)
         let guards = NIOLoopBound((bytes: requestGuard.bytes, parts: requestGuard.parts), eventLoop: channel.eventLoop)
         let upgrader = WebSocketUpgrader<Negotiated>(
@@ -163,7 +163,7 @@ struct GatewayChannel: HTTPChannelHandler {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(HTTP1ToHTTPServerCodec(secure: node.gateway.tls != nil))
                     try channel.pipeline.syncOperations.addHandler(
-                        HTTPConnectionStateHandler(idleTimeout: .milliseconds(node.settings.requestTimeoutMs), logger: logger))
+                        HTTPConnectionStateHandler(idleTimeout: node.settings.requestTimeout, logger: logger))
                     let http = try NIOAsyncChannel<HTTPRequestPart, HTTPResponsePart>(
                         wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                     if let refused = rejection.value { return .http(.refused(http, refused)) }

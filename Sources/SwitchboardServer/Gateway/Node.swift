@@ -59,12 +59,12 @@ public final class Node: Sendable {
             namespaces: settings.namespaces.map(\.name), factory: factory, clustered: redisURL != nil, tls: settings.tlsCert != nil)
         self.hub = Hub(
             directory: ChannelDirectory(namespaces: settings.namespaces), scheduler: eventLoopGroup.next(), statistics: statistics,
-            retention: .milliseconds(Int64(settings.channelTtlMs)))
+            retention: TimeAmount(settings.channelTTL))
         let statistics = self.statistics
         let loopConfiguration = LoopResources.Configuration(
-            batchDelay: .milliseconds(Int64(settings.batchWriteDelayMs)), heartbeatInterval: .milliseconds(Int64(settings.heartbeatMs)),
+            batchDelay: TimeAmount(settings.batchWriteDelay), heartbeatInterval: TimeAmount(settings.heartbeat),
             compression: settings.compression, compressionMinimumBytes: settings.compressionMinBytes,
-            requestTimeout: .milliseconds(Int64(settings.requestTimeoutMs)))
+            requestTimeout: TimeAmount(settings.requestTimeout))
         self.gateway = Gateway(eventLoopGroup: eventLoopGroup, tls: tls) {
             LoopResources(eventLoop: $0, configuration: loopConfiguration, statistics: statistics)
         }
@@ -76,7 +76,7 @@ public final class Node: Sendable {
                 hub: hub, recipients: connections,
                 configuration: .init(
                     url: redisURL, prefix: settings.redisPrefix, nodeId: settings.nodeId,
-                    channelRetention: .milliseconds(settings.channelTtlMs)),
+                    channelRetention: settings.channelTTL),
                 loop: eventLoopGroup.next(), logger: logger)
             broker = redisBroker
             self.cluster = redisBroker
@@ -88,11 +88,11 @@ public final class Node: Sendable {
         self.sessionRules = ClientSession.Rules(
             configuration: .init(
                 allowAnonymous: settings.allowAnonymous, maxSubscriptions: settings.maxSubscriptions,
-                messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeoutMs: settings.authTimeoutMs,
+                messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeout: settings.authTimeout,
                 preparesChannels: redisURL != nil),
             directory: hub.directory)
         self.gatekeeper = Gatekeeper(
-            configuration: .init(blockAfterFailures: settings.blockAfterFailures, blockSeconds: settings.blockSeconds),
+            configuration: .init(blockAfterFailures: settings.blockAfterFailures, blockDuration: settings.blockDuration),
             pools: ConnectionPools(
                 limits: .init(global: settings.maxConnections, perIP: settings.maxConnectionsPerIP, perUser: settings.maxConnectionsPerUser)),
             blockList: BlockList(), connectRateLimiter: KeyedRateLimiter(perMinute: settings.connectRatePerIP),

@@ -88,7 +88,7 @@ final class WebSocketConnection: WebSocketTransport, SessionTransport, LaneMembe
         super.handlerAdded(context: context)
         fanoutMember = loopFanout.register(self)
         directAccessChanged()
-        send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: node.settings.heartbeatMs))
+        send(ServerMessage.welcome(connectionId: id, identity: session.identity, heartbeatMs: Int(node.settings.heartbeat.milliseconds)))
         SessionDriver.open(self)
         heartbeats.add(self)
         if !upgradeSubscriptions.isEmpty {
@@ -304,7 +304,7 @@ final class WebSocketConnection: WebSocketTransport, SessionTransport, LaneMembe
     func checkHeartbeat() {
         guard !closing else { return }
         let now = NIODeadline.now()
-        if let lastPing, lastActivity < lastPing, now - lastActivity >= .milliseconds(Int64(node.settings.heartbeatMs) * 2) {
+        if let lastPing, lastActivity < lastPing, now - lastActivity >= TimeAmount(node.settings.heartbeat * 2) {
             node.logger.debug("heartbeat timeout", metadata: ["sb.conn.id": "\(id)"])
             // The peer is gone or stuck: there is no one to send a close frame to.
             context?.close(promise: nil)

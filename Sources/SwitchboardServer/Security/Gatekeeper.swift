@@ -9,11 +9,11 @@ public final class Gatekeeper: Sendable {
     public struct Configuration: Sendable {
         /// `block-after-failures` within 60 s block an IP for `block-seconds`.
         public var blockAfterFailures: Int
-        public var blockSeconds: Int
+        public var blockDuration: Duration
 
-        public init(blockAfterFailures: Int, blockSeconds: Int) {
+        public init(blockAfterFailures: Int, blockDuration: Duration) {
             self.blockAfterFailures = blockAfterFailures
-            self.blockSeconds = blockSeconds
+            self.blockDuration = blockDuration
         }
     }
 
@@ -62,7 +62,7 @@ public final class Gatekeeper: Sendable {
         statistics.recordAuth(succeeded: false)
         audit.record(SecurityEvent(.authFailed, ip: ip, connectionId: connectionId, detail: detail))
         guard authFailures.recordFailure(from: ip) else { return }
-        let duration = Duration.seconds(Int64(configuration.blockSeconds))
+        let duration = configuration.blockDuration
         let reason = "\(configuration.blockAfterFailures) failed authentications within 60 s"
         blockHere(ip, for: duration, reason: reason)
         if let cluster {

@@ -12,7 +12,7 @@ extension ClientSession {
         var messageRate = 100
         var messageBurst = 20
         /// Time to authenticate when anonymous access is off.
-        var authTimeoutMs = 5_000
+        var authTimeout: Duration = .seconds(5)
         /// A cluster node reads a channel's history before its first subscribe (SPEC §8): subscribes go through
         /// ``Action/prepare(_:)``.
         var preparesChannels = false

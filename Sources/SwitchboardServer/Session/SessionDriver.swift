@@ -194,7 +194,7 @@ struct SessionDriver<Connection: SessionTransport> {
         connection.session.timer?.cancel()
         switch kind {
         case .authTimeout:
-            let delay = TimeAmount.milliseconds(Int64(connection.session.machine.configuration.authTimeoutMs))
+            let delay = TimeAmount(connection.session.machine.configuration.authTimeout)
             connection.session.timer = connection.eventLoop.scheduleTask(in: delay) { handle(.timerFired(kind), on: connection) }
         case .expiry(let expiresAt):
             // Seconds from a token: clamped before any conversion, so no claim can trap (SPEC §2, §13). An expiry

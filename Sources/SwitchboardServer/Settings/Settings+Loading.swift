@@ -4,52 +4,42 @@ public import SwitchboardCore
 import Yams
 
 extension Settings {
-    /// One setting's name (as in `--name`) and how to apply its text form.
-    struct Key {
-        let name: String
-        let apply: (inout Settings, String) throws(SettingsError) -> Void
-
-        /// `SWITCHBOARD_NAME`, upper case with `-` as `_`.
-        var environmentName: String { "SWITCHBOARD_" + name.uppercased().replacingOccurrences(of: "-", with: "_") }
-    }
-
-    /// Every setting that has a text form, in SPEC §10's order.
-    static var keys: [Key] {
-        [
-            string("host", \.host), int("port", \.port), int("listen-backlog", \.listenBacklog), string("node-id", \.nodeId),
-            optionalString("jwt-secret", \.jwtSecret), optionalString("jwt-public-key", \.jwtPublicKey),
-            bool("allow-anonymous", \.allowAnonymous), list("allowed-origins", \.allowedOrigins),
-            list("trusted-proxies", \.trustedProxies), int("max-connections", \.maxConnections),
-            int("max-connections-per-ip", \.maxConnectionsPerIP), int("max-connections-per-user", \.maxConnectionsPerUser),
-            int("connect-rate-per-ip", \.connectRatePerIP), int("auth-timeout-ms", \.authTimeoutMs),
-            int("jwt-leeway-ms", \.jwtLeewayMs),
-            int("channel-ttl-ms", \.channelTtlMs), int("max-http-connections-per-ip", \.maxHTTPConnectionsPerIP),
-            int("ipv6-prefix-length", \.ipv6PrefixLength),
-            int("heartbeat-ms", \.heartbeatMs), int("max-message-bytes", \.maxMessageBytes),
-            int("socketio-ping-timeout-ms", \.socketIOPingTimeoutMs),
-            int("message-rate", \.messageRate), int("message-burst", \.messageBurst),
-            int("max-subscriptions", \.maxSubscriptions), int("block-after-failures", \.blockAfterFailures),
-            int("block-seconds", \.blockSeconds), int("outbound-buffer-bytes", \.outboundBufferBytes),
-            int("shutdown-grace-ms", \.shutdownGraceMs), int("request-timeout-ms", \.requestTimeoutMs),
-            int("threads", \.threads), int("batch-write-delay-ms", \.batchWriteDelayMs),
-            bool("tcp-nodelay", \.tcpNoDelay), optionalString("redis-url", \.redisURL),
-            optionalString("tls-cert", \.tlsCert), optionalString("tls-key", \.tlsKey),
-            bool("compression", \.compression), int("compression-min-bytes", \.compressionMinBytes),
-            string("redis-prefix", \.redisPrefix),
-            optionalString("metrics-token", \.metricsToken), optionalString("audit-log", \.auditLog),
-            bool("demo", \.demo), logLevel(),
-        ]
-    }
-
     /// Names of every setting, `config` and `namespaces` included.
-    public static var settingNames: [String] { keys.map(\.name) + ["config", "namespaces"] }
+    public static var settingNames: [String] { declarations.map(\.name) + ["config", "namespaces"] }
 
     /// `SWITCHBOARD_*` variables of `environment` that name no setting (a typo, or a setting of another version):
     /// not applied, and worth telling at start rather than ignoring (an unknown config-file key is an error).
     public static func unknownEnvironmentNames(in environment: [String: String]) -> [String] {
         // `SWITCHBOARD_URL` and `SWITCHBOARD_TOKEN` are the operator commands' (`switchboard stats`, ...).
-        let known = Set(keys.map(\.environmentName) + ["SWITCHBOARD_CONFIG", "SWITCHBOARD_URL", "SWITCHBOARD_TOKEN"])
+        let known = Set(declarations.map(\.environmentName) + ["SWITCHBOARD_CONFIG", "SWITCHBOARD_URL", "SWITCHBOARD_TOKEN"])
         return environment.keys.filter { $0.hasPrefix("SWITCHBOARD_") && !known.contains($0) }.sorted()
+    }
+
+    /// Settings flags as text by name, from command-line arguments `--name value` or `--name=value` (every setting,
+    /// and `config`); an argument that is not one is an error naming it.
+    public static func flags(fromArguments arguments: [String]) throws(SettingsError) -> [String: String] {
+        let names = Set(settingNames).subtracting(["namespaces"])
+        var flags: [String: String] = [:]
+        var remaining = arguments[...]
+        while let argument = remaining.popFirst() {
+            guard argument.hasPrefix("--") else { throw SettingsError("unexpected argument '\(argument)'") }
+            let flag = argument.dropFirst(2)
+            let name: String
+            let value: String
+            if let equals = flag.firstIndex(of: "=") {
+                name = String(flag[..<equals])
+                value = String(flag[flag.index(after: equals)...])
+            } else {
+                name = String(flag)
+                guard let next = remaining.popFirst() else { throw SettingsError("--\(name) needs a value") }
+                value = next
+            }
+            guard names.contains(name) else {
+                throw SettingsError("unknown option '--\(name)' (the settings are listed by --help)")
+            }
+            flags[name] = value
+        }
+        return flags
     }
 
     /// Builds settings from flags (by setting name, as text), the environment and the config file named by
@@ -58,11 +48,11 @@ extension Settings {
         var settings = Settings()
         let configPath = flags["config"] ?? environment["SWITCHBOARD_CONFIG"]
         if let configPath { try settings.applyFile(at: configPath) }
-        for key in keys {
-            if let value = environment[key.environmentName] { try key.apply(&settings, value) }
+        for declaration in declarations {
+            if let value = environment[declaration.environmentName] { try declaration.apply(&settings, value) }
         }
-        for key in keys {
-            if let value = flags[key.name] { try key.apply(&settings, value) }
+        for declaration in declarations {
+            if let value = flags[declaration.name] { try declaration.apply(&settings, value) }
         }
         try settings.validate()
         return settings
@@ -87,10 +77,10 @@ extension Settings {
             throw SettingsError("config file \(path) must hold an object of settings")
         }
         for (name, value) in table where name != "namespaces" {
-            guard let key = Self.keys.first(where: { $0.name == name }) else {
+            guard let declaration = Self.declarations.first(where: { $0.name == name }) else {
                 throw SettingsError("config file \(path): unknown setting '\(name)' (known: \(Self.settingNames.joined(separator: ", ")))")
             }
-            try key.apply(&self, Self.text(of: value))
+            try declaration.apply(&self, Self.text(of: value))
         }
         if table["namespaces"] != nil {
             struct NamespaceTable: Decodable { let namespaces: [Namespace] }
@@ -107,49 +97,6 @@ extension Settings {
         switch value {
         case let list as [Any]: list.map { "\($0)" }.joined(separator: ",")
         default: "\(value)"
-        }
-    }
-
-    private static func string(_ name: String, _ path: WritableKeyPath<Settings, String>) -> Key {
-        Key(name: name) { settings, value in settings[keyPath: path] = value }
-    }
-
-    private static func optionalString(_ name: String, _ path: WritableKeyPath<Settings, String?>) -> Key {
-        Key(name: name) { settings, value in settings[keyPath: path] = value.isEmpty ? nil : value }
-    }
-
-    private static func int(_ name: String, _ path: WritableKeyPath<Settings, Int>) -> Key {
-        Key(name: name) { (settings: inout Settings, value: String) throws(SettingsError) in
-            guard let number = Int(value.trimmingCharacters(in: .whitespaces)) else {
-                throw SettingsError("\(name) must be a whole number, got '\(value)'")
-            }
-            settings[keyPath: path] = number
-        }
-    }
-
-    private static func bool(_ name: String, _ path: WritableKeyPath<Settings, Bool>) -> Key {
-        Key(name: name) { (settings: inout Settings, value: String) throws(SettingsError) in
-            switch value.lowercased() {
-            case "true", "1", "yes", "on": settings[keyPath: path] = true
-            case "false", "0", "no", "off": settings[keyPath: path] = false
-            default: throw SettingsError("\(name) must be true or false, got '\(value)'")
-            }
-        }
-    }
-
-    private static func logLevel() -> Key {
-        Key(name: "log-level") { (settings: inout Settings, value: String) throws(SettingsError) in
-            guard let level = Logger.Level(rawValue: value.lowercased()) else {
-                throw SettingsError("log-level must be one of trace, debug, info, notice, warning, error, critical; got '\(value)'")
-            }
-            settings.logLevel = level
-        }
-    }
-
-    private static func list(_ name: String, _ path: WritableKeyPath<Settings, [String]>) -> Key {
-        Key(name: name) { settings, value in
-            settings[keyPath: path] = value.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-                .filter { !$0.isEmpty }
         }
     }
 }

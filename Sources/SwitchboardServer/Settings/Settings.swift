@@ -1,5 +1,4 @@
 public import Logging
-import RedisClient
 public import SwitchboardCore
 
 /// Every setting of SPEC §10, with its documented default.
@@ -34,33 +33,33 @@ public struct Settings: Sendable {
     public var maxHTTPConnectionsPerIP = 32
     /// Upgrade attempts per IP per minute.
     public var connectRatePerIP = 60
-    public var authTimeoutMs = 5_000
+    public var authTimeout: Duration = .seconds(5)
     /// Clock tolerance for a token's `exp` and `nbf` (SPEC §2).
-    public var jwtLeewayMs = 0
-    public var heartbeatMs = 25_000
+    public var jwtLeeway: Duration = .zero
+    public var heartbeat: Duration = .seconds(25)
     /// Engine.IO's pingTimeout (SPEC §9): how long a Socket.IO client has to answer a ping.
-    public var socketIOPingTimeoutMs = 20_000
+    public var socketIOPingTimeout: Duration = .seconds(20)
     public var maxMessageBytes = 65_536
     /// Inbound messages per connection per minute, and the burst.
     public var messageRate = 100
     public var messageBurst = 20
     public var maxSubscriptions = 50
     /// How long a channel's retained state (history, last value, `seq`, epoch) outlives its last publish (SPEC §4).
-    public var channelTtlMs = 600_000
+    public var channelTTL: Duration = .seconds(600)
     public var blockAfterFailures = 5
-    public var blockSeconds = 900
+    public var blockDuration: Duration = .seconds(900)
     public var outboundBufferBytes = 1_048_576
-    public var shutdownGraceMs = 10_000
+    public var shutdownGrace: Duration = .seconds(10)
     /// Longest a connection may take to complete its first request or upgrade, and longest an HTTP
     /// connection may sit idle (between or inside requests). Not in SPEC §10: it closes sockets that connect
     /// and stay silent, or send half a request or half a body.
-    public var requestTimeoutMs = 10_000
+    public var requestTimeout: Duration = .seconds(10)
     /// Event-loop threads; 0 means one per CPU this process may run on (its affinity mask, so a node pinned
     /// with `taskset -c 0` runs one loop instead of several that preempt each other). Not in SPEC §10.
     public var threads = 0
     /// How long messages for a `?batch=true` connection are gathered before one write (0: no delay).
     /// Not in SPEC §10.
-    public var batchWriteDelayMs = 15
+    public var batchWriteDelay: Duration = .milliseconds(15)
     /// Whether WebSocket sockets send each frame at once (`TCP_NODELAY`). Off, the kernel holds small frames while
     /// earlier ones are unacknowledged and sends them together (Nagle's algorithm): far less CPU per delivery,
     /// for tens of milliseconds of latency. Not in SPEC §10.
@@ -93,49 +92,14 @@ public struct Settings: Sendable {
     /// The smallest HS256 secret accepted, in bytes (SPEC §10).
     public static let minimumSecretBytes = 32
 
-    /// Checks the combinations a single value cannot: secret length, positive limits.
+    /// Checks each declared setting's range, then the combinations a single value cannot.
     public func validate() throws(SettingsError) {
+        for declaration in Self.declarations { try declaration.check(self) }
         if let jwtSecret, jwtSecret.utf8.count < Self.minimumSecretBytes {
             throw SettingsError(
                 "jwt-secret is \(jwtSecret.utf8.count) bytes; it must be at least \(Self.minimumSecretBytes) bytes (try: openssl rand -hex 32)")
         }
-        let positive: [(String, Int)] = [
-            ("max-connections", maxConnections), ("max-connections-per-ip", maxConnectionsPerIP),
-            ("max-connections-per-user", maxConnectionsPerUser), ("connect-rate-per-ip", connectRatePerIP),
-            ("auth-timeout-ms", authTimeoutMs), ("heartbeat-ms", heartbeatMs), ("max-message-bytes", maxMessageBytes),
-            ("socketio-ping-timeout-ms", socketIOPingTimeoutMs),
-            ("message-rate", messageRate), ("message-burst", messageBurst), ("max-subscriptions", maxSubscriptions),
-            ("block-after-failures", blockAfterFailures), ("block-seconds", blockSeconds),
-            ("outbound-buffer-bytes", outboundBufferBytes), ("request-timeout-ms", requestTimeoutMs),
-            ("listen-backlog", listenBacklog),
-        ]
-        for (name, value) in positive where value <= 0 {
-            throw SettingsError("\(name) must be greater than 0, got \(value)")
-        }
-        guard (0...256).contains(threads) else { throw SettingsError("threads must be 0 (one per CPU) to 256, got \(threads)") }
-        guard (0...65535).contains(port) else { throw SettingsError("port must be 0...65535, got \(port)") }
-        if let redisURL {
-            do {
-                _ = try RedisURL(parsing: redisURL)
-            } catch {
-                throw SettingsError("redis-url: \(error.description)")
-            }
-        }
-        guard !redisPrefix.isEmpty, redisPrefix.utf8.count <= 64, !redisPrefix.contains(where: { $0.isWhitespace || $0 == "*" }) else {
-            throw SettingsError("redis-prefix must be 1 to 64 characters without spaces or '*', got '\(redisPrefix)'")
-        }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw SettingsError("tls-cert and tls-key go together: give both or neither") }
-        guard (0...86_400_000).contains(jwtLeewayMs) else { throw SettingsError("jwt-leeway-ms must be 0 to 86400000 (a day), got \(jwtLeewayMs)") }
-        guard (1...128).contains(ipv6PrefixLength) else { throw SettingsError("ipv6-prefix-length must be 1 to 128, got \(ipv6PrefixLength)") }
-        for proxy in trustedProxies where ClientAddresses.parse(proxy[...]) == nil {
-            throw SettingsError("trusted-proxies: '\(proxy)' is not an IP address")
-        }
-        guard maxHTTPConnectionsPerIP >= 1 else { throw SettingsError("max-http-connections-per-ip must be at least 1, got \(maxHTTPConnectionsPerIP)") }
-        guard (100...2_592_000_000).contains(channelTtlMs) else {
-            throw SettingsError("channel-ttl-ms must be 100 to 2592000000 (30 days), got \(channelTtlMs)")
-        }
-        guard compressionMinBytes >= 0 else { throw SettingsError("compression-min-bytes must be 0 or more, got \(compressionMinBytes)") }
-        guard maxMessageBytes <= 16 * 1_048_576 else { throw SettingsError("max-message-bytes must be at most 16 MiB") }
     }
 }
 

@@ -61,11 +61,11 @@ final class EngineConnection: @unchecked Sendable {
         self.reservation = reservation
         let settings = node.settings
         let configuration = EngineSession.Configuration(
-            pingIntervalMs: Int64(settings.heartbeatMs), pingTimeoutMs: Int64(settings.socketIOPingTimeoutMs),
+            pingIntervalMs: settings.heartbeat.milliseconds, pingTimeoutMs: settings.socketIOPingTimeout.milliseconds,
             maxPayload: settings.maxMessageBytes)
         let now = Self.now()
         self.engine = EngineSession(sid: Self.makeSid(), transport: transport, configuration: configuration, now: now)
-        self.socketIO = SocketIOSession(now: now, connectTimeoutMs: Int64(settings.authTimeoutMs))
+        self.socketIO = SocketIOSession(now: now, connectTimeoutMs: settings.authTimeout.milliseconds)
         self.drainScheduler = node.gateway.loops[eventLoop].drainScheduler
         self.outbox = Outbox(limit: settings.outboundBufferBytes)
         self.loopDeflater = node.gateway.loops[eventLoop].deflater
@@ -81,7 +81,7 @@ final class EngineConnection: @unchecked Sendable {
 
     /// How often the clocks of the state machines are advanced (pings, timeouts).
     var tickInterval: TimeAmount {
-        .milliseconds(max(20, min(1_000, Int64(node.settings.heartbeatMs) / 5)))
+        .milliseconds(max(20, min(1_000, node.settings.heartbeat.milliseconds / 5)))
     }
 
     // MARK: Opening
