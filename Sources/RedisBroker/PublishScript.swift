@@ -3,14 +3,13 @@ public import RedisClient
 public import SwitchboardCore
 
 /// Cluster mode's publish, as one Lua script (one round trip, atomic in Redis's single order): it gives the
-/// message the next `seq` of its channel, completes the frame with it, keeps the frame in the channel's
-/// history stream (entry id = seq) and publishes `seq`, its tag, a newline and the frame to every node's
-/// feed. The tag (``Tag``) says whom the message is for besides the channel's subscribers.
+/// message the next `seq` of its channel, keeps its ``MessageRecord`` in the channel's history stream (entry
+/// id = seq) and publishes `seq`, its tag, its epoch, a newline and the record to every node's feed. The tag
+/// (``Tag``) says whom the message is for besides the channel's subscribers.
 ///
 /// Every node, the accepting one included, delivers from the feed, so all of them see one order per channel
-/// whichever node accepted each publish (SPEC §8). The frame is completed in Redis because only Redis knows
-/// the `seq`: the node sends the encoded message cut around it (``Frame``), so it is still encoded once for
-/// the whole cluster.
+/// whichever node accepted each publish (SPEC §8). The record does not hold the `seq`, which only Redis knows,
+/// so the accepting node encodes it once for the whole cluster.
 ///
 /// The `seq` stream has an epoch (SPEC §5) kept beside the counter: a publish that finds no counter or no
 /// epoch (a new channel, one whose keys expired, a Redis that lost them) starts a new stream with the epoch
@@ -37,7 +36,7 @@ public struct PublishScript: Sendable {
         }
     }
 
-    /// How a channel's stream is kept: `history` frames in Redis (0 keeps none), a `freshEpoch` should the
+    /// How a channel's stream is kept: `history` records in Redis (0 keeps none), a `freshEpoch` should the
     /// publish start a new stream, and the keys' lifetime after it.
     public struct Stream: Sendable {
         public var history: Int
@@ -52,9 +51,9 @@ public struct PublishScript: Sendable {
     }
 
     /// Lua shared by the publish and throttle scripts: one message sequenced, kept and published.
-    /// `send(keys, keep, head, tail, feed, tag, fresh, ttl)` with `keys = {seq, history, epoch}`.
+    /// `send(keys, keep, record, feed, tag, fresh, ttl)` with `keys = {seq, history, epoch}`.
     static let sendFunction = """
-        local function send(keys, keep, head, tail, feed, tag, fresh, ttl)
+        local function send(keys, keep, record, feed, tag, fresh, ttl)
           local counted = redis.call('EXISTS', keys[1]) == 1
           local seq = redis.call('INCR', keys[1])
           local epoch = redis.call('GET', keys[3])
@@ -63,14 +62,13 @@ public struct PublishScript: Sendable {
             redis.call('SET', keys[3], epoch)
             redis.call('DEL', keys[2])
           end
-          local frame = head .. seq .. tail
           if keep > 0 then
-            redis.call('XADD', keys[2], 'MAXLEN', keep, seq .. '-0', 'f', frame, 't', tag)
+            redis.call('XADD', keys[2], 'MAXLEN', keep, seq .. '-0', 'f', record, 't', tag)
             redis.call('PEXPIRE', keys[2], ttl)
           end
           redis.call('PEXPIRE', keys[1], ttl)
           redis.call('PEXPIRE', keys[3], ttl)
-          redis.call('PUBLISH', feed, seq .. ' ' .. tag .. ' ' .. epoch .. '\\n' .. frame)
+          redis.call('PUBLISH', feed, seq .. ' ' .. tag .. ' ' .. epoch .. '\\n' .. record)
           return seq
         end
         """
@@ -101,39 +99,28 @@ public struct PublishScript: Sendable {
         case user = "u"
     }
 
-    /// A message encoded up to its `seq`: `head` + seq + `tail` is the whole frame text.
-    public struct Frame: Sendable {
-        public var head: ByteBuffer
-        public var tail: ByteBuffer
-
-        public init(head: ByteBuffer, tail: ByteBuffer) {
-            self.head = head
-            self.tail = tail
-        }
-    }
-
-    /// KEYS: seq, history, epoch. ARGV: keep, head, tail, feed, tag, fresh epoch, ttl ms.
+    /// KEYS: seq, history, epoch. ARGV: keep, record, feed, tag, fresh epoch, ttl ms.
     static let script = RedisScript(
         sendFunction + """
 
-        return send(KEYS, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7]))
+        return send(KEYS, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], tonumber(ARGV[6]))
         """)
 
     /// The call for one publish.
     public static func call(
-        _ frame: Frame, keys: Keys, stream: Stream, tag: Tag = .channel
+        _ record: ByteBuffer, keys: Keys, stream: Stream, tag: Tag = .channel
     ) -> (script: RedisScript, keys: [RESPArgument], arguments: [RESPArgument]) {
         (script, [RESPArgument(keys.sequence), RESPArgument(keys.history), RESPArgument(keys.epoch)],
-         [RESPArgument(stream.history), RESPArgument(frame.head), RESPArgument(frame.tail), RESPArgument(keys.feed),
+         [RESPArgument(stream.history), RESPArgument(record), RESPArgument(keys.feed),
           RESPArgument(tag.rawValue), RESPArgument(stream.freshEpoch), RESPArgument(stream.ttlMilliseconds)])
     }
 
     /// Publishes several messages in one pipelined write (one round trip for a whole batch); each result is
     /// the message's `seq` or why Redis refused it.
     public static func publish(
-        _ messages: [(frame: Frame, keys: Keys, stream: Stream, tag: Tag)], on connection: RedisConnection
+        _ messages: [(record: ByteBuffer, keys: Keys, stream: Stream, tag: Tag)], on connection: RedisConnection
     ) async throws -> [Result<UInt64, RedisClientError>] {
-        let results = try await connection.run(messages.map { call($0.frame, keys: $0.keys, stream: $0.stream, tag: $0.tag) })
+        let results = try await connection.run(messages.map { call($0.record, keys: $0.keys, stream: $0.stream, tag: $0.tag) })
         return results.map { result in
             result.flatMap { reply in
                 guard let seq = reply.integer, seq > 0 else { return .failure(.server("publish script answered \(reply)")) }
@@ -147,10 +134,10 @@ public struct PublishScript: Sendable {
         public var seq: UInt64
         public var tag: Tag
         public var epoch: String
-        public var frame: ByteBuffer
+        public var record: ByteBuffer
     }
 
-    /// Splits a feed message (`<seq> <tag> <epoch>\n<frame>`) into its parts; nil when it is not one of ours.
+    /// Splits a feed message (`<seq> <tag> <epoch>\n<record>`) into its parts; nil when it is not one of ours.
     public static func parseFeedMessage(_ payload: ByteBuffer) -> FeedMessage? {
         guard let newline = payload.readableBytesView.firstIndex(of: UInt8(ascii: "\n")),
             let header = payload.getString(at: payload.readerIndex, length: newline - payload.readerIndex)
@@ -158,9 +145,9 @@ public struct PublishScript: Sendable {
         let fields = header.split(separator: " ", omittingEmptySubsequences: false)
         guard fields.count == 3, let seq = UInt64(fields[0]), (1...UInt64(Int64.max)).contains(seq), let tag = Tag(rawValue: String(fields[1])),
             !fields[2].isEmpty, fields[2].utf8.count <= maxEpochBytes,
-            let frame = payload.getSlice(at: newline + 1, length: payload.writerIndex - newline - 1)
+            let record = payload.getSlice(at: newline + 1, length: payload.writerIndex - newline - 1)
         else { return nil }
-        return FeedMessage(seq: seq, tag: tag, epoch: String(fields[2]), frame: frame)
+        return FeedMessage(seq: seq, tag: tag, epoch: String(fields[2]), record: record)
     }
 
     /// Longest epoch a feed message may carry (ours are 8 characters).

@@ -143,7 +143,8 @@ extension RedisBroker {
         // followed from `top` so that what a cut feed misses is still repaired.
         let epoch = parts[1].string.flatMap { $0.isEmpty ? nil : $0 }
         if let epoch {
-            let messages = (parts[2].array ?? []).compactMap { Self.historyEntry($0, epoch: epoch) }.map { ($0.seq, $0.message.payload) }
+            let messages = (parts[2].array ?? []).compactMap { Self.historyEntry($0, epoch: epoch) }
+                .compactMap { MessageRecord.decode($0.message.record, seq: $0.seq) }
             // The cluster's stream (started here for a subscriber if it had none): every node's subscribers get its epoch.
             hub.seed(channel: channel, namespace: namespace, epoch: epoch, lastSeq: top, messages: messages)
         }

@@ -32,7 +32,7 @@ extension RedisBroker {
     func scripted(_ publication: Publication, to target: BrokerTarget) -> ScriptedPublish {
         let (feedTarget, history, tag) = feedTarget(of: publication, target)
         let keep = max(history, configuration.repairWindow)
-        let parts = publication.encodedAroundSeq(timestampMs: Hub.wallClockMilliseconds(), global: feedTarget == .all)
+        let record = MessageRecord.encode(publication, timestampMs: Hub.wallClockMilliseconds(), global: feedTarget == .all)
         let keys = keys(of: feedTarget)
         let namespaceName: String = switch target {
         case .channel(let namespace), .user(_, let namespace): namespace.name
@@ -46,7 +46,7 @@ extension RedisBroker {
                 ThrottleScript.publish,
                 [keys.sequence, keys.history, throttle.windows, throttle.held, throttle.queue, keys.epoch].map { RESPArgument($0) },
                 [
-                    RESPArgument(keep), RESPArgument(parts.head), RESPArgument(parts.tail), RESPArgument(keys.feed),
+                    RESPArgument(keep), RESPArgument(record), RESPArgument(keys.feed),
                     RESPArgument(tag.rawValue), RESPArgument(ThrottleScript.member(channel: channel, window: window)),
                     RESPArgument(namespace.throttleMs), RESPArgument(window), RESPArgument(StreamEpoch.make()),
                     RESPArgument(retentionMilliseconds),
@@ -54,7 +54,7 @@ extension RedisBroker {
             return ScriptedPublish(call: call, window: (channel, window, namespace), namespaceName: namespaceName)
         }
         let call = PublishScript.call(
-            PublishScript.Frame(head: parts.head, tail: parts.tail), keys: keys,
+            record, keys: keys,
             stream: PublishScript.Stream(history: keep, ttlMilliseconds: retentionMilliseconds), tag: tag)
         return ScriptedPublish(call: call, window: nil, namespaceName: namespaceName)
     }

@@ -59,7 +59,8 @@ public final class RedisBroker: Broker, Cluster, Sendable {
 
     /// A message of the feed as the node delivers it.
     struct FeedMessage: Sendable {
-        let payload: ByteBuffer
+        /// The message's ``MessageRecord``.
+        let record: ByteBuffer
         let tag: PublishScript.Tag
         let epoch: String
     }

@@ -46,32 +46,32 @@ public enum ThrottleScript {
     }
 
     /// Lua shared by both scripts: Redis's clock in ms, and ``PublishScript``'s `send`. A held message is
-    /// stored as head, a NUL byte, tail (encoded JSON never holds a raw NUL).
+    /// stored as its ``MessageRecord``.
     private static let prelude = """
         local t = redis.call('TIME')
         local now = t[1] * 1000 + math.floor(t[2] / 1000)
 
         """ + PublishScript.sendFunction
 
-    /// KEYS: seq, history, windows, held, queue, epoch. ARGV: keep, head, tail, feed, tag, member, interval ms, window,
+    /// KEYS: seq, history, windows, held, queue, epoch. ARGV: keep, record, feed, tag, member, interval ms, window,
     /// fresh epoch, ttl ms.
     /// Returns the seq when sent now, -1 when held, -2 when held in place of an older held message.
     static let publish = RedisScript(
         prelude + """
 
-        if redis.call('ZSCORE', KEYS[3], ARGV[6]) then
-          local message = ARGV[2] .. '\\0' .. ARGV[3]
-          if ARGV[8] == '' then
+        if redis.call('ZSCORE', KEYS[3], ARGV[5]) then
+          local message = ARGV[2]
+          if ARGV[7] == '' then
             redis.call('RPUSH', KEYS[5], message)
             return -1
           end
-          local replaced = redis.call('HEXISTS', KEYS[4], ARGV[8])
-          redis.call('HSET', KEYS[4], ARGV[8], message)
+          local replaced = redis.call('HEXISTS', KEYS[4], ARGV[7])
+          redis.call('HSET', KEYS[4], ARGV[7], message)
           if replaced == 1 then return -2 end
           return -1
         end
-        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[7]), ARGV[6])
-        return send({KEYS[1], KEYS[2], KEYS[6]}, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[9], tonumber(ARGV[10]))
+        redis.call('ZADD', KEYS[3], now + tonumber(ARGV[6]), ARGV[5])
+        return send({KEYS[1], KEYS[2], KEYS[6]}, tonumber(ARGV[1]), ARGV[2], ARGV[3], ARGV[4], ARGV[8], tonumber(ARGV[9]))
         """)
 
     /// KEYS: windows, seq, history, held, queue, epoch. ARGV: member, window, keep, feed, tag, interval ms, fresh
@@ -99,9 +99,7 @@ public enum ThrottleScript {
           return 0
         end
         for _, message in ipairs(messages) do
-          local cut = string.find(message, '\\0', 1, true)
-          send({KEYS[2], KEYS[3], KEYS[6]}, tonumber(ARGV[3]), string.sub(message, 1, cut - 1), string.sub(message, cut + 1),
-            ARGV[4], ARGV[5], ARGV[7], tonumber(ARGV[8]))
+          send({KEYS[2], KEYS[3], KEYS[6]}, tonumber(ARGV[3]), message, ARGV[4], ARGV[5], ARGV[7], tonumber(ARGV[8]))
         end
         redis.call('ZADD', KEYS[1], now + tonumber(ARGV[6]), ARGV[1])
         return #messages

@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import RedisClient
 import RedisTestSupport
+import SwitchboardCore
 import Testing
 
 @testable import RedisBroker
@@ -11,10 +12,8 @@ import Testing
 @Suite struct PublishScriptTests {
     let loop = MultiThreadedEventLoopGroup.singleton.next()
 
-    private func frame(_ channel: String, _ text: String) -> PublishScript.Frame {
-        .init(
-            head: ByteBuffer(string: #"{"type":"message","channel":"\#(channel)","event":"e","data":"\#(text)","seq":"#),
-            tail: ByteBuffer(string: #","ts":1}"#))
+    private func frame(_ channel: String, _ text: String) -> ByteBuffer {
+        MessageRecord.encode(Publication(channel: channel, event: "e", data: #""\#(text)""#), timestampMs: 1, global: false)
     }
 
     @Test func concurrentPublishersOnTwoConnectionsGetOneOrderAndTheFeedCarriesEachOnce() async throws {
@@ -49,14 +48,15 @@ import Testing
                 let parsed = try #require(PublishScript.parseFeedMessage(message.payload))
                 #expect(parsed.tag == .channel)
                 epochs.insert(parsed.epoch)
-                delivered.append((parsed.seq, String(buffer: parsed.frame)))
+                let decoded = try #require(MessageRecord.decode(parsed.record, seq: parsed.seq))
+                #expect(decoded.channel == "market_data:AAPL" && decoded.event == "e" && decoded.timestampMs == 1)
+                delivered.append((parsed.seq, String(buffer: decoded.data)))
             }
             #expect(delivered.map(\.0) == Array(1...1000), "the feed carries one order, each message once")
             #expect(epochs.count == 1, "one stream, one epoch, whichever node offered it")
             let bySeq = Dictionary(uniqueKeysWithValues: accepted)
-            #expect(delivered.allSatisfy { seq, frame in
-                frame.hasSuffix(#""seq":\#(seq),"ts":1}"#) && frame.contains(#""data":"\#(bySeq[seq] ?? "?")""#)
-            }, "each frame completed with its own seq, and it is the message that got that seq")
+            #expect(delivered.allSatisfy { seq, data in data == #""\#(bySeq[seq] ?? "?")""# },
+                "each record is the message that got that seq")
             // History: the last 100 frames, by seq.
             let history = try #require(try await nodes[0].send(["XRANGE", RESPArgument(keys.history), "-", "+"]).array)
             #expect(history.count == 100)

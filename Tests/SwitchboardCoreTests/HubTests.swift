@@ -280,11 +280,14 @@ final class LanedSubscriber: Subscriber {
         let subscriber = RecordingSubscriber()
         let probe = EpochProbe()
         hub.subscribe(subscriber, to: try #require(ChannelName("admin")), namespace: admin, reply: probe.reply)
-        for seq in 1...3 {
-            hub.deliverSequenced(channel: "admin", namespace: admin, seq: UInt64(seq), epoch: "one", payload: ByteBuffer(string: "{}"), key: nil)
+        func message(_ seq: UInt64) -> Message {
+            Message(channel: "admin", event: "e", data: ByteBuffer(string: "{}"), seq: seq, timestampMs: 0)
         }
-        #expect(hub.deliverSequenced(channel: "admin", namespace: admin, seq: 2, epoch: "one", payload: ByteBuffer(string: "{}"), key: nil) == 0)
-        #expect(hub.deliverSequenced(channel: "admin", namespace: admin, seq: 1, epoch: "two", payload: ByteBuffer(string: "{}"), key: nil) == 1)
+        for seq in 1...3 {
+            hub.deliverSequenced(message(UInt64(seq)), channel: "admin", namespace: admin, epoch: "one", key: nil)
+        }
+        #expect(hub.deliverSequenced(message(2), channel: "admin", namespace: admin, epoch: "one", key: nil) == 0)
+        #expect(hub.deliverSequenced(message(1), channel: "admin", namespace: admin, epoch: "two", key: nil) == 1)
         #expect(subscriber.seqs == [0, 1, 2, 3, 1])
         #expect(hub.statistics.snapshot().streamRestarts == 1)
     }

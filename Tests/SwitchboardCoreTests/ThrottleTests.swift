@@ -121,24 +121,30 @@ import Testing
 
     @Test func batchFrameJoinsPayloadsInOrder() {
         let deliveries = ["{\"a\":1}", "{\"b\":2}"].enumerated().map {
-            Delivery.message(seq: UInt64($0.offset + 1), payload: ByteBuffer(string: $0.element), conflationKey: nil)
+            Delivery.message(Self.message(UInt64($0.offset + 1), data: $0.element), conflationKey: nil)
         }
-        var frame = BatchFrame.frame(of: deliveries)
-        #expect(frame.readInteger(as: UInt8.self) == 0x81)
-        _ = frame.readInteger(as: UInt8.self)
-        #expect(String(buffer: frame) == #"{"type":"batch","messages":[{"a":1},{"b":2}]}"#)
+        let frame = BatchFrame.frame(of: deliveries)
+        #expect(frame.getInteger(at: frame.readerIndex, as: UInt8.self) == 0x81)
+        #expect(String(buffer: WebSocketWireFrame.payload(of: frame)) == """
+            {"type":"batch","messages":[{"type":"message","channel":"c","event":"e","data":{"a":1},"seq":1,"ts":0},\
+            {"type":"message","channel":"c","event":"e","data":{"b":2},"seq":2,"ts":0}]}
+            """)
     }
 
     @Test func batchFrameCacheSharesTheFrameOfTheSameMessagesOnly() {
-        let deliveries = (1...3).map { Delivery.message(seq: UInt64($0), payload: ByteBuffer(string: "{\"n\":\($0)}"), conflationKey: nil) }
+        let deliveries = (1...3).map { Delivery.message(Self.message(UInt64($0), data: "{\"n\":\($0)}"), conflationKey: nil) }
         var cache = BatchFrameCache()
         let first = cache.frame(of: deliveries[0...1])
         let again = cache.frame(of: Array(deliveries[0...1])[...])
         #expect(first == BatchFrame.frame(of: deliveries[0...1]))
         #expect(first.withUnsafeReadableBytes { $0.baseAddress } == again.withUnsafeReadableBytes { $0.baseAddress }, "same messages: same bytes, not a copy")
         let other = cache.frame(of: deliveries[1...2])
-        #expect(String(buffer: other).hasSuffix(#"[{"n":2},{"n":3}]}"#), "other messages: a new frame")
-        let lookalike = Delivery.message(seq: 1, payload: ByteBuffer(string: "{\"n\":9}"), conflationKey: nil)
+        #expect(String(buffer: other).hasSuffix(#""data":{"n":3},"seq":3,"ts":0}]}"#), "other messages: a new frame")
+        let lookalike = Delivery.message(Self.message(1, data: "{\"n\":9}"), conflationKey: nil)
         #expect(String(buffer: cache.frame(of: [lookalike, deliveries[2]][...])).contains(#"{"n":9}"#), "compared by identity, not seq")
+    }
+
+    static func message(_ seq: UInt64, data: String) -> Message {
+        Message(channel: "c", event: "e", data: ByteBuffer(string: data), seq: seq, timestampMs: 0)
     }
 }

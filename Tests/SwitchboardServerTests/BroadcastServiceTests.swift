@@ -357,8 +357,14 @@ import WebSocketTestClient
 
 /// The outbound queue's policy when full (SPEC §5), without sockets.
 @Suite struct OutboxTests {
+    /// A message whose native text is `size` bytes (seq below 10): 67 bytes of fields around a number as `data`.
     private func message(_ seq: UInt64, key: String?, size: Int = 100) -> Delivery {
-        Delivery.message(seq: seq, payload: ByteBuffer(string: String(repeating: "x", count: size)), conflationKey: key)
+        let data = ByteBuffer(string: String(repeating: "1", count: size - 67))
+        return Delivery.message(Message(channel: "c", event: "e", data: data, seq: seq, timestampMs: 0), conflationKey: key)
+    }
+
+    @Test func theTestMessagesHaveTheSizeTheyName() {
+        #expect(message(9, key: nil).payload.readableBytes == 100)
     }
 
     @Test func fullQueueReplacesTheQueuedValueOfTheSameKey() {

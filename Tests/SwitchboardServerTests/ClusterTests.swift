@@ -159,7 +159,8 @@ import WebSocketTestClient
                 _ = try await commands.send(["INCR", "t:seq:c:feed:x"])
                 _ = try await commands.send([
                     "XADD", "t:history:c:feed:x", RESPArgument("\(seq)-0"), "f",
-                    RESPArgument(#"{"type":"message","channel":"feed:x","event":"e","data":\#(seq),"seq":\#(seq),"ts":1}"#), "t", "c",
+                    RESPArgument(MessageRecord.encode(Publication(channel: "feed:x", event: "e", data: "\(seq)"), timestampMs: 1, global: false)),
+                    "t", "c",
                 ])
             }
             _ = try await publisher.publish(Publication(channel: "feed:x", event: "e", data: "7"), to: .channel(Self.feed))

@@ -34,7 +34,8 @@ import WebSocketTestClient
     }
 
     @Test func aPublicationIsCompressedOnceAndSharedByEveryLoop() throws {
-        let delivery = Delivery.message(seq: 3, payload: ByteBuffer(string: Self.quote), conflationKey: nil)
+        let delivery = Delivery.message(
+            Message(channel: "market_data:AAPL", event: "quote", data: ByteBuffer(string: Self.quote), seq: 3, timestampMs: 1), conflationKey: nil)
         let first = try #require(MessageDeflater(minimumBytes: 256))
         let second = try #require(MessageDeflater(minimumBytes: 256))
         // Two loops' lanes (each with its own compressor) and a drain: one buffer, the same storage.
@@ -47,9 +48,10 @@ import WebSocketTestClient
         let addresses = Set(frames.map { frame in frame.withUnsafeReadableBytes { UInt(bitPattern: $0.baseAddress) } })
         #expect(addresses.count == 1)
         #expect(WebSocketWireFrame.isCompressed(frames[0]))
-        #expect(try Self.inflate(Array(WebSocketWireFrame.payload(of: frames[0]).readableBytesView)) == Self.quote)
+        #expect(try Self.inflate(Array(WebSocketWireFrame.payload(of: frames[0]).readableBytesView)) == String(buffer: delivery.payload))
+        #expect(String(buffer: delivery.payload).contains(Self.quote))
         // A payload under the minimum goes as the plain frame itself.
-        let small = Delivery.message(seq: 4, payload: ByteBuffer(string: #"{"a":1}"#), conflationKey: nil)
+        let small = Delivery.message(Message(channel: "c", event: "e", data: ByteBuffer(string: #"{"a":1}"#), seq: 4, timestampMs: 1), conflationKey: nil)
         let plain = first.frame(of: small, counting: &counted)
         #expect(!WebSocketWireFrame.isCompressed(plain))
         #expect(plain == small.frame)

@@ -4,17 +4,10 @@ import Testing
 
 @testable import SwitchboardServer
 
-/// The Socket.IO codec (SPEC §9): deliveries cut from the native message text, built once per publication.
+/// The Socket.IO codec (SPEC §9): deliveries encoded from the message's fields, once per publication.
 @Suite struct SocketIOCodecTests {
     private func message(_ publication: Publication, seq: UInt64 = 7, global: Bool = false) -> Delivery {
-        var native = ByteBuffer()
-        native.writeString(nativeText(publication, seq: seq, global: global))
-        return Delivery.message(seq: seq, payload: native, conflationKey: nil)
-    }
-
-    private func nativeText(_ publication: Publication, seq: UInt64, global: Bool) -> String {
-        let (head, tail) = publication.encodedAroundSeq(timestampMs: 1_700_000_000_123, global: global)
-        return String(buffer: head) + "\(seq)" + String(buffer: tail)
+        Delivery.message(Message(publication, seq: seq, timestampMs: 1_700_000_000_123, global: global), conflationKey: nil)
     }
 
     @Test func aMessageBecomesAnEventNamedByItsEvent() {
@@ -37,7 +30,7 @@ import Testing
         let frames = (0..<3).map { _ in
             delivery.frame(.socketIO) { delivery in
                 encodings += 1
-                return WebSocketWireFrame.frame(.text, payload: SocketIOCodec.messagePacket(fromNative: delivery.payload) ?? ByteBuffer())
+                return WebSocketWireFrame.frame(.text, payload: delivery.message.map(SocketIOCodec.messagePacket) ?? ByteBuffer())
             }
         }
         // Every later caller got the first caller's buffer: the same storage, not equal copies.

@@ -120,8 +120,7 @@ final class ChannelState: Sendable {
         if state.seq == 0 { state.epoch = state.epoch ?? StreamEpoch.make() }
         state.seq += 1
         let delivery = Delivery.message(
-            seq: state.seq, payload: publication.encode(seq: state.seq, timestampMs: clock()),
-            conflationKey: conflationKey(of: publication.key), namespace: namespace.name)
+            Message(publication, seq: state.seq, timestampMs: clock()), conflationKey: conflationKey(of: publication.key), namespace: namespace.name)
         return distribute(delivery, extraRecipients: extraRecipients, state: &state)
     }
 
@@ -129,12 +128,12 @@ final class ChannelState: Sendable {
         namespace.conflate ? key.map { "\(name)\u{0}\($0)" } : nil
     }
 
-    /// A message a broker sequenced elsewhere (cluster mode): `payload` is the complete message JSON with its
-    /// `seq`, of the stream `epoch`. Kept and fanned out like a local publish; a message of another epoch
+    /// A message a broker sequenced elsewhere (cluster mode), of the stream `epoch`. Kept and fanned out like a local publish; a message of another epoch
     /// starts the stream again (the cluster's stream restarted: Redis lost or expired it); a `seq` at or below
     /// the channel's last is ignored (the broker hands each on once, in order, so that is only a late duplicate).
-    func deliverSequenced(seq: UInt64, epoch: String, payload: ByteBuffer, key: String?, extraRecipients: [any Subscriber]) -> Int {
-        state.withLock { state in
+    func deliverSequenced(_ message: Message, epoch: String, key: String?, extraRecipients: [any Subscriber]) -> Int {
+        let seq = message.seq
+        return state.withLock { state in
             if state.epoch != epoch {
                 if state.seq > 0 { statistics.recordStreamRestart() }
                 state.dropStream()
@@ -142,7 +141,7 @@ final class ChannelState: Sendable {
             }
             guard seq > state.seq else { return 0 }
             state.seq = seq
-            let delivery = Delivery.message(seq: seq, payload: payload, conflationKey: conflationKey(of: key), namespace: namespace.name)
+            let delivery = Delivery.message(message, conflationKey: conflationKey(of: key), namespace: namespace.name)
             return distribute(delivery, extraRecipients: extraRecipients, state: &state).recipients
         }
     }
@@ -160,7 +159,7 @@ final class ChannelState: Sendable {
     }
 
     /// Merges messages read from the cluster's history into what this channel keeps (see ``Hub/seed``).
-    func seed(epoch: String, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
+    func seed(epoch: String, lastSeq: UInt64, messages: [Message]) {
         state.withLock { state in
             if state.epoch != epoch {
                 state.dropStream()
@@ -168,8 +167,8 @@ final class ChannelState: Sendable {
             }
             let known = Set(state.history.map(\.seq))
             var merged = Array(state.history)
-            for (seq, payload) in messages where !known.contains(seq) && (namespace.history > 0 || seq > (state.lastValue?.seq ?? 0)) {
-                merged.append(.message(seq: seq, payload: payload, conflationKey: nil, namespace: namespace.name))
+            for message in messages where !known.contains(message.seq) && (namespace.history > 0 || message.seq > (state.lastValue?.seq ?? 0)) {
+                merged.append(.message(message, conflationKey: nil, namespace: namespace.name))
             }
             merged.sort { $0.seq < $1.seq }
             if namespace.history > 0 { state.history = Deque(merged.suffix(namespace.history)) }

@@ -6,14 +6,14 @@ import Synchronization
 /// A class, not a struct: a publish puts the same delivery in every subscriber's queue, and a reference
 /// costs one retain per queue where a struct of buffers and strings would cost five (seen in a profile).
 public final class Delivery: Sendable {
-    /// The message's `seq` on its channel; 0 for frames that are not channel messages.
-    public let seq: UInt64
-    /// The JSON text.
+    /// A channel message's fields, from which each codec encodes it (``Message``); nil for a reply, which its
+    /// connection's codec encoded already.
+    public let message: Message?
+    /// The native text: a message's native encoding (SPEC §3, made when the delivery is, once per publication:
+    /// native recipients read it without a lock), or a reply's text in its connection's codec.
     public let payload: ByteBuffer
     /// The complete WebSocket text frame carrying ``payload``.
     public let frame: ByteBuffer
-    /// Whether this is a `message` delivery (which `?batch=true` connections receive inside `batch` frames).
-    public let isMessage: Bool
     /// For conflated namespaces, `channel` and `key`: a slow consumer's queued message with the same
     /// conflation key may be replaced by this newer one (SPEC §5).
     public let conflationKey: String?
@@ -60,18 +60,23 @@ public final class Delivery: Sendable {
 
     /// A reply or another non-message frame.
     public convenience init(payload: ByteBuffer) {
-        self.init(seq: 0, payload: payload, isMessage: false, conflationKey: nil, namespace: nil)
+        self.init(message: nil, payload: payload, conflationKey: nil, namespace: nil)
     }
 
-    init(seq: UInt64, payload: ByteBuffer, isMessage: Bool, conflationKey: String?, namespace: String?) {
-        self.seq = seq
+    private init(message: Message?, payload: ByteBuffer, conflationKey: String?, namespace: String?) {
+        self.message = message
         self.payload = payload
         self.frame = WebSocketWireFrame.frame(.text, payload: payload)
-        self.isMessage = isMessage
         self.conflationKey = conflationKey
         self.namespace = namespace
         self.publishedAt = NIODeadline.now().uptimeNanoseconds
     }
+
+    /// The message's `seq` on its channel; 0 for frames that are not channel messages.
+    public var seq: UInt64 { message?.seq ?? 0 }
+
+    /// Whether this is a `message` delivery (which `?batch=true` connections receive inside `batch` frames).
+    public var isMessage: Bool { message != nil }
 
     /// The frame of this delivery in `encoding`: `encode` runs for the first caller only, every later one gets
     /// the same buffer (same storage). Cheap to call from any thread; `encode` must not ask this delivery for
@@ -85,9 +90,9 @@ public final class Delivery: Sendable {
         }
     }
 
-    /// A `message` delivery.
-    public static func message(seq: UInt64, payload: ByteBuffer, conflationKey: String?, namespace: String? = nil) -> Delivery {
-        Delivery(seq: seq, payload: payload, isMessage: true, conflationKey: conflationKey, namespace: namespace)
+    /// A channel message's delivery.
+    public static func message(_ message: Message, conflationKey: String?, namespace: String? = nil) -> Delivery {
+        Delivery(message: message, payload: message.nativeText, conflationKey: conflationKey, namespace: namespace)
     }
 }
 

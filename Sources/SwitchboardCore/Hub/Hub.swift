@@ -78,7 +78,7 @@ public final class Hub: Sendable {
         globalSeq.withLock { seq in
             seq += 1
             statistics.recordPublished(namespace: "")
-            fanOutGlobal(seq: seq, payload: publication.encode(seq: seq, timestampMs: clock(), global: true), to: recipients)
+            fanOutGlobal(Message(publication, seq: seq, timestampMs: clock(), global: true), to: recipients)
             return PublishResult(seq: seq, recipients: recipients.count)
         }
     }
@@ -88,23 +88,22 @@ public final class Hub: Sendable {
     /// - Returns: how many connections of this node it was queued for.
     @discardableResult
     public func deliverSequenced(
-        channel: String, namespace: Namespace, seq: UInt64, epoch: String, payload: ByteBuffer, key: String?,
-        extraRecipients: [any Subscriber] = []
+        _ message: Message, channel: String, namespace: Namespace, epoch: String, key: String?, extraRecipients: [any Subscriber] = []
     ) -> Int {
         guard let state = state(of: channel, namespace, keep: namespace.retainsMessages, reachesExtras: !extraRecipients.isEmpty)
         else { return 0 }
-        return state.deliverSequenced(seq: seq, epoch: epoch, payload: payload, key: key, extraRecipients: extraRecipients)
+        return state.deliverSequenced(message, epoch: epoch, key: key, extraRecipients: extraRecipients)
     }
 
     /// Delivers a global message (`all: true`) a broker sequenced elsewhere to `recipients`; a later local
     /// global publish (a cluster node cut off from Redis) continues after its `seq`.
-    public func deliverGlobalSequenced(seq: UInt64, payload: ByteBuffer, to recipients: [any Subscriber]) {
-        globalSeq.withLock { $0 = max($0, seq) }
-        fanOutGlobal(seq: seq, payload: payload, to: recipients)
+    public func deliverGlobalSequenced(_ message: Message, to recipients: [any Subscriber]) {
+        globalSeq.withLock { $0 = max($0, message.seq) }
+        fanOutGlobal(message, to: recipients)
     }
 
-    private func fanOutGlobal(seq: UInt64, payload: ByteBuffer, to recipients: [any Subscriber]) {
-        let delivery = Delivery.message(seq: seq, payload: payload, conflationKey: nil)
+    private func fanOutGlobal(_ message: Message, to recipients: [any Subscriber]) {
+        let delivery = Delivery.message(message, conflationKey: nil)
         for recipient in recipients { recipient.deliver(delivery) }
         statistics.recordDelivered(namespace: "", recipients: recipients.count)
     }
@@ -114,7 +113,7 @@ public final class Hub: Sendable {
     /// below what the node already keeps, and the channel's `seq` is raised to `lastSeq`, so that a subscribe
     /// with `since` answers as on every other node. The cluster's stream `epoch` replaces another one the node
     /// held. A channel that retains nothing is left alone.
-    public func seed(channel: String, namespace: Namespace, epoch: String, lastSeq: UInt64, messages: [(seq: UInt64, payload: ByteBuffer)]) {
+    public func seed(channel: String, namespace: Namespace, epoch: String, lastSeq: UInt64, messages: [Message]) {
         guard namespace.retainsMessages else { return }
         state(of: channel, namespace, keep: true, reachesExtras: false)?.seed(epoch: epoch, lastSeq: lastSeq, messages: messages)
     }

@@ -5,62 +5,36 @@ import SwitchboardCore
 /// packets. A Socket.IO delivery's ``Delivery/payload`` is the Engine.IO packet's text (type digit first, as
 /// one polling record) and its ``Delivery/frame`` the same text as a WebSocket text frame.
 enum SocketIOCodec {
-    /// A channel message (`Delivery.isMessage`, natively encoded) as the WebSocket text frame of
-    /// `42["<event>",{"channel":…,"data":…,"seq":N,"ts":N}]`. Built once per delivery and shared by every
-    /// Socket.IO recipient (``Delivery/frame(_:encodedBy:)``); nil if the native text is not a message.
+    /// A channel message as the WebSocket text frame of `42["<event>",{"channel":…,"data":…,"seq":N,"ts":N}]`,
+    /// encoded from the message's fields (``Message``). Built once per delivery and shared by every Socket.IO
+    /// recipient (``Delivery/frame(_:encodedBy:)``); a reply's own frame (already a Socket.IO packet) otherwise.
     static func messageFrame(of delivery: Delivery) -> ByteBuffer {
-        delivery.frame(.socketIO) { delivery in
-            guard let packet = messagePacket(fromNative: delivery.payload) else { return ByteBuffer() }
-            return WebSocketWireFrame.frame(.text, payload: packet)
-        }
+        guard let message = delivery.message else { return delivery.frame }
+        return delivery.frame(.socketIO) { _ in WebSocketWireFrame.frame(.text, payload: messagePacket(message)) }
     }
 
     /// The Engine.IO packet text of a message delivery's Socket.IO frame (a view of the same storage).
     static func messagePacket(of delivery: Delivery) -> ByteBuffer {
-        let frame = messageFrame(of: delivery)
-        return WebSocketWireFrame.payload(of: frame)
+        WebSocketWireFrame.payload(of: messageFrame(of: delivery))
     }
 
-    /// Rewrites `{"type":"message","channel":C,"event":E,"data":D,"seq":N,"ts":T}` (``Publication``'s fixed
-    /// layout) as `42[E,{"channel":C,"data":D,"seq":N,"ts":T}]` by cutting it at its fields: no JSON parse.
-    static func messagePacket(fromNative native: ByteBuffer) -> ByteBuffer? {
-        let bytes = native.readableBytesView
-        let head = Array("{\"type\":\"message\",\"channel\":".utf8)
-        let eventKey = Array(",\"event\":".utf8)
-        let dataKey = Array(",\"data\":".utf8)
-        guard bytes.starts(with: head) else { return nil }
-        let channelStart = bytes.startIndex + head.count
-        guard let channelEnd = endOfValue(in: bytes, at: channelStart),
-            bytes[channelEnd...].starts(with: eventKey)
-        else { return nil }
-        let eventStart = channelEnd + eventKey.count
-        guard let eventEnd = endOfValue(in: bytes, at: eventStart), bytes[eventEnd...].starts(with: dataKey) else { return nil }
+    /// `42[E,{"channel":C,"data":D,"seq":N,"ts":T}]`: an Engine.IO message packet (`4`) carrying a Socket.IO
+    /// EVENT (`2`) named like the message's event, its one argument the message without `type` and `event`.
+    static func messagePacket(_ message: Message) -> ByteBuffer {
         var packet = ByteBuffer()
-        packet.reserveCapacity(bytes.count + 8)
+        packet.reserveCapacity(64 + (message.channel?.utf8.count ?? 4) + message.event.utf8.count + message.data.readableBytes)
         packet.writeStaticString("42[")
-        packet.writeBytes(bytes[eventStart..<eventEnd])
+        packet.writeJSONString(message.event)
         packet.writeStaticString(",{\"channel\":")
-        packet.writeBytes(bytes[channelStart..<channelEnd])
-        // From `,"data":` to the closing brace of the native object, then the array's end.
-        packet.writeBytes(bytes[eventEnd...])
-        packet.writeStaticString("]")
+        if let channel = message.channel { packet.writeJSONString(channel) } else { packet.writeStaticString("null") }
+        packet.writeStaticString(",\"data\":")
+        packet.writeImmutableBuffer(message.data)
+        packet.writeStaticString(",\"seq\":")
+        packet.writeDecimal(message.seq)
+        packet.writeStaticString(",\"ts\":")
+        packet.writeDecimal(message.timestampMs)
+        packet.writeStaticString("}]")
         return packet
-    }
-
-    /// The end of the JSON string (or `null`) starting at `start`.
-    private static func endOfValue(in bytes: ByteBufferView, at start: Int) -> Int? {
-        guard start < bytes.endIndex else { return nil }
-        if bytes[start...].starts(with: "null".utf8) { return start + 4 }
-        guard bytes[start] == UInt8(ascii: "\"") else { return nil }
-        var index = start + 1
-        while index < bytes.endIndex {
-            switch bytes[index] {
-            case UInt8(ascii: "\\"): index += 2
-            case UInt8(ascii: "\""): return index + 1
-            default: index += 1
-            }
-        }
-        return nil
     }
 
     /// A Socket.IO packet as a delivery (Engine.IO message packet `4` + the packet).
