@@ -42,6 +42,8 @@ public struct ClusterControl: Sendable {
             case .disconnectUser(let id, let reason): [origin, request, "user", id, reason]
             case .disconnectIP(let ip, let reason): [origin, request, "ip", ip, reason]
             case .block(let ip, let seconds, let reason): [origin, request, "block", ip, String(seconds), reason]
+            case .subscribeUser(let id, let channel): [origin, request, "subscribe", id, channel]
+            case .unsubscribeUser(let id, let channel, let reason): [origin, request, "unsubscribe", id, channel, reason]
             }
         case .reply(let request, let responder, let closed): [responder, request, "reply", String(closed)]
         }
@@ -60,6 +62,9 @@ public struct ClusterControl: Sendable {
         case ("block", 6):
             guard let seconds = Int(fields[4]), (1...maxBlockSeconds).contains(seconds) else { return nil }
             return .command(.block(ip: fields[3], seconds: seconds, reason: fields[5]), origin: sender, request: request)
+        case ("subscribe", 5): return .command(.subscribeUser(id: fields[3], channel: fields[4]), origin: sender, request: request)
+        case ("unsubscribe", 6):
+            return .command(.unsubscribeUser(id: fields[3], channel: fields[4], reason: fields[5]), origin: sender, request: request)
         case ("reply", 4):
             guard let closed = Int(fields[3]), (0...maxClosedPerReply).contains(closed) else { return nil }
             return .reply(request: request, responder: sender, closed: closed)

@@ -103,6 +103,14 @@ extension RedisBroker {
         return taken
     }
 
+    public func countPerMinute(_ event: ClusterRateEvent, key: String) async -> Int? {
+        guard let commands = state.withLockedValue({ $0.commands }), commands.channel.isActive,
+            let count = try? await rates.count(event, key: key, on: commands)
+        else { return nil }
+        statistics.recordRedisCommands(1)
+        return count
+    }
+
     public func releaseUserSlot(userId: String, connectionId: String) {
         let member = leaseMember(connectionId)
         let commands = state.withLockedValue { state -> RedisConnection? in

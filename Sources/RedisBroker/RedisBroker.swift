@@ -117,6 +117,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
     let control: ClusterControl
     let registry: NodeRegistry
     let userLeases: UserLeases
+    let rates: ClusterRate
 
     /// - Parameter logger: where stream restarts are told (SPEC §5: a restart is counted and logged).
     public init(
@@ -131,6 +132,7 @@ public final class RedisBroker: Broker, Cluster, Sendable {
         self.control = ClusterControl(prefix: configuration.prefix)
         self.registry = NodeRegistry(prefix: configuration.prefix, ttlMilliseconds: Self.milliseconds(configuration.registryTTL))
         self.userLeases = UserLeases(prefix: configuration.prefix, leaseMilliseconds: Self.milliseconds(configuration.leaseDuration))
+        self.rates = ClusterRate(prefix: configuration.prefix)
     }
 
     var statistics: NodeStatistics { hub.statistics }

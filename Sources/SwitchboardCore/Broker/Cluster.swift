@@ -22,6 +22,10 @@ public protocol Cluster: Sendable, Service {
     /// still limits the user on this node.
     func acquireUserSlot(userId: String, connectionId: String, limit: Int) async -> Bool
 
+    /// Counts one `event` from `key` (a client IP, keyed as the pools key it) across the cluster and answers how many
+    /// the cluster counted over the last minute; nil when the cluster cannot be asked, and the node counts on its own
+    /// (SPEC §14: per-IP limits hold across nodes, with a per-node fallback during an outage).
+    func countPerMinute(_ event: ClusterRateEvent, key: String) async -> Int?
     /// Gives a slot taken by ``acquireUserSlot(userId:connectionId:limit:)`` back.
     func releaseUserSlot(userId: String, connectionId: String)
 
@@ -60,6 +64,19 @@ public enum ClusterCommand: Sendable, Equatable {
     case disconnectIP(String, reason: String)
     /// Block an IP for `seconds` (new upgrades refused, open connections closed with 1008).
     case block(ip: String, seconds: Int, reason: String)
+    /// Subscribe every connection of the user to `channel` (SPEC §14's server-side subscribe); answers how many
+    /// connections it reached.
+    case subscribeUser(id: String, channel: String)
+    /// Remove every connection of the user from `channel`, telling the client `reason`; answers how many it reached.
+    case unsubscribeUser(id: String, channel: String, reason: String)
+}
+
+/// What a cluster counts per client IP (``Cluster/countPerMinute(_:key:)``).
+public enum ClusterRateEvent: String, Sendable {
+    /// A `/ws` upgrade or a Socket.IO CONNECT (`connect-rate-per-ip`).
+    case connectAttempt = "connect"
+    /// A failed authentication (`block-after-failures`).
+    case authenticationFailure = "auth-failure"
 }
 
 /// The state of a cluster's shared link.

@@ -128,8 +128,8 @@ final class ChannelState: Sendable {
         namespace.conflate ? key.map { "\(name)\u{0}\($0)" } : nil
     }
 
-    /// A message a broker sequenced elsewhere (cluster mode), of the stream `epoch`. Kept and fanned out like a local publish; a message of another epoch
-    /// starts the stream again (the cluster's stream restarted: Redis lost or expired it); a `seq` at or below
+    /// A message a broker sequenced elsewhere (cluster mode), of the stream `epoch`. Kept and fanned out like a
+    /// local publish; a message of another epoch starts the stream again (the cluster's stream restarted: Redis lost or expired it); a `seq` at or below
     /// the channel's last is ignored (the broker hands each on once, in order, so that is only a late duplicate).
     func deliverSequenced(_ message: Message, epoch: String, key: String?, extraRecipients: [any Subscriber]) -> Int {
         let seq = message.seq

@@ -86,6 +86,7 @@ extension ManagementAPI {
             "totals": .object(totals),
             "redis": .object([
                 "up": .bool(link.isUp), "reconnects": .int(Int64(link.reconnects)), "notForwarded": .int(Int64(link.notForwarded)),
+                "perIPLimits": .string(link.isUp ? "cluster" : "node"),
             ]),
         ])
     }

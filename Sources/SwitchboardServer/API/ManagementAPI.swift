@@ -22,6 +22,8 @@ struct ManagementAPI: Sendable {
             (.get, "\(Self.prefix)/stats", { request, context in try await self.stats(request, context) }),
             (.get, "\(Self.prefix)/channels", { request, context in try await self.channels(request, context) }),
             (.get, "\(Self.prefix)/connections/:userId", { request, context in try await self.connections(request, context) }),
+            (.post, "\(Self.prefix)/subscribe", { request, context in try await self.subscribeUser(request, context) }),
+            (.post, "\(Self.prefix)/unsubscribe", { request, context in try await self.unsubscribeUser(request, context) }),
             (.post, "\(Self.prefix)/disconnect/user/:userId", { request, context in try await self.disconnectUser(request, context) }),
             (.post, "\(Self.prefix)/disconnect/ip/:ip", { request, context in try await self.disconnectIP(request, context) }),
             (.post, "\(Self.prefix)/disconnect/:connectionId", { request, context in try await self.disconnect(request, context) }),
@@ -62,6 +64,8 @@ struct ManagementAPI: Sendable {
             // SPEC §8: without Redis the node still serves its own clients, so it is degraded, not unhealthy.
             let isUp = cluster.linkStatus.isUp
             checks["redis"] = .string(isUp ? "ok" : "unreachable: publishes reach this node's subscribers only")
+            // SPEC §14: per-IP connect rates and failed authentications are counted across the cluster, or per node.
+            checks["perIPLimits"] = .string(isUp ? "cluster" : "node: counted by this node alone while Redis is unreachable")
             if !isUp && status == .ok { status = .degraded }
         }
         let body: JSONValue = .object([

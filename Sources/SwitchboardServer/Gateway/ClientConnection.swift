@@ -10,6 +10,10 @@ public protocol ClientConnection: Subscriber {
     var ip: String { get }
     /// Ends the connection from any thread for `code` (an admin disconnect, a block, shutdown).
     func disconnect(code: CloseCode, reason: String)
+    /// The platform's backend subscribed the connection's user to `channel` (SPEC §14), from any thread.
+    func subscribedByServer(to channel: String)
+    /// The platform's backend removed the connection's user from `channel` (SPEC §14), from any thread.
+    func unsubscribedByServer(from channel: String, reason: String)
     /// What the admin API shows of the connection, read on its event loop.
     func describe() async throws -> ConnectionDescription
 }

@@ -13,7 +13,25 @@ extension Node: ClusterMember {
             return gatekeeper.disconnectByAdmin(connections.all.filter { $0.ip == ip }, target: "ip \(ip)", by: "an admin on another node", reason: reason)
         case .block(let ip, let seconds, let reason):
             return gatekeeper.blockHere(ip, for: .seconds(Int64(seconds)), reason: "from another node: \(reason)")
+        case .subscribeUser(let id, let channel):
+            return subscribeByServer(userId: id, to: channel)
+        case .unsubscribeUser(let id, let channel, let reason):
+            return unsubscribeByServer(userId: id, from: channel, reason: reason)
         }
+    }
+
+    /// SPEC §14: the backend's subscribe of every connection of `userId` on this node; how many it reached.
+    func subscribeByServer(userId: String, to channel: String) -> Int {
+        let reached = connections.connections(ofUser: userId)
+        for connection in reached { connection.subscribedByServer(to: channel) }
+        return reached.count
+    }
+
+    /// SPEC §14: the backend's unsubscribe of every connection of `userId` on this node; how many it reached.
+    func unsubscribeByServer(userId: String, from channel: String, reason: String) -> Int {
+        let reached = connections.connections(ofUser: userId)
+        for connection in reached { connection.unsubscribedByServer(from: channel, reason: reason) }
+        return reached.count
     }
 
     public func leaseLost(connectionId: String) {

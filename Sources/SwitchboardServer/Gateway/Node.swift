@@ -5,9 +5,9 @@ public import Prometheus
 import RedisBroker
 import RedisClient
 public import SwitchboardCore
-import Synchronization
 
-/// Everything one Switchboard node shares between its connections and its API.
+/// The wiring of one Switchboard node: the components its connections and its API share, built from the settings.
+/// It holds no policy (admission and blocks are the ``Gatekeeper``'s, publishing the ``Publisher``'s).
 public final class Node: Sendable {
     public let settings: Settings
     public let hub: Hub

@@ -119,6 +119,21 @@ struct UpgradeAdmission: Sendable {
             record(error, ip: ip)
             return loop.makeFailedFuture(error)
         }
+        // In cluster mode the session's CONNECT is its attempt in the cluster's count (its handshake was counted by
+        // this node alone, synchronously).
+        guard node.cluster == nil else {
+            return countedInCluster(ip: ip, on: loop).flatMapErrorThrowing { error in
+                let rejection = UpgradeRejection(error)
+                record(rejection, ip: ip)
+                throw rejection
+            }.flatMap { [self] in admitConnectChecked(reservation, token: token, on: loop) }
+        }
+        return admitConnectChecked(reservation, token: token, on: loop)
+    }
+
+    /// ``admitConnect(_:token:on:)`` after the block list and the cluster's count: the token, then the user's pool.
+    private func admitConnectChecked(_ reservation: SlotReservation, token: String?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+        let ip = reservation.ip
         guard let token else {
             guard node.settings.allowAnonymous else {
                 // Counted, but no failed authentication (as a `/ws` upgrade without a token is not one).
@@ -140,8 +155,19 @@ struct UpgradeAdmission: Sendable {
         return counted(admitted, ip: ip)
     }
 
-    /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools.
+    /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools. In cluster mode
+    /// the connect rate is the cluster's too (SPEC §14): the attempt is counted in Redis first, by one script call.
     private func admit(_ request: CheckedRequest, on loop: any EventLoop) -> Outcome {
+        if node.cluster != nil {
+            let admitted = countedInCluster(ip: request.ip, on: loop).flatMap { [self] in
+                let identity = request.token.map { token in
+                    node.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
+                } ?? loop.makeSucceededFuture(.anonymous)
+                return identity.flatMapThrowing { identity in try reserve(request, for: identity) }
+                    .flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }
+            }
+            return .pending(counted(admitted, ip: request.ip))
+        }
         let identity: Identity
         if let token = request.token {
             guard let remembered = node.tokens.rememberedIdentity(of: token) else {
@@ -162,6 +188,24 @@ struct UpgradeAdmission: Sendable {
         if needsClusterSlot(upgrade) { return .pending(counted(leaseClusterSlot(for: upgrade, on: loop), ip: request.ip)) }
         node.statistics.recordAttempt(.accepted)
         return .decided(.success(upgrade))
+    }
+
+    /// The attempt counted across the cluster (``Cluster/countPerMinute(_:key:)``), refused when the cluster counted
+    /// more than `connect-rate-per-ip` in the last minute. The node's own count ran first (``screen(ip:origin:)``);
+    /// it alone decides while the cluster cannot be asked.
+    private func countedInCluster(ip: String, on loop: any EventLoop) -> EventLoopFuture<Void> {
+        guard let cluster = node.cluster else { return loop.makeSucceededVoidFuture() }
+        let limit = node.settings.connectRatePerIP
+        return loop.makeFutureWithTask { () async throws -> Void in
+            if let count = await cluster.countPerMinute(.connectAttempt, key: ip), count > limit {
+                throw Self.connectRateExceeded(limit: limit)
+            }
+        }
+    }
+
+    static func connectRateExceeded(limit: Int) -> UpgradeRejection {
+        UpgradeRejection(
+            status: .tooManyRequests, code: .rateLimited, message: "too many connection attempts: at most \(limit) per minute per IP")
     }
 
     /// The identity `token` carries, from a verification task (a refusal is SPEC §3's 401 `UNAUTHORIZED`).
@@ -257,12 +301,7 @@ struct UpgradeAdmission: Sendable {
     /// SPEC §3 steps 1-3: block list, origin, connect rate.
     private func screen(ip: String, origin: String?) throws(UpgradeRejection) {
         try screenBlockAndOrigin(ip: ip, origin: origin)
-        let settings = node.settings
-        guard node.gatekeeper.connectRateLimiter.allow(ip) else {
-            throw UpgradeRejection(
-                status: .tooManyRequests, code: .rateLimited,
-                message: "too many connection attempts: at most \(settings.connectRatePerIP) per minute per IP")
-        }
+        guard node.gatekeeper.connectRateLimiter.allow(ip) else { throw Self.connectRateExceeded(limit: node.settings.connectRatePerIP) }
     }
 
     /// SPEC §3 steps 1-2: block list, origin.

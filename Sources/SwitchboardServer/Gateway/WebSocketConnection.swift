@@ -296,6 +296,14 @@ final class WebSocketConnection: WebSocketTransport, SessionTransport, LaneMembe
         eventLoop.execute { self.handleSession(.closeRequested(code, reason: reason)) }
     }
 
+    func subscribedByServer(to channel: String) {
+        eventLoop.execute { self.handleSession(.subscribedByServer(channel)) }
+    }
+
+    func unsubscribedByServer(from channel: String, reason: String) {
+        eventLoop.execute { self.handleSession(.unsubscribedByServer(channel, reason: reason)) }
+    }
+
     // MARK: Closing
 
     /// Called by the loop's ``HeartbeatTimer`` about once per heartbeat interval: drops a client that left our

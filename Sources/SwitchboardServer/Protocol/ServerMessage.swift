@@ -6,7 +6,8 @@ import SwitchboardCore
 enum SessionReply: Sendable, Equatable {
     case authenticated(Identity)
     case subscribed(channel: String, epoch: String, recovered: Bool?)
-    case unsubscribed(channel: String)
+    /// `reason` when the server removed the subscription (SPEC §14), nil when the client asked.
+    case unsubscribed(channel: String, reason: String? = nil)
     /// `seq` is null when the message was held by the throttle or had nobody to go to.
     case published(channel: String, seq: UInt64?)
     case pong
@@ -20,7 +21,7 @@ enum ServerMessage {
         switch reply {
         case .authenticated(let identity): authenticated(identity, id: id)
         case .subscribed(let channel, let epoch, let recovered): subscribed(channel: channel, epoch: epoch, recovered: recovered, id: id)
-        case .unsubscribed(let channel): unsubscribed(channel: channel, id: id)
+        case .unsubscribed(let channel, let reason): unsubscribed(channel: channel, reason: reason, id: id)
         case .published(let channel, let seq): published(channel: channel, seq: seq, id: id)
         case .pong: pong(id: id)
         case .error(let code, let message): error(code, message, id: id)
@@ -55,10 +56,14 @@ enum ServerMessage {
         }
     }
 
-    static func unsubscribed(channel: String, id: RequestID?) -> Delivery {
+    static func unsubscribed(channel: String, reason: String?, id: RequestID?) -> Delivery {
         encode(type: "unsubscribed", id: id) { buffer in
             buffer.writeStaticString(",\"channel\":")
             buffer.writeJSONString(channel)
+            if let reason {
+                buffer.writeStaticString(",\"reason\":")
+                buffer.writeJSONString(reason)
+            }
         }
     }
 

@@ -62,9 +62,10 @@ enum SocketIOCodec {
             name = "subscribed"
             fields = ["channel": .string(channel), "epoch": .string(epoch)]
             if let recovered { fields["recovered"] = .bool(recovered) }
-        case .unsubscribed(let channel):
+        case .unsubscribed(let channel, let reason):
             name = "unsubscribed"
             fields = ["channel": .string(channel)]
+            if let reason { fields["reason"] = .string(reason) }
         case .published(let channel, let seq):
             name = "published"
             fields = ["channel": .string(channel), "seq": seq.map { JSONValue.int(Int64($0)) } ?? .null]

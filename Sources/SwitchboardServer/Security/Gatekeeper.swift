@@ -57,18 +57,34 @@ public final class Gatekeeper: Sendable {
     }
 
     /// Counts a failed authentication from `ip` and blocks the IP, on every node, when it reaches
-    /// `block-after-failures` within 60 s.
+    /// `block-after-failures` within 60 s: this node's failures on a single node, the whole cluster's in cluster mode
+    /// (SPEC §14), or this node's again while the cluster cannot be asked.
     public func authenticationFailed(ip: String, connectionId: String?, detail: String) {
         statistics.recordAuth(succeeded: false)
         audit.record(SecurityEvent(.authFailed, ip: ip, connectionId: connectionId, detail: detail))
-        guard authFailures.recordFailure(from: ip) else { return }
-        let duration = configuration.blockDuration
-        let reason = "\(configuration.blockAfterFailures) failed authentications within 60 s"
-        blockHere(ip, for: duration, reason: reason)
-        if let cluster {
-            // Told to the other nodes without waiting: the caller is answering a request.
-            Task { _ = try? await cluster.perform(.block(ip: ip, seconds: Int(duration.components.seconds), reason: reason)) }
+        // Counted here in every mode: this node's count blocks at once, and alone decides during an outage.
+        let reachedHere = authFailures.recordFailure(from: ip)
+        if reachedHere { blockForFailures(ip) }
+        guard let cluster else { return }
+        // Counted in the cluster and told to the other nodes without waiting: the caller is answering a request.
+        Task {
+            let count = await cluster.countPerMinute(.authenticationFailure, key: ip)
+            let reachedInCluster = count.map { $0 >= configuration.blockAfterFailures } ?? false
+            guard reachedHere || reachedInCluster else { return }
+            if !reachedHere {
+                // Failures spread over the nodes: the one that counts the last blocks everywhere (once).
+                guard !blockList.isBlocked(ip) else { return }
+                blockForFailures(ip)
+            }
+            let seconds = Int(configuration.blockDuration.components.seconds)
+            _ = try? await cluster.perform(.block(ip: ip, seconds: seconds, reason: failuresReason))
         }
+    }
+
+    private var failuresReason: String { "\(configuration.blockAfterFailures) failed authentications within 60 s" }
+
+    private func blockForFailures(_ ip: String) {
+        blockHere(ip, for: configuration.blockDuration, reason: failuresReason)
     }
 
     /// Blocks `ip` on every node (new upgrades answer 403 `IP_BLOCKED`) and closes its open connections with

@@ -50,6 +50,11 @@ extension ClientSession {
         case answered(SessionReply, id: RequestID?)
         /// A timer the session set fired.
         case timerFired(Timer)
+        /// The platform's backend subscribed the session's user to this channel (SPEC §14): the backend's word, so
+        /// the namespace rules are not asked again; the channel must exist and the subscription limit holds.
+        case subscribedByServer(String)
+        /// The backend removed the session's user from this channel; the client is told `reason`.
+        case unsubscribedByServer(String, reason: String)
         /// The session must end: an admin disconnect, a block, a slow consumer, shutdown (SPEC §3's close codes).
         case closeRequested(CloseCode, reason: String)
         /// The transport ended (the client left, the socket failed).

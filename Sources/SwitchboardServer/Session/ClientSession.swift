@@ -39,7 +39,20 @@ struct ClientSession {
     private var rateLimiter: MessageRateLimiter
     private var reportedRateLimit = false
     private var state = State.ready
-    private var deferred: [Result<ClientRequest, ClientRequestError>] = []
+    private var deferred: [Request] = []
+
+    /// A request the session handles in arrival order, waiting while another is pending: the client's, or the
+    /// platform's backend's (SPEC §14's server-side subscriptions).
+    private enum Request {
+        case client(Result<ClientRequest, ClientRequestError>)
+        case subscribeByServer(String)
+        case unsubscribeByServer(String, reason: String)
+
+        var isClient: Bool {
+            if case .client = self { return true }
+            return false
+        }
+    }
 
     init(identity: Identity, rules: Rules) {
         self.identity = identity
@@ -66,7 +79,11 @@ struct ClientSession {
         switch event {
         case .received(let request):
             guard admitByRate(id: request.requestID, reply: true, into: &actions) else { break }
-            receive(request, into: &actions)
+            receive(.client(request), into: &actions)
+        case .subscribedByServer(let name):
+            receive(.subscribeByServer(name), into: &actions)
+        case .unsubscribedByServer(let name, let reason):
+            receive(.unsubscribeByServer(name, reason: reason), into: &actions)
         case .controlReceived:
             _ = admitByRate(id: nil, reply: false, into: &actions)
         case .subscribeAtUpgrade(let names):
@@ -119,9 +136,10 @@ struct ClientSession {
     }
 
     /// The request, or its place in the queue behind a pending one.
-    private mutating func receive(_ request: Result<ClientRequest, ClientRequestError>, into actions: inout [Action]) {
+    private mutating func receive(_ request: Request, into actions: inout [Action]) {
         guard case .ready = state else {
-            guard deferred.count < configuration.maxDeferred else {
+            // The bound is the client's: the backend's requests are not the client's abuse.
+            guard deferred.count < configuration.maxDeferred || !request.isClient else {
                 close(.rateLimitAbuse, "too many messages while a request is pending", into: &actions)
                 return
             }
@@ -135,6 +153,17 @@ struct ClientSession {
     private mutating func resumeDeferred(into actions: inout [Action]) {
         while case .ready = state, !deferred.isEmpty {
             handle(deferred.removeFirst(), into: &actions)
+        }
+    }
+
+    private mutating func handle(_ request: Request, into actions: inout [Action]) {
+        switch request {
+        case .client(let decoded): handle(decoded, into: &actions)
+        case .subscribeByServer(let name): subscribeByServer(name, into: &actions)
+        case .unsubscribeByServer(let name, let reason):
+            guard subscriptions.contains(name) else { return }
+            removeSubscription(name, into: &actions)
+            actions.append(.reply(.unsubscribed(channel: name, reason: reason), id: nil))
         }
     }
 
@@ -190,6 +219,25 @@ struct ClientSession {
 
     private mutating func subscribe(_ name: String, since: UInt64?, epoch: String?, id: RequestID?, into actions: inout [Action]) {
         guard let subscription = authorize(name, since: since, epoch: epoch, id: id, into: &actions) else { return }
+        guard configuration.preparesChannels else {
+            admitSubscribe(subscription, into: &actions)
+            return
+        }
+        state = .waiting(.preparation([subscription]))
+        actions.append(.prepare([subscription]))
+    }
+
+    /// SPEC §14: the backend's subscribe. Only what the backend cannot waive is checked: the channel exists (the API
+    /// checked it on the node that took the request) and the subscription limit; a subscribe over the limit is
+    /// not made, and the client is told so.
+    private mutating func subscribeByServer(_ name: String, into actions: inout [Action]) {
+        guard let (channel, namespace) = try? directory.resolve(name), !subscriptions.contains(name) else { return }
+        guard subscriptions.count < configuration.maxSubscriptions else {
+            let message = "at most \(configuration.maxSubscriptions) subscriptions per connection: the server's subscribe to \(name) was not made"
+            actions.append(.reply(.error(.subscriptionLimit, message), id: nil))
+            return
+        }
+        let subscription = Subscription(name: name, channel: channel, namespace: namespace, since: nil, epoch: nil, id: nil)
         guard configuration.preparesChannels else {
             admitSubscribe(subscription, into: &actions)
             return

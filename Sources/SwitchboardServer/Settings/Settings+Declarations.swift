@@ -109,7 +109,7 @@ extension Settings {
 
 extension SettingDeclaration {
     fileprivate static func string(
-        _ name: String, _ path: WritableKeyPath<Settings, String> & Sendable, _ help: String,
+        _ name: String, _ path: any WritableKeyPath<Settings, String> & Sendable, _ help: String,
         check: @escaping @Sendable (String) throws(SettingsError) -> Void = { _ in }
     ) -> SettingDeclaration {
         SettingDeclaration(
@@ -118,7 +118,7 @@ extension SettingDeclaration {
     }
 
     fileprivate static func optionalString(
-        _ name: String, _ path: WritableKeyPath<Settings, String?> & Sendable, _ help: String,
+        _ name: String, _ path: any WritableKeyPath<Settings, String?> & Sendable, _ help: String,
         check: @escaping @Sendable (String) throws(SettingsError) -> Void = { _ in }
     ) -> SettingDeclaration {
         SettingDeclaration(
@@ -128,7 +128,7 @@ extension SettingDeclaration {
     }
 
     fileprivate static func list(
-        _ name: String, _ path: WritableKeyPath<Settings, [String]> & Sendable, _ help: String,
+        _ name: String, _ path: any WritableKeyPath<Settings, [String]> & Sendable, _ help: String,
         check: @escaping @Sendable ([String]) throws(SettingsError) -> Void = { _ in }
     ) -> SettingDeclaration {
         SettingDeclaration(
@@ -139,7 +139,7 @@ extension SettingDeclaration {
             text: { $0[keyPath: path].joined(separator: ",") }, check: { settings throws(SettingsError) in try check(settings[keyPath: path]) })
     }
 
-    fileprivate static func bool(_ name: String, _ path: WritableKeyPath<Settings, Bool> & Sendable, _ help: String) -> SettingDeclaration {
+    fileprivate static func bool(_ name: String, _ path: any WritableKeyPath<Settings, Bool> & Sendable, _ help: String) -> SettingDeclaration {
         SettingDeclaration(
             name: name, help: help, placeholder: "true|false",
             apply: { (settings: inout Settings, value: String) throws(SettingsError) in
@@ -153,7 +153,7 @@ extension SettingDeclaration {
     }
 
     fileprivate static func int(
-        _ name: String, _ path: WritableKeyPath<Settings, Int> & Sendable, _ help: String, allowed: some RangeExpression<Int> & Sendable
+        _ name: String, _ path: any WritableKeyPath<Settings, Int> & Sendable, _ help: String, allowed: some RangeExpression<Int> & Sendable
     ) -> SettingDeclaration {
         SettingDeclaration(
             name: name, help: help, placeholder: "n",
@@ -169,7 +169,7 @@ extension SettingDeclaration {
 
     /// A duration given in `unit`s: `-ms` settings in milliseconds, `block-seconds` in seconds.
     fileprivate static func duration(
-        _ name: String, _ path: WritableKeyPath<Settings, Duration> & Sendable, _ help: String, unit: Duration, placeholder: String,
+        _ name: String, _ path: any WritableKeyPath<Settings, Duration> & Sendable, _ help: String, unit: Duration, placeholder: String,
         allowed: some RangeExpression<Duration> & Sendable
     ) -> SettingDeclaration {
         // Whole units, saturating: a value typed as Int64.max must not trap when it is shown in an error.
@@ -193,18 +193,18 @@ extension SettingDeclaration {
     }
 
     fileprivate static func milliseconds(
-        _ name: String, _ path: WritableKeyPath<Settings, Duration> & Sendable, _ help: String, allowed: some RangeExpression<Duration> & Sendable
+        _ name: String, _ path: any WritableKeyPath<Settings, Duration> & Sendable, _ help: String, allowed: some RangeExpression<Duration> & Sendable
     ) -> SettingDeclaration {
         duration(name, path, help, unit: .milliseconds(1), placeholder: "ms", allowed: allowed)
     }
 
     fileprivate static func seconds(
-        _ name: String, _ path: WritableKeyPath<Settings, Duration> & Sendable, _ help: String, allowed: some RangeExpression<Duration> & Sendable
+        _ name: String, _ path: any WritableKeyPath<Settings, Duration> & Sendable, _ help: String, allowed: some RangeExpression<Duration> & Sendable
     ) -> SettingDeclaration {
         duration(name, path, help, unit: .seconds(1), placeholder: "s", allowed: allowed)
     }
 
-    fileprivate static func logLevel(_ name: String, _ path: WritableKeyPath<Settings, Logger.Level> & Sendable, _ help: String) -> SettingDeclaration {
+    fileprivate static func logLevel(_ name: String, _ path: any WritableKeyPath<Settings, Logger.Level> & Sendable, _ help: String) -> SettingDeclaration {
         SettingDeclaration(
             name: name, help: help, placeholder: "level",
             apply: { (settings: inout Settings, value: String) throws(SettingsError) in

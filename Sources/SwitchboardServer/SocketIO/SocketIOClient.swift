@@ -122,6 +122,14 @@ final class SocketIOClient: SessionTransport, LaneMemberConnection, @unchecked S
         eventLoop.execute { self.handleSession(.closeRequested(code, reason: reason)) }
     }
 
+    func subscribedByServer(to channel: String) {
+        eventLoop.execute { self.handleSession(.subscribedByServer(channel)) }
+    }
+
+    func unsubscribedByServer(from channel: String, reason: String) {
+        eventLoop.execute { self.handleSession(.unsubscribedByServer(channel, reason: reason)) }
+    }
+
     func describe() async throws -> ConnectionDescription {
         try await eventLoop.submit { [self] in
             ConnectionDescription(
