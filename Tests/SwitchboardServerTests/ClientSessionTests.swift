@@ -188,4 +188,34 @@ import Testing
         for _ in 0..<3 { #expect(machine.handle(request(.ping)) == []) }
         #expect(machine.handle(request(.ping)).first == .close(.rateLimitAbuse, reason: "too many messages while a request is pending"))
     }
+
+    // MARK: SPEC §14's server-side subscriptions
+
+    @Test func theServersSubscribePassesTheRulesButNotTheLimitAndWaitsItsTurn() {
+        var machine = session(Self.alice) { $0.maxSubscriptions = 2 }
+        // `admin` is beyond a user's rules: the backend's word admits it.
+        #expect(subscribed(machine.handle(.subscribedByServer("admin"))) == ["admin"])
+        #expect(machine.handle(.subscribedByServer("nope:x")).isEmpty, "a namespace that does not exist: nothing")
+        #expect(machine.handle(.subscribedByServer("admin")).isEmpty, "already held: nothing")
+        // A publish is pending (an admin's): the server's request waits behind it, in order.
+        var admin = session(Self.admin) { $0.maxSubscriptions = 1 }
+        _ = admin.handle(request(.publish(channel: "admin", event: "e", data: "1", key: nil), id: 1))
+        #expect(admin.handle(.subscribedByServer("system_status")).isEmpty)
+        let resumed = admin.handle(.answered(.published(channel: "admin", seq: 1), id: .int(1)))
+        #expect(subscribed(resumed) == ["system_status"])
+        // At the limit: not made, and the client is told.
+        let refused = admin.handle(.subscribedByServer("market_data:AAPL"))
+        guard case .reply(.error(.subscriptionLimit, _), nil)? = refused.first else { Issue.record("\(refused)"); return }
+        #expect(admin.subscriptions == ["system_status"])
+    }
+
+    @Test func theServersUnsubscribeTellsTheClientWhyOnlyWhenItHeldTheChannel() {
+        var machine = session(Self.alice)
+        _ = machine.handle(.subscribedByServer("system_status"))
+        #expect(machine.handle(.unsubscribedByServer("system_status", reason: "licence ended")) == [
+            .unsubscribe("system_status"), .reply(.unsubscribed(channel: "system_status", reason: "licence ended"), id: nil),
+        ])
+        #expect(machine.handle(.unsubscribedByServer("system_status", reason: "again")).isEmpty)
+        #expect(machine.subscriptions.isEmpty)
+    }
 }
