@@ -82,7 +82,8 @@ public final class RedisServer: @unchecked Sendable {
         return try await body(server)
     }
 
-    private static func freePort() throws -> Int {
+    /// A loopback TCP port nothing listens on now (for a process of a test's own).
+    public static func freePort() throws -> Int {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
         var address = sockaddr_in()

@@ -55,6 +55,8 @@ public func buildApplication(
     if let cluster = node.cluster { services.insert(cluster, at: 0) }
     if settings.demo { services.append(DemoFeed(node: node)) }
     if let tls = node.gateway.tls { services.append(TLSReloader(tls: tls, logger: node.logger)) }
+    // After the server in shutdown order (services stop in reverse): no upgrade is waiting on the backend then.
+    if let backend = node.auth.backend { services.insert(backend, at: 0) }
     return SwitchboardApplication(node: node, responder: router.buildResponder(), services: services, onServerRunning: onServerRunning)
 }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import SwitchboardCore
 import SwitchboardServer
 
@@ -11,6 +12,8 @@ struct Token: AsyncParsableCommand {
     @Option(help: "User id (the token's sub).") var sub: String
     @Option(help: "Role: user, admin or super_admin.") var role: String = "user"
     @Option(help: "Tier claim, e.g. free, premium, enterprise.") var tier: String?
+    @Option(help: "Channels granted beyond the namespace rules, comma-separated; namespace:* grants every topic (SPEC §14).")
+    var channels: String?
     @Option(help: "Time to live, e.g. 30s, 15m, 1h, 7d (default: no expiry).") var ttl: String?
 
     func run() async throws {
@@ -22,7 +25,9 @@ struct Token: AsyncParsableCommand {
             throw ValidationError("--role must be user, admin or super_admin")
         }
         let lifetime = try ttl.map(Self.parseDuration)
-        print(try await TokenIssuer(secret: secret).token(userId: sub, role: role, tier: tier, ttl: lifetime))
+        let granted = channels.map { $0.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) } }
+        if let granted, let refusal = Identity.refusal(ofGrants: granted) { throw ValidationError("--channels: \(refusal)") }
+        print(try await TokenIssuer(secret: secret).token(userId: sub, role: role, tier: tier, channels: granted, ttl: lifetime))
     }
 
     static func parseDuration(_ text: String) throws -> Duration {

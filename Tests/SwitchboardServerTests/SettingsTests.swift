@@ -142,7 +142,10 @@ import Testing
             case "true|false": declaration.text(defaults) == "true" ? "false" : "true"
             case "level": "debug"
             case "a,b": "10.0.0.1,10.0.0.2"
-            default: declaration.name.hasSuffix("url") ? "redis://127.0.0.1:6390" : "value-\(declaration.name)-0123456789abcdef0123456789"
+            default:
+                declaration.name == "redis-url" ? "redis://127.0.0.1:6390"
+                    : declaration.name.hasSuffix("proxy-url") ? "http://127.0.0.1:9/\(declaration.name)"
+                    : "value-\(declaration.name)-0123456789abcdef0123456789"
             }
             // tls-cert and tls-key go together: each is given with the other.
             let partner: [String: String] = switch declaration.name {

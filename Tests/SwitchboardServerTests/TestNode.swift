@@ -65,8 +65,10 @@ struct TestNode: Sendable {
     }
 
     /// A token signed with the test secret.
-    func token(_ userId: String, role: Role = .user, tier: String? = nil, ttl: Duration? = nil) async throws -> String {
-        try await TokenIssuer(secret: Self.secret).token(userId: userId, role: role, tier: tier, ttl: ttl)
+    func token(
+        _ userId: String, role: Role = .user, tier: String? = nil, channels: [String]? = nil, ttl: Duration? = nil
+    ) async throws -> String {
+        try await TokenIssuer(secret: Self.secret).token(userId: userId, role: role, tier: tier, channels: channels, ttl: ttl)
     }
 
     /// An upgraded client that has read its `welcome` frame.

@@ -46,7 +46,11 @@ public struct ChannelDirectory: Sendable {
     @discardableResult
     public func authorizeSubscribe(_ name: String, by identity: Identity) throws(ChannelAccessError) -> (ChannelName, Namespace) {
         let (channel, namespace) = try resolve(name)
-        if identity.role.isAdmin { return (channel, namespace) }
+        // SPEC §14: a grant admits beyond the rules; a `grant: required` namespace admits nothing else.
+        if identity.role.isAdmin || identity.isGranted(name) { return (channel, namespace) }
+        if namespace.grantRequired {
+            throw ChannelAccessError(.forbidden, "'\(namespace.name)' admits only the channels granted to you")
+        }
         guard identity.role >= namespace.minRole else {
             throw ChannelAccessError(.forbidden, "'\(namespace.name)' needs role \(namespace.minRole.rawValue) or higher")
         }

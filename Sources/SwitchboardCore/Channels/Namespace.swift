@@ -1,7 +1,7 @@
 /// One row of the namespace table (SPEC §4): who may subscribe and how messages are delivered.
 ///
 /// Loaded from the `namespaces` table of the configuration file; ``Namespace/defaults`` is SPEC's table.
-public struct Namespace: Sendable, Hashable, Codable {
+public struct Namespace: Sendable, Hashable, Decodable {
     /// Whether channels of this namespace carry a topic (`market_data:AAPL`) or not (`system_status`).
     public enum TopicRule: String, Sendable, Hashable, Codable {
         case required
@@ -25,6 +25,12 @@ public struct Namespace: Sendable, Hashable, Codable {
     public var lastValue: Bool
     /// How many recent messages per channel are kept for recovery with `since`.
     public var history: Int
+    /// `grant: required` (SPEC §14): non-admins subscribe only to channels granted to them (a token's or the connect
+    /// proxy's `channels`) or admitted by the subscribe proxy.
+    public var grantRequired: Bool
+    /// `subscribe-proxy: true` (SPEC §14): a subscribe the rules and grants do not allow is asked of the platform's
+    /// backend (`subscribe-proxy-url`).
+    public var subscribeProxy: Bool
 
     public init(
         name: String,
@@ -35,7 +41,9 @@ public struct Namespace: Sendable, Hashable, Codable {
         throttleMs: Int = 0,
         conflate: Bool = false,
         lastValue: Bool = false,
-        history: Int = 0
+        history: Int = 0,
+        grantRequired: Bool = false,
+        subscribeProxy: Bool = false
     ) {
         self.name = name
         self.minRole = minRole
@@ -46,6 +54,8 @@ public struct Namespace: Sendable, Hashable, Codable {
         self.conflate = conflate
         self.lastValue = lastValue
         self.history = history
+        self.grantRequired = grantRequired
+        self.subscribeProxy = subscribeProxy
     }
 
     /// Whether channels of this namespace keep anything after their last subscriber leaves.
@@ -63,7 +73,12 @@ public struct Namespace: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case name, minRole = "min-role", tiers, ownerOnly = "owner-only", topic, throttleMs = "throttle-ms", conflate
-        case lastValue = "last-value", history
+        case lastValue = "last-value", history, grant = "grant", subscribeProxy = "subscribe-proxy"
+    }
+
+    /// The `grant` key's values.
+    enum GrantRule: String, Decodable {
+        case required, optional
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,6 +92,8 @@ public struct Namespace: Sendable, Hashable, Codable {
         conflate = try container.decodeIfPresent(Bool.self, forKey: .conflate) ?? conflate
         lastValue = try container.decodeIfPresent(Bool.self, forKey: .lastValue) ?? lastValue
         history = try container.decodeIfPresent(Int.self, forKey: .history) ?? history
+        grantRequired = try container.decodeIfPresent(GrantRule.self, forKey: .grant) == .required
+        subscribeProxy = try container.decodeIfPresent(Bool.self, forKey: .subscribeProxy) ?? subscribeProxy
         guard ChannelName(name)?.topic == nil else {
             throw DecodingError.dataCorruptedError(
                 forKey: .name, in: container, debugDescription: "namespace name must match [A-Za-z0-9_.-]+")

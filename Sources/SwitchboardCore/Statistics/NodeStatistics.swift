@@ -27,6 +27,8 @@ public final class NodeStatistics: Sendable {
         case unauthorized
         case connectionLimit = "connection_limit"
         case badRequest = "bad_request"
+        /// The platform's backend did not answer (SPEC §14).
+        case unavailable
     }
 
     /// Which limit was hit.

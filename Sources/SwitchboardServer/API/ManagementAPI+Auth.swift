@@ -22,7 +22,7 @@ extension ManagementAPI {
     /// `block-after-failures` signature checks per IP per block.
     func identity(of request: Request, _ context: APIContext) async throws -> Identity? {
         guard request.headers[.authorization] != nil else { return nil }
-        guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
+        guard node.auth.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
         let ip = node.gatekeeper.addresses.clientKey(peer: context.remoteAddress, forwardedFor: request.headers[values: .forwardedFor])
         guard !node.gatekeeper.blockList.isBlocked(ip) else {
             throw APIError(status: .forbidden, code: .ipBlocked, message: "this IP address is blocked")
@@ -32,7 +32,7 @@ extension ManagementAPI {
             throw APIError.unauthorized("Authorization must be: Bearer <token>")
         }
         do {
-            return try await node.tokens.verify(token)
+            return try await node.auth.tokens.verify(token)
         } catch {
             node.gatekeeper.authenticationFailed(ip: ip, connectionId: nil, detail: "admin API: \(error.description)")
             throw APIError.unauthorized(error.description)
@@ -42,7 +42,7 @@ extension ManagementAPI {
     /// SPEC §6: missing or invalid token -> 401, a role below admin -> 403.
     @discardableResult
     func requireAdmin(_ request: Request, _ context: APIContext) async throws -> Identity {
-        guard node.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
+        guard node.auth.tokens.isConfigured else { throw APIError.unauthorized(TokenVerifier.notConfiguredMessage) }
         guard let identity = try await identity(of: request, context) else {
             throw APIError.unauthorized("missing Authorization: Bearer <token>")
         }

@@ -81,10 +81,12 @@ struct ManagementAPI: Sendable {
         let identity = try await self.identity(of: request, context) ?? .anonymous
         let directory = node.hub.directory
         let readable = node.settings.namespaces.filter { namespace in
-            // A namespace is listed when the caller may subscribe to some channel of it.
+            // A namespace is listed when the caller may subscribe to some channel of it: by its rules, a grant in it,
+            // or the subscribe proxy's answer (which may admit anyone).
             let topic = namespace.ownerOnly ? identity.userId ?? "" : "any"
             let example = namespace.topic == .forbidden ? namespace.name : "\(namespace.name):\(topic)"
-            return (try? directory.authorizeSubscribe(example, by: identity)) != nil
+            let granted = identity.grants.contains { $0 == namespace.name || $0.hasPrefix("\(namespace.name):") }
+            return namespace.subscribeProxy || granted || (try? directory.authorizeSubscribe(example, by: identity)) != nil
         }
         var body: [String: JSONValue] = ["namespaces": .array(readable.map(Self.describe))]
         if identity.role.isAdmin {
@@ -107,6 +109,8 @@ struct ManagementAPI: Sendable {
             "conflate": .bool(namespace.conflate),
             "lastValue": .bool(namespace.lastValue),
             "history": .int(Int64(namespace.history)),
+            "grant": .string(namespace.grantRequired ? "required" : "optional"),
+            "subscribeProxy": .bool(namespace.subscribeProxy),
         ])
     }
 

@@ -2,11 +2,13 @@ import Foundation
 import JWTKit
 import SwitchboardCore
 
-/// The claims Switchboard reads from a JWT (SPEC §2): `sub` (required), `role`, `tier`, `exp`, `nbf`, `iat`.
+/// The claims Switchboard reads from a JWT (SPEC §2): `sub` (required), `role`, `tier`, `exp`, `nbf`, `iat`, and
+/// `channels`, the channels granted beyond the namespace rules (SPEC §14).
 struct TokenClaims: JWTPayload {
     var sub: SubjectClaim?
     var role: String?
     var tier: String?
+    var channels: [String]? = nil
     var exp: ExpirationClaim?
     var nbf: NotBeforeClaim? = nil
     var iat: IssuedAtClaim? = nil
@@ -28,6 +30,7 @@ struct TokenClaims: JWTPayload {
         guard role.map({ Role(rawValue: $0) != nil }) ?? true else {
             throw TokenError("token has an unknown role '\(role ?? "")'")
         }
+        if let channels, let refusal = Identity.refusal(ofGrants: channels) { throw TokenError("token's 'channels': \(refusal)") }
     }
 
     /// Why the token is not valid at `now` (seconds since the epoch), `exp` and `nbf` compared with a
@@ -42,7 +45,8 @@ struct TokenClaims: JWTPayload {
     /// stops being accepted). An `anonymous` role claim is read as `user`: a token always names a user.
     func identity(leeway: Double) -> Identity {
         let role = role.flatMap(Role.init(rawValue:)).map { $0 == .anonymous ? .user : $0 } ?? .user
-        return Identity(userId: sub?.value, role: role, tier: tier, expiresAt: exp.map { $0.value.timeIntervalSince1970 + leeway })
+        return Identity(
+            userId: sub?.value, role: role, tier: tier, expiresAt: exp.map { $0.value.timeIntervalSince1970 + leeway }, grants: channels ?? [])
     }
 }
 

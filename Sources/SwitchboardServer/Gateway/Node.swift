@@ -15,7 +15,8 @@ public final class Node: Sendable {
     let sessionRules: ClientSession.Rules
     /// Who may connect, and what failed authentications and blocks do (SPEC §3, §7).
     public let gatekeeper: Gatekeeper
-    public let tokens: TokenVerifier
+    /// Tokens, and the platform's backend when one is configured (SPEC §2, §14).
+    public let auth: Authentication
     public let connections: ConnectionRegistry
     /// What the connection layer shares: the event loops and their resources, the TLS identity, Engine.IO sessions.
     let gateway: Gateway
@@ -44,7 +45,10 @@ public final class Node: Sendable {
         let tls = try settings.tlsCert.map { certificate in
             try TLSCertificates(certificatePath: certificate, keyPath: settings.tlsKey ?? "")
         }
-        self.tokens = tokens
+        let backend = settings.connectProxyURL == nil && settings.subscribeProxyURL == nil ? nil : PlatformBackend(
+            configuration: .init(connectURL: settings.connectProxyURL, subscribeURL: settings.subscribeProxyURL, timeout: settings.proxyTimeout),
+            eventLoopGroup: eventLoopGroup)
+        self.auth = Authentication(tokens: tokens, backend: backend)
         self.logger = logger
         self.metrics = metrics
         var factory = PrometheusMetricsFactory(registry: metrics)
@@ -89,7 +93,7 @@ public final class Node: Sendable {
             configuration: .init(
                 allowAnonymous: settings.allowAnonymous, maxSubscriptions: settings.maxSubscriptions,
                 messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeout: settings.authTimeout,
-                preparesChannels: redisURL != nil),
+                preparesChannels: redisURL != nil, hasSubscribeProxy: settings.subscribeProxyURL != nil),
             directory: hub.directory)
         self.gatekeeper = Gatekeeper(
             configuration: .init(blockAfterFailures: settings.blockAfterFailures, blockDuration: settings.blockDuration),

@@ -31,6 +31,7 @@ struct UpgradeRejection: Error, Sendable {
         case .rateLimited: .rateLimited
         case .unauthorized: .unauthorized
         case .connectionLimit: .connectionLimit
+        case .unavailable: .unavailable
         default: .badRequest
         }
     }
@@ -144,7 +145,7 @@ struct UpgradeAdmission: Sendable {
             node.statistics.recordAttempt(.accepted)
             return loop.makeSucceededFuture(AdmittedUpgrade(identity: .anonymous, ip: ip, reservation: reservation, wantsBatches: false, subscriptions: []))
         }
-        let identity = node.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
+        let identity = node.auth.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
         let admitted = identity.flatMapThrowing { identity throws(UpgradeRejection) -> AdmittedUpgrade in
             if identity.isAuthenticated { node.statistics.recordAuth(succeeded: true) }
             if let userId = identity.userId {
@@ -158,19 +159,18 @@ struct UpgradeAdmission: Sendable {
     /// SPEC §3 steps 4-5 for a request that passed the first checks: the token, then the pools. In cluster mode
     /// the connect rate is the cluster's too (SPEC §14): the attempt is counted in Redis first, by one script call.
     private func admit(_ request: CheckedRequest, on loop: any EventLoop) -> Outcome {
-        if node.cluster != nil {
+        // Asynchronous when the cluster counts the attempt, or the platform's backend says who a client without a
+        // token is (SPEC §14: after the block list, the origin and the connect rate; before the pools).
+        if node.cluster != nil || (request.token == nil && node.auth.hasConnectProxy) {
             let admitted = countedInCluster(ip: request.ip, on: loop).flatMap { [self] in
-                let identity = request.token.map { token in
-                    node.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
-                } ?? loop.makeSucceededFuture(.anonymous)
-                return identity.flatMapThrowing { identity in try reserve(request, for: identity) }
+                self.resolveIdentity(of: request, on: loop).flatMapThrowing { identity in try reserve(request, for: identity) }
                     .flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }
             }
             return .pending(counted(admitted, ip: request.ip))
         }
         let identity: Identity
         if let token = request.token {
-            guard let remembered = node.tokens.rememberedIdentity(of: token) else {
+            guard let remembered = node.auth.tokens.rememberedIdentity(of: token) else {
                 return .pending(counted(verifying(token, on: loop).flatMapThrowing { identity in try reserve(request, for: identity) }
                     .flatMap { upgrade in leaseClusterSlot(for: upgrade, on: loop) }, ip: request.ip))
             }
@@ -188,6 +188,37 @@ struct UpgradeAdmission: Sendable {
         if needsClusterSlot(upgrade) { return .pending(counted(leaseClusterSlot(for: upgrade, on: loop), ip: request.ip)) }
         node.statistics.recordAttempt(.accepted)
         return .decided(.success(upgrade))
+    }
+
+    /// The identity a checked request comes with: its token's, the connect proxy's for one without a token, or
+    /// anonymous.
+    private func resolveIdentity(of request: CheckedRequest, on loop: any EventLoop) -> EventLoopFuture<Identity> {
+        if let token = request.token {
+            return node.auth.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
+        }
+        guard node.auth.hasConnectProxy else { return loop.makeSucceededFuture(.anonymous) }
+        return askingConnectProxy(transport: "websocket", ip: request.ip, headers: request.forwardedHeaders, data: nil, on: loop)
+    }
+
+    /// The connect proxy's identity for a client without a token (SPEC §14): a refusal is `UNAUTHORIZED` (counted
+    /// toward the IP's block, as a bad token is), no answer in time `UNAVAILABLE` (not counted).
+    func askingConnectProxy(
+        transport: String, ip: String, headers: [String: String], data: JSONValue?, on loop: any EventLoop
+    ) -> EventLoopFuture<Identity> {
+        guard let backend = node.auth.backend else { return loop.makeSucceededFuture(.anonymous) }
+        return loop.makeFutureWithTask { () async throws -> Identity in
+            switch await backend.connect(transport: transport, ip: ip, headers: headers, data: data) {
+            case .identity(let identity):
+                if let expiry = identity.expiresAt, expiry <= Date().timeIntervalSince1970 {
+                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "the platform's session has expired")
+                }
+                return identity
+            case .refused(let reason):
+                throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: reason)
+            case .unavailable(let reason):
+                throw UpgradeRejection(status: .serviceUnavailable, code: .unavailable, message: reason)
+            }
+        }
     }
 
     /// The attempt counted across the cluster (``Cluster/countPerMinute(_:key:)``), refused when the cluster counted
@@ -210,7 +241,7 @@ struct UpgradeAdmission: Sendable {
 
     /// The identity `token` carries, from a verification task (a refusal is SPEC §3's 401 `UNAUTHORIZED`).
     private func verifying(_ token: String, on loop: any EventLoop) -> EventLoopFuture<Identity> {
-        let tokens = node.tokens
+        let tokens = node.auth.tokens
         return loop.makeFutureWithTask { () async throws -> Identity in
             do throws(TokenVerifier.Failure) {
                 return try await tokens.verify(token)
@@ -277,6 +308,8 @@ struct UpgradeAdmission: Sendable {
         let token: String?
         let wantsBatches: Bool
         let subscriptions: [String]
+        /// For the connect proxy, when it is asked (no token): the request's Cookie, Authorization, Origin, User-Agent.
+        var forwardedHeaders: [String: String] = [:]
     }
 
     /// The checks before the token's verification, in SPEC §3's order.
@@ -293,9 +326,20 @@ struct UpgradeAdmission: Sendable {
         try screen(ip: ip, origin: head.headers["Origin"].first)
         let query = target.queryParameters
         let settings = node.settings
+        let token = Self.token(in: head, query: query)
         return CheckedRequest(
-            ip: ip, token: Self.token(in: head, query: query), wantsBatches: query["batch"] == "true",
-            subscriptions: Self.subscriptions(in: query, limit: settings.maxSubscriptions))
+            ip: ip, token: token, wantsBatches: query["batch"] == "true",
+            subscriptions: Self.subscriptions(in: query, limit: settings.maxSubscriptions),
+            forwardedHeaders: token == nil && node.auth.hasConnectProxy ? Self.forwardedHeaders(of: head.headers) : [:])
+    }
+
+    /// The headers the connect proxy receives (SPEC §14), each at most 8 KiB.
+    static func forwardedHeaders(of headers: HTTPHeaders) -> [String: String] {
+        var forwarded: [String: String] = [:]
+        for name in PlatformBackend.forwardedHeaders {
+            if let value = headers[name].first, value.utf8.count <= 8_192 { forwarded[name] = value }
+        }
+        return forwarded
     }
 
     /// SPEC §3 steps 1-3: block list, origin, connect rate.

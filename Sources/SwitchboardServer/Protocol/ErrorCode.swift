@@ -15,6 +15,8 @@ public struct ErrorCode: Sendable, Hashable, CustomStringConvertible {
     public static let connectionLimit = ErrorCode("CONNECTION_LIMIT")
     public static let notFound = ErrorCode("NOT_FOUND")
     public static let methodNotAllowed = ErrorCode("METHOD_NOT_ALLOWED")
+    /// The platform's backend (SPEC §14's proxies) did not answer in time or is unreachable.
+    public static let unavailable = ErrorCode("UNAVAILABLE")
 }
 
 /// The close codes of SPEC §3.

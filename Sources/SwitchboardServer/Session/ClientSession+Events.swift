@@ -16,6 +16,9 @@ extension ClientSession {
         /// A cluster node reads a channel's history before its first subscribe (SPEC §8): subscribes go through
         /// ``Action/prepare(_:)``.
         var preparesChannels = false
+        /// A subscribe proxy is configured (SPEC §14): a `subscribe-proxy: true` namespace's subscribes the rules do not
+        /// allow go through ``Action/askSubscribeProxy(_:)``.
+        var hasSubscribeProxy = false
         /// Most requests held back while one is pending; more is abuse (closed with 4008).
         var maxDeferred = 64
     }
@@ -46,6 +49,8 @@ extension ClientSession {
         case identityClaimed(Bool)
         /// The cluster read what it holds of the channels of a pending ``Action/prepare(_:)``.
         case prepared
+        /// The subscribe proxy answered a pending ``Action/askSubscribeProxy(_:)``.
+        case subscribeProxyAnswered(PlatformBackend.SubscribeAnswer)
         /// A pending request (a publish) has its answer.
         case answered(SessionReply, id: RequestID?)
         /// A timer the session set fired.
@@ -84,6 +89,8 @@ extension ClientSession {
         var since: UInt64?
         var epoch: String?
         var id: RequestID?
+        /// The rules do not allow it: the subscribe proxy decides (SPEC §14).
+        var needsProxy = false
     }
 
     /// What the driver must do, in order.
@@ -96,6 +103,8 @@ extension ClientSession {
         case claimIdentity(Identity)
         /// The session's identity changed: registry and counters follow.
         case adopt(from: Identity, to: Identity)
+        /// Ask the platform's subscribe proxy (SPEC §14), then feed ``Event/subscribeProxyAnswered(_:)``.
+        case askSubscribeProxy(Subscription)
         /// Have the cluster read these channels (names and namespaces), then feed ``Event/prepared``.
         case prepare([Subscription])
         /// Subscribe in the hub (the session counted it when `isNew`); the `subscribed` reply comes with the replay.

@@ -27,6 +27,7 @@ struct ClientSession {
         case auth(id: RequestID?)
         case claim(Identity, id: RequestID?)
         case preparation([Subscription])
+        case subscribeProxy(Subscription)
         case publish
     }
 
@@ -98,6 +99,19 @@ struct ClientSession {
             guard case .waiting(.preparation(let waiting)) = state else { return [] }
             state = .ready
             for subscription in waiting { admitSubscribe(subscription, into: &actions) }
+        case .subscribeProxyAnswered(let answer):
+            guard case .waiting(.subscribeProxy(var subscription)) = state else { return [] }
+            state = .ready
+            switch answer {
+            case .allowed:
+                subscription.needsProxy = false
+                proceed(with: subscription, into: &actions)
+            case .forbidden(let reason):
+                actions.append(.reply(.error(.forbidden, reason), id: subscription.id))
+            case .unavailable(let reason):
+                actions.append(.reply(.error(.unavailable, reason), id: subscription.id))
+            }
+            resumeDeferred(into: &actions)
         case .answered(let reply, let id):
             guard case .waiting(.publish) = state else { return [] }
             state = .ready
@@ -203,22 +217,42 @@ struct ClientSession {
     // MARK: Subscriptions
 
     private mutating func subscribeAtUpgrade(_ names: [String], into actions: inout [Action]) {
+        // Channels for the subscribe proxy wait their turn as requests would: one backend call at a time.
+        var ignored: [Action] = []
+        let (proxied, direct) = names.reduce(into: ([String](), [String]())) { split, name in
+            if authorize(name, since: nil, epoch: nil, id: nil, into: &ignored)?.needsProxy == true { split.0.append(name) } else { split.1.append(name) }
+        }
+        deferred += proxied.map { .client(.success(ClientRequest(id: nil, command: .subscribe(channel: $0, since: nil, epoch: nil)))) }
         guard configuration.preparesChannels else {
-            for name in names { subscribe(name, since: nil, epoch: nil, id: nil, into: &actions) }
+            for name in direct { subscribe(name, since: nil, epoch: nil, id: nil, into: &actions) }
+            resumeDeferred(into: &actions)
             return
         }
-        // All of the upgrade's channels are prepared at once, then answered in order.
+        // All of the upgrade's other channels are prepared at once, then answered in order.
         var admitted: [Subscription] = []
-        for name in names {
+        for name in direct {
             if let subscription = authorize(name, since: nil, epoch: nil, id: nil, into: &actions) { admitted.append(subscription) }
         }
-        guard !admitted.isEmpty else { return }
+        guard !admitted.isEmpty else {
+            resumeDeferred(into: &actions)
+            return
+        }
         state = .waiting(.preparation(admitted))
         actions.append(.prepare(admitted))
     }
 
     private mutating func subscribe(_ name: String, since: UInt64?, epoch: String?, id: RequestID?, into actions: inout [Action]) {
         guard let subscription = authorize(name, since: since, epoch: epoch, id: id, into: &actions) else { return }
+        guard !subscription.needsProxy else {
+            state = .waiting(.subscribeProxy(subscription))
+            actions.append(.askSubscribeProxy(subscription))
+            return
+        }
+        proceed(with: subscription, into: &actions)
+    }
+
+    /// An authorized subscribe: prepared first on a cluster node, then made.
+    private mutating func proceed(with subscription: Subscription, into actions: inout [Action]) {
         guard configuration.preparesChannels else {
             admitSubscribe(subscription, into: &actions)
             return
@@ -256,18 +290,25 @@ struct ClientSession {
         }
         let channel: ChannelName
         let namespace: Namespace
+        var needsProxy = false
         do {
             (channel, namespace) = try directory.authorizeSubscribe(name, by: identity)
         } catch {
-            actions.append(.reply(.error(error.code, error.message), id: id))
-            return nil
+            // SPEC §14: what the rules and grants do not allow, a `subscribe-proxy` namespace asks the platform.
+            guard error.reason == .forbidden, configuration.hasSubscribeProxy, let (resolved, proxied) = try? directory.resolve(name),
+                proxied.subscribeProxy
+            else {
+                actions.append(.reply(.error(error.code, error.message), id: id))
+                return nil
+            }
+            (channel, namespace, needsProxy) = (resolved, proxied, true)
         }
         guard subscriptions.contains(name) || subscriptions.count < configuration.maxSubscriptions else {
             let message = "at most \(configuration.maxSubscriptions) subscriptions per connection"
             actions.append(.reply(.error(.subscriptionLimit, message), id: id))
             return nil
         }
-        return Subscription(name: name, channel: channel, namespace: namespace, since: since, epoch: epoch, id: id)
+        return Subscription(name: name, channel: channel, namespace: namespace, since: since, epoch: epoch, id: id, needsProxy: needsProxy)
     }
 
     /// Records an authorized subscribe and hands it to the hub. The limit is checked again: other subscribes

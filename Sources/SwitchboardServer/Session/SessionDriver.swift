@@ -85,6 +85,8 @@ struct SessionDriver<Connection: SessionTransport> {
             node.statistics.recordRoleChange(from: old.role, to: new.role, transport: connection.metricsTransport)
         case .prepare(let subscriptions):
             prepare(subscriptions, for: connection)
+        case .askSubscribeProxy(let subscription):
+            askSubscribeProxy(subscription, for: connection)
         case .subscribe(let subscription, let isNew):
             if isNew { node.statistics.recordSubscribed(namespace: subscription.namespace.name) }
             node.hub.subscribe(
@@ -128,7 +130,7 @@ struct SessionDriver<Connection: SessionTransport> {
     // MARK: Asynchronous work
 
     private static func verify(_ token: String, for connection: Connection) {
-        let tokens = connection.node.tokens
+        let tokens = connection.node.auth.tokens
         let reservation = connection.reservation
         let userLimit = connection.node.settings.maxConnectionsPerUser
         // JWTKit verifies asynchronously; in cluster mode the user's cluster-wide slot is taken in the same task
@@ -161,6 +163,19 @@ struct SessionDriver<Connection: SessionTransport> {
                 for (name, namespace) in channels { group.addTask { await cluster.prepare(channel: name, namespace: namespace, forSubscriber: true) } }
             }
         }.whenSuccess { handle(.prepared, on: connection) }
+    }
+
+    /// SPEC §14: the platform's backend decides a subscribe the rules do not allow. The answer comes back on the
+    /// connection's loop; a session that ended meanwhile ignores it.
+    private static func askSubscribeProxy(_ subscription: ClientSession.Subscription, for connection: Connection) {
+        guard let backend = connection.node.auth.backend else {
+            handle(.subscribeProxyAnswered(.unavailable("no subscribe proxy is configured")), on: connection)
+            return
+        }
+        let (identity, ip, id) = (connection.session.identity, connection.ip, connection.id)
+        connection.eventLoop.makeFutureWithTask {
+            await backend.authorizeSubscribe(identity: identity, channel: subscription.name, ip: ip, connectionId: id)
+        }.whenSuccess { handle(.subscribeProxyAnswered($0), on: connection) }
     }
 
     private static func publish(_ publication: Publication, id: RequestID?, for connection: Connection) {

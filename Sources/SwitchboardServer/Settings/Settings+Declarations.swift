@@ -79,11 +79,21 @@ extension Settings {
                 throw SettingsError("redis-prefix must be 1 to 64 characters without spaces or '*', got '\(prefix)'")
             }
         },
+        .optionalString("connect-proxy-url", \.connectProxyURL, "Platform backend asked who a client without a token is.", check: httpURL),
+        .optionalString("subscribe-proxy-url", \.subscribeProxyURL, "Platform backend asked about subscribe-proxy namespaces.", check: httpURL),
+        .milliseconds("proxy-timeout-ms", \.proxyTimeout, "Time the platform backend has to answer.", allowed: .milliseconds(1)...(.seconds(60))),
         .optionalString("metrics-token", \.metricsToken, "Bearer token required by /metrics."),
         .optionalString("audit-log", \.auditLog, "File that receives security events as JSON lines."),
         .bool("demo", \.demo, "Also run a synthetic market-data feed."),
         .logLevel("log-level", \.logLevel, "Log level: trace, debug, info, notice, warning, error, critical."),
     ]
+
+    /// A proxy URL: `http://` or `https://` with a host.
+    @Sendable private static func httpURL(_ text: String) throws(SettingsError) {
+        guard let url = URL(string: text), ["http", "https"].contains(url.scheme?.lowercased() ?? ""), url.host?.isEmpty == false else {
+            throw SettingsError("'\(text.prefix(200))' is not an http:// or https:// URL")
+        }
+    }
 
     /// The longest duration a timing setting takes (30 days): beyond it a timer's arithmetic could overflow.
     static let longest: Duration = .seconds(2_592_000)

@@ -75,6 +75,12 @@ public struct Settings: Sendable {
     public var compression = false
     /// Frames with a smaller payload go uncompressed even to compressing clients (deflate gains little on them).
     public var compressionMinBytes = 256
+    /// SPEC §14: the platform's backend, asked who a client without a token is (`connect-proxy-url`) and whether a
+    /// user may have a channel of a `subscribe-proxy: true` namespace (`subscribe-proxy-url`), each within
+    /// `proxy-timeout-ms`.
+    public var connectProxyURL: String?
+    public var subscribeProxyURL: String?
+    public var proxyTimeout: Duration = .seconds(1)
     public var metricsToken: String?
     public var auditLog: String?
     /// Run the synthetic market-data feed (`serve --demo`).

@@ -1,0 +1,163 @@
+import Foundation
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+import NIOCore
+import RedisTestSupport
+import SwitchboardCore
+import Testing
+import WebSocketTestClient
+
+@testable import SwitchboardServer
+
+/// SPEC §14 against `examples/platform-backend/backend.py`, run as a process of its own with a Redis of its own:
+/// sessions behind a signed cookie answer the connect proxy, trade-room membership the subscribe proxy, and the
+/// backend's room changes reach the connections through the subscribe API.
+@Suite struct PlatformIntegrationTests {
+    /// The trade rooms: members only, whatever a user's role (`grant: required`), decided by the backend.
+    static let rooms = Namespace(name: "room", minRole: .user, topic: .required, history: 20, grantRequired: true, subscribeProxy: true)
+
+    /// The example backend as a child process, listening on `port`.
+    struct Backend {
+        let port: Int
+        let process: ChildProcess
+
+        var url: String { "http://127.0.0.1:\(port)" }
+
+        /// `POST path` with a JSON body; the status and the JSON answer.
+        func post(_ path: String, _ body: [String: Any], method: String = "POST") async throws -> (status: Int, json: [String: Any]) {
+            var request = URLRequest(url: try #require(URL(string: url + path)))
+            request.httpMethod = method
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+            request.httpBody = try JSONSerialization.data(withJSONObject: body)
+            let (data, response) = try await URLSession.shared.data(for: request)
+            let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+            return (status, (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
+        }
+
+        /// A login session's cookie (`sid=...`).
+        func login(_ userId: String, role: String = "user", tier: String? = nil) async throws -> String {
+            var body: [String: Any] = ["userId": userId, "role": role]
+            if let tier { body["tier"] = tier }
+            return try #require(try await post("/login", body).json["cookie"] as? String)
+        }
+    }
+
+    /// A node whose connect and subscribe proxies are the example backend, which calls the node back.
+    static func withPlatform(
+        _ configure: @escaping (inout Settings) -> Void = { _ in }, _ body: (TestNode, Backend) async throws -> Void
+    ) async throws {
+        try await RedisServer.with { redis in
+            let backendPort = try RedisServer.freePort()
+            try await TestNode.with({ settings in
+                settings.namespaces = Namespace.defaults + [rooms]
+                settings.connectProxyURL = "http://127.0.0.1:\(backendPort)/switchboard/connect"
+                settings.subscribeProxyURL = "http://127.0.0.1:\(backendPort)/switchboard/subscribe"
+                // Room for a loaded CI machine: the backend opens a Redis connection per lookup.
+                settings.proxyTimeout = .seconds(2)
+                configure(&settings)
+            }) { node in
+                let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+                    "../../examples/platform-backend/backend.py").standardized.path
+                let process = try ChildProcess(
+                    executable: "/usr/bin/python3",
+                    arguments: [
+                        script, "--port", "\(backendPort)", "--redis", "127.0.0.1:\(redis.port)", "--secret", "cookie-signing-key",
+                        "--switchboard", "http://127.0.0.1:\(node.port)", "--admin-token", try await node.token("platform", role: .admin),
+                    ])
+                defer {
+                    process.send(SIGTERM)
+                    _ = process.waitUntilExit(within: .seconds(5))
+                }
+                let backend = Backend(port: backendPort, process: process)
+                try await eventually("the backend listens") { (try? await backend.post("/control/delay", ["ms": 0]).status) == 200 }
+                try await body(node, backend)
+            }
+        }
+    }
+
+    @Test func aSessionCookieConnectsAsItsUserAndABadOneIs401CountedTowardTheBlock() async throws {
+        try await Self.withPlatform({ $0.blockAfterFailures = 3; $0.connectRatePerIP = 1_000 }) { node, backend in
+            let cookie = try await backend.login("trader-1", tier: "premium")
+            let socket = try await TestWebSocket.open(port: node.port, headers: [("Cookie", cookie)])
+            let welcome = try TestClient.parse(try await socket.nextText())
+            #expect(welcome["userId"] as? String == "trader-1" && welcome["role"] as? String == "user", "\(welcome)")
+            let client = TestClient(socket: socket, welcomeText: "{}")
+            // The session's tier admits it to a premium namespace.
+            try await client.subscribe("trading_signals:momentum")
+            await client.close()
+            // An unknown or forged cookie: 401, and three of them block the IP.
+            for forged in ["sid=nope.nope", "sid=\(cookie.dropFirst(4).prefix(32)).0000", ""] {
+                let refusal = try #require(try await node.upgrade(headers: [("Cookie", forged)], localAddress: "127.0.0.71").refusal)
+                #expect(refusal.status == 401 && refusal.errorCode == "UNAUTHORIZED", "\(forged): \(refusal.body)")
+            }
+            try await eventually("the IP is blocked") {
+                try await node.upgrade(headers: [("Cookie", cookie)], localAddress: "127.0.0.71").refusal?.errorCode == "IP_BLOCKED"
+            }
+        }
+    }
+
+    @Test func aBackendDownOrSlowerThanTheTimeoutIs503AndNotCounted() async throws {
+        try await Self.withPlatform({ $0.blockAfterFailures = 2; $0.connectRatePerIP = 1_000; $0.proxyTimeout = .milliseconds(500) }) { node, backend in
+            let cookie = try await backend.login("trader-2")
+            _ = try await backend.post("/control/delay", ["ms": 4_000])
+            for _ in 0..<3 {
+                let started = ContinuousClock.now
+                let refusal = try #require(try await node.upgrade(headers: [("Cookie", cookie)], localAddress: "127.0.0.72").refusal)
+                #expect(refusal.status == 503 && refusal.errorCode == "UNAVAILABLE", "\(refusal.body)")
+                #expect(ContinuousClock.now - started < .seconds(3), "refused at the 500 ms timeout, not after the backend's 4 s")
+            }
+            _ = try await backend.post("/control/delay", ["ms": 0])
+            // Not counted toward the block: the same IP connects once the backend answers.
+            #expect(try await node.upgrade(headers: [("Cookie", cookie)], localAddress: "127.0.0.72").isUpgraded)
+            backend.process.send(SIGKILL)
+            _ = backend.process.waitUntilExit(within: .seconds(5))
+            let down = try #require(try await node.upgrade(headers: [("Cookie", cookie)], localAddress: "127.0.0.72").refusal)
+            #expect(down.status == 503 && down.errorCode == "UNAVAILABLE", "\(down.body)")
+            #expect(try await node.upgrade(localAddress: "127.0.0.72").refusal?.errorCode != "IP_BLOCKED")
+        }
+    }
+
+    @Test func roomMembersSubscribeOthersAreForbiddenAndTheBackendMovesThemInAndOut() async throws {
+        try await Self.withPlatform { node, backend in
+            _ = try await backend.post("/rooms/42/members", ["userId": "member"])
+            let member = try await Self.client(of: node, cookie: try await backend.login("member"))
+            let outsider = try await Self.client(of: node, cookie: try await backend.login("outsider"))
+            try await member.subscribe("room:42")
+            let refused = try await outsider.request(["type": "subscribe", "channel": "room:42", "id": 1])
+            #expect(refused["type"] as? String == "error" && refused["code"] as? String == "FORBIDDEN", "\(refused)")
+            // The backend adds the outsider: their connection is subscribed at once (the server-side subscribe).
+            let added = try await backend.post("/rooms/42/members", ["userId": "outsider"])
+            #expect(added.json["connections"] as? Int == 1, "\(added.json)")
+            let subscribed = try await outsider.next()
+            #expect(subscribed["type"] as? String == "subscribed" && subscribed["channel"] as? String == "room:42")
+            _ = try await node.node.publisher.publish(Publication(channel: "room:42", event: "trade", data: #"{"px":1}"#))
+            for client in [member, outsider] { #expect(try await client.next()["event"] as? String == "trade") }
+            // Removed: unsubscribed with the reason within a second.
+            let removed = try await backend.post("/rooms/42/members/member", [:], method: "DELETE")
+            #expect(removed.json["connections"] as? Int == 1)
+            let unsubscribed = try await member.next(timeout: .seconds(1))
+            #expect(unsubscribed["type"] as? String == "unsubscribed" && unsubscribed["reason"] as? String == "removed from room 42")
+            await member.close()
+            await outsider.close()
+        }
+    }
+
+    @Test func aTokensChannelsGrantThoseRoomsAndNoOthers() async throws {
+        try await Self.withPlatform { node, _ in
+            let client = try await node.client(token: try await node.token("granted", channels: ["room:7", "trading_signals:*"]))
+            try await client.subscribe("room:7")
+            try await client.subscribe("trading_signals:momentum")
+            // room:8 is not granted, and the backend (asked) has no such member.
+            let refused = try await client.request(["type": "subscribe", "channel": "room:8", "id": 2])
+            #expect(refused["code"] as? String == "FORBIDDEN", "\(refused)")
+            await client.close()
+        }
+    }
+
+    static func client(of node: TestNode, cookie: String) async throws -> TestClient {
+        let socket = try await TestWebSocket.open(port: node.port, headers: [("Cookie", cookie)])
+        let welcome = try await socket.nextText()
+        return TestClient(socket: socket, welcomeText: welcome)
+    }
+}
