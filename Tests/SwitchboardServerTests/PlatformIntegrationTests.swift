@@ -155,6 +155,39 @@ import WebSocketTestClient
         }
     }
 
+    @Test func aSocketIOClientConnectsByTheCookieOfItsHandshakeOrByItsAuthObject() async throws {
+        try await Self.withPlatform { node, backend in
+            let cookie = try await backend.login("sio-user", tier: "premium")
+            // The browser's cookie, sent with the Engine.IO handshake; the CONNECT carries no token.
+            let byCookie = try await Self.socketIOConnect(node, headers: [("Cookie", cookie)], connect: "40")
+            #expect(byCookie.answer.hasPrefix("40{"), "\(byCookie.answer)")
+            #expect(try await Self.userId(of: byCookie.answer, on: node) == "sio-user")
+            // No cookie: the CONNECT's auth object is the proxy's `data`.
+            let byData = try await Self.socketIOConnect(node, headers: [], connect: #"40{"sid":"\#(cookie.dropFirst(4))"}"#)
+            #expect(try await Self.userId(of: byData.answer, on: node) == "sio-user", "\(byData.answer)")
+            // A forged one: CONNECT_ERROR.
+            let forged = try await Self.socketIOConnect(node, headers: [], connect: #"40{"sid":"forged.0000"}"#)
+            #expect(forged.answer.hasPrefix("44{"), "\(forged.answer)")
+            for socket in [byCookie.socket, byData.socket, forged.socket] { await socket.close() }
+        }
+    }
+
+    /// A Socket.IO session over the WebSocket transport, opened with `headers`, that sends `connect`: its answer.
+    static func socketIOConnect(
+        _ node: TestNode, headers: [(String, String)], connect: String
+    ) async throws -> (socket: TestWebSocket, answer: String) {
+        let socket = try await TestWebSocket.open(port: node.port, path: "/socket.io/?EIO=4&transport=websocket", headers: headers)
+        #expect(try await SocketIOFanoutTests.nextPacket(socket).hasPrefix("0{"))
+        try await socket.send(connect)
+        return (socket, try await SocketIOFanoutTests.nextPacket(socket))
+    }
+
+    /// The user of the session a CONNECT answer (`40{"sid":…}`) names.
+    static func userId(of answer: String, on node: TestNode) async throws -> String? {
+        let sid = try #require(try TestClient.parse(String(answer.dropFirst(2)))["sid"] as? String)
+        return try await node.node.connections.connection(id: sid)?.describe().userId
+    }
+
     static func client(of node: TestNode, cookie: String) async throws -> TestClient {
         let socket = try await TestWebSocket.open(port: node.port, headers: [("Cookie", cookie)])
         let welcome = try await socket.nextText()

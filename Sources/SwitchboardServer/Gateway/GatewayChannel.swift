@@ -47,7 +47,7 @@ struct GatewayChannel: HTTPChannelHandler {
         /// `compressed`: permessage-deflate was negotiated (SPEC §12). `handshake`: the `101` answer, when the
         /// connection is to write it (nil when NIO's upgrader wrote it).
         case native(AdmittedUpgrade, compressed: Bool, handshake: ByteBuffer? = nil)
-        case engineHandshake(SlotReservation, compressed: Bool)
+        case engineHandshake(SlotReservation, compressed: Bool, forwardedHeaders: [String: String])
         case engineUpgrade(EngineConnection, compressed: Bool)
     }
 
@@ -227,9 +227,10 @@ struct GatewayChannel: HTTPChannelHandler {
             try channel.pipeline.syncOperations.addHandler(
                 WebSocketConnection(
                     node: node, admitted: upgrade, channel: channel, socket: writer, compressed: compressed, handshake: handshake))
-        case .engineHandshake(let reservation, let compressed):
+        case .engineHandshake(let reservation, let compressed, let forwardedHeaders):
             let socket = try engineWebSocket(compressed: compressed, sessionLoop: channel.eventLoop)
-            let connection = EngineConnection(node: node, eventLoop: channel.eventLoop, reservation: reservation, transport: .websocket)
+            let connection = EngineConnection(
+                node: node, eventLoop: channel.eventLoop, reservation: reservation, transport: .websocket, forwardedHeaders: forwardedHeaders)
             socket.attach(to: connection)
             connection.openWebSocket(socket)
         case .engineUpgrade(let connection, let compressed):
@@ -290,7 +291,8 @@ struct GatewayChannel: HTTPChannelHandler {
         case .success:
             let ip = admission.clientIP(peer: channel.remoteAddress, forwardedFor: head.headers["X-Forwarded-For"])
             let reservation = try admission.admitHandshake(ip: ip, origin: head.headers["Origin"].first)
-            return .engineHandshake(reservation, compressed: compressed)
+            let forwarded = node.auth.hasConnectProxy ? UpgradeAdmission.forwardedHeaders(of: head.headers) : [:]
+            return .engineHandshake(reservation, compressed: compressed, forwardedHeaders: forwarded)
         }
     }
 

@@ -112,7 +112,9 @@ struct UpgradeAdmission: Sendable {
 
     /// A Socket.IO CONNECT on a session admitted by ``admitHandshake(ip:origin:)``: the block list again (a
     /// block may have come since), the token, and the user's pool for the session's slot.
-    func admitConnect(_ reservation: SlotReservation, token: String?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+    func admitConnect(
+        _ reservation: SlotReservation, token: String?, data: JSONValue? = nil, headers: [String: String] = [:], on loop: any EventLoop
+    ) -> EventLoopFuture<AdmittedUpgrade> {
         let ip = reservation.ip
         do throws(UpgradeRejection) {
             try screenBlockAndOrigin(ip: ip, origin: nil)
@@ -127,15 +129,29 @@ struct UpgradeAdmission: Sendable {
                 let rejection = UpgradeRejection(error)
                 record(rejection, ip: ip)
                 throw rejection
-            }.flatMap { [self] in admitConnectChecked(reservation, token: token, on: loop) }
+            }.flatMap { [self] in admitConnectChecked(reservation, token: token, data: data, headers: headers, on: loop) }
         }
-        return admitConnectChecked(reservation, token: token, on: loop)
+        return admitConnectChecked(reservation, token: token, data: data, headers: headers, on: loop)
     }
 
-    /// ``admitConnect(_:token:on:)`` after the block list and the cluster's count: the token, then the user's pool.
-    private func admitConnectChecked(_ reservation: SlotReservation, token: String?, on loop: any EventLoop) -> EventLoopFuture<AdmittedUpgrade> {
+    /// ``admitConnect(_:token:data:headers:on:)`` after the block list and the cluster's count: the token (or the
+    /// connect proxy, SPEC §14, for a CONNECT without one), then the user's pool.
+    private func admitConnectChecked(
+        _ reservation: SlotReservation, token: String?, data: JSONValue?, headers: [String: String], on loop: any EventLoop
+    ) -> EventLoopFuture<AdmittedUpgrade> {
         let ip = reservation.ip
-        guard let token else {
+        let identity: EventLoopFuture<Identity>
+        if let token {
+            identity = node.auth.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
+        } else if node.auth.hasConnectProxy {
+            let allowAnonymous = node.settings.allowAnonymous
+            identity = askingConnectProxy(transport: "socketio", ip: ip, headers: headers, data: data, on: loop).flatMapThrowing { identity in
+                guard identity.isAuthenticated || allowAnonymous else {
+                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "a session is required: anonymous access is off")
+                }
+                return identity
+            }
+        } else {
             guard node.settings.allowAnonymous else {
                 // Counted, but no failed authentication (as a `/ws` upgrade without a token is not one).
                 node.statistics.recordAttempt(.unauthorized)
@@ -145,7 +161,6 @@ struct UpgradeAdmission: Sendable {
             node.statistics.recordAttempt(.accepted)
             return loop.makeSucceededFuture(AdmittedUpgrade(identity: .anonymous, ip: ip, reservation: reservation, wantsBatches: false, subscriptions: []))
         }
-        let identity = node.auth.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
         let admitted = identity.flatMapThrowing { identity throws(UpgradeRejection) -> AdmittedUpgrade in
             if identity.isAuthenticated { node.statistics.recordAuth(succeeded: true) }
             if let userId = identity.userId {
@@ -338,6 +353,15 @@ struct UpgradeAdmission: Sendable {
         var forwarded: [String: String] = [:]
         for name in PlatformBackend.forwardedHeaders {
             if let value = headers[name].first, value.utf8.count <= 8_192 { forwarded[name] = value }
+        }
+        return forwarded
+    }
+
+    /// The same, of a request Hummingbird parsed (a Socket.IO polling handshake).
+    static func forwardedHeaders(of fields: HTTPFields) -> [String: String] {
+        var forwarded: [String: String] = [:]
+        for name in PlatformBackend.forwardedHeaders {
+            if let field = HTTPField.Name(name), let value = fields[field], value.utf8.count <= 8_192 { forwarded[name] = value }
         }
         return forwarded
     }

@@ -38,7 +38,7 @@ extension EngineConnection {
     func perform(_ actions: some Sequence<SocketIOSession.Action>) {
         for action in actions {
             switch action {
-            case .authenticate(let token): authenticate(token: token)
+            case .authenticate(let token, let data): authenticate(token: token, data: data)
             case .request(let request): client?.receive(request)
             case .unanswered: controlReceived()
             case .send(let packet):
@@ -48,9 +48,9 @@ extension EngineConnection {
         }
     }
 
-    func authenticate(token: String?) {
+    func authenticate(token: String?, data: JSONValue?) {
         let admission = UpgradeAdmission(node: node)
-        admission.admitConnect(reservation, token: token, on: eventLoop).whenComplete { [self] result in
+        admission.admitConnect(reservation, token: token, data: data, headers: forwardedHeaders, on: eventLoop).whenComplete { [self] result in
             guard !isFinished else {
                 if case .success(let admitted) = result { admitted.reservation.release() }
                 return

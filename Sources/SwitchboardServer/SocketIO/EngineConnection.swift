@@ -54,9 +54,15 @@ final class EngineConnection: @unchecked Sendable {
     let loopDeflater: MessageDeflater?
     /// SPEC §7's message rate until the CONNECT is admitted (the session's own applies after).
     var rateBeforeConnect: MessageRateLimiter
+    /// The handshake request's headers for the connect proxy (SPEC §14), kept only when one is configured.
+    let forwardedHeaders: [String: String]
 
-    init(node: Node, eventLoop: any EventLoop, reservation: SlotReservation, transport: EngineTransport) {
+    init(
+        node: Node, eventLoop: any EventLoop, reservation: SlotReservation, transport: EngineTransport,
+        forwardedHeaders: [String: String] = [:]
+    ) {
         self.node = node
+        self.forwardedHeaders = forwardedHeaders
         self.eventLoop = eventLoop
         self.reservation = reservation
         let settings = node.settings

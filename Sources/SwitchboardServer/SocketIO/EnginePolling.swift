@@ -86,7 +86,8 @@ struct EnginePolling: Sendable {
             return .failure(EngineHTTPError(rejection: error))
         }
         let loop = channel.eventLoop
-        let connection = EngineConnection(node: node, eventLoop: loop, reservation: reservation, transport: .polling)
+        let forwarded = node.auth.hasConnectProxy ? UpgradeAdmission.forwardedHeaders(of: request.headers) : [:]
+        let connection = EngineConnection(node: node, eventLoop: loop, reservation: reservation, transport: .polling, forwardedHeaders: forwarded)
         let packets = try? await loop.submit { connection.openPolling() }.get()
         return .success(Self.body(packets ?? []))
     }

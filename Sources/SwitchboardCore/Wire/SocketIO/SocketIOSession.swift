@@ -10,8 +10,9 @@
 ///   back as ACKs (``ack(_:_:)``).
 public struct SocketIOSession: Sendable {
     public enum Action: Sendable, Equatable {
-        /// Run SPEC §3's checks for this token (nil: anonymous), then call ``accepted(sid:)`` or ``refused(code:message:)``.
-        case authenticate(token: String?)
+        /// Run SPEC §3's checks for this token (nil: anonymous, or the platform's connect proxy decides with the
+        /// CONNECT's auth object as `data`, SPEC §14), then call ``accepted(sid:)`` or ``refused(code:message:)``.
+        case authenticate(token: String?, data: JSONValue? = nil)
         /// A request to carry out, or the refusal of an event that is none (answered through its ack when it
         /// has one); its `id` is the event's ack id, when it asked for one.
         case request(Result<ClientRequest, ClientRequestError>)
@@ -70,7 +71,7 @@ public struct SocketIOSession: Sendable {
             return [.send(SocketPacket(.connectError, namespace: packet.namespace, payload: .object(["message": .string("Invalid namespace")])))]
         case (.awaitingConnect, .connect):
             phase = .authenticating(pending: [])
-            guard case .string(let token)? = packet.payload?["token"] else { return [.authenticate(token: nil)] }
+            guard case .string(let token)? = packet.payload?["token"] else { return [.authenticate(token: nil, data: packet.payload)] }
             return [.authenticate(token: token)]
         case (.awaitingConnect, _):
             return close("packet before the session was connected")
