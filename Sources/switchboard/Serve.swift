@@ -37,7 +37,7 @@ struct Serve: AsyncParsableCommand {
                 settings.jwtSecret = Self.randomSecret()
                 logger.notice("demo: no jwt-secret set, using a random one for this run")
             }
-            let issuer = try await TokenIssuer(secret: settings.jwtSecret ?? "")
+            let issuer = await TokenIssuer(secret: settings.jwtSecret ?? "")
             let token = try await issuer.token(userId: "demo-admin", role: .admin, ttl: .seconds(86_400))
             let trader = try await issuer.token(userId: "demo-trader", role: .user, tier: "premium", ttl: .seconds(86_400))
             // Written unbuffered so a script reading our stdout sees the token at once (SPEC §11: a line of its own).

@@ -205,37 +205,6 @@ struct UpgradeAdmission: Sendable {
         return .decided(.success(upgrade))
     }
 
-    /// The identity a checked request comes with: its token's, the connect proxy's for one without a token, or
-    /// anonymous.
-    private func resolveIdentity(of request: CheckedRequest, on loop: any EventLoop) -> EventLoopFuture<Identity> {
-        if let token = request.token {
-            return node.auth.tokens.rememberedIdentity(of: token).map { loop.makeSucceededFuture($0) } ?? verifying(token, on: loop)
-        }
-        guard node.auth.hasConnectProxy else { return loop.makeSucceededFuture(.anonymous) }
-        return askingConnectProxy(transport: "websocket", ip: request.ip, headers: request.forwardedHeaders, data: nil, on: loop)
-    }
-
-    /// The connect proxy's identity for a client without a token (SPEC §14): a refusal is `UNAUTHORIZED` (counted
-    /// toward the IP's block, as a bad token is), no answer in time `UNAVAILABLE` (not counted).
-    func askingConnectProxy(
-        transport: String, ip: String, headers: [String: String], data: JSONValue?, on loop: any EventLoop
-    ) -> EventLoopFuture<Identity> {
-        guard let backend = node.auth.backend else { return loop.makeSucceededFuture(.anonymous) }
-        return loop.makeFutureWithTask { () async throws -> Identity in
-            switch await backend.connect(transport: transport, ip: ip, headers: headers, data: data) {
-            case .identity(let identity):
-                if let expiry = identity.expiresAt, expiry <= Date().timeIntervalSince1970 {
-                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "the platform's session has expired")
-                }
-                return identity
-            case .refused(let reason):
-                throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: reason)
-            case .unavailable(let reason):
-                throw UpgradeRejection(status: .serviceUnavailable, code: .unavailable, message: reason)
-            }
-        }
-    }
-
     /// The attempt counted across the cluster (``Cluster/countPerMinute(_:key:)``), refused when the cluster counted
     /// more than `connect-rate-per-ip` in the last minute. The node's own count ran first (``screen(ip:origin:)``);
     /// it alone decides while the cluster cannot be asked.
@@ -255,7 +224,7 @@ struct UpgradeAdmission: Sendable {
     }
 
     /// The identity `token` carries, from a verification task (a refusal is SPEC §3's 401 `UNAUTHORIZED`).
-    private func verifying(_ token: String, on loop: any EventLoop) -> EventLoopFuture<Identity> {
+    func verifying(_ token: String, on loop: any EventLoop) -> EventLoopFuture<Identity> {
         let tokens = node.auth.tokens
         return loop.makeFutureWithTask { () async throws -> Identity in
             do throws(TokenVerifier.Failure) {
@@ -318,7 +287,7 @@ struct UpgradeAdmission: Sendable {
     }
 
     /// An upgrade request that passed the checks before the token (SPEC §3 steps 1-3).
-    private struct CheckedRequest {
+    struct CheckedRequest {
         let ip: String
         let token: String?
         let wantsBatches: Bool
@@ -346,24 +315,6 @@ struct UpgradeAdmission: Sendable {
             ip: ip, token: token, wantsBatches: query["batch"] == "true",
             subscriptions: Self.subscriptions(in: query, limit: settings.maxSubscriptions),
             forwardedHeaders: token == nil && node.auth.hasConnectProxy ? Self.forwardedHeaders(of: head.headers) : [:])
-    }
-
-    /// The headers the connect proxy receives (SPEC §14), each at most 8 KiB.
-    static func forwardedHeaders(of headers: HTTPHeaders) -> [String: String] {
-        var forwarded: [String: String] = [:]
-        for name in PlatformBackend.forwardedHeaders {
-            if let value = headers[name].first, value.utf8.count <= 8_192 { forwarded[name] = value }
-        }
-        return forwarded
-    }
-
-    /// The same, of a request Hummingbird parsed (a Socket.IO polling handshake).
-    static func forwardedHeaders(of fields: HTTPFields) -> [String: String] {
-        var forwarded: [String: String] = [:]
-        for name in PlatformBackend.forwardedHeaders {
-            if let field = HTTPField.Name(name), let value = fields[field], value.utf8.count <= 8_192 { forwarded[name] = value }
-        }
-        return forwarded
     }
 
     /// SPEC §3 steps 1-3: block list, origin, connect rate.

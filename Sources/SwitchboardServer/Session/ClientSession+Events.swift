@@ -128,4 +128,27 @@ extension ClientSession {
         /// The session is over: cancel the timer, drop these subscriptions, give back the slot and registration.
         case release(subscriptions: [String])
     }
+
+    /// A request the session handles in arrival order, waiting while another is pending: the client's, or the
+    /// platform's backend's (SPEC §14's server-side subscriptions).
+    enum Request {
+        case client(Result<ClientRequest, ClientRequestError>)
+        case subscribeByServer(String)
+        case unsubscribeByServer(String, reason: String)
+
+        var isClient: Bool {
+            if case .client = self { return true }
+            return false
+        }
+    }
+}
+
+extension Result<ClientRequest, ClientRequestError> {
+    /// The request's `id`, read by the decoder even from a request it refused (SPEC §3: refusals carry it).
+    var requestID: RequestID? {
+        switch self {
+        case .success(let request): request.id
+        case .failure(let error): error.id
+        }
+    }
 }

@@ -42,19 +42,6 @@ struct ClientSession {
     private var state = State.ready
     private var deferred: [Request] = []
 
-    /// A request the session handles in arrival order, waiting while another is pending: the client's, or the
-    /// platform's backend's (SPEC §14's server-side subscriptions).
-    private enum Request {
-        case client(Result<ClientRequest, ClientRequestError>)
-        case subscribeByServer(String)
-        case unsubscribeByServer(String, reason: String)
-
-        var isClient: Bool {
-            if case .client = self { return true }
-            return false
-        }
-    }
-
     init(identity: Identity, rules: Rules) {
         self.identity = identity
         self.rules = rules
@@ -401,15 +388,5 @@ struct ClientSession {
         deferred.removeAll()
         actions.append(.release(subscriptions: subscriptions))
         subscriptions.removeAll()
-    }
-}
-
-extension Result<ClientRequest, ClientRequestError> {
-    /// The request's `id`, read by the decoder even from a request it refused (SPEC §3: refusals carry it).
-    fileprivate var requestID: RequestID? {
-        switch self {
-        case .success(let request): request.id
-        case .failure(let error): error.id
-        }
     }
 }
