@@ -218,4 +218,17 @@ import Testing
         #expect(machine.handle(.unsubscribedByServer("system_status", reason: "again")).isEmpty)
         #expect(machine.subscriptions.isEmpty)
     }
+
+    @Test func anAuthWithDataAsksTheConnectProxyAndANonAnswerIsNotAFailedAuthentication() {
+        var without = session()
+        let refused = without.handle(request(.authWithData(.object(["sid": .string("s")])), id: 1))
+        guard case .reply(.error(.badRequest, _), _)? = refused.first else { Issue.record("\(refused)"); return }
+        var machine = session { $0.hasConnectProxy = true }
+        #expect(machine.handle(request(.authWithData(.object(["sid": .string("s")])), id: 2)) == [.askConnectProxy(.object(["sid": .string("s")]))])
+        let unavailable = machine.handle(.tokenVerified(.failure(.init(description: "no answer", counted: false)), leased: true))
+        #expect(unavailable == [.reply(.error(.unavailable, "no answer"), id: .int(2))], "answered, not counted")
+        _ = machine.handle(request(.authWithData(.object([:])), id: 3))
+        let forged = machine.handle(.tokenVerified(.failure(.init(description: "forged")), leased: true))
+        #expect(forged == [.reply(.error(.unauthorized, "forged"), id: .int(3)), .authenticationFailed("in-band auth: forged")])
+    }
 }

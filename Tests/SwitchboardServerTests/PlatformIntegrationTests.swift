@@ -86,8 +86,11 @@ import WebSocketTestClient
             // The session's tier admits it to a premium namespace.
             try await client.subscribe("trading_signals:momentum")
             await client.close()
-            // An unknown or forged cookie: 401, and three of them block the IP.
-            for forged in ["sid=nope.nope", "sid=\(cookie.dropFirst(4).prefix(32)).0000", ""] {
+            // No session at all: anonymous (the platform's public data stays public).
+            let visitor = try await TestClient.parse(try await TestWebSocket.open(port: node.port, localAddress: "127.0.0.71").nextText())
+            #expect(visitor["role"] as? String == "anonymous", "\(visitor)")
+            // An unknown or forged session: 401, and three of them block the IP.
+            for forged in ["sid=nope.nope", "sid=\(cookie.dropFirst(4).prefix(32)).0000", "sid=."] {
                 let refusal = try #require(try await node.upgrade(headers: [("Cookie", forged)], localAddress: "127.0.0.71").refusal)
                 #expect(refusal.status == 401 && refusal.errorCode == "UNAUTHORIZED", "\(forged): \(refusal.body)")
             }
@@ -191,6 +194,27 @@ import WebSocketTestClient
             for _ in 0..<3 { clients.append(try await Self.client(of: node, cookie: cookie)) }
             #expect(clients.allSatisfy { $0.welcome["userId"] as? String == "leaver" })
             for client in clients { await client.close() }
+        }
+    }
+
+    @Test func anInBandAuthWithThePlatformsDataBecomesItsUser() async throws {
+        try await Self.withPlatform({ $0.blockAfterFailures = 2; $0.connectRatePerIP = 1_000; $0.proxyTimeout = .seconds(1) }) { node, backend in
+            let cookie = try await backend.login("in-band", tier: "premium")
+            // A client without the cookie: anonymous, then `auth` with the platform's credentials as `data`.
+            let client = try await node.client(localAddress: "127.0.0.73")
+            let forged = try await client.request(["type": "auth", "data": ["sid": "forged.0000"], "id": 1])
+            #expect(forged["type"] as? String == "error" && forged["code"] as? String == "UNAUTHORIZED", "\(forged)")
+            let authenticated = try await client.request(["type": "auth", "data": ["sid": String(cookie.dropFirst(4))], "id": 2])
+            #expect(authenticated["type"] as? String == "authenticated" && authenticated["userId"] as? String == "in-band", "\(authenticated)")
+            try await client.subscribe("trading_signals:momentum")
+            // The backend down: UNAVAILABLE, and not counted (two counted failures would block the IP).
+            _ = try await backend.post("/control/delay", ["ms": 4_000])
+            for id in 3...4 {
+                let unavailable = try await client.request(["type": "auth", "data": ["sid": "x.y"], "id": id])
+                #expect(unavailable["code"] as? String == "UNAVAILABLE", "\(unavailable)")
+            }
+            #expect(try await client.request(["type": "ping", "id": 5])["type"] as? String == "pong", "still open: not blocked")
+            await client.close()
         }
     }
 

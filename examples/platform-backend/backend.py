@@ -9,8 +9,10 @@ Python's standard library only. It keeps what such a platform already has:
 
 And it answers Switchboard:
 
-- POST /switchboard/connect (connect-proxy-url): the client's Cookie (or, from a Socket.IO client, `data.sid`,
-  the CONNECT auth object) is looked up: 200 {"userId","role","tier"} for a live session, 401 otherwise;
+- POST /switchboard/connect (connect-proxy-url): the client's Cookie (or `data.sid`: the Socket.IO CONNECT auth
+  object, or a `/ws` `auth` message's data) is looked up: 200 {"userId","role","tier"} for a live session,
+  {"anonymous":true} for a client with no session at all (public market data stays public), 401 for a session
+  that is forged, unknown or expired;
 - POST /switchboard/subscribe (subscribe-proxy-url): 200 {"allow":true} for a member of room:<id>, 403 otherwise.
 
 Its own API, what its web app calls:
@@ -155,6 +157,8 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(platform.delay)
             data = body.get("data") or {}
             value = cookie((body.get("headers") or {}).get("Cookie"), "sid") or (data.get("sid") if isinstance(data, dict) else None)
+            if value is None:
+                return self.answer(200, {"anonymous": True})
             session = platform.session(value)
             if session is None:
                 return self.answer(401, {"error": "no live session"})

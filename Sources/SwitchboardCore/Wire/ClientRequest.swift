@@ -10,6 +10,8 @@ public enum RequestID: Sendable, Hashable {
 public struct ClientRequest: Sendable, Equatable {
     public enum Command: Sendable, Equatable {
         case auth(token: String)
+        /// `{"type":"auth","data":{…}}`: the platform's own credentials, for its connect proxy (SPEC §14).
+        case authWithData(JSONValue)
         /// `since` and `epoch`: the client's position in the channel's stream, for recovery (SPEC §5).
         case subscribe(channel: String, since: UInt64?, epoch: String?)
         case unsubscribe(channel: String)
@@ -66,7 +68,11 @@ extension ClientRequest {
         let command: Command
         switch fields["type"] {
         case .string("auth")?:
-            command = .auth(token: try reader.string("token"))
+            if fields["token"] == nil, let data = fields["data"], data.isObject {
+                command = .authWithData(data)
+            } else {
+                command = .auth(token: try reader.string("token"))
+            }
         case .string("subscribe")?:
             command = .subscribe(
                 channel: try reader.string("channel"), since: try reader.sequenceNumber("since"), epoch: try reader.optionalString("epoch"))

@@ -93,7 +93,8 @@ public final class Node: Sendable {
             configuration: .init(
                 allowAnonymous: settings.allowAnonymous, maxSubscriptions: settings.maxSubscriptions,
                 messageRate: settings.messageRate, messageBurst: settings.messageBurst, authTimeout: settings.authTimeout,
-                preparesChannels: redisURL != nil, hasSubscribeProxy: settings.subscribeProxyURL != nil),
+                preparesChannels: redisURL != nil, hasSubscribeProxy: settings.subscribeProxyURL != nil,
+                hasConnectProxy: settings.connectProxyURL != nil),
             directory: hub.directory)
         self.gatekeeper = Gatekeeper(
             configuration: .init(blockAfterFailures: settings.blockAfterFailures, blockDuration: settings.blockDuration),

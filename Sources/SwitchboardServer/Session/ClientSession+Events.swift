@@ -19,6 +19,8 @@ extension ClientSession {
         /// A subscribe proxy is configured (SPEC §14): a `subscribe-proxy: true` namespace's subscribes the rules do not
         /// allow go through ``Action/askSubscribeProxy(_:)``.
         var hasSubscribeProxy = false
+        /// A connect proxy is configured (SPEC §14): an `auth` with `data` goes through ``Action/askConnectProxy(_:)``.
+        var hasConnectProxy = false
         /// Most requests held back while one is pending; more is abuse (closed with 4008).
         var maxDeferred = 64
     }
@@ -66,9 +68,11 @@ extension ClientSession {
         case transportClosed
     }
 
-    /// Why a token was refused (its description is the error message).
+    /// Why a token (or the platform's credentials) was refused (its description is the error message).
     struct TokenRefusal: Error, Equatable {
         var description: String
+        /// Counted toward the IP's block; false when the platform's backend did not answer (`UNAVAILABLE`).
+        var counted = true
     }
 
     /// Longest a session timer is set for, in seconds (a year): a token valid for longer is checked again then.
@@ -103,6 +107,9 @@ extension ClientSession {
         case claimIdentity(Identity)
         /// The session's identity changed: registry and counters follow.
         case adopt(from: Identity, to: Identity)
+        /// Ask the platform's connect proxy who these credentials are (SPEC §14), then feed
+        /// ``Event/tokenVerified(_:leased:)`` as a token check would.
+        case askConnectProxy(JSONValue)
         /// Ask the platform's subscribe proxy (SPEC §14), then feed ``Event/subscribeProxyAnswered(_:)``.
         case askSubscribeProxy(Subscription)
         /// Have the cluster read these channels (names and namespaces), then feed ``Event/prepared``.

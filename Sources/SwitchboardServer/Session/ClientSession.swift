@@ -180,6 +180,11 @@ struct ClientSession {
         case .auth(let token):
             state = .waiting(.auth(id: request.id))
             actions.append(.verifyToken(token))
+        case .authWithData(let data) where configuration.hasConnectProxy:
+            state = .waiting(.auth(id: request.id))
+            actions.append(.askConnectProxy(data))
+        case .authWithData:
+            actions.append(.reply(.error(.badRequest, "auth with data needs the platform's connect proxy: send a token"), id: request.id))
         case .subscribe(let name, let since, let epoch):
             subscribe(name, since: since, epoch: epoch, id: request.id, into: &actions)
         case .unsubscribe(let name):
@@ -248,9 +253,8 @@ struct ClientSession {
         actions.append(.prepare([subscription]))
     }
 
-    /// SPEC §14: the backend's subscribe. Only what the backend cannot waive is checked: the channel exists (the API
-    /// checked it on the node that took the request) and the subscription limit; a subscribe over the limit is
-    /// not made, and the client is told so.
+    /// SPEC §14: the backend's subscribe, checked only for what it cannot waive: the channel exists and the
+    /// subscription limit (over it, the subscribe is not made and the client is told).
     private mutating func subscribeByServer(_ name: String, into actions: inout [Action]) {
         guard let (channel, namespace) = try? directory.resolve(name), !subscriptions.contains(name) else { return }
         guard subscriptions.count < configuration.maxSubscriptions else {
@@ -323,6 +327,9 @@ struct ClientSession {
 
     private mutating func verified(_ result: Result<Identity, TokenRefusal>, leased: Bool, id: RequestID?, into actions: inout [Action]) {
         switch result {
+        case .failure(let refusal) where !refusal.counted:
+            state = .ready
+            actions.append(.reply(.error(.unavailable, refusal.description), id: id))
         case .failure(let refusal):
             state = .ready
             actions.append(.reply(.error(.unauthorized, refusal.description), id: id))

@@ -85,6 +85,8 @@ struct SessionDriver<Connection: SessionTransport> {
             node.statistics.recordRoleChange(from: old.role, to: new.role, transport: connection.metricsTransport)
         case .prepare(let subscriptions):
             prepare(subscriptions, for: connection)
+        case .askConnectProxy(let data):
+            askConnectProxy(data, for: connection)
         case .askSubscribeProxy(let subscription):
             askSubscribeProxy(subscription, for: connection)
         case .subscribe(let subscription, let isNew):
@@ -163,6 +165,28 @@ struct SessionDriver<Connection: SessionTransport> {
                 for (name, namespace) in channels { group.addTask { await cluster.prepare(channel: name, namespace: namespace, forSubscriber: true) } }
             }
         }.whenSuccess { handle(.prepared, on: connection) }
+    }
+
+    /// SPEC §14: an in-band `auth` with the platform's own credentials, answered as a token check is (in cluster
+    /// mode with the user's cluster-wide slot taken in the same task).
+    private static func askConnectProxy(_ data: JSONValue, for connection: Connection) {
+        guard let backend = connection.node.auth.backend else {
+            handle(.tokenVerified(.failure(.init(description: "no connect proxy is configured", counted: false)), leased: true), on: connection)
+            return
+        }
+        let (reservation, ip, transport) = (connection.reservation, connection.ip, connection.metricsTransport.rawValue)
+        let userLimit = connection.node.settings.maxConnectionsPerUser
+        connection.eventLoop.makeFutureWithTask { () -> ClientSession.Event in
+            switch await backend.connect(transport: transport, ip: ip, headers: [:], data: data) {
+            case .identity(let identity):
+                guard let userId = identity.userId else { return .tokenVerified(.success(identity), leased: true) }
+                return .tokenVerified(.success(identity), leased: await reservation.leaseClusterSlot(of: userId, limit: userLimit))
+            case .refused(let reason):
+                return .tokenVerified(.failure(.init(description: reason)), leased: true)
+            case .unavailable(let reason):
+                return .tokenVerified(.failure(.init(description: reason, counted: false)), leased: true)
+            }
+        }.whenSuccess { handle($0, on: connection) }
     }
 
     /// SPEC §14: the platform's backend decides a subscribe the rules do not allow. The answer comes back on the

@@ -170,7 +170,11 @@ extension ClientRequest {
         case "unsubscribe":
             self.init(id: id, command: .unsubscribe(channel: try string("channel")))
         case "auth":
-            self.init(id: id, command: .auth(token: try string("token")))
+            if argument?["token"] == nil, let data = argument?["data"], data.isObject {
+                self.init(id: id, command: .authWithData(data))
+            } else {
+                self.init(id: id, command: .auth(token: try string("token")))
+            }
         case "publish":
             guard case .string(let channel)? = argument?["channel"], case .string(let event)? = argument?["event"],
                 let data = argument?["data"]
