@@ -49,30 +49,79 @@ import WebSocketTestClient
     ) async throws {
         try await RedisServer.with { redis in
             let backendPort = try RedisServer.freePort()
-            try await TestNode.with({ settings in
-                settings.namespaces = Namespace.defaults + [rooms]
-                settings.connectProxyURL = "http://127.0.0.1:\(backendPort)/switchboard/connect"
-                settings.subscribeProxyURL = "http://127.0.0.1:\(backendPort)/switchboard/subscribe"
-                // Room for a loaded CI machine: the backend opens a Redis connection per lookup.
-                settings.proxyTimeout = .seconds(2)
-                configure(&settings)
-            }) { node in
-                let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
-                    "../../examples/platform-backend/backend.py").standardized.path
-                let process = try ChildProcess(
-                    executable: "/usr/bin/python3",
-                    arguments: [
-                        script, "--port", "\(backendPort)", "--redis", "127.0.0.1:\(redis.port)", "--secret", "cookie-signing-key",
-                        "--switchboard", "http://127.0.0.1:\(node.port)", "--admin-token", try await node.token("platform", role: .admin),
-                    ])
-                defer {
-                    process.send(SIGTERM)
-                    _ = process.waitUntilExit(within: .seconds(5))
-                }
-                let backend = Backend(port: backendPort, process: process)
-                try await eventually("the backend listens") { (try? await backend.post("/control/delay", ["ms": 0]).status) == 200 }
-                try await body(node, backend)
+            try await TestNode.with(platformSettings(backendPort: backendPort, configure)) { node in
+                try await withBackend(port: backendPort, redis: redis, calling: node) { backend in try await body(node, backend) }
             }
+        }
+    }
+
+    /// Two cluster nodes on one Redis (the platform's keys beside the cluster's), both asking the example backend,
+    /// which calls the first back.
+    static func withPlatformCluster(_ body: ([TestNode], Backend) async throws -> Void) async throws {
+        try await RedisServer.with { redis in
+            let backendPort = try RedisServer.freePort()
+            try await ClusterTests.withNodes(2, on: redis, platformSettings(backendPort: backendPort)) { nodes in
+                try await withBackend(port: backendPort, redis: redis, calling: nodes[0]) { backend in try await body(nodes, backend) }
+            }
+        }
+    }
+
+    static func platformSettings(backendPort: Int, _ configure: @escaping (inout Settings) -> Void = { _ in }) -> (inout Settings) -> Void {
+        { settings in
+            settings.namespaces += [rooms]
+            settings.connectProxyURL = "http://127.0.0.1:\(backendPort)/switchboard/connect"
+            settings.subscribeProxyURL = "http://127.0.0.1:\(backendPort)/switchboard/subscribe"
+            // Room for a loaded CI machine: the backend opens a Redis connection per lookup.
+            settings.proxyTimeout = .seconds(2)
+            configure(&settings)
+        }
+    }
+
+    /// Runs the example backend on `port` for `body`, then stops it.
+    static func withBackend(port: Int, redis: RedisServer, calling node: TestNode, _ body: (Backend) async throws -> Void) async throws {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+            "../../examples/platform-backend/backend.py").standardized.path
+        let process = try ChildProcess(
+            executable: "/usr/bin/python3",
+            arguments: [
+                script, "--port", "\(port)", "--redis", "127.0.0.1:\(redis.port)", "--secret", "cookie-signing-key",
+                "--switchboard", "http://127.0.0.1:\(node.port)", "--admin-token", try await node.token("platform", role: .admin),
+            ])
+        defer {
+            process.send(SIGTERM)
+            _ = process.waitUntilExit(within: .seconds(5))
+        }
+        let backend = Backend(port: port, process: process)
+        try await eventually("the backend listens") { (try? await backend.post("/control/delay", ["ms": 0]).status) == 200 }
+        try await body(backend)
+    }
+
+    @Test func removingAMemberUnsubscribesTheirConnectionsOnBothNodesWithinASecond() async throws {
+        try await Self.withPlatformCluster { nodes, backend in
+            for node in nodes {
+                try await eventually("node \(node.node.settings.nodeId) knows its peer") { await node.node.cluster?.peers().count == 1 }
+            }
+            let cookie = try await backend.login("roaming")
+            _ = try await backend.post("/rooms/5/members", ["userId": "roaming"])
+            var clients: [TestClient] = []
+            for node in nodes {
+                let client = try await Self.client(of: node, cookie: cookie)
+                try await client.subscribe("room:5")
+                clients.append(client)
+            }
+            let started = ContinuousClock.now
+            let removed = try await backend.post("/rooms/5/members/roaming", [:], method: "DELETE")
+            #expect(removed.json["connections"] as? Int == 2, "\(removed.json)")
+            for client in clients {
+                let unsubscribed = try await client.next(timeout: .seconds(1))
+                #expect(unsubscribed["type"] as? String == "unsubscribed" && unsubscribed["reason"] as? String == "removed from room 5")
+            }
+            #expect(ContinuousClock.now - started < .seconds(1))
+            // Added again: subscribed again on both.
+            let readded = try await backend.post("/rooms/5/members", ["userId": "roaming"])
+            #expect(readded.json["connections"] as? Int == 2, "\(readded)")
+            for client in clients { #expect(try await client.next()["type"] as? String == "subscribed") }
+            for client in clients { await client.close() }
         }
     }
 

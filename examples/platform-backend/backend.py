@@ -180,6 +180,7 @@ class Handler(BaseHTTPRequestHandler):
         self.answer(404, {"error": "no such route"})
 
     def do_DELETE(self):
+        self.body()  # read, so that a kept-alive connection's next request starts where it should
         member = re.match(r"^/rooms/([A-Za-z0-9_.-]+)/members/([A-Za-z0-9_.-]+)$", self.path)
         if member:
             return self.answer(200, self.platform.leave(member.group(1), member.group(2)))
