@@ -645,5 +645,93 @@ class HostileInputTests(unittest.TestCase):
         run(check())
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PLATFORM_NAMESPACES = """namespaces:
+  - { name: market_data, topic: required, throttle-ms: 100, conflate: true, last-value: true, history: 100 }
+  - { name: trading_signals, min-role: user, tiers: [premium, enterprise], topic: required, history: 100 }
+  - { name: system_status, topic: forbidden, last-value: true }
+  - { name: user, min-role: user, owner-only: true, topic: required, history: 100 }
+  - { name: admin, min-role: admin, topic: forbidden }
+  - { name: room, min-role: user, topic: required, history: 20, grant: required, subscribe-proxy: true }
+"""
+
+
+class PlatformTests(unittest.TestCase):
+    """SPEC §14 with python-socketio: a node whose connect and subscribe proxies are examples/platform-backend,
+    run here with a Redis of its own; the client brings the platform's session cookie, or its id in `auth`."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.directory = tempfile.TemporaryDirectory()
+        redis_port, backend_port = free_port(), free_port()
+        cls.redis_log = tempfile.TemporaryFile()
+        cls.redis = subprocess.Popen(
+            ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", cls.directory.name], stdout=cls.redis_log, stderr=cls.redis_log, stdin=subprocess.DEVNULL)
+        config = os.path.join(cls.directory.name, "switchboard.yaml")
+        with open(config, "w") as file:
+            file.write(PLATFORM_NAMESPACES)
+        proxy = f"http://127.0.0.1:{backend_port}/switchboard"
+        cls.node = Node("--config", config, "--connect-proxy-url", proxy + "/connect", "--subscribe-proxy-url", proxy + "/subscribe",
+                        "--proxy-timeout-ms", "3000")
+        cls.backend_url = f"http://127.0.0.1:{backend_port}"
+        cls.backend_log = tempfile.TemporaryFile()
+        cls.backend = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "examples/platform-backend/backend.py"), "--port", str(backend_port),
+             "--redis", f"127.0.0.1:{redis_port}", "--secret", "check-cookie-key", "--switchboard", cls.node.url,
+             "--admin-token", token("platform", role="admin")], stdout=cls.backend_log, stderr=cls.backend_log, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", backend_port), timeout=0.2):
+                    break
+            except OSError:
+                time.sleep(0.05)
+
+    @classmethod
+    def tearDownClass(cls):
+        stop(cls.backend, cls.backend_log)
+        cls.node.stop()
+        stop(cls.redis, cls.redis_log)
+        cls.directory.cleanup()
+
+    async def backend_call(self, method, path, body):
+        async with aiohttp.ClientSession() as session:
+            async with session.request(method, self.backend_url + path, json=body) as response:
+                return response.status, await response.json()
+
+    def test_a_session_cookie_or_its_id_in_auth_connects_as_the_platforms_user(self):
+        async def check(name, transports):
+            user = f"sio-platform-{name}"
+            status, login = await self.backend_call("POST", "/login", {"userId": user, "tier": "premium"})
+            self.assertEqual(status, 200)
+            cookie = login["cookie"]
+            await self.backend_call("POST", "/rooms/3/members", {"userId": user})
+            # The browser's cookie, on the handshake (and every polling request).
+            by_cookie = Recorder(transports)
+            await by_cookie.client.connect(self.node.url, transports=transports, headers={"Cookie": cookie}, wait_timeout=10)
+            # No cookie: the session id in the CONNECT auth object.
+            by_auth = Recorder(transports)
+            await by_auth.connect(auth={"sid": cookie.split("=", 1)[1]}, url=self.node.url)
+            status, listed = await api("GET", f"/api/v1/websocket/connections/{user}", url=self.node.url)
+            self.assertEqual(status, 200)
+            self.assertEqual(len(listed["connections"]), 2, listed)
+            # A room member subscribes (the subscribe proxy agrees); another room is FORBIDDEN.
+            ack = await by_cookie.call("subscribe", "room:3")
+            self.assertTrue(ack["ok"], ack)
+            refused = await by_auth.call("subscribe", "room:4")
+            self.assertEqual((refused["ok"], refused["code"]), (False, "FORBIDDEN"), refused)
+            # A forged session: the CONNECT is refused.
+            forged = Recorder(transports)
+            with self.assertRaises(socketio.exceptions.ConnectionError):
+                await forged.connect(auth={"sid": "forged.0000"}, url=self.node.url)
+            for client in (by_cookie, by_auth, forged):
+                await client.close()
+
+        for name, transports in TRANSPORTS.items():
+            with self.subTest(transports=name):
+                run(check(name, transports))
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)
