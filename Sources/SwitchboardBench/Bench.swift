@@ -22,6 +22,8 @@ struct Common: ParsableArguments {
     @Option(help: "Server PID, for its CPU time and memory.") var serverPid: Int32
     @Option(help: "Admin token (switchboard).") var token: String = ""
     @Option(help: "Channel to use.") var channel: String = "bench"
+    @Option(help: "Token every subscriber upgrades with (?token=), for the JWT path.") var subscriberToken: String = ""
+    @Option(help: "Cookie every subscriber upgrades with, for the connect proxy (SPEC §14).") var subscriberCookie: String = ""
     @Option(help: "More server ports (comma-separated): subscribers and publishers are spread over all of them (a cluster).")
     var alsoPorts: String = ""
     @Option(help: "More PIDs (comma-separated) whose CPU counts as the server's (the other nodes, Redis).") var alsoPids: String = ""
@@ -92,7 +94,9 @@ struct Audience {
         let ports = common.ports
         var path = peer.upgradePath(channel: common.channel, batch: batch)
         if subscribeInURL { path += (path.contains("?") ? "&" : "?") + "subscribe=\(common.channel)" }
-        let offer = common.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : ""
+        if !common.subscriberToken.isEmpty { path += (path.contains("?") ? "&" : "?") + "token=\(common.subscriberToken)" }
+        let offer = (common.deflate ? "Sec-WebSocket-Extensions: permessage-deflate\r\n" : "")
+            + (common.subscriberCookie.isEmpty ? "" : "Cookie: \(common.subscriberCookie)\r\n")
         let request = ByteBuffer(string:
             "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1:\(common.port)\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
             + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\(offer)\r\n")

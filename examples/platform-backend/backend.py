@@ -197,6 +197,7 @@ def main():
     arguments = parser.parse_args()
     host, _, port = arguments.redis.rpartition(":")
     Handler.platform = Platform(Redis(host, int(port)), arguments.secret, arguments.switchboard, arguments.admin_token)
+    ThreadingHTTPServer.request_queue_size = 128  # a reconnect storm's connects arrive together
     server = ThreadingHTTPServer(("127.0.0.1", arguments.port), Handler)
     server.daemon_threads = True
     print("platform backend listening on 127.0.0.1:%d" % arguments.port, flush=True)

@@ -46,6 +46,8 @@ public final class PlatformBackend: Service, Sendable {
 
     /// The request headers the connect proxy receives (SPEC §14).
     static let forwardedHeaders = ["Cookie", "Authorization", "Origin", "User-Agent"]
+    /// Most connections kept open to the backend (HTTP/1.1: one call at a time on each).
+    static let maxBackendConnections = 64
     /// Largest answer read.
     static let maxAnswerBytes = 65_536
 
@@ -58,6 +60,9 @@ public final class PlatformBackend: Service, Sendable {
         var clientConfiguration = HTTPClient.Configuration(
             redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
         clientConfiguration.decompression = .disabled
+        // A reconnect storm asks about hundreds of clients at once: async-http-client's default of 8 connections to
+        // the backend held the rest in a queue until their deadline passed.
+        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: Self.maxBackendConnections)
         client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
     }
 
