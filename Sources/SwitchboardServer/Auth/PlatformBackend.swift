@@ -132,6 +132,7 @@ public final class PlatformBackend: Service, Sendable {
         case .double(let seconds)? where seconds.isFinite && seconds > 0: expiresAt = seconds
         default: return .refused("the platform's expiresAt is not a time in seconds since 1970")
         }
+        if let expiresAt, expiresAt <= Date().timeIntervalSince1970 { return .refused("the platform's session has expired") }
         var grants: [String] = []
         switch answer["channels"] {
         case nil, .null?: break

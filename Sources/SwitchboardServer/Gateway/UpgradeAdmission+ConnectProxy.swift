@@ -26,9 +26,6 @@ extension UpgradeAdmission {
         return loop.makeFutureWithTask { () async throws -> Identity in
             switch await backend.connect(transport: transport, ip: ip, headers: headers, data: data) {
             case .identity(let identity):
-                if let expiry = identity.expiresAt, expiry <= Date().timeIntervalSince1970 {
-                    throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: "the platform's session has expired")
-                }
                 return identity
             case .refused(let reason):
                 throw UpgradeRejection(status: .unauthorized, code: .unauthorized, message: reason)
