@@ -6,7 +6,8 @@ public import SwitchboardCore
 /// nodes meets the same limit as on one node.
 ///
 /// The minute slides over two fixed one-minute buckets (Redis's clock, so nodes' clocks do not matter): the count
-/// is this bucket's plus the previous one's weighted by how much of it still falls in the last 60 s.
+/// is this bucket's plus the previous one's weighted by how much of it still falls in the last 60 s, rounded up: a
+/// limit errs toward refusing (rounded down, an attempt just after a minute boundary went uncounted).
 public struct ClusterRate: Sendable {
     public let prefix: String
 
@@ -27,7 +28,7 @@ public struct ClusterRate: Sendable {
         local count = redis.call('INCR', current)
         redis.call('PEXPIRE', current, 120000)
         local previous = tonumber(redis.call('GET', KEYS[1] .. ':' .. (minute - 1)) or '0')
-        return count + math.floor(previous * (60000 - ms % 60000) / 60000)
+        return count + math.ceil(previous * (60000 - ms % 60000) / 60000)
         """)
 
     /// Counts one `event` from `key` and answers the cluster's count over the last minute.

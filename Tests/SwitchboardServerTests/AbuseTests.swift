@@ -151,9 +151,9 @@ import WebSocketTestClient
     @Test func hostileInputNeverDisturbsHealthyClients() async throws {
         try await TestNode.with({
             $0.maxMessageBytes = 4096
-            // Long enough for the healthy client's own upgrade on a loaded machine; idle sockets still close
-            // well within the 5 s the test waits for them.
-            $0.requestTimeout = .milliseconds(1_500)
+            // Long enough for the healthy client's own upgrade on a loaded machine (1.5 s was missed once, with the
+            // platform and cluster suites beside it); idle sockets still close well within the 8 s the test waits.
+            $0.requestTimeout = .milliseconds(3_000)
             $0.maxConnectionsPerIP = 1000
             $0.connectRatePerIP = 100_000
             $0.messageBurst = 1000
@@ -252,7 +252,7 @@ import WebSocketTestClient
             idle.append(socket)
         }
         for socket in idle {
-            #expect(try await socket.waitForClose(timeout: .seconds(5)), "every abusive socket is closed by the server")
+            #expect(try await socket.waitForClose(timeout: .seconds(8)), "every abusive socket is closed by the server")
         }
     }
 }

@@ -35,6 +35,14 @@ import WebSocketTestClient
             return (status, (try? JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:])
         }
 
+        /// Names the node the backend calls for its subscribe API.
+        func call(_ node: TestNode) async throws {
+            let named = try await post("/control/switchboard", [
+                "url": "http://127.0.0.1:\(node.port)", "adminToken": try await node.token("platform", role: .admin),
+            ])
+            #expect(named.status == 200)
+        }
+
         /// A login session's cookie (`sid=...`).
         func login(_ userId: String, role: String = "user", tier: String? = nil) async throws -> String {
             var body: [String: Any] = ["userId": userId, "role": role]
@@ -48,9 +56,11 @@ import WebSocketTestClient
         _ configure: @escaping (inout Settings) -> Void = { _ in }, _ body: (TestNode, Backend) async throws -> Void
     ) async throws {
         try await RedisServer.with { redis in
-            let backendPort = try RedisServer.freePort()
-            try await TestNode.with(platformSettings(backendPort: backendPort, configure)) { node in
-                try await withBackend(port: backendPort, redis: redis, calling: node) { backend in try await body(node, backend) }
+            try await withBackend(redis: redis) { backend in
+                try await TestNode.with(platformSettings(backendPort: backend.port, configure)) { node in
+                    try await backend.call(node)
+                    try await body(node, backend)
+                }
             }
         }
     }
@@ -59,9 +69,11 @@ import WebSocketTestClient
     /// which calls the first back.
     static func withPlatformCluster(_ body: ([TestNode], Backend) async throws -> Void) async throws {
         try await RedisServer.with { redis in
-            let backendPort = try RedisServer.freePort()
-            try await ClusterTests.withNodes(2, on: redis, platformSettings(backendPort: backendPort)) { nodes in
-                try await withBackend(port: backendPort, redis: redis, calling: nodes[0]) { backend in try await body(nodes, backend) }
+            try await withBackend(redis: redis) { backend in
+                try await ClusterTests.withNodes(2, on: redis, platformSettings(backendPort: backend.port)) { nodes in
+                    try await backend.call(nodes[0])
+                    try await body(nodes, backend)
+                }
             }
         }
     }
@@ -77,23 +89,32 @@ import WebSocketTestClient
         }
     }
 
-    /// Runs the example backend on `port` for `body`, then stops it.
-    static func withBackend(port: Int, redis: RedisServer, calling node: TestNode, _ body: (Backend) async throws -> Void) async throws {
+    /// Runs the example backend for `body`, then stops it. It binds a port of the kernel's choosing and prints it
+    /// (a port picked here and bound later could be another test's by then).
+    static func withBackend(redis: RedisServer, _ body: (Backend) async throws -> Void) async throws {
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
             "../../examples/platform-backend/backend.py").standardized.path
+        let output = Pipe()
         let process = try ChildProcess(
             executable: "/usr/bin/python3",
-            arguments: [
-                script, "--port", "\(port)", "--redis", "127.0.0.1:\(redis.port)", "--secret", "cookie-signing-key",
-                "--switchboard", "http://127.0.0.1:\(node.port)", "--admin-token", try await node.token("platform", role: .admin),
-            ])
+            arguments: [script, "--port", "0", "--redis", "127.0.0.1:\(redis.port)", "--secret", "cookie-signing-key"],
+            standardOutput: .pipe(output))
         defer {
             process.send(SIGTERM)
             _ = process.waitUntilExit(within: .seconds(5))
         }
-        let backend = Backend(port: port, process: process)
-        try await eventually("the backend listens") { (try? await backend.post("/control/delay", ["ms": 0]).status) == 200 }
-        try await body(backend)
+        try? output.fileHandleForWriting.close()
+        let line = try await onOwnThread { () -> String in
+            var text = ""
+            while !text.contains("\n") {
+                let data = output.fileHandleForReading.availableData
+                if data.isEmpty { break }
+                text += String(decoding: data, as: UTF8.self)
+            }
+            return text
+        }
+        let port = try #require(line.split(separator: ":").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }, "\(line)")
+        try await body(Backend(port: port, process: process))
     }
 
     @Test func removingAMemberUnsubscribesTheirConnectionsOnBothNodesWithinASecond() async throws {

@@ -22,7 +22,9 @@ Its own API, what its web app calls:
   (POST /api/v1/websocket/subscribe);
 - DELETE /rooms/<id>/members/<userId>: leaves it, and has Switchboard unsubscribe them with a reason.
 
-For tests: POST /control/delay {"ms"} holds every proxy answer that long (a slow backend).
+For tests: POST /control/delay {"ms"} holds every proxy answer that long (a slow backend), and
+POST /control/switchboard {"url","adminToken"} names the Switchboard node after the start (`--port 0` picks a
+free port, printed on the first line: a test starts the backend before the node that asks it).
 
     backend.py --port 8090 --redis 127.0.0.1:6379 --secret S --switchboard http://127.0.0.1:8080 --admin-token T
 """
@@ -174,6 +176,10 @@ class Handler(BaseHTTPRequestHandler):
         room = re.match(r"^/rooms/([A-Za-z0-9_.-]+)/members$", self.path)
         if room:
             return self.answer(200, platform.join(room.group(1), body["userId"]))
+        if self.path == "/control/switchboard":
+            platform.switchboard = body["url"].rstrip("/")
+            platform.admin_token = body["adminToken"]
+            return self.answer(200, {"switchboard": platform.switchboard})
         if self.path == "/control/delay":
             platform.delay = float(body.get("ms", 0)) / 1000
             return self.answer(200, {"delayMs": body.get("ms", 0)})
@@ -192,15 +198,15 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--redis", default="127.0.0.1:6379", help="host:port of the platform's Redis")
     parser.add_argument("--secret", required=True, help="key that signs the session cookie")
-    parser.add_argument("--switchboard", required=True, help="base URL of a Switchboard node's API")
-    parser.add_argument("--admin-token", required=True, help="an admin token for Switchboard's subscribe API")
+    parser.add_argument("--switchboard", default="", help="base URL of a Switchboard node's API")
+    parser.add_argument("--admin-token", default="", help="an admin token for Switchboard's subscribe API")
     arguments = parser.parse_args()
     host, _, port = arguments.redis.rpartition(":")
     Handler.platform = Platform(Redis(host, int(port)), arguments.secret, arguments.switchboard, arguments.admin_token)
     ThreadingHTTPServer.request_queue_size = 128  # a reconnect storm's connects arrive together
     server = ThreadingHTTPServer(("127.0.0.1", arguments.port), Handler)
     server.daemon_threads = True
-    print("platform backend listening on 127.0.0.1:%d" % arguments.port, flush=True)
+    print("platform backend listening on 127.0.0.1:%d" % server.server_address[1], flush=True)
     server.serve_forever()
 
 
