@@ -1,4 +1,5 @@
 import Foundation
+import NIOPosix
 import SwitchboardCore
 import Testing
 
@@ -34,5 +35,14 @@ import Testing
             #expect(isRefused(answer(json)), "\(json)")
         }
         #expect(isRefused(PlatformBackend.identity(from: nil)), "not JSON")
+    }
+
+    /// A node dropped before it served (a start that failed after the node was built) must not need its HTTP pool
+    /// shut down: async-http-client asserts, in a debug build, on a client released without it.
+    @Test func aBackendThatNeverServedHoldsNoPool() {
+        let backend = PlatformBackend(
+            configuration: .init(connectURL: "http://127.0.0.1:9/connect", subscribeURL: nil, timeout: .seconds(1)),
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton)
+        #expect(backend.configuration.connectURL != nil)
     }
 }

@@ -4,13 +4,15 @@ import NIOCore
 import NIOHTTP1
 public import ServiceLifecycle
 import SwitchboardCore
+import Synchronization
 
 /// The platform's own backend as SPEC §14 asks it: the connect proxy (who is this client without a token?) and the
 /// subscribe proxy (may this user have this channel?), over one pooled HTTP client (async-http-client).
 ///
 /// Every call has `proxy-timeout-ms` to answer, is never retried (a backend that is down or slow refuses with
 /// `UNAVAILABLE` at once, rather than holding clients), and reads at most 64 KiB of answer. The node runs it as a
-/// service: the client's pool is shut down after the server stops.
+/// service: the client's pool is made by the first call and shut down after the server stops (a node dropped before
+/// it served, or never asked, holds no client to shut down).
 public final class PlatformBackend: Service, Sendable {
     public struct Configuration: Sendable {
         /// `connect-proxy-url`: upgrades and Socket.IO CONNECTs without a token are sent here.
@@ -52,24 +54,52 @@ public final class PlatformBackend: Service, Sendable {
     static let maxAnswerBytes = 65_536
 
     let configuration: Configuration
-    private let client: HTTPClient
+    private let eventLoopGroup: any EventLoopGroup
+    /// The pool: none before the first call, and none again once shut down.
+    private let pool = Mutex(Pool.none)
+
+    private enum Pool {
+        case none
+        case open(HTTPClient)
+        case shutDown
+    }
 
     public init(configuration: Configuration, eventLoopGroup: any EventLoopGroup) {
         self.configuration = configuration
-        let timeout = TimeAmount(configuration.timeout)
-        var clientConfiguration = HTTPClient.Configuration(
-            redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
-        clientConfiguration.decompression = .disabled
-        // A reconnect storm asks about hundreds of clients at once: async-http-client's default of 8 connections to
-        // the backend held the rest in a queue until their deadline passed.
-        clientConfiguration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: Self.maxBackendConnections)
-        client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
+        self.eventLoopGroup = eventLoopGroup
     }
 
     public func run() async throws {
         // Until the server stops: then the pool's connections close.
         try? await gracefulShutdown()
-        try await client.shutdown()
+        let open = pool.withLock { pool -> HTTPClient? in
+            defer { pool = .shutDown }
+            if case .open(let client) = pool { return client }
+            return nil
+        }
+        try await open?.shutdown()
+    }
+
+    /// The pool, made by the first caller; nil once the node stopped.
+    private var client: HTTPClient? {
+        pool.withLock { pool in
+            switch pool {
+            case .open(let client): return client
+            case .shutDown: return nil
+            case .none:
+                let timeout = TimeAmount(configuration.timeout)
+                var clientConfiguration = HTTPClient.Configuration(
+                    redirectConfiguration: .disallow, timeout: .init(connect: timeout, read: timeout))
+                clientConfiguration.decompression = .disabled
+                // A reconnect storm asks about hundreds of clients at once: async-http-client's default of 8
+                // connections to the backend held the rest in a queue until their deadline passed.
+                clientConfiguration.connectionPool = .init(
+                    idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: Self.maxBackendConnections)
+                let client = HTTPClient(eventLoopGroup: eventLoopGroup, configuration: clientConfiguration)
+                pool = .open(client)
+                return client
+            }
+        }
     }
 
     /// Asks the connect proxy who a client without a token is: `transport` (`websocket` or `socketio`), its IP, the
@@ -163,6 +193,7 @@ public final class PlatformBackend: Service, Sendable {
         request.body = .bytes(ByteBuffer(string: body.jsonText))
         let deadline = NIODeadline.now() + TimeAmount(configuration.timeout)
         do {
+            guard let client else { return .unavailable("the node is stopping") }
             let response = try await client.execute(request, deadline: deadline)
             // The answer's body within the same deadline: a backend that sends its head and then stalls is as slow.
             let bytes = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
