@@ -199,7 +199,9 @@ public final class PlatformBackend: Service, Sendable {
             let bytes = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
                 group.addTask { try await response.body.collect(upTo: Self.maxAnswerBytes) }
                 group.addTask {
-                    try await Task.sleep(for: .nanoseconds(max(0, deadline.uptimeNanoseconds - NIODeadline.now().uptimeNanoseconds)))
+                    // A signed difference: the head may come after the deadline (unsigned uptimes would trap).
+                    let remaining = deadline - NIODeadline.now()
+                    try await Task.sleep(for: .nanoseconds(max(0, remaining.nanoseconds)))
                     return nil
                 }
                 defer { group.cancelAll() }
