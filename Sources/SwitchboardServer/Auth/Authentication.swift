@@ -9,8 +9,4 @@ public struct Authentication: Sendable {
 
     /// Whether an upgrade or CONNECT without a token goes to the connect proxy.
     var hasConnectProxy: Bool { backend?.configuration.connectURL != nil }
-    /// Whether `namespace`'s subscribes the rules do not allow go to the subscribe proxy.
-    func asksSubscribeProxy(for namespace: Namespace) -> Bool {
-        namespace.subscribeProxy && backend?.configuration.subscribeURL != nil
-    }
 }
